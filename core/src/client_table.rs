@@ -1,0 +1,137 @@
+//! The client table: each client's latest request number and the reply it got.
+//!
+//! It is part of the replicated state (recorded as operations execute, in the same
+//! order on every replica), so a retry is answered with the recorded reply by
+//! whichever replica orders it, and a retried create never makes two notes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ClientId, RequestNumber};
+use crate::operation::Reply;
+
+/// What to do with a request, given what the table remembers of its client.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Admission {
+    /// Newer than anything recorded: execute it.
+    Execute,
+    /// The latest recorded request, retried: answer with the recorded reply.
+    Retry(Reply),
+    /// Older than the latest recorded request: the client has moved on; drop it.
+    Stale,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct ClientEntry {
+    request_number: RequestNumber,
+    reply: Reply,
+    /// When the entry was last written, in records made by this table: the eviction order.
+    recorded_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientTable {
+    clients_max: usize,
+    entries: BTreeMap<ClientId, ClientEntry>,
+    /// `recorded_at` -> client, oldest first, to evict the least recently served client.
+    by_age: BTreeMap<u64, ClientId>,
+    records: u64,
+    evictions: u64,
+}
+
+impl ClientTable {
+    pub fn new(clients_max: usize) -> ClientTable {
+        assert!(clients_max > 0, "a client table holds at least one client");
+        ClientTable { clients_max, entries: BTreeMap::new(), by_age: BTreeMap::new(), records: 0, evictions: 0 }
+    }
+
+    pub fn admit(&self, client: ClientId, request_number: RequestNumber) -> Admission {
+        match self.entries.get(&client) {
+            None => Admission::Execute,
+            Some(entry) if request_number > entry.request_number => Admission::Execute,
+            Some(entry) if request_number == entry.request_number => Admission::Retry(entry.reply.clone()),
+            Some(_) => Admission::Stale,
+        }
+    }
+
+    /// Records the reply to an executed request. When the table is full the client
+    /// served longest ago is forgotten: a retry from it would execute again, which
+    /// is why `clients_max` must exceed the number of clients active at once.
+    pub fn record(&mut self, client: ClientId, request_number: RequestNumber, reply: Reply) {
+        self.records += 1;
+        let recorded_at = self.records;
+        if let Some(previous) = self.entries.get(&client) {
+            assert!(request_number > previous.request_number, "a client's request numbers only grow");
+            self.by_age.remove(&previous.recorded_at);
+        } else if self.entries.len() == self.clients_max {
+            let (_, oldest) = self.by_age.pop_first().expect("a full table has an oldest entry");
+            self.entries.remove(&oldest);
+            self.evictions += 1;
+        }
+        self.entries.insert(client, ClientEntry { request_number, reply, recorded_at });
+        self.by_age.insert(recorded_at, client);
+        assert_eq!(self.entries.len(), self.by_age.len(), "every entry has exactly one age");
+        assert!(self.entries.len() <= self.clients_max, "the table never grows past clients_max");
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many clients were forgotten to keep the table within its bound.
+    pub fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    pub fn latest_request_number(&self, client: ClientId) -> Option<RequestNumber> {
+        self.entries.get(&client).map(|entry| entry.request_number)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::NoteId;
+
+    fn deleted(id: u64) -> Reply {
+        Reply::Deleted { id: NoteId(id) }
+    }
+
+    #[test]
+    fn answers_a_retry_with_the_recorded_reply_and_drops_older_requests() {
+        let mut table = ClientTable::new(8);
+        assert_eq!(table.admit(ClientId(1), 1), Admission::Execute);
+        table.record(ClientId(1), 1, deleted(1));
+        assert_eq!(table.admit(ClientId(1), 1), Admission::Retry(deleted(1)));
+        table.record(ClientId(1), 2, deleted(2));
+        assert_eq!(table.admit(ClientId(1), 1), Admission::Stale);
+        assert_eq!(table.admit(ClientId(1), 2), Admission::Retry(deleted(2)));
+        assert_eq!(table.admit(ClientId(1), 3), Admission::Execute);
+        assert_eq!(table.admit(ClientId(2), 1), Admission::Execute);
+    }
+
+    #[test]
+    fn evicts_the_client_served_longest_ago_when_full() {
+        let mut table = ClientTable::new(2);
+        table.record(ClientId(1), 1, deleted(1));
+        table.record(ClientId(2), 1, deleted(2));
+        table.record(ClientId(1), 2, deleted(3));
+        table.record(ClientId(3), 1, deleted(4));
+        assert_eq!(table.admit(ClientId(2), 1), Admission::Execute, "client 2 was evicted");
+        assert_eq!(table.admit(ClientId(1), 2), Admission::Retry(deleted(3)));
+        assert_eq!((table.len(), table.evictions()), (2, 1));
+    }
+
+    #[test]
+    #[should_panic(expected = "request numbers only grow")]
+    fn recording_an_older_request_is_a_programming_error() {
+        let mut table = ClientTable::new(2);
+        table.record(ClientId(1), 5, deleted(1));
+        table.record(ClientId(1), 4, deleted(1));
+    }
+}

@@ -1,0 +1,410 @@
+//! The note store: the replicated state machine every protocol drives.
+//!
+//! Executing the same operations with the same timestamps in the same order gives
+//! the same store on every replica: the store reads no clock and iterates only
+//! ordered maps.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::hlc::Timestamp;
+use crate::ids::{NoteId, Version};
+use crate::merge_patch;
+use crate::operation::{Operation, Refusal, Reply};
+
+/// Keys the store owns: clients may echo them unchanged but never set them.
+pub const METADATA_KEYS: [&str; 4] = ["id", "version", "created_at", "updated_at"];
+
+/// A stored note: the client's object plus the metadata the store keeps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub id: NoteId,
+    pub version: Version,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The client's object, without metadata keys.
+    pub body: Map<String, Value>,
+}
+
+impl Note {
+    /// The note as clients see it: the body with the metadata merged in.
+    pub fn to_json(&self) -> Value {
+        let mut object = self.body.clone();
+        object.insert("id".into(), Value::from(self.id.0));
+        object.insert("version".into(), Value::from(self.version));
+        object.insert("created_at".into(), Value::from(self.created_at.to_rfc3339()));
+        object.insert("updated_at".into(), Value::from(self.updated_at.to_rfc3339()));
+        Value::Object(object)
+    }
+
+    fn metadata_value(&self, key: &str) -> Value {
+        match key {
+            "id" => Value::from(self.id.0),
+            "version" => Value::from(self.version),
+            "created_at" => Value::from(self.created_at.to_rfc3339()),
+            "updated_at" => Value::from(self.updated_at.to_rfc3339()),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// One page of a list, ordered by id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotePage {
+    pub notes: Vec<Note>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next_after: Option<NoteId>,
+}
+
+/// Limits on what one note and one page may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreLimits {
+    /// Largest body, counted as compact JSON bytes.
+    pub body_bytes_max: usize,
+    /// Largest page of a list; also the page size when a list names none.
+    pub list_limit_max: u32,
+}
+
+impl Default for StoreLimits {
+    fn default() -> StoreLimits {
+        StoreLimits { body_bytes_max: 64 * 1024, list_limit_max: 1000 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoteStore {
+    limits: StoreLimits,
+    next_id: NoteId,
+    notes: BTreeMap<NoteId, Note>,
+    /// The latest timestamp of any applied write; the floor for the next one.
+    last_timestamp: Timestamp,
+}
+
+impl NoteStore {
+    pub fn new(limits: StoreLimits) -> NoteStore {
+        NoteStore { limits, next_id: NoteId(1), notes: BTreeMap::new(), last_timestamp: Timestamp(0) }
+    }
+
+    pub fn get(&self, id: NoteId) -> Option<&Note> {
+        self.notes.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.notes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.notes.is_empty()
+    }
+
+    pub fn next_id(&self) -> NoteId {
+        self.next_id
+    }
+
+    pub fn last_timestamp(&self) -> Timestamp {
+        self.last_timestamp
+    }
+
+    pub fn notes(&self) -> impl Iterator<Item = &Note> {
+        self.notes.values()
+    }
+
+    /// Answers a read without changing anything.
+    pub fn query(&self, operation: &Operation) -> Reply {
+        match operation {
+            Operation::Get { id } => match self.notes.get(id) {
+                Some(note) => Reply::Note { note: note.clone() },
+                None => Reply::refused(Refusal::NotFound { id: *id }),
+            },
+            Operation::List { after, limit } => Reply::Page { page: self.list(*after, *limit) },
+            write => unreachable!("query called with a write: {}", write.name()),
+        }
+    }
+
+    pub fn list(&self, after: Option<NoteId>, limit: Option<u32>) -> NotePage {
+        let limit = limit.unwrap_or(self.limits.list_limit_max).min(self.limits.list_limit_max);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let start = after.map_or(0, |after| after.0.saturating_add(1));
+        let mut remaining = self.notes.range(NoteId(start)..);
+        let notes: Vec<Note> = remaining.by_ref().take(limit).map(|(_, note)| note.clone()).collect();
+        let next_after = match (remaining.next(), notes.last()) {
+            (Some(_), Some(last)) => Some(last.id),
+            _ => None,
+        };
+        NotePage { notes, next_after }
+    }
+
+    /// Executes one operation. Writes are stamped with `timestamp`, chosen where the
+    /// operation was ordered; the same operation and timestamp give the same reply
+    /// and the same store on every replica.
+    pub fn execute(&mut self, operation: &Operation, timestamp: Timestamp) -> Reply {
+        let reply = match operation {
+            Operation::Get { .. } | Operation::List { .. } => return self.query(operation),
+            Operation::Create { body } => self.create(body, timestamp),
+            Operation::Replace { id, body, if_match } => self.replace(*id, body, *if_match, timestamp),
+            Operation::Patch { id, patch, if_match } => self.patch(*id, patch, *if_match, timestamp),
+            Operation::Delete { id, if_match } => self.delete(*id, *if_match),
+        };
+        self.check_invariants();
+        reply
+    }
+
+    fn create(&mut self, body: &Value, timestamp: Timestamp) -> Reply {
+        let body = match self.validate_body(body, None) {
+            Ok(body) => body,
+            Err(refusal) => return Reply::refused(refusal),
+        };
+        let id = self.next_id;
+        let Some(next_id) = id.0.checked_add(1) else {
+            return Reply::refused(Refusal::unavailable("note ids are exhausted"));
+        };
+        self.next_id = NoteId(next_id);
+        let note = Note { id, version: 1, created_at: timestamp, updated_at: timestamp, body };
+        self.stamp(timestamp);
+        self.notes.insert(id, note.clone());
+        Reply::Note { note }
+    }
+
+    fn replace(&mut self, id: NoteId, body: &Value, if_match: Option<Version>, timestamp: Timestamp) -> Reply {
+        let note = match self.writable(id, if_match) {
+            Ok(note) => note,
+            Err(refusal) => return Reply::refused(refusal),
+        };
+        match self.validate_body(body, Some(note)) {
+            Ok(body) => self.update(id, body, timestamp),
+            Err(refusal) => Reply::refused(refusal),
+        }
+    }
+
+    fn patch(&mut self, id: NoteId, patch: &Value, if_match: Option<Version>, timestamp: Timestamp) -> Reply {
+        let note = match self.writable(id, if_match) {
+            Ok(note) => note,
+            Err(refusal) => return Reply::refused(refusal),
+        };
+        let patch = match patch {
+            Value::Object(members) => match strip_metadata(members, Some(note)) {
+                Ok(members) => Value::Object(members),
+                Err(refusal) => return Reply::refused(refusal),
+            },
+            other => other.clone(),
+        };
+        let mut merged = Value::Object(note.body.clone());
+        merge_patch::apply(&mut merged, &patch);
+        match self.validate_body(&merged, Some(note)) {
+            Ok(body) => self.update(id, body, timestamp),
+            Err(refusal) => Reply::refused(refusal),
+        }
+    }
+
+    fn delete(&mut self, id: NoteId, if_match: Option<Version>) -> Reply {
+        if let Err(refusal) = self.writable(id, if_match) {
+            return Reply::refused(refusal);
+        }
+        self.notes.remove(&id);
+        Reply::Deleted { id }
+    }
+
+    fn writable(&self, id: NoteId, if_match: Option<Version>) -> Result<&Note, Refusal> {
+        let note = self.notes.get(&id).ok_or(Refusal::NotFound { id })?;
+        match if_match {
+            Some(expected) if expected != note.version => {
+                Err(Refusal::VersionMismatch { id, expected, actual: note.version })
+            }
+            _ => Ok(note),
+        }
+    }
+
+    fn update(&mut self, id: NoteId, body: Map<String, Value>, timestamp: Timestamp) -> Reply {
+        let note = self.notes.get_mut(&id).expect("update follows a successful writable()");
+        assert!(timestamp > note.updated_at, "a note's updated_at never goes backwards");
+        note.body = body;
+        note.version += 1;
+        note.updated_at = timestamp;
+        let note = note.clone();
+        self.stamp(timestamp);
+        Reply::Note { note }
+    }
+
+    fn stamp(&mut self, timestamp: Timestamp) {
+        self.last_timestamp = self.last_timestamp.max(timestamp);
+    }
+
+    fn validate_body(&self, body: &Value, existing: Option<&Note>) -> Result<Map<String, Value>, Refusal> {
+        let Value::Object(members) = body else {
+            return Err(Refusal::invalid("a note must be a JSON object"));
+        };
+        let members = strip_metadata(members, existing)?;
+        let size = serde_json::to_vec(&members).map_or(usize::MAX, |bytes| bytes.len());
+        if size > self.limits.body_bytes_max {
+            return Err(Refusal::invalid(format!(
+                "a note's body is {size} bytes, over the limit of {} bytes",
+                self.limits.body_bytes_max
+            )));
+        }
+        Ok(members)
+    }
+
+    /// Replaces the whole store, as state transfer does.
+    pub fn restore(&mut self, snapshot: NoteStore) {
+        *self = snapshot;
+        self.check_invariants();
+    }
+
+    fn check_invariants(&self) {
+        if let Some((last_id, _)) = self.notes.last_key_value() {
+            assert!(*last_id < self.next_id, "every stored id was assigned before next_id");
+        }
+        assert!(self.next_id.0 >= 1, "ids start at 1");
+    }
+}
+
+/// Removes metadata keys that echo the stored values; any other value for them is refused.
+fn strip_metadata(members: &Map<String, Value>, existing: Option<&Note>) -> Result<Map<String, Value>, Refusal> {
+    let mut stripped = members.clone();
+    for key in METADATA_KEYS {
+        let Some(given) = stripped.remove(key) else { continue };
+        let matches_stored = existing.is_some_and(|note| note.metadata_value(key) == given);
+        if !matches_stored {
+            return Err(Refusal::invalid(format!("`{key}` is set by the store and cannot be changed")));
+        }
+    }
+    Ok(stripped)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn store() -> NoteStore {
+        NoteStore::new(StoreLimits { body_bytes_max: 64, list_limit_max: 2 })
+    }
+
+    fn create(store: &mut NoteStore, body: Value, at: u64) -> Reply {
+        store.execute(&Operation::Create { body }, Timestamp(at))
+    }
+
+    fn note_reply(id: u64, version: Version, created: u64, updated: u64, body: Value) -> Reply {
+        let Value::Object(body) = body else { panic!("test bodies are objects") };
+        Reply::Note {
+            note: Note {
+                id: NoteId(id),
+                version,
+                created_at: Timestamp(created),
+                updated_at: Timestamp(updated),
+                body,
+            },
+        }
+    }
+
+    #[test]
+    fn ids_are_sequential_from_one_and_never_reused() {
+        let mut store = store();
+        assert_eq!(create(&mut store, json!({"t": "a"}), 10), note_reply(1, 1, 10, 10, json!({"t": "a"})));
+        assert_eq!(create(&mut store, json!({"t": "b"}), 11), note_reply(2, 1, 11, 11, json!({"t": "b"})));
+        assert_eq!(
+            store.execute(&Operation::Delete { id: NoteId(2), if_match: None }, Timestamp(12)),
+            Reply::Deleted { id: NoteId(2) }
+        );
+        assert_eq!(create(&mut store, json!({"t": "c"}), 13), note_reply(3, 1, 13, 13, json!({"t": "c"})));
+    }
+
+    #[test]
+    fn replace_and_patch_add_one_to_the_version() {
+        let mut store = store();
+        create(&mut store, json!({"a": 1, "b": 2}), 10);
+        let replace = Operation::Replace { id: NoteId(1), body: json!({"a": 5}), if_match: None };
+        assert_eq!(store.execute(&replace, Timestamp(20)), note_reply(1, 2, 10, 20, json!({"a": 5})));
+        let patch = Operation::Patch { id: NoteId(1), patch: json!({"a": null, "c": {"d": 1}}), if_match: Some(2) };
+        assert_eq!(store.execute(&patch, Timestamp(30)), note_reply(1, 3, 10, 30, json!({"c": {"d": 1}})));
+    }
+
+    #[test]
+    fn conditional_writes_check_the_version() {
+        let mut store = store();
+        create(&mut store, json!({}), 10);
+        let mismatch = Refusal::VersionMismatch { id: NoteId(1), expected: 7, actual: 1 };
+        for operation in [
+            Operation::Replace { id: NoteId(1), body: json!({}), if_match: Some(7) },
+            Operation::Patch { id: NoteId(1), patch: json!({}), if_match: Some(7) },
+            Operation::Delete { id: NoteId(1), if_match: Some(7) },
+        ] {
+            assert_eq!(store.execute(&operation, Timestamp(20)), Reply::refused(mismatch.clone()));
+        }
+        assert_eq!(store.get(NoteId(1)).map(|note| note.version), Some(1));
+        assert_eq!(
+            store.execute(&Operation::Delete { id: NoteId(1), if_match: Some(1) }, Timestamp(21)),
+            Reply::Deleted { id: NoteId(1) }
+        );
+    }
+
+    #[test]
+    fn a_missing_note_is_not_found_even_with_if_match() {
+        let mut store = store();
+        let not_found = Reply::refused(Refusal::NotFound { id: NoteId(9) });
+        for operation in [
+            Operation::Get { id: NoteId(9) },
+            Operation::Replace { id: NoteId(9), body: json!({}), if_match: Some(1) },
+            Operation::Patch { id: NoteId(9), patch: json!({}), if_match: None },
+            Operation::Delete { id: NoteId(9), if_match: Some(1) },
+        ] {
+            assert_eq!(store.execute(&operation, Timestamp(1)), not_found);
+        }
+    }
+
+    #[test]
+    fn bodies_must_be_objects_within_the_size_limit() {
+        let mut store = store();
+        assert_eq!(create(&mut store, json!([1]), 1), Reply::refused(Refusal::invalid("a note must be a JSON object")));
+        let Reply::Refused { refusal: Refusal::Invalid { reason } } =
+            create(&mut store, json!({"big": "x".repeat(100)}), 2)
+        else {
+            panic!("an oversized body is invalid");
+        };
+        assert!(reason.contains("over the limit of 64 bytes"), "{reason}");
+        create(&mut store, json!({}), 3);
+        let patch_to_array = Operation::Patch { id: NoteId(1), patch: json!(["x"]), if_match: None };
+        assert_eq!(
+            store.execute(&patch_to_array, Timestamp(4)),
+            Reply::refused(Refusal::invalid("a note must be a JSON object"))
+        );
+        assert_eq!(store.next_id(), NoteId(2), "refused creates assign no id");
+    }
+
+    #[test]
+    fn metadata_keys_are_ignored_when_echoed_and_refused_otherwise() {
+        let mut store = store();
+        let Reply::Note { note } = create(&mut store, json!({"t": 1}), 10) else { panic!("created") };
+        let echoed = note.to_json();
+        let round_trip = Operation::Replace { id: NoteId(1), body: echoed, if_match: None };
+        assert_eq!(store.execute(&round_trip, Timestamp(20)), note_reply(1, 2, 10, 20, json!({"t": 1})));
+        let forged = Operation::Patch { id: NoteId(1), patch: json!({"version": 99}), if_match: None };
+        assert_eq!(
+            store.execute(&forged, Timestamp(30)),
+            Reply::refused(Refusal::invalid("`version` is set by the store and cannot be changed"))
+        );
+        assert_eq!(
+            create(&mut store, json!({"id": 5}), 40),
+            Reply::refused(Refusal::invalid("`id` is set by the store and cannot be changed"))
+        );
+    }
+
+    #[test]
+    fn list_pages_in_id_order() {
+        let mut store = store();
+        for at in 1..=5 {
+            create(&mut store, json!({}), at);
+        }
+        store.execute(&Operation::Delete { id: NoteId(2), if_match: None }, Timestamp(6));
+        let ids = |page: &NotePage| page.notes.iter().map(|note| note.id.0).collect::<Vec<_>>();
+        let first = store.list(None, None);
+        assert_eq!((ids(&first), first.next_after), (vec![1, 3], Some(NoteId(3))));
+        let second = store.list(first.next_after, Some(5));
+        assert_eq!((ids(&second), second.next_after), (vec![4, 5], None));
+        let after_end = store.list(Some(NoteId(u64::MAX)), Some(1));
+        assert_eq!((ids(&after_end), after_end.next_after), (vec![], None));
+    }
+}

@@ -1,0 +1,2 @@
+//! noted-sim: drives noted's replicas under seeded faults, records the client
+//! history and checks it.
