@@ -1,0 +1,192 @@
+//! A replica's configuration, checked once by [`Config::validate`] at start-up.
+
+use core::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ids::{ClusterId, ReplicaId};
+use crate::store::StoreLimits;
+
+/// Largest cluster: replica ids are `u8`, and quorum arithmetic stays small.
+pub const REPLICAS_MAX: u8 = 16;
+
+/// The replication protocol a cluster runs. Every replica of a cluster must agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum ProtocolKind {
+    /// Primary-backup with a fixed primary: see [`crate::protocol::remote_write`].
+    RemoteWrite { primary: ReplicaId },
+    /// Primary-backup with the primary role of each note migrating to the writer:
+    /// see [`crate::protocol::local_write`].
+    LocalWrite,
+}
+
+impl ProtocolKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolKind::RemoteWrite { .. } => "remote-write",
+            ProtocolKind::LocalWrite => "local-write",
+        }
+    }
+}
+
+/// Named timeouts; each protocol documents which it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// How long a sender waits for an acknowledgement before sending again.
+    pub retransmit_timeout: Duration,
+    /// How often an ordering replica tells the others where it stands, so that a
+    /// replica that lost messages or memory learns it is behind.
+    pub heartbeat_interval: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing { retransmit_timeout: Duration::from_millis(50), heartbeat_interval: Duration::from_millis(100) }
+    }
+}
+
+/// Bounds on every queue and table a replica keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub store: StoreLimits,
+    /// Clients remembered by the client table; must exceed the clients active at once.
+    pub clients_max: usize,
+    /// Requests a replica holds while waiting for others (forwarded or being replicated).
+    pub pending_requests_max: usize,
+    /// Updates kept for retransmission or buffered out of order.
+    pub log_entries_max: usize,
+    /// Updates carried by one message.
+    pub entries_per_message_max: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            store: StoreLimits::default(),
+            clients_max: 4096,
+            pending_requests_max: 1024,
+            log_entries_max: 8192,
+            entries_per_message_max: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub cluster: ClusterId,
+    /// This replica.
+    pub replica: ReplicaId,
+    /// Replicas are `0..replica_count`.
+    pub replica_count: u8,
+    pub protocol: ProtocolKind,
+    /// Seeds the replica's own generator (timer jitter): the only source of randomness.
+    pub seed: u64,
+    pub timing: Timing,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("replica_count is {0}; it must be between 1 and {REPLICAS_MAX}")]
+    ReplicaCount(u8),
+    #[error("replica {replica} is not in a cluster of {replica_count} replicas")]
+    ReplicaOutOfRange { replica: ReplicaId, replica_count: u8 },
+    #[error("protocol.primary {primary} is not in a cluster of {replica_count} replicas")]
+    PrimaryOutOfRange { primary: ReplicaId, replica_count: u8 },
+    #[error("timing.{0} must be greater than zero")]
+    ZeroTimeout(&'static str),
+    #[error("limits.{0} must be greater than zero")]
+    ZeroLimit(&'static str),
+    #[error("limits.entries_per_message_max must not exceed limits.log_entries_max")]
+    MessageLargerThanLog,
+}
+
+impl Config {
+    /// A configuration with default timing and limits.
+    pub fn new(cluster: ClusterId, replica: ReplicaId, replica_count: u8, protocol: ProtocolKind, seed: u64) -> Config {
+        Config { cluster, replica, replica_count, protocol, seed, timing: Timing::default(), limits: Limits::default() }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.replica_count == 0 || self.replica_count > REPLICAS_MAX {
+            return Err(ConfigError::ReplicaCount(self.replica_count));
+        }
+        if self.replica.0 >= self.replica_count {
+            return Err(ConfigError::ReplicaOutOfRange { replica: self.replica, replica_count: self.replica_count });
+        }
+        if let ProtocolKind::RemoteWrite { primary } = self.protocol
+            && primary.0 >= self.replica_count
+        {
+            return Err(ConfigError::PrimaryOutOfRange { primary, replica_count: self.replica_count });
+        }
+        if self.timing.retransmit_timeout.is_zero() {
+            return Err(ConfigError::ZeroTimeout("retransmit_timeout"));
+        }
+        if self.timing.heartbeat_interval.is_zero() {
+            return Err(ConfigError::ZeroTimeout("heartbeat_interval"));
+        }
+        let limits = &self.limits;
+        for (name, value) in [
+            ("clients_max", limits.clients_max),
+            ("pending_requests_max", limits.pending_requests_max),
+            ("log_entries_max", limits.log_entries_max),
+            ("entries_per_message_max", limits.entries_per_message_max),
+            ("store.body_bytes_max", limits.store.body_bytes_max),
+            ("store.list_limit_max", limits.store.list_limit_max as usize),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit(name));
+            }
+        }
+        if limits.entries_per_message_max > limits.log_entries_max {
+            return Err(ConfigError::MessageLargerThanLog);
+        }
+        Ok(())
+    }
+
+    pub fn replicas(&self) -> impl Iterator<Item = ReplicaId> + use<> {
+        (0..self.replica_count).map(ReplicaId)
+    }
+
+    /// Every replica but this one.
+    pub fn peers(&self) -> impl Iterator<Item = ReplicaId> + use<> {
+        let me = self.replica;
+        self.replicas().filter(move |replica| *replica != me)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::new(ClusterId(1), ReplicaId(0), 3, ProtocolKind::RemoteWrite { primary: ReplicaId(0) }, 7)
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(config().validate(), Ok(()));
+    }
+
+    #[test]
+    fn names_the_field_that_is_wrong() {
+        let mut bad = config();
+        bad.protocol = ProtocolKind::RemoteWrite { primary: ReplicaId(3) };
+        assert_eq!(bad.validate().unwrap_err().to_string(), "protocol.primary R3 is not in a cluster of 3 replicas");
+        let mut bad = config();
+        bad.limits.clients_max = 0;
+        assert_eq!(bad.validate(), Err(ConfigError::ZeroLimit("clients_max")));
+        let mut bad = config();
+        bad.replica = ReplicaId(5);
+        assert_eq!(bad.validate(), Err(ConfigError::ReplicaOutOfRange { replica: ReplicaId(5), replica_count: 3 }));
+    }
+
+    #[test]
+    fn peers_are_every_other_replica() {
+        let mut config = config();
+        config.replica = ReplicaId(1);
+        assert_eq!(config.peers().collect::<Vec<_>>(), vec![ReplicaId(0), ReplicaId(2)]);
+    }
+}

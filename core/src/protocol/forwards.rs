@@ -1,0 +1,82 @@
+use std::collections::BTreeMap;
+
+use crate::ids::{ClientId, ReplicaId, RequestNumber};
+use crate::operation::ClientRequest;
+use crate::time::Instant;
+
+/// Requests this replica sent on to the replica that orders them, kept until the
+/// answer comes back and sent again when it is late. One per client: a client has
+/// at most one request in flight, and a newer request replaces an older one.
+#[derive(Debug)]
+pub(crate) struct PendingForwards {
+    entries: BTreeMap<ClientId, PendingForward>,
+    entries_max: usize,
+}
+
+#[derive(Debug)]
+pub(crate) struct PendingForward {
+    pub(crate) request: ClientRequest,
+    pub(crate) to: ReplicaId,
+    pub(crate) retry_at: Instant,
+}
+
+impl PendingForwards {
+    pub(crate) fn new(entries_max: usize) -> PendingForwards {
+        PendingForwards { entries: BTreeMap::new(), entries_max }
+    }
+
+    /// Remembers `request`; `false` when the table is full and the request must be refused.
+    pub(crate) fn insert(&mut self, request: ClientRequest, to: ReplicaId, retry_at: Instant) -> bool {
+        if self.entries.len() >= self.entries_max && !self.entries.contains_key(&request.client) {
+            return false;
+        }
+        if let Some(existing) = self.entries.get(&request.client)
+            && existing.request.request_number > request.request_number
+        {
+            return true;
+        }
+        self.entries.insert(request.client, PendingForward { request, to, retry_at });
+        true
+    }
+
+    /// Takes the pending request `(client, request_number)` when its answer arrives.
+    pub(crate) fn take(&mut self, client: ClientId, request_number: RequestNumber) -> Option<ClientRequest> {
+        match self.entries.get(&client) {
+            Some(pending) if pending.request.request_number == request_number => {
+                self.entries.remove(&client).map(|pending| pending.request)
+            }
+            _ => None,
+        }
+    }
+
+    /// The requests whose answer is late at `now`, rescheduled for `next_retry_at`.
+    pub(crate) fn due(&mut self, now: Instant, next_retry_at: Instant) -> Vec<(ReplicaId, ClientRequest)> {
+        let mut due = Vec::new();
+        for pending in self.entries.values_mut() {
+            if pending.retry_at <= now {
+                pending.retry_at = next_retry_at;
+                due.push((pending.to, pending.request.clone()));
+            }
+        }
+        due
+    }
+
+    /// Points every pending request at `to`, as when the ordering replica changes.
+    pub(crate) fn redirect(&mut self, client: ClientId, to: ReplicaId) {
+        if let Some(pending) = self.entries.get_mut(&client) {
+            pending.to = to;
+        }
+    }
+
+    pub(crate) fn next_retry_at(&self) -> Option<Instant> {
+        self.entries.values().map(|pending| pending.retry_at).min()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn check_invariants(&self) {
+        assert!(self.entries.len() <= self.entries_max, "pending forwards stay within their bound");
+    }
+}

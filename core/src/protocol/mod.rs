@@ -1,0 +1,32 @@
+//! The replication protocols. Each one is a [`Protocol`]: the replica dispatches
+//! inputs to it and it computes the effects.
+
+pub mod local_write;
+pub mod remote_write;
+
+mod forwards;
+mod outputs;
+
+pub(crate) use forwards::PendingForwards;
+pub(crate) use outputs::Outputs;
+
+use crate::client_table::ClientTable;
+use crate::ids::ReplicaId;
+use crate::message::Message;
+use crate::operation::ClientRequest;
+use crate::replica::Status;
+use crate::store::NoteStore;
+use crate::time::Instant;
+
+pub(crate) trait Protocol: core::fmt::Debug {
+    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs);
+    fn on_message(&mut self, now: Instant, from: ReplicaId, message: Message, outputs: &mut Outputs);
+    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs);
+    fn next_timeout(&self) -> Option<Instant>;
+    fn store(&self) -> &NoteStore;
+    fn client_table(&self) -> &ClientTable;
+    fn status(&self) -> Status;
+    /// Asserts the protocol's invariants, and remembers what the next check compares
+    /// against; called after every input.
+    fn check_invariants(&mut self);
+}

@@ -1,0 +1,747 @@
+//! Primary-backup replication with a fixed primary: the remote-write protocol.
+//!
+//! The primary named in the configuration orders every write. Any replica accepts
+//! any request: a write (or a linearizable read) that arrives at a backup is
+//! forwarded to the primary, and the answer comes back the same way.
+//!
+//! ```text
+//! client ── request ──▶ R1 (backup) ── Forward ──▶ R0 (primary)
+//!                                                  executes, assigns sequence s
+//!                        R1 ◀── Update{s} ──────── R0 ──── Update{s} ──▶ R2
+//!                        R1 ── UpdateAck{s} ─────▶ R0 ◀─── UpdateAck{s} ─ R2
+//! client ◀── reply ───── R1 ◀── ForwardReply ───── R0   (only after every backup acknowledged s)
+//! ```
+//!
+//! Backups apply updates strictly in sequence order: a duplicate is acknowledged
+//! again and otherwise ignored, an update that arrives early is buffered (within
+//! `log_entries_max`), and acknowledgements are cumulative. The primary keeps every
+//! update some backup has not acknowledged and sends it again after
+//! `retransmit_timeout`; it also sends a heartbeat every `heartbeat_interval`, so a
+//! backup that lost messages, or its memory, learns how far behind it is. A backup
+//! behind the primary's retained log gets a snapshot of the whole state.
+//!
+//! # Fault model
+//!
+//! Tolerated: message loss, duplication, reordering and delay; partitions (writes
+//! wait until every backup is reachable again, nothing is lost); a backup that
+//! crashes and restarts with empty memory (it catches up by snapshot); pauses and
+//! clock skew (time only drives retransmission).
+//!
+//! Not tolerated: a crash of the primary. Its memory is the only copy of the order
+//! of writes not yet on every backup, and nothing elects a new primary; a primary
+//! that restarts empty assigns sequence numbers and note ids from the start again.
+//! The simulator injects primary crashes only when asked to go beyond this model,
+//! to show exactly that.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client_table::{Admission, ClientTable};
+use crate::config::Config;
+use crate::hlc::Timestamp;
+use crate::ids::{ClientId, ReplicaId, RequestNumber};
+use crate::message::Message as AnyMessage;
+use crate::operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
+use crate::protocol::{Outputs, PendingForwards, Protocol};
+use crate::replica::{DropReason, Event, Freshness, Role, Status};
+use crate::store::NoteStore;
+use crate::time::Instant;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// A request that arrived at a backup, on its way to the primary.
+    Forward { request: ClientRequest },
+    /// The primary's answer to a forwarded request, for the replica holding the client.
+    ForwardReply { client: ClientId, request_number: RequestNumber, reply: Reply },
+    /// Updates in sequence order (possibly none: a heartbeat), and the primary's
+    /// latest sequence so that the backup knows whether it is behind.
+    Update { entries: Vec<Update>, latest_sequence: u64 },
+    /// Cumulative: every update up to `applied` is applied. `behind` asks for what follows.
+    UpdateAck { applied: u64, behind: bool },
+    /// The whole replicated state as of `sequence`, for a backup behind the retained log.
+    Snapshot { sequence: u64, store: NoteStore, client_table: ClientTable },
+}
+
+impl Message {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Forward { .. } => "forward",
+            Message::ForwardReply { .. } => "forward_reply",
+            Message::Update { .. } => "update",
+            Message::UpdateAck { .. } => "update_ack",
+            Message::Snapshot { .. } => "snapshot",
+        }
+    }
+}
+
+/// One ordered write, as every replica executes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    pub sequence: u64,
+    pub client: ClientId,
+    pub request_number: RequestNumber,
+    pub operation: Operation,
+    pub timestamp: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct RemoteWrite {
+    config: Config,
+    primary: ReplicaId,
+    store: NoteStore,
+    client_table: ClientTable,
+    /// The sequence of the last update applied here; at the primary, the last assigned.
+    applied: u64,
+    forwards: PendingForwards,
+    role: RoleState,
+    /// `applied` after the previous input, to assert it never goes back.
+    applied_before: u64,
+}
+
+#[derive(Debug)]
+enum RoleState {
+    Primary(PrimaryState),
+    Backup(BackupState),
+}
+
+#[derive(Debug)]
+struct PrimaryState {
+    /// Updates not yet acknowledged by every backup, in sequence order.
+    log: VecDeque<Update>,
+    backups: BTreeMap<ReplicaId, BackupProgress>,
+    /// Writes executed here, waiting for every backup before their client is answered.
+    waiting: BTreeMap<u64, Waiter>,
+    heartbeat_at: Instant,
+}
+
+#[derive(Debug)]
+struct BackupProgress {
+    /// Highest sequence this backup acknowledged: what the primary may count on.
+    acknowledged: u64,
+    /// Where to send from next: the backup's own latest report, which falls back
+    /// when the backup restarted with empty memory.
+    send_from: u64,
+    retransmit_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    client: ClientId,
+    request_number: RequestNumber,
+    /// The replica holding the client.
+    origin: ReplicaId,
+    reply: Reply,
+}
+
+#[derive(Debug, Default)]
+struct BackupState {
+    /// Updates that arrived ahead of a gap, by sequence.
+    buffered: BTreeMap<u64, Update>,
+}
+
+impl RemoteWrite {
+    pub(crate) fn new(config: Config, primary: ReplicaId, now: Instant) -> RemoteWrite {
+        let role = if config.replica == primary {
+            let backups = config
+                .peers()
+                .map(|peer| (peer, BackupProgress { acknowledged: 0, send_from: 1, retransmit_at: None }))
+                .collect();
+            RoleState::Primary(PrimaryState {
+                log: VecDeque::new(),
+                backups,
+                waiting: BTreeMap::new(),
+                heartbeat_at: now + config.timing.heartbeat_interval,
+            })
+        } else {
+            RoleState::Backup(BackupState::default())
+        };
+        RemoteWrite {
+            store: NoteStore::new(config.limits.store),
+            client_table: ClientTable::new(config.limits.clients_max),
+            forwards: PendingForwards::new(config.limits.pending_requests_max),
+            applied: 0,
+            applied_before: 0,
+            primary,
+            role,
+            config,
+        }
+    }
+
+    fn me(&self) -> ReplicaId {
+        self.config.replica
+    }
+
+    /// Answers the client wherever it is: here, or at the replica that forwarded the request.
+    fn answer(
+        &self,
+        origin: ReplicaId,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        outputs: &mut Outputs,
+    ) {
+        if origin == self.me() {
+            outputs.reply(client, request_number, reply, Freshness::Ordered);
+        } else {
+            outputs.send(origin, wrap(Message::ForwardReply { client, request_number, reply }));
+        }
+    }
+
+    fn order(&mut self, now: Instant, origin: ReplicaId, request: ClientRequest, outputs: &mut Outputs) {
+        let RoleState::Primary(primary) = &mut self.role else {
+            unreachable!("only the primary orders requests");
+        };
+        let ClientRequest { client, request_number, operation, .. } = request;
+        if operation.is_read() {
+            let reply = self.store.query(&operation);
+            self.answer(origin, client, request_number, reply, outputs);
+            return;
+        }
+        if let Some(waiter) = primary.waiting.values_mut().find(|waiter| waiter.client == client) {
+            // A retry of a write still being replicated: answer wherever the latest copy came from.
+            if waiter.request_number == request_number {
+                waiter.origin = origin;
+                return;
+            }
+        }
+        match self.client_table.admit(client, request_number) {
+            Admission::Retry(reply) => return self.answer(origin, client, request_number, reply, outputs),
+            Admission::Stale => return,
+            Admission::Execute => {}
+        }
+        let limits = &self.config.limits;
+        if primary.waiting.len() >= limits.pending_requests_max || primary.log.len() >= limits.log_entries_max {
+            outputs.event(Event::Overloaded { queue: "replication".into() });
+            let refusal = Refusal::unavailable("the primary's replication queue is full");
+            return self.answer(origin, client, request_number, Reply::refused(refusal), outputs);
+        }
+        let sequence = self.applied + 1;
+        let timestamp = Timestamp::next(now, self.store.last_timestamp());
+        let reply = self.store.execute(&operation, timestamp);
+        self.client_table.record(client, request_number, reply.clone());
+        self.applied = sequence;
+        outputs.event(Event::Ordered { sequence, client, request_number, operation: operation.name().into() });
+        let update = Update { sequence, client, request_number, operation, timestamp };
+        for (backup, progress) in &mut primary.backups {
+            if progress.send_from == sequence {
+                let message = Message::Update { entries: vec![update.clone()], latest_sequence: sequence };
+                outputs.send(*backup, wrap(message));
+                progress.send_from = sequence + 1;
+            }
+            progress.retransmit_at.get_or_insert(now + self.config.timing.retransmit_timeout);
+        }
+        primary.log.push_back(update);
+        primary.waiting.insert(sequence, Waiter { client, request_number, origin, reply });
+        self.complete_acknowledged(outputs);
+    }
+
+    /// Answers every write all backups acknowledged and forgets updates no backup needs.
+    fn complete_acknowledged(&mut self, outputs: &mut Outputs) {
+        let RoleState::Primary(primary) = &mut self.role else { return };
+        let everywhere = primary.backups.values().map(|progress| progress.acknowledged).min().unwrap_or(self.applied);
+        while let Some(entry) = primary.waiting.first_entry() {
+            if *entry.key() > everywhere {
+                break;
+            }
+            let (sequence, waiter) = entry.remove_entry();
+            outputs.event(Event::Acknowledged {
+                sequence,
+                client: waiter.client,
+                request_number: waiter.request_number,
+            });
+            let Waiter { client, request_number, origin, reply } = waiter;
+            if origin == self.config.replica {
+                outputs.reply(client, request_number, reply, Freshness::Ordered);
+            } else {
+                outputs.send(origin, wrap(Message::ForwardReply { client, request_number, reply }));
+            }
+        }
+        while primary.log.front().is_some_and(|update| update.sequence <= everywhere) {
+            primary.log.pop_front();
+        }
+    }
+
+    /// Sends a backup what it lacks, from `send_from`: updates, or a snapshot when
+    /// they are no longer retained.
+    fn catch_up(&mut self, now: Instant, backup: ReplicaId, outputs: &mut Outputs) {
+        let RoleState::Primary(primary) = &mut self.role else { return };
+        let progress = primary.backups.get_mut(&backup).expect("catch_up is called for a configured backup");
+        progress.retransmit_at = Some(now + self.config.timing.retransmit_timeout);
+        if progress.send_from > self.applied {
+            return;
+        }
+        let oldest_retained = primary.log.front().map_or(self.applied + 1, |update| update.sequence);
+        if progress.send_from < oldest_retained {
+            let message = Message::Snapshot {
+                sequence: self.applied,
+                store: self.store.clone(),
+                client_table: self.client_table.clone(),
+            };
+            outputs.send(backup, wrap(message));
+            outputs.event(Event::SnapshotSent { to: backup, sequence: self.applied });
+            progress.send_from = self.applied + 1;
+            return;
+        }
+        let skip = usize::try_from(progress.send_from - oldest_retained).expect("the log fits in memory");
+        let entries: Vec<Update> =
+            primary.log.iter().skip(skip).take(self.config.limits.entries_per_message_max).cloned().collect();
+        let first_sequence = entries.first().map_or(progress.send_from, |update| update.sequence);
+        outputs.event(Event::Retransmitted { to: backup, first_sequence, entries: entries.len() });
+        progress.send_from = first_sequence + entries.len() as u64;
+        outputs.send(backup, wrap(Message::Update { entries, latest_sequence: self.applied }));
+    }
+
+    fn on_update_ack(&mut self, now: Instant, from: ReplicaId, applied: u64, behind: bool, outputs: &mut Outputs) {
+        let primary_applied = self.applied;
+        let RoleState::Primary(primary) = &mut self.role else {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        };
+        let Some(progress) = primary.backups.get_mut(&from) else {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        };
+        if applied > primary_applied {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
+        progress.acknowledged = progress.acknowledged.max(applied);
+        if behind {
+            progress.send_from = applied + 1;
+        } else {
+            progress.send_from = progress.send_from.max(applied + 1);
+        }
+        if progress.acknowledged == primary_applied {
+            progress.retransmit_at = None;
+        }
+        let resend = behind && progress.send_from <= primary_applied;
+        self.complete_acknowledged(outputs);
+        if resend {
+            self.catch_up(now, from, outputs);
+        }
+    }
+
+    fn on_update(&mut self, from: ReplicaId, entries: Vec<Update>, latest_sequence: u64, outputs: &mut Outputs) {
+        let RoleState::Backup(backup) = &mut self.role else {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        };
+        if from != self.primary {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        }
+        if entries.iter().any(|update| update.sequence > latest_sequence) {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
+        let buffer_end = self.applied + self.config.limits.log_entries_max as u64;
+        for update in entries {
+            if update.sequence <= self.applied {
+                continue;
+            }
+            if update.sequence > buffer_end {
+                outputs.drop_message(from, DropReason::TooFarAhead);
+                break;
+            }
+            match backup.buffered.get(&update.sequence) {
+                Some(buffered) if *buffered != update => outputs.drop_message(from, DropReason::Conflicting),
+                Some(_) => {}
+                None => {
+                    backup.buffered.insert(update.sequence, update);
+                }
+            }
+        }
+        while let Some(entry) = backup.buffered.first_entry() {
+            if *entry.key() > self.applied + 1 {
+                break;
+            }
+            let update = entry.remove();
+            if update.sequence <= self.applied {
+                continue;
+            }
+            if self.client_table.admit(update.client, update.request_number) != Admission::Execute {
+                outputs.drop_message(from, DropReason::Conflicting);
+                continue;
+            }
+            let reply = self.store.execute(&update.operation, update.timestamp);
+            self.client_table.record(update.client, update.request_number, reply);
+            self.applied = update.sequence;
+        }
+        let behind = self.applied < latest_sequence;
+        outputs.send(from, wrap(Message::UpdateAck { applied: self.applied, behind }));
+    }
+
+    fn on_snapshot(
+        &mut self,
+        from: ReplicaId,
+        sequence: u64,
+        store: NoteStore,
+        client_table: ClientTable,
+        outputs: &mut Outputs,
+    ) {
+        let RoleState::Backup(backup) = &mut self.role else {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        };
+        if from != self.primary {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        }
+        if sequence > self.applied {
+            self.store.restore(store);
+            self.client_table = client_table;
+            self.applied = sequence;
+            backup.buffered.retain(|buffered_sequence, _| *buffered_sequence > sequence);
+            outputs.event(Event::SnapshotInstalled { from, sequence });
+        }
+        outputs.send(from, wrap(Message::UpdateAck { applied: self.applied, behind: false }));
+    }
+
+    fn on_forward_reply(
+        &mut self,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        outputs: &mut Outputs,
+    ) {
+        // A reply to a request no longer pending is a duplicate: the client was answered.
+        if self.forwards.take(client, request_number).is_some() {
+            outputs.reply(client, request_number, reply, Freshness::Ordered);
+        }
+    }
+}
+
+fn wrap(message: Message) -> AnyMessage {
+    AnyMessage::RemoteWrite(message)
+}
+
+impl Protocol for RemoteWrite {
+    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
+        if request.operation.is_read() && request.consistency == Consistency::Local {
+            let reply = self.store.query(&request.operation);
+            let freshness = Freshness::PossiblyStale { applied: self.applied };
+            return outputs.reply(request.client, request.request_number, reply, freshness);
+        }
+        if matches!(self.role, RoleState::Primary(_)) {
+            return self.order(now, self.me(), request, outputs);
+        }
+        let (client, request_number) = (request.client, request.request_number);
+        let retry_at = now + self.config.timing.retransmit_timeout;
+        if !self.forwards.insert(request.clone(), self.primary, retry_at) {
+            outputs.event(Event::Overloaded { queue: "forwards".into() });
+            return outputs.refuse(client, request_number, Refusal::unavailable("too many requests in flight"));
+        }
+        outputs.event(Event::Forwarded { client, request_number, to: self.primary });
+        outputs.send(self.primary, wrap(Message::Forward { request }));
+    }
+
+    fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
+        let AnyMessage::RemoteWrite(message) = message else {
+            return outputs.drop_message(from, DropReason::WrongProtocol);
+        };
+        match message {
+            Message::Forward { request } => {
+                if !matches!(self.role, RoleState::Primary(_)) {
+                    return outputs.drop_message(from, DropReason::NotPrimary);
+                }
+                self.order(now, from, request, outputs);
+            }
+            Message::ForwardReply { client, request_number, reply } => {
+                if from != self.primary {
+                    return outputs.drop_message(from, DropReason::NotPrimary);
+                }
+                self.on_forward_reply(client, request_number, reply, outputs);
+            }
+            Message::Update { entries, latest_sequence } => self.on_update(from, entries, latest_sequence, outputs),
+            Message::UpdateAck { applied, behind } => self.on_update_ack(now, from, applied, behind, outputs),
+            Message::Snapshot { sequence, store, client_table } => {
+                self.on_snapshot(from, sequence, store, client_table, outputs)
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
+        let next_retry_at = now + self.config.timing.retransmit_timeout;
+        for (to, request) in self.forwards.due(now, next_retry_at) {
+            outputs.send(to, wrap(Message::Forward { request }));
+        }
+        let RoleState::Primary(primary) = &mut self.role else { return };
+        if primary.heartbeat_at <= now {
+            primary.heartbeat_at = now + self.config.timing.heartbeat_interval;
+            for backup in primary.backups.keys() {
+                outputs.send(*backup, wrap(Message::Update { entries: Vec::new(), latest_sequence: self.applied }));
+            }
+        }
+        let late: Vec<ReplicaId> = primary
+            .backups
+            .iter()
+            .filter(|(_, progress)| progress.retransmit_at.is_some_and(|at| at <= now))
+            .map(|(backup, _)| *backup)
+            .collect();
+        for backup in late {
+            let RoleState::Primary(primary) = &mut self.role else { unreachable!() };
+            let progress = primary.backups.get_mut(&backup).expect("late backups are configured backups");
+            if progress.acknowledged >= self.applied {
+                progress.retransmit_at = None;
+                continue;
+            }
+            // Nothing acknowledged since the last send: start again after what it acknowledged.
+            progress.send_from = progress.acknowledged + 1;
+            self.catch_up(now, backup, outputs);
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        let forwards = self.forwards.next_retry_at();
+        let RoleState::Primary(primary) = &self.role else { return forwards };
+        let retransmit = primary.backups.values().filter_map(|progress| progress.retransmit_at).min();
+        [forwards, retransmit, Some(primary.heartbeat_at)].into_iter().flatten().min()
+    }
+
+    fn store(&self) -> &NoteStore {
+        &self.store
+    }
+
+    fn client_table(&self) -> &ClientTable {
+        &self.client_table
+    }
+
+    fn status(&self) -> Status {
+        let (role, waiting) = match &self.role {
+            RoleState::Primary(primary) => (Role::Primary, primary.waiting.len()),
+            RoleState::Backup(_) => (Role::Backup, 0),
+        };
+        Status {
+            replica: self.me(),
+            protocol: "remote-write".into(),
+            role,
+            applied: self.applied,
+            pending_requests: waiting + self.forwards.len(),
+            counters: Default::default(),
+        }
+    }
+
+    fn check_invariants(&mut self) {
+        assert!(self.applied >= self.applied_before, "the applied sequence never goes back");
+        self.applied_before = self.applied;
+        self.forwards.check_invariants();
+        match &self.role {
+            RoleState::Primary(primary) => {
+                for (expected, update) in (primary.log.front().map_or(0, |u| u.sequence)..).zip(&primary.log) {
+                    assert_eq!(update.sequence, expected, "the retained log is contiguous");
+                }
+                if let Some(last) = primary.log.back() {
+                    assert_eq!(last.sequence, self.applied, "the log ends at the last assigned sequence");
+                }
+                assert!(primary.log.len() <= self.config.limits.log_entries_max, "the log stays within its bound");
+                for progress in primary.backups.values() {
+                    assert!(progress.acknowledged <= self.applied, "no backup acknowledges the future");
+                }
+                if let Some((sequence, _)) = primary.waiting.last_key_value() {
+                    assert!(*sequence <= self.applied, "only assigned sequences wait");
+                }
+            }
+            RoleState::Backup(backup) => {
+                if let Some((sequence, _)) = backup.buffered.first_key_value() {
+                    assert!(*sequence > self.applied + 1, "a buffered update waits for a gap before it");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::config::ProtocolKind;
+    use crate::hlc::Timestamp;
+    use crate::ids::NoteId;
+    use crate::replica::{Input, Output};
+    use crate::store::Note;
+    use crate::test_cluster::*;
+
+    const PROTOCOL: ProtocolKind = ProtocolKind::RemoteWrite { primary: R0 };
+
+    fn send(to: ReplicaId, message: Message) -> Output {
+        Output::Send { to, message: wrap(message) }
+    }
+
+    fn created_note(at: Instant) -> Note {
+        let timestamp = Timestamp(at.as_nanos());
+        let body = json!({"title": "a"}).as_object().cloned().expect("an object");
+        Note { id: NoteId(1), version: 1, created_at: timestamp, updated_at: timestamp, body }
+    }
+
+    #[test]
+    fn the_primary_answers_only_after_every_backup_acknowledged() {
+        let mut cluster = TestCluster::new(PROTOCOL, 3, 1);
+        let now = cluster.now;
+        let request = ClientRequest {
+            client: ClientId(7),
+            request_number: 1,
+            operation: create(json!({"title": "a"})),
+            consistency: Consistency::Linearizable,
+        };
+        let update = Update {
+            sequence: 1,
+            client: ClientId(7),
+            request_number: 1,
+            operation: request.operation.clone(),
+            timestamp: Timestamp(now.as_nanos()),
+        };
+        let update_message = Message::Update { entries: vec![update], latest_sequence: 1 };
+        assert_eq!(
+            cluster.input(R0, Input::Request(request)),
+            vec![
+                Output::Event(Event::Ordered {
+                    sequence: 1,
+                    client: ClientId(7),
+                    request_number: 1,
+                    operation: "create".into()
+                }),
+                send(R1, update_message.clone()),
+                send(R2, update_message),
+            ]
+        );
+        let ack = wrap(Message::UpdateAck { applied: 1, behind: false });
+        assert_eq!(cluster.input(R0, Input::Message { from: R1, message: ack.clone() }), vec![]);
+        assert_eq!(
+            cluster.input(R0, Input::Message { from: R2, message: ack }),
+            vec![
+                Output::Event(Event::Acknowledged { sequence: 1, client: ClientId(7), request_number: 1 }),
+                Output::Reply {
+                    client: ClientId(7),
+                    request_number: 1,
+                    reply: Reply::Note { note: created_note(now) },
+                    freshness: Freshness::Ordered
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_at_a_backup_is_forwarded_and_answered_there() {
+        let mut cluster = TestCluster::new(PROTOCOL, 3, 2);
+        cluster.request(R2, 7, 1, create(json!({"title": "a"})));
+        cluster.run(1_000);
+        assert_eq!(cluster.reply(7, 1), Some(&Reply::Note { note: created_note(Instant::from_millis(1_000)) }));
+        assert_eq!(cluster.replies_to(7, 1), 1);
+        cluster.assert_converged();
+    }
+
+    #[test]
+    fn a_backup_serves_local_reads_from_its_own_copy() {
+        let mut cluster = TestCluster::new(PROTOCOL, 3, 3);
+        let outputs = cluster.input(
+            R1,
+            Input::Request(ClientRequest {
+                client: ClientId(1),
+                request_number: 1,
+                operation: get(1),
+                consistency: Consistency::Local,
+            }),
+        );
+        assert_eq!(
+            outputs,
+            vec![Output::Reply {
+                client: ClientId(1),
+                request_number: 1,
+                reply: Reply::refused(Refusal::NotFound { id: NoteId(1) }),
+                freshness: Freshness::PossiblyStale { applied: 0 },
+            }]
+        );
+    }
+
+    #[test]
+    fn updates_are_applied_in_sequence_order_and_duplicates_are_ignored() {
+        let mut cluster = TestCluster::new(PROTOCOL, 2, 4);
+        let update = |sequence: u64| Update {
+            sequence,
+            client: ClientId(sequence),
+            request_number: 1,
+            operation: create(json!({"n": sequence})),
+            timestamp: Timestamp(sequence),
+        };
+        let deliver = |cluster: &mut TestCluster, sequence: u64| {
+            let message = wrap(Message::Update { entries: vec![update(sequence)], latest_sequence: 2 });
+            cluster.input(R1, Input::Message { from: R0, message })
+        };
+        assert_eq!(deliver(&mut cluster, 2), vec![send(R0, Message::UpdateAck { applied: 0, behind: true })]);
+        assert_eq!(deliver(&mut cluster, 1), vec![send(R0, Message::UpdateAck { applied: 2, behind: false })]);
+        assert_eq!(deliver(&mut cluster, 1), vec![send(R0, Message::UpdateAck { applied: 2, behind: false })]);
+        let ids: Vec<u64> = cluster.replica(R1).store().notes().map(|note| note.body["n"].as_u64().unwrap()).collect();
+        assert_eq!(ids, vec![1, 2], "note 1 is the update with sequence 1");
+    }
+
+    #[test]
+    fn messages_only_the_primary_sends_are_dropped_from_a_backup() {
+        let mut cluster = TestCluster::new(PROTOCOL, 3, 5);
+        let message = wrap(Message::Update { entries: vec![], latest_sequence: 0 });
+        assert_eq!(
+            cluster.input(R1, Input::Message { from: R2, message }),
+            vec![Output::Event(Event::Dropped { from: R2, reason: DropReason::NotPrimary })]
+        );
+        let impossible = wrap(Message::UpdateAck { applied: 99, behind: false });
+        assert_eq!(
+            cluster.input(R0, Input::Message { from: R1, message: impossible }),
+            vec![Output::Event(Event::Dropped { from: R1, reason: DropReason::ImpossibleSequence })]
+        );
+        assert_eq!(cluster.replica(R0).counters().messages_dropped, 1);
+    }
+
+    #[test]
+    fn a_retried_create_makes_one_note() {
+        let mut cluster = TestCluster::new(PROTOCOL, 3, 6);
+        cluster.request(R1, 7, 1, create(json!({"t": 1})));
+        cluster.request(R1, 7, 1, create(json!({"t": 1})));
+        cluster.run(1_000);
+        cluster.request(R2, 7, 1, create(json!({"t": 1})));
+        cluster.run(1_000);
+        assert_eq!(cluster.replica(R0).store().len(), 1);
+        assert!(matches!(cluster.reply(7, 1), Some(Reply::Note { note }) if note.id == NoteId(1)));
+        cluster.assert_converged();
+    }
+
+    /// Three replicas, every kind of write, with messages lost, duplicated and reordered.
+    #[test]
+    fn converges_through_loss_duplication_and_reordering() {
+        for seed in 0..50 {
+            let mut cluster = TestCluster::new(PROTOCOL, 3, seed);
+            cluster.loss_per_mille = 200;
+            cluster.duplicate_per_mille = 200;
+            cluster.reorder = true;
+            let script = [
+                (R1, create(json!({"title": "one"}))),
+                (R2, create(json!({"title": "two"}))),
+                (R0, replace(1, json!({"title": "uno"}), None)),
+                (R2, patch(1, json!({"tags": ["x"]}), Some(2))),
+                (R1, replace(2, json!({"title": "dos"}), Some(7))),
+                (R1, delete(2, Some(1))),
+                (R2, get(1)),
+            ];
+            for (request_number, (at, operation)) in (1..).zip(script) {
+                cluster.request(at, 100, request_number, operation);
+                cluster.run(10_000);
+                assert!(cluster.reply(100, request_number).is_some(), "seed {seed}: request {request_number} answered");
+            }
+            assert_eq!(cluster.version_of(R0, 1), Some(3), "seed {seed}");
+            assert_eq!(cluster.version_of(R0, 2), None, "seed {seed}: note 2 deleted");
+            assert_eq!(
+                cluster.reply(100, 5),
+                Some(&Reply::refused(Refusal::VersionMismatch { id: NoteId(2), expected: 7, actual: 1 }))
+            );
+            cluster.assert_converged();
+        }
+    }
+
+    #[test]
+    fn a_backup_that_lost_its_memory_catches_up_by_snapshot() {
+        let mut cluster = TestCluster::new(PROTOCOL, 3, 8);
+        for request_number in 1..=3 {
+            cluster.request(R0, 1, request_number, create(json!({"n": request_number})));
+            cluster.run(1_000);
+        }
+        let config = Config::new(crate::ids::ClusterId(1), R2, 3, PROTOCOL, 99);
+        cluster.replicas[2] = crate::replica::Replica::new(config, cluster.now).expect("valid");
+        cluster.now = cluster.now + core::time::Duration::from_secs(1);
+        cluster.input(R0, Input::Timeout);
+        cluster.run(1_000);
+        assert_eq!(cluster.replica(R2).store().len(), 3);
+        cluster.assert_converged();
+    }
+}

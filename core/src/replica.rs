@@ -1,0 +1,251 @@
+//! The replica: one `Input` in, the effects out, one deadline queried.
+
+use serde::{Deserialize, Serialize};
+
+use crate::client_table::ClientTable;
+use crate::config::{Config, ConfigError, ProtocolKind};
+use crate::ids::{ClientId, ReplicaId, RequestNumber};
+use crate::message::Message;
+use crate::operation::{ClientRequest, Reply};
+use crate::protocol::local_write::LocalWrite;
+use crate::protocol::remote_write::RemoteWrite;
+use crate::protocol::{Outputs, Protocol};
+use crate::store::NoteStore;
+use crate::time::Instant;
+
+/// Everything that can happen to a replica.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    /// A client's request, arriving at this replica.
+    Request(ClientRequest),
+    /// A message from another replica, already checked against the envelope
+    /// (cluster id and receiver) by [`crate::wire`].
+    Message { from: ReplicaId, message: Message },
+    /// The deadline returned by [`Replica::next_timeout`] has passed.
+    Timeout,
+}
+
+/// Everything a replica asks its host to do or to know.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Output {
+    Send {
+        to: ReplicaId,
+        message: Message,
+    },
+    /// The answer to the request `(client, request_number)`, for the host that holds the client.
+    Reply {
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        freshness: Freshness,
+    },
+    Event(Event),
+}
+
+/// Whether a read reflects every acknowledged write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freshness {
+    /// Ordered with the writes: linearizable (all writes, and linearizable reads).
+    Ordered,
+    /// Served from this replica's copy, which had applied updates up to `applied`
+    /// and may lag the ordering replica.
+    PossiblyStale { applied: u64 },
+}
+
+/// What happened inside a replica, for logs, metrics and traces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A peer message was refused; counted in [`Counters::messages_dropped`].
+    Dropped {
+        from: ReplicaId,
+        reason: DropReason,
+    },
+    /// A request was sent on to the replica that orders it.
+    Forwarded {
+        client: ClientId,
+        request_number: RequestNumber,
+        to: ReplicaId,
+    },
+    /// A write was given its place in the order and sent to the backups.
+    Ordered {
+        sequence: u64,
+        client: ClientId,
+        request_number: RequestNumber,
+        operation: String,
+    },
+    /// Every backup acknowledged the write: its client is answered.
+    Acknowledged {
+        sequence: u64,
+        client: ClientId,
+        request_number: RequestNumber,
+    },
+    /// Updates were sent again to a replica that had not acknowledged them.
+    Retransmitted {
+        to: ReplicaId,
+        first_sequence: u64,
+        entries: usize,
+    },
+    /// A replica behind the retained log was sent the whole state.
+    SnapshotSent {
+        to: ReplicaId,
+        sequence: u64,
+    },
+    SnapshotInstalled {
+        from: ReplicaId,
+        sequence: u64,
+    },
+    /// The primary role of one item moved here (local-write).
+    OwnershipAcquired {
+        item: String,
+        epoch: u64,
+        from: ReplicaId,
+    },
+    /// The primary role of one item moved away (local-write).
+    OwnershipHandedOff {
+        item: String,
+        epoch: u64,
+        to: ReplicaId,
+    },
+    /// A request was refused because a bounded queue was full.
+    Overloaded {
+        queue: String,
+    },
+}
+
+/// Why a peer message was dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropReason {
+    /// A message of another protocol than the cluster's.
+    WrongProtocol,
+    /// A message only the primary may send, from a replica that is not the primary;
+    /// or one only the primary may receive, at a replica that is not.
+    NotPrimary,
+    /// A sequence or acknowledgement beyond anything the sender could know.
+    ImpossibleSequence,
+    /// An update that contradicts one already applied or buffered.
+    Conflicting,
+    /// Too far ahead to buffer; the sender retransmits later.
+    TooFarAhead,
+    /// A message that names an item or epoch this replica cannot accept.
+    StaleEpoch,
+}
+
+/// Counts of things that went wrong or were refused, kept by the replica itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    pub messages_dropped: u64,
+    pub requests_refused_overloaded: u64,
+}
+
+/// The role a replica plays now, for `/status` and traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Primary,
+    Backup,
+    /// local-write: the primary role is per note; this replica holds it for `items_owned` items.
+    Owner {
+        items_owned: u64,
+    },
+}
+
+/// A replica's view of itself, for `/status`, traces and the simulator's checks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub replica: ReplicaId,
+    pub protocol: String,
+    pub role: Role,
+    /// Updates applied to this replica's store.
+    pub applied: u64,
+    /// Requests waiting here for other replicas.
+    pub pending_requests: usize,
+    pub counters: Counters,
+}
+
+#[derive(Debug)]
+enum Engine {
+    RemoteWrite(RemoteWrite),
+    LocalWrite(LocalWrite),
+}
+
+/// One replica of a noted cluster, as a deterministic state machine.
+#[derive(Debug)]
+pub struct Replica {
+    engine: Engine,
+    /// The latest time given; time never goes backwards.
+    now: Instant,
+    counters: Counters,
+}
+
+impl Replica {
+    /// A replica with empty memory: a fresh start, or a restart after a crash.
+    pub fn new(config: Config, now: Instant) -> Result<Replica, ConfigError> {
+        config.validate()?;
+        let engine = match config.protocol {
+            ProtocolKind::RemoteWrite { primary } => Engine::RemoteWrite(RemoteWrite::new(config, primary, now)),
+            ProtocolKind::LocalWrite => Engine::LocalWrite(LocalWrite::new(config, now)),
+        };
+        Ok(Replica { engine, now, counters: Counters::default() })
+    }
+
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {
+        assert!(now >= self.now, "time went backwards: {now} after {}", self.now);
+        self.now = now;
+        let mut outputs = Outputs::default();
+        let protocol = self.protocol_mut();
+        match input {
+            Input::Request(request) => protocol.on_request(now, request, &mut outputs),
+            Input::Message { from, message } => protocol.on_message(now, from, message, &mut outputs),
+            Input::Timeout => protocol.on_timeout(now, &mut outputs),
+        }
+        self.protocol_mut().check_invariants();
+        let outputs = outputs.into_vec();
+        for output in &outputs {
+            match output {
+                Output::Event(Event::Dropped { .. }) => self.counters.messages_dropped += 1,
+                Output::Event(Event::Overloaded { .. }) => self.counters.requests_refused_overloaded += 1,
+                _ => {}
+            }
+        }
+        outputs
+    }
+
+    /// When the host should next give [`Input::Timeout`]; `None` when nothing is scheduled.
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.protocol().next_timeout()
+    }
+
+    pub fn store(&self) -> &NoteStore {
+        self.protocol().store()
+    }
+
+    pub fn client_table(&self) -> &ClientTable {
+        self.protocol().client_table()
+    }
+
+    pub fn status(&self) -> Status {
+        let mut status = self.protocol().status();
+        status.counters = self.counters;
+        status
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    fn protocol(&self) -> &dyn Protocol {
+        match &self.engine {
+            Engine::RemoteWrite(engine) => engine,
+            Engine::LocalWrite(engine) => engine,
+        }
+    }
+
+    fn protocol_mut(&mut self) -> &mut dyn Protocol {
+        match &mut self.engine {
+            Engine::RemoteWrite(engine) => engine,
+            Engine::LocalWrite(engine) => engine,
+        }
+    }
+}

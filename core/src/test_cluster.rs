@@ -1,0 +1,186 @@
+//! A small in-test message pump: replicas, a queue of messages in flight, and a
+//! seeded choice of which to lose or duplicate. Scenario tests read like a script.
+
+use std::collections::VecDeque;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+use crate::config::{Config, ProtocolKind};
+use crate::ids::{ClientId, ClusterId, NoteId, ReplicaId, RequestNumber, Version};
+use crate::message::Message;
+use crate::operation::{ClientRequest, Consistency, Operation, Reply};
+use crate::replica::{Output, Replica};
+use crate::time::Instant;
+
+pub(crate) const R0: ReplicaId = ReplicaId(0);
+pub(crate) const R1: ReplicaId = ReplicaId(1);
+pub(crate) const R2: ReplicaId = ReplicaId(2);
+
+#[derive(Debug)]
+pub(crate) struct TestCluster {
+    pub(crate) replicas: Vec<Replica>,
+    pub(crate) now: Instant,
+    in_flight: VecDeque<(ReplicaId, ReplicaId, Message)>,
+    replies: Vec<(ClientId, RequestNumber, Reply)>,
+    rng: ChaCha8Rng,
+    /// Per mille of messages lost.
+    pub(crate) loss_per_mille: u32,
+    /// Per mille of messages delivered twice.
+    pub(crate) duplicate_per_mille: u32,
+    /// Messages are delivered in a random order rather than as sent.
+    pub(crate) reorder: bool,
+    pub(crate) delivered: u64,
+}
+
+impl TestCluster {
+    pub(crate) fn new(protocol: ProtocolKind, replica_count: u8, seed: u64) -> TestCluster {
+        let now = Instant::from_millis(1_000);
+        let replicas = (0..replica_count)
+            .map(|index| {
+                let config =
+                    Config::new(ClusterId(1), ReplicaId(index), replica_count, protocol, seed + u64::from(index));
+                Replica::new(config, now).expect("test configurations are valid")
+            })
+            .collect();
+        TestCluster {
+            replicas,
+            now,
+            in_flight: VecDeque::new(),
+            replies: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            loss_per_mille: 0,
+            duplicate_per_mille: 0,
+            reorder: false,
+            delivered: 0,
+        }
+    }
+
+    pub(crate) fn replica(&self, id: ReplicaId) -> &Replica {
+        &self.replicas[id.index()]
+    }
+
+    /// Gives `input` to replica `at` and queues what it sends.
+    pub(crate) fn input(&mut self, at: ReplicaId, input: crate::replica::Input) -> Vec<Output> {
+        let outputs = self.replicas[at.index()].handle(self.now, input);
+        for output in &outputs {
+            match output {
+                Output::Send { to, message } => self.in_flight.push_back((at, *to, message.clone())),
+                Output::Reply { client, request_number, reply, .. } => {
+                    self.replies.push((*client, *request_number, reply.clone()))
+                }
+                Output::Event(_) => {}
+            }
+        }
+        outputs
+    }
+
+    pub(crate) fn request(&mut self, at: ReplicaId, client: u64, request_number: RequestNumber, operation: Operation) {
+        self.request_with(at, client, request_number, operation, Consistency::Linearizable);
+    }
+
+    pub(crate) fn request_with(
+        &mut self,
+        at: ReplicaId,
+        client: u64,
+        request_number: RequestNumber,
+        operation: Operation,
+        consistency: Consistency,
+    ) {
+        let request = ClientRequest { client: ClientId(client), request_number, operation, consistency };
+        self.input(at, crate::replica::Input::Request(request));
+    }
+
+    /// Delivers one message in flight, subject to loss, duplication and reordering.
+    /// Returns false when nothing was in flight.
+    pub(crate) fn deliver_one(&mut self) -> bool {
+        let index =
+            if self.reorder && !self.in_flight.is_empty() { self.rng.random_range(0..self.in_flight.len()) } else { 0 };
+        let Some((from, to, message)) = self.in_flight.remove(index) else { return false };
+        if self.rng.random_range(0..1000) < self.loss_per_mille {
+            return true;
+        }
+        if self.rng.random_range(0..1000) < self.duplicate_per_mille {
+            self.in_flight.push_back((from, to, message.clone()));
+        }
+        self.delivered += 1;
+        self.input(to, crate::replica::Input::Message { from, message });
+        true
+    }
+
+    /// Delivers messages and fires timeouts until nothing is in flight and no
+    /// request is waiting, or `max_steps` pass.
+    pub(crate) fn run(&mut self, max_steps: usize) {
+        for _ in 0..max_steps {
+            if self.deliver_one() {
+                continue;
+            }
+            let Some((replica, deadline)) = self.earliest_timeout() else { return };
+            if !self.anything_pending() {
+                return;
+            }
+            self.now = self.now.max(deadline);
+            self.input(replica, crate::replica::Input::Timeout);
+        }
+    }
+
+    fn earliest_timeout(&self) -> Option<(ReplicaId, Instant)> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .filter_map(|(index, replica)| replica.next_timeout().map(|at| (ReplicaId(index as u8), at)))
+            .min_by_key(|(_, at)| *at)
+    }
+
+    fn anything_pending(&self) -> bool {
+        self.replicas.iter().any(|replica| replica.status().pending_requests > 0)
+            || self.replicas.windows(2).any(|pair| pair[0].store() != pair[1].store())
+    }
+
+    /// The reply to `(client, request_number)`, if one was given.
+    pub(crate) fn reply(&self, client: u64, request_number: RequestNumber) -> Option<&Reply> {
+        self.replies
+            .iter()
+            .rev()
+            .find(|(c, n, _)| *c == ClientId(client) && *n == request_number)
+            .map(|(_, _, reply)| reply)
+    }
+
+    pub(crate) fn replies_to(&self, client: u64, request_number: RequestNumber) -> usize {
+        self.replies.iter().filter(|(c, n, _)| *c == ClientId(client) && *n == request_number).count()
+    }
+
+    /// Asserts every replica holds the same notes and client table.
+    pub(crate) fn assert_converged(&self) {
+        let first = &self.replicas[0];
+        for (index, replica) in self.replicas.iter().enumerate().skip(1) {
+            assert_eq!(replica.store(), first.store(), "R{index}'s store differs from R0's");
+            assert_eq!(replica.client_table(), first.client_table(), "R{index}'s client table differs from R0's");
+        }
+    }
+
+    pub(crate) fn version_of(&self, at: ReplicaId, id: u64) -> Option<Version> {
+        self.replica(at).store().get(NoteId(id)).map(|note| note.version)
+    }
+}
+
+pub(crate) fn create(body: Value) -> Operation {
+    Operation::Create { body }
+}
+
+pub(crate) fn replace(id: u64, body: Value, if_match: Option<Version>) -> Operation {
+    Operation::Replace { id: NoteId(id), body, if_match }
+}
+
+pub(crate) fn patch(id: u64, patch: Value, if_match: Option<Version>) -> Operation {
+    Operation::Patch { id: NoteId(id), patch, if_match }
+}
+
+pub(crate) fn delete(id: u64, if_match: Option<Version>) -> Operation {
+    Operation::Delete { id: NoteId(id), if_match }
+}
+
+pub(crate) fn get(id: u64) -> Operation {
+    Operation::Get { id: NoteId(id) }
+}
