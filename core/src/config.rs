@@ -85,6 +85,19 @@ pub struct Config {
     pub seed: u64,
     pub timing: Timing,
     pub limits: Limits,
+    /// A deliberate bug, for proving that the simulator catches bugs. Never set
+    /// outside tests: it is not read from configuration files.
+    #[serde(skip)]
+    pub defect: Option<Defect>,
+}
+
+/// Deliberate bugs the simulator's own tests switch on to show they are caught.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Defect {
+    /// A replica answers linearizable reads from its own copy instead of sending
+    /// them to the replica that orders writes: reads can be stale.
+    ServeReadsLocally,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -106,7 +119,16 @@ pub enum ConfigError {
 impl Config {
     /// A configuration with default timing and limits.
     pub fn new(cluster: ClusterId, replica: ReplicaId, replica_count: u8, protocol: ProtocolKind, seed: u64) -> Config {
-        Config { cluster, replica, replica_count, protocol, seed, timing: Timing::default(), limits: Limits::default() }
+        Config {
+            cluster,
+            replica,
+            replica_count,
+            protocol,
+            seed,
+            timing: Timing::default(),
+            limits: Limits::default(),
+            defect: None,
+        }
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -42,7 +42,7 @@ pub mod wire;
 #[cfg(test)]
 mod test_cluster;
 
-pub use config::{Config, ConfigError, Limits, ProtocolKind, Timing};
+pub use config::{Config, ConfigError, Defect, Limits, ProtocolKind, Timing};
 pub use ids::{ClientId, ClusterId, NoteId, ReplicaId, RequestNumber, Version};
 pub use message::Message;
 pub use operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
