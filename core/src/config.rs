@@ -20,6 +20,8 @@ pub enum ProtocolKind {
     /// Primary-backup with the primary role of each note migrating to the writer:
     /// see [`crate::protocol::local_write`].
     LocalWrite,
+    /// Viewstamped Replication Revisited: see [`crate::protocol::vr`]. The default.
+    Vr,
 }
 
 impl ProtocolKind {
@@ -27,6 +29,7 @@ impl ProtocolKind {
         match self {
             ProtocolKind::RemoteWrite { .. } => "remote-write",
             ProtocolKind::LocalWrite => "local-write",
+            ProtocolKind::Vr => "vr",
         }
     }
 }
@@ -39,11 +42,19 @@ pub struct Timing {
     /// How often an ordering replica tells the others where it stands, so that a
     /// replica that lost messages or memory learns it is behind.
     pub heartbeat_interval: Duration,
+    /// How long a backup waits without hearing from the primary before it starts a
+    /// view change, and how long a view change may take before the next is tried;
+    /// each with up to half again of seeded jitter (vr).
+    pub view_change_timeout: Duration,
 }
 
 impl Default for Timing {
     fn default() -> Timing {
-        Timing { retransmit_timeout: Duration::from_millis(50), heartbeat_interval: Duration::from_millis(100) }
+        Timing {
+            retransmit_timeout: Duration::from_millis(50),
+            heartbeat_interval: Duration::from_millis(100),
+            view_change_timeout: Duration::from_millis(500),
+        }
     }
 }
 
@@ -110,6 +121,8 @@ pub enum ConfigError {
     PrimaryOutOfRange { primary: ReplicaId, replica_count: u8 },
     #[error("timing.{0} must be greater than zero")]
     ZeroTimeout(&'static str),
+    #[error("timing.view_change_timeout must be longer than timing.heartbeat_interval")]
+    ViewChangeTimeoutTooShort,
     #[error("limits.{0} must be greater than zero")]
     ZeroLimit(&'static str),
     #[error("limits.entries_per_message_max must not exceed limits.log_entries_max")]
@@ -148,6 +161,9 @@ impl Config {
         }
         if self.timing.heartbeat_interval.is_zero() {
             return Err(ConfigError::ZeroTimeout("heartbeat_interval"));
+        }
+        if self.timing.view_change_timeout <= self.timing.heartbeat_interval {
+            return Err(ConfigError::ViewChangeTimeoutTooShort);
         }
         let limits = &self.limits;
         for (name, value) in [

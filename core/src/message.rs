@@ -2,12 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{local_write, remote_write};
+use crate::protocol::{local_write, remote_write, vr};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     RemoteWrite(remote_write::Message),
     LocalWrite(local_write::Message),
+    Vr(vr::Message),
 }
 
 impl Message {
@@ -16,6 +17,7 @@ impl Message {
         match self {
             Message::RemoteWrite(message) => message.kind(),
             Message::LocalWrite(message) => message.kind(),
+            Message::Vr(message) => message.kind(),
         }
     }
 }

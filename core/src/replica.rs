@@ -9,6 +9,7 @@ use crate::message::Message;
 use crate::operation::{ClientRequest, Reply};
 use crate::protocol::local_write::LocalWrite;
 use crate::protocol::remote_write::RemoteWrite;
+use crate::protocol::vr::Vr;
 use crate::protocol::{Outputs, Protocol};
 use crate::store::NoteStore;
 use crate::time::Instant;
@@ -107,6 +108,20 @@ pub enum Event {
         epoch: u64,
         to: ReplicaId,
     },
+    /// vr: this replica started a view change to `view`.
+    ViewChangeStarted {
+        view: u64,
+    },
+    /// vr: `view` started with `primary` as its primary.
+    ViewStarted {
+        view: u64,
+        primary: ReplicaId,
+    },
+    /// vr: this replica finished recovery and takes part again.
+    Recovered {
+        view: u64,
+        op_number: u64,
+    },
     /// A request was refused because a bounded queue was full.
     Overloaded {
         queue: String,
@@ -149,6 +164,10 @@ pub enum Role {
     Owner {
         items_owned: u64,
     },
+    /// vr: a view change is under way.
+    ViewChange,
+    /// vr: restarted with empty memory, learning the state before taking part.
+    Recovering,
 }
 
 /// A replica's view of itself, for `/status`, traces and the simulator's checks.
@@ -157,7 +176,11 @@ pub struct Status {
     pub replica: ReplicaId,
     pub protocol: String,
     pub role: Role,
-    /// Updates applied to this replica's store.
+    /// vr: the current view.
+    pub view: Option<u64>,
+    /// The last operation this replica holds (applied or not): vr's op number.
+    pub op_number: u64,
+    /// Updates applied to this replica's store: vr's commit number.
     pub applied: u64,
     /// Requests waiting here for other replicas.
     pub pending_requests: usize,
@@ -168,6 +191,7 @@ pub struct Status {
 enum Engine {
     RemoteWrite(RemoteWrite),
     LocalWrite(LocalWrite),
+    Vr(Vr),
 }
 
 /// One replica of a noted cluster, as a deterministic state machine.
@@ -186,6 +210,7 @@ impl Replica {
         let engine = match config.protocol {
             ProtocolKind::RemoteWrite { primary } => Engine::RemoteWrite(RemoteWrite::new(config, primary, now)),
             ProtocolKind::LocalWrite => Engine::LocalWrite(LocalWrite::new(config, now)),
+            ProtocolKind::Vr => Engine::Vr(Vr::new(config, now)),
         };
         Ok(Replica { engine, now, counters: Counters::default() })
     }
@@ -239,6 +264,7 @@ impl Replica {
         match &self.engine {
             Engine::RemoteWrite(engine) => engine,
             Engine::LocalWrite(engine) => engine,
+            Engine::Vr(engine) => engine,
         }
     }
 
@@ -246,6 +272,7 @@ impl Replica {
         match &mut self.engine {
             Engine::RemoteWrite(engine) => engine,
             Engine::LocalWrite(engine) => engine,
+            Engine::Vr(engine) => engine,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! A small in-test message pump: replicas, a queue of messages in flight, and a
 //! seeded choice of which to lose or duplicate. Scenario tests read like a script.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -32,17 +32,34 @@ pub(crate) struct TestCluster {
     /// Messages are delivered in a random order rather than as sent.
     pub(crate) reorder: bool,
     pub(crate) delivered: u64,
+    /// Links `(from, to)` that lose every message: partitions.
+    blocked: BTreeSet<(ReplicaId, ReplicaId)>,
+    configs: Vec<Config>,
 }
 
 impl TestCluster {
     pub(crate) fn new(protocol: ProtocolKind, replica_count: u8, seed: u64) -> TestCluster {
+        Self::with_config(protocol, replica_count, seed, |_| {})
+    }
+
+    pub(crate) fn with_config(
+        protocol: ProtocolKind,
+        replica_count: u8,
+        seed: u64,
+        adjust: impl Fn(&mut Config),
+    ) -> TestCluster {
         let now = Instant::from_millis(1_000);
-        let replicas = (0..replica_count)
+        let configs: Vec<Config> = (0..replica_count)
             .map(|index| {
-                let config =
+                let mut config =
                     Config::new(ClusterId(1), ReplicaId(index), replica_count, protocol, seed + u64::from(index));
-                Replica::new(config, now).expect("test configurations are valid")
+                adjust(&mut config);
+                config
             })
+            .collect();
+        let replicas = configs
+            .iter()
+            .map(|config| Replica::new(config.clone(), now).expect("test configurations are valid"))
             .collect();
         TestCluster {
             replicas,
@@ -54,7 +71,60 @@ impl TestCluster {
             duplicate_per_mille: 0,
             reorder: false,
             delivered: 0,
+            blocked: BTreeSet::new(),
+            configs,
         }
+    }
+
+    /// Replaces replica `id` with a new one with empty memory: a crash and restart.
+    pub(crate) fn crash_and_restart(&mut self, id: ReplicaId) {
+        let config = self.configs[id.index()].clone();
+        self.replicas[id.index()] = Replica::new(config, self.now).expect("test configurations are valid");
+        self.in_flight.retain(|(_, to, _)| *to != id);
+    }
+
+    /// Loses every message between the two sides, in both directions.
+    pub(crate) fn partition(&mut self, side_a: &[ReplicaId], side_b: &[ReplicaId]) {
+        for a in side_a {
+            for b in side_b {
+                self.blocked.insert((*a, *b));
+                self.blocked.insert((*b, *a));
+            }
+        }
+    }
+
+    pub(crate) fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    /// Delivers messages and fires timeouts until simulated time reaches `now + duration`.
+    pub(crate) fn run_for(&mut self, duration: core::time::Duration) {
+        let deadline = self.now + duration;
+        loop {
+            while self.deliver_one() {}
+            match self.earliest_timeout() {
+                Some((replica, at)) if at <= deadline => {
+                    self.now = self.now.max(at);
+                    self.input(replica, crate::replica::Input::Timeout);
+                }
+                _ => break,
+            }
+        }
+        self.now = deadline;
+    }
+
+    /// Drops every message in flight.
+    pub(crate) fn drop_in_flight(&mut self) {
+        self.in_flight.clear();
+    }
+
+    /// Takes the messages in flight, to deliver some of them by hand.
+    pub(crate) fn take_in_flight(&mut self) -> Vec<(ReplicaId, ReplicaId, Message)> {
+        self.in_flight.drain(..).collect()
+    }
+
+    pub(crate) fn deliver(&mut self, from: ReplicaId, to: ReplicaId, message: Message) -> Vec<Output> {
+        self.input(to, crate::replica::Input::Message { from, message })
     }
 
     pub(crate) fn replica(&self, id: ReplicaId) -> &Replica {
@@ -98,6 +168,9 @@ impl TestCluster {
         let index =
             if self.reorder && !self.in_flight.is_empty() { self.rng.random_range(0..self.in_flight.len()) } else { 0 };
         let Some((from, to, message)) = self.in_flight.remove(index) else { return false };
+        if self.blocked.contains(&(from, to)) {
+            return true;
+        }
         if self.rng.random_range(0..1000) < self.loss_per_mille {
             return true;
         }

@@ -3,6 +3,7 @@
 
 pub mod local_write;
 pub mod remote_write;
+pub mod vr;
 
 mod forwards;
 mod outputs;

@@ -510,6 +510,8 @@ impl Protocol for RemoteWrite {
             replica: self.me(),
             protocol: "remote-write".into(),
             role,
+            view: None,
+            op_number: self.applied,
             applied: self.applied,
             pending_requests: waiting + self.forwards.len(),
             counters: Default::default(),

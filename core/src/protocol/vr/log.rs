@@ -1,0 +1,149 @@
+//! The VR log: the retained suffix of the operation sequence, after a checkpoint.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hlc::Timestamp;
+use crate::ids::{ClientId, RequestNumber};
+use crate::operation::Operation;
+
+/// One operation in the log, as every replica executes it once it is committed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub op_number: u64,
+    /// The view in which the primary assigned the op number.
+    pub view: u64,
+    pub client: ClientId,
+    pub request_number: RequestNumber,
+    pub operation: Operation,
+    pub timestamp: Timestamp,
+}
+
+/// Entries `checkpoint + 1 ..= op_number`. Everything at or before `checkpoint` was
+/// committed and executed, and lives only in the store and client table.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Log {
+    checkpoint: u64,
+    entries: VecDeque<Entry>,
+}
+
+impl Log {
+    pub(crate) fn new(checkpoint: u64) -> Log {
+        Log { checkpoint, entries: VecDeque::new() }
+    }
+
+    /// The op number of the last entry (the checkpoint when no entry is retained).
+    pub(crate) fn op_number(&self) -> u64 {
+        self.checkpoint + self.entries.len() as u64
+    }
+
+    pub(crate) fn checkpoint(&self) -> u64 {
+        self.checkpoint
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn get(&self, op_number: u64) -> Option<&Entry> {
+        let index = op_number.checked_sub(self.checkpoint + 1)?;
+        self.entries.get(usize::try_from(index).ok()?)
+    }
+
+    pub(crate) fn last_timestamp(&self) -> Option<Timestamp> {
+        self.entries.back().map(|entry| entry.timestamp)
+    }
+
+    pub(crate) fn append(&mut self, entry: Entry) {
+        assert_eq!(entry.op_number, self.op_number() + 1, "log entries are appended in op-number order");
+        self.entries.push_back(entry);
+    }
+
+    /// Entries after `op_number`, at most `count_max`. `op_number` must be retained or the last op.
+    pub(crate) fn entries_after(&self, op_number: u64, count_max: usize) -> Vec<Entry> {
+        assert!(op_number >= self.checkpoint, "entries after the checkpoint only");
+        let skip = usize::try_from(op_number - self.checkpoint).unwrap_or(usize::MAX);
+        self.entries.iter().skip(skip).take(count_max).cloned().collect()
+    }
+
+    pub(crate) fn all_entries(&self) -> Vec<Entry> {
+        self.entries.iter().cloned().collect()
+    }
+
+    /// Drops every entry after `op_number` (uncommitted entries a new view replaces).
+    pub(crate) fn truncate_after(&mut self, op_number: u64) {
+        assert!(op_number >= self.checkpoint, "committed entries before the checkpoint are never truncated");
+        let keep = usize::try_from(op_number - self.checkpoint).unwrap_or(usize::MAX);
+        self.entries.truncate(keep);
+    }
+
+    /// Forgets entries up to `op_number`, which must be committed and executed.
+    pub(crate) fn discard_through(&mut self, op_number: u64) {
+        while self.checkpoint < op_number && self.entries.pop_front().is_some() {
+            self.checkpoint += 1;
+        }
+        if self.entries.is_empty() && self.checkpoint < op_number {
+            self.checkpoint = op_number;
+        }
+    }
+
+    /// Whether `entries` (consecutive) agree with every entry this log holds at the same op numbers.
+    pub(crate) fn agrees_with(&self, entries: &[Entry]) -> bool {
+        entries.iter().all(|entry| self.get(entry.op_number).is_none_or(|ours| ours == entry))
+    }
+
+    pub(crate) fn check_invariants(&self) {
+        for (offset, entry) in self.entries.iter().enumerate() {
+            assert_eq!(entry.op_number, self.checkpoint + 1 + offset as u64, "the log is contiguous");
+        }
+    }
+}
+
+/// Whether `entries` are consecutive op numbers.
+pub(crate) fn consecutive(entries: &[Entry]) -> bool {
+    entries.windows(2).all(|pair| pair[1].op_number == pair[0].op_number + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(op_number: u64) -> Entry {
+        Entry {
+            op_number,
+            view: 0,
+            client: ClientId(1),
+            request_number: op_number,
+            operation: Operation::Delete { id: crate::ids::NoteId(op_number), if_match: None },
+            timestamp: Timestamp(op_number),
+        }
+    }
+
+    #[test]
+    fn keeps_op_numbers_across_truncation_and_checkpoints() {
+        let mut log = Log::new(0);
+        for op_number in 1..=5 {
+            log.append(entry(op_number));
+        }
+        log.discard_through(2);
+        assert_eq!((log.checkpoint(), log.op_number(), log.len()), (2, 5, 3));
+        assert_eq!(log.get(2), None);
+        assert_eq!(log.get(3), Some(&entry(3)));
+        assert_eq!(log.entries_after(3, 10), vec![entry(4), entry(5)]);
+        log.truncate_after(4);
+        assert_eq!(log.op_number(), 4);
+        log.discard_through(9);
+        assert_eq!((log.checkpoint(), log.op_number()), (9, 9));
+    }
+
+    #[test]
+    fn detects_entries_that_disagree() {
+        let mut log = Log::new(0);
+        log.append(entry(1));
+        let mut other = entry(1);
+        other.view = 3;
+        assert!(log.agrees_with(&[entry(1), entry(2)]));
+        assert!(!log.agrees_with(&[other]));
+    }
+}

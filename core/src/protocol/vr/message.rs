@@ -1,0 +1,154 @@
+//! VR's messages, named as "Viewstamped Replication Revisited" names them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::client_table::ClientTable;
+use crate::ids::{ClientId, RequestNumber};
+use crate::operation::{ClientRequest, Reply};
+use crate::protocol::vr::log::Entry;
+use crate::store::NoteStore;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// §4.1 step 3: consecutive log entries from the primary, with its commit number.
+    /// Several entries at once when requests arrive faster than backups acknowledge.
+    Prepare {
+        view: u64,
+        commit_number: u64,
+        entries: Vec<Entry>,
+    },
+    /// §4.1 step 4, cumulative: the sender's log holds every entry up to `op_number` in `view`.
+    PrepareOk {
+        view: u64,
+        op_number: u64,
+    },
+    /// §4.1 step 5: the commit number, sent when the primary has no prepare to send; a heartbeat.
+    Commit {
+        view: u64,
+        commit_number: u64,
+    },
+    /// §4.2 step 1.
+    StartViewChange {
+        view: u64,
+    },
+    /// §4.2 step 2: the sender's log (entries after `checkpoint`) for the new primary.
+    DoViewChange {
+        view: u64,
+        last_normal_view: u64,
+        commit_number: u64,
+        checkpoint: u64,
+        entries: Vec<Entry>,
+    },
+    /// §4.2 step 3: the new primary's log.
+    StartView {
+        view: u64,
+        commit_number: u64,
+        checkpoint: u64,
+        entries: Vec<Entry>,
+    },
+    /// §4.3 step 1: sent by a replica that restarted with empty memory.
+    Recovery {
+        nonce: u64,
+    },
+    /// §4.3 step 2.
+    RecoveryResponse {
+        view: u64,
+        nonce: u64,
+        responder: ResponderState,
+        primary_state: Option<PrimaryState>,
+    },
+    /// §5.2: a replica that lags asks for what follows `op_number`.
+    GetState {
+        view: u64,
+        op_number: u64,
+    },
+    /// §5.2: entries after `after`, preceded by a snapshot when the requester is
+    /// behind the responder's checkpoint (§5.1 keeps the log bounded).
+    NewState {
+        view: u64,
+        commit_number: u64,
+        after: u64,
+        snapshot: Option<Snapshot>,
+        entries: Vec<Entry>,
+    },
+    /// A read round (§6.3): the primary asks whether the sender is still primary of `view`.
+    ConfirmView {
+        view: u64,
+        round: u64,
+    },
+    ConfirmViewOk {
+        view: u64,
+        round: u64,
+    },
+    /// A request that arrived at a backup, on its way to the primary.
+    Forward {
+        request: ClientRequest,
+    },
+    /// The primary's answer to a forwarded request.
+    ForwardReply {
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+    },
+}
+
+impl Message {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Prepare { .. } => "prepare",
+            Message::PrepareOk { .. } => "prepare_ok",
+            Message::Commit { .. } => "commit",
+            Message::StartViewChange { .. } => "start_view_change",
+            Message::DoViewChange { .. } => "do_view_change",
+            Message::StartView { .. } => "start_view",
+            Message::Recovery { .. } => "recovery",
+            Message::RecoveryResponse { .. } => "recovery_response",
+            Message::GetState { .. } => "get_state",
+            Message::NewState { .. } => "new_state",
+            Message::ConfirmView { .. } => "confirm_view",
+            Message::ConfirmViewOk { .. } => "confirm_view_ok",
+            Message::Forward { .. } => "forward",
+            Message::ForwardReply { .. } => "forward_reply",
+        }
+    }
+}
+
+/// The state every replica executed up to `commit_number`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub commit_number: u64,
+    pub store: NoteStore,
+    pub client_table: ClientTable,
+}
+
+/// What a replica answering a `Recovery` is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponderState {
+    pub status: ReplicaStatus,
+    pub op_number: u64,
+    pub commit_number: u64,
+}
+
+impl ResponderState {
+    /// Holds nothing that could be lost: no entry, nothing committed.
+    pub fn is_empty(&self) -> bool {
+        self.op_number == 0 && self.commit_number == 0
+    }
+}
+
+/// The primary's state, sent to a recovering replica: its snapshot and the
+/// uncommitted entries after it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrimaryState {
+    pub snapshot: Snapshot,
+    pub entries: Vec<Entry>,
+}
+
+/// §4: a replica is normal, in a view change, or recovering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaStatus {
+    Normal,
+    ViewChange,
+    Recovering,
+}

@@ -1,0 +1,528 @@
+//! Viewstamped Replication Revisited (Liskov & Cowling, MIT-CSAIL-TR-2012-021):
+//! noted's default protocol.
+//!
+//! VR keeps every replica's state in memory, and its recovery protocol (§4.3) is
+//! safe for a replica that restarts with empty memory: the replica learns the
+//! current state from a quorum before it takes part again. Raft's safety, by
+//! contrast, rests on a durable vote and log.
+//!
+//! ```text
+//! normal operation (§4.1)            view change (§4.2)                  recovery (§4.3)
+//! client ─▶ primary                  backup: primary silent ─▶           restarted replica
+//! primary ─ Prepare ─▶ backups         StartViewChange{v+1} ─▶ all         ─ Recovery{nonce} ─▶ all
+//! backups ─ PrepareOk ─▶ primary     quorum of StartViewChange:          normal replicas
+//! quorum: commit, execute, reply       DoViewChange{log} ─▶ primary(v+1)   ─ RecoveryResponse ─▶
+//! primary ─ Commit ─▶ backups        primary(v+1), quorum of DoViewChange: quorum, with the primary's
+//!   (or in the next Prepare)           best log; StartView ─▶ all          state: normal again
+//! ```
+//!
+//! The modules follow the paper: [`normal`] (§4.1, with pipelining and batching),
+//! [`view_change`] (§4.2), [`recovery`] (§4.3), [`state_transfer`] (§5.1–5.2, log
+//! checkpoints and GetState/NewState), [`reads`] (linearizable reads by a read round).
+//!
+//! Differences from the paper, and why:
+//! - Quorums are majorities (`n / 2 + 1`), so even cluster sizes are safe too; for
+//!   `n = 2f + 1` this is the paper's `f + 1`.
+//! - A cluster starts with every replica recovering. A recovering replica starts a
+//!   fresh, empty cluster only when every other replica answers that it is
+//!   recovering too or holds nothing (no entry, nothing committed): with at most
+//!   `f` replicas failed at once, some replica would otherwise hold state. No host
+//!   has to tell a first start from a restart.
+//! - The log is bounded: entries up to the commit number are discarded past
+//!   `log_entries_max`; a replica behind the retained log receives a snapshot of
+//!   the store and client table with `NewState` (or in `RecoveryResponse`).
+//! - A new primary missing committed entries that the best log no longer retains
+//!   asks that log's sender for a snapshot before it starts the view.
+//!
+//! # Fault model
+//!
+//! Tolerated: message loss, duplication, reordering and delay; partitions of any
+//! shape (a side without a quorum makes no progress and loses nothing); crashes
+//! with memory lost of up to `f` replicas at a time; pauses; clock skew and drift
+//! (time drives only timeouts: reads use a read round, not a lease).
+//!
+//! Not tolerated: more than `f` replicas failed at once, or Byzantine peers.
+
+mod log;
+mod message;
+mod normal;
+mod reads;
+mod recovery;
+mod state_transfer;
+mod view_change;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+pub use log::Entry;
+pub use message::{Message, PrimaryState, ReplicaStatus, ResponderState, Snapshot};
+
+use self::log::Log;
+use self::reads::ReadRounds;
+use crate::client_table::{Admission, ClientTable};
+use crate::config::Config;
+use crate::ids::{ClientId, ReplicaId, RequestNumber};
+use crate::message::Message as AnyMessage;
+use crate::operation::{ClientRequest, Consistency, Refusal, Reply};
+use crate::protocol::{Outputs, PendingForwards, Protocol};
+use crate::replica::{DropReason, Event, Freshness, Role, Status};
+use crate::store::NoteStore;
+use crate::time::Instant;
+
+#[derive(Debug)]
+pub struct Vr {
+    config: Config,
+    status: ReplicaStatus,
+    view: u64,
+    /// The latest view in which this replica's status was normal (§4.2's v').
+    last_normal_view: u64,
+    log: Log,
+    /// Every entry up to here is committed and executed on `store` and `client_table`.
+    commit_number: u64,
+    store: NoteStore,
+    client_table: ClientTable,
+    forwards: PendingForwards,
+    rng: ChaCha8Rng,
+    /// Present while this replica is the primary of `view` with normal status.
+    primary: Option<PrimaryRole>,
+    view_change: ViewChangeProgress,
+    recovery: Option<RecoveryProgress>,
+    timers: Timers,
+    /// The time of the input being handled.
+    now: Instant,
+    /// Values after the previous input, to assert they never go back.
+    view_before: u64,
+    commit_number_before: u64,
+}
+
+/// The named timers; the replica reports the earliest as its next timeout.
+#[derive(Debug, Default)]
+struct Timers {
+    /// Backup, normal: the primary has been silent this long; start a view change.
+    primary_silence_at: Option<Instant>,
+    /// View change: no new view by then; try the next view.
+    view_change_at: Option<Instant>,
+    /// Recovering: ask again.
+    recovery_at: Option<Instant>,
+    /// Lagging: ask again for the state.
+    state_transfer_at: Option<Instant>,
+    /// View change: send StartViewChange (and DoViewChange) again, in case they were lost.
+    view_change_resend_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct PrimaryRole {
+    backups: BTreeMap<ReplicaId, BackupProgress>,
+    /// Clients whose request is in the log, waiting for its commit to be answered.
+    waiting: BTreeMap<ClientId, Waiter>,
+    reads: ReadRounds,
+    heartbeat_at: Instant,
+}
+
+#[derive(Debug)]
+struct BackupProgress {
+    /// The backup holds every entry up to here in this view.
+    acknowledged: u64,
+    /// Entries up to here were sent; more follow as acknowledgements arrive.
+    sent: u64,
+    retransmit_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    request_number: RequestNumber,
+    /// The replica holding the client.
+    origin: ReplicaId,
+}
+
+#[derive(Debug, Default)]
+struct ViewChangeProgress {
+    start_view_change_from: BTreeSet<ReplicaId>,
+    do_view_change_sent: bool,
+    /// At the new primary: the logs received, by sender.
+    do_view_change_from: BTreeMap<ReplicaId, DoViewChange>,
+    /// At the new primary: waiting for a snapshot from this replica before starting the view.
+    awaiting_state_from: Option<ReplicaId>,
+}
+
+#[derive(Clone, Debug)]
+struct DoViewChange {
+    last_normal_view: u64,
+    commit_number: u64,
+    checkpoint: u64,
+    entries: Vec<Entry>,
+}
+
+impl DoViewChange {
+    fn op_number(&self) -> u64 {
+        self.checkpoint + self.entries.len() as u64
+    }
+}
+
+#[derive(Debug)]
+struct RecoveryProgress {
+    nonce: u64,
+    responses: BTreeMap<ReplicaId, RecoveryAnswer>,
+}
+
+#[derive(Debug)]
+struct RecoveryAnswer {
+    view: u64,
+    responder: ResponderState,
+    primary_state: Option<PrimaryState>,
+}
+
+impl Vr {
+    /// A replica with empty memory: it recovers (§4.3) before it takes part.
+    pub(crate) fn new(config: Config, now: Instant) -> Vr {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed ^ now.as_nanos().rotate_left(32));
+        let vr = Vr {
+            status: ReplicaStatus::Recovering,
+            view: 0,
+            last_normal_view: 0,
+            log: Log::new(0),
+            commit_number: 0,
+            store: NoteStore::new(config.limits.store),
+            client_table: ClientTable::new(config.limits.clients_max),
+            forwards: PendingForwards::new(config.limits.pending_requests_max),
+            rng,
+            primary: None,
+            view_change: ViewChangeProgress::default(),
+            recovery: None,
+            timers: Timers { recovery_at: Some(now), ..Timers::default() },
+            now,
+            view_before: 0,
+            commit_number_before: 0,
+            config,
+        };
+        assert!(vr.quorum() >= 1 && vr.quorum() <= usize::from(vr.config.replica_count));
+        vr
+    }
+
+    fn me(&self) -> ReplicaId {
+        self.config.replica
+    }
+
+    /// A majority: any two quorums share a replica.
+    fn quorum(&self) -> usize {
+        usize::from(self.config.replica_count) / 2 + 1
+    }
+
+    /// §4: the primary of a view is chosen round-robin by view number.
+    fn primary_of(&self, view: u64) -> ReplicaId {
+        let index = view % u64::from(self.config.replica_count);
+        ReplicaId(u8::try_from(index).expect("replica_count fits in u8"))
+    }
+
+    fn is_primary(&self) -> bool {
+        self.primary.is_some()
+    }
+
+    /// A timeout with seeded jitter, so that replicas do not all start view changes at once.
+    fn jittered(&mut self, now: Instant, timeout: core::time::Duration) -> Instant {
+        let jitter_nanos = self.rng.random_range(0..=timeout.as_nanos() as u64 / 2);
+        now + timeout + core::time::Duration::from_nanos(jitter_nanos)
+    }
+
+    fn reset_primary_silence(&mut self, now: Instant) {
+        let timeout = self.config.timing.view_change_timeout;
+        self.timers.primary_silence_at = Some(self.jittered(now, timeout));
+    }
+
+    fn answer(
+        &self,
+        origin: ReplicaId,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        outputs: &mut Outputs,
+    ) {
+        if origin == self.me() {
+            outputs.reply(client, request_number, reply, Freshness::Ordered);
+        } else {
+            outputs.send(origin, wrap(Message::ForwardReply { client, request_number, reply }));
+        }
+    }
+
+    /// Executes every committed entry up to `commit_number` that is in the log (§4.1 step 4
+    /// at the primary, step 7 at backups), answering clients at the primary.
+    fn commit_through(&mut self, commit_number: u64, outputs: &mut Outputs) {
+        let target = commit_number.min(self.log.op_number());
+        while self.commit_number < target {
+            let op_number = self.commit_number + 1;
+            let entry = self.log.get(op_number).cloned().expect("entries after the commit number are retained");
+            let reply = match self.client_table.admit(entry.client, entry.request_number) {
+                Admission::Execute => {
+                    let reply = self.store.execute(&entry.operation, entry.timestamp);
+                    self.client_table.record(entry.client, entry.request_number, reply.clone());
+                    Some(reply)
+                }
+                // The same request twice in the log executes once: the second copy is a no-op.
+                Admission::Retry(reply) => Some(reply),
+                Admission::Stale => None,
+            };
+            self.commit_number = op_number;
+            if let (Some(primary), Some(reply)) = (&mut self.primary, reply) {
+                let waiter = primary.waiting.get(&entry.client);
+                if waiter.is_some_and(|waiter| waiter.request_number == entry.request_number) {
+                    let waiter = primary.waiting.remove(&entry.client).expect("just found");
+                    outputs.event(Event::Acknowledged {
+                        sequence: op_number,
+                        client: entry.client,
+                        request_number: entry.request_number,
+                    });
+                    self.answer(waiter.origin, entry.client, entry.request_number, reply, outputs);
+                }
+            }
+        }
+        self.discard_old_entries();
+        if self.is_primary() {
+            self.answer_confirmed_reads(outputs);
+        }
+    }
+
+    /// §5.1: keeps the log within `log_entries_max` by forgetting executed entries;
+    /// the store and client table are the checkpoint.
+    fn discard_old_entries(&mut self) {
+        let limit = self.config.limits.log_entries_max;
+        if self.log.len() > limit {
+            let keep = (limit / 2) as u64;
+            let through = self.commit_number.min(self.log.op_number().saturating_sub(keep));
+            self.log.discard_through(through);
+        }
+    }
+
+    fn on_request_at_backup(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
+        let (client, request_number) = (request.client, request.request_number);
+        let primary = self.primary_of(self.view);
+        let retry_at = now + self.config.timing.retransmit_timeout;
+        if !self.forwards.insert(request.clone(), primary, retry_at) {
+            outputs.event(Event::Overloaded { queue: "forwards".into() });
+            return outputs.refuse(client, request_number, Refusal::unavailable("too many requests in flight"));
+        }
+        outputs.event(Event::Forwarded { client, request_number, to: primary });
+        outputs.send(primary, wrap(Message::Forward { request }));
+    }
+
+    fn on_forward_reply(
+        &mut self,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        outputs: &mut Outputs,
+    ) {
+        if self.forwards.take(client, request_number).is_some() {
+            outputs.reply(client, request_number, reply, Freshness::Ordered);
+        }
+    }
+
+    /// Whether a message of `view` from `from` may be processed now. Older views are
+    /// dropped and counted; newer views make this replica catch up first.
+    fn stale_view(&self, view: u64, from: ReplicaId, outputs: &mut Outputs) -> bool {
+        if view < self.view {
+            outputs.drop_message(from, DropReason::StaleEpoch);
+            return true;
+        }
+        false
+    }
+}
+
+fn wrap(message: Message) -> AnyMessage {
+    AnyMessage::Vr(message)
+}
+
+impl Protocol for Vr {
+    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
+        self.now = now;
+        let (client, request_number) = (request.client, request.request_number);
+        if request.operation.is_read() && request.consistency == Consistency::Local {
+            let reply = self.store.query(&request.operation);
+            let freshness = Freshness::PossiblyStale { applied: self.commit_number };
+            return outputs.reply(client, request_number, reply, freshness);
+        }
+        match self.status {
+            ReplicaStatus::Recovering => {
+                outputs.refuse(client, request_number, Refusal::unavailable("this replica is recovering"))
+            }
+            ReplicaStatus::Normal if self.is_primary() => self.on_request_at_primary(now, self.me(), request, outputs),
+            // A backup, or a replica in a view change: the request waits in the forward
+            // table and is sent again to whichever replica is primary when it is due.
+            _ => self.on_request_at_backup(now, request, outputs),
+        }
+    }
+
+    fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
+        self.now = now;
+        let AnyMessage::Vr(message) = message else {
+            return outputs.drop_message(from, DropReason::WrongProtocol);
+        };
+        if from == self.me() || from.0 >= self.config.replica_count {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        }
+        if self.status == ReplicaStatus::Recovering {
+            return match message {
+                Message::Recovery { nonce } => self.on_recovery(from, nonce, outputs),
+                Message::RecoveryResponse { view, nonce, responder, primary_state } => {
+                    self.on_recovery_response(now, from, view, nonce, responder, primary_state, outputs)
+                }
+                // Until recovered, this replica takes no part (§4.3).
+                _ => {}
+            };
+        }
+        match message {
+            Message::Prepare { view, commit_number, entries } => {
+                self.on_prepare(now, from, view, commit_number, entries, outputs)
+            }
+            Message::PrepareOk { view, op_number } => self.on_prepare_ok(now, from, view, op_number, outputs),
+            Message::Commit { view, commit_number } => self.on_commit(now, from, view, commit_number, outputs),
+            Message::StartViewChange { view } => self.on_start_view_change(now, from, view, outputs),
+            Message::DoViewChange { view, last_normal_view, commit_number, checkpoint, entries } => {
+                let message = DoViewChange { last_normal_view, commit_number, checkpoint, entries };
+                self.on_do_view_change(now, from, view, message, outputs)
+            }
+            Message::StartView { view, commit_number, checkpoint, entries } => {
+                self.on_start_view(now, from, view, commit_number, checkpoint, entries, outputs)
+            }
+            Message::Recovery { nonce } => self.on_recovery(from, nonce, outputs),
+            Message::RecoveryResponse { .. } => {}
+            Message::GetState { view, op_number } => self.on_get_state(from, view, op_number, outputs),
+            Message::NewState { view, commit_number, after, snapshot, entries } => {
+                self.on_new_state(now, from, view, commit_number, after, snapshot, entries, outputs)
+            }
+            Message::ConfirmView { view, round } => self.on_confirm_view(now, from, view, round, outputs),
+            Message::ConfirmViewOk { view, round } => self.on_confirm_view_ok(from, view, round, outputs),
+            Message::Forward { request } => {
+                if self.status == ReplicaStatus::Normal && self.is_primary() {
+                    self.on_request_at_primary(now, from, request, outputs);
+                } else {
+                    // Not the primary (any more): the forwarding replica retries at the next primary.
+                    outputs.drop_message(from, DropReason::NotPrimary);
+                }
+            }
+            Message::ForwardReply { client, request_number, reply } => {
+                self.on_forward_reply(client, request_number, reply, outputs)
+            }
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.now = now;
+        let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
+        if due(self.timers.recovery_at) {
+            self.start_recovery(now, outputs);
+        }
+        if due(self.timers.primary_silence_at) {
+            self.timers.primary_silence_at = None;
+            self.start_view_change(now, self.view + 1, outputs);
+        }
+        if due(self.timers.view_change_at) {
+            self.timers.view_change_at = None;
+            self.start_view_change(now, self.view + 1, outputs);
+        }
+        if due(self.timers.view_change_resend_at) {
+            self.timers.view_change_resend_at = None;
+            self.on_view_change_resend(now, outputs);
+        }
+        if due(self.timers.state_transfer_at) {
+            self.timers.state_transfer_at = None;
+            self.request_state(now, outputs);
+        }
+        if self.status == ReplicaStatus::Normal {
+            let primary = self.primary_of(self.view);
+            let next_retry_at = now + self.config.timing.retransmit_timeout;
+            for (_, request) in self.forwards.due(now, next_retry_at) {
+                if primary == self.me() {
+                    let _ = self.forwards.take(request.client, request.request_number);
+                    self.on_request_at_primary(now, self.me(), request, outputs);
+                } else {
+                    self.forwards.redirect(request.client, primary);
+                    outputs.send(primary, wrap(Message::Forward { request }));
+                }
+            }
+        }
+        if self.is_primary() {
+            self.on_primary_timeout(now, outputs);
+        }
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        let Timers { primary_silence_at, view_change_at, recovery_at, state_transfer_at, view_change_resend_at } =
+            self.timers;
+        let forwards = if self.status == ReplicaStatus::Normal { self.forwards.next_retry_at() } else { None };
+        let primary = self.primary.as_ref().and_then(|primary| {
+            let retransmit = primary.backups.values().filter_map(|progress| progress.retransmit_at).min();
+            [Some(primary.heartbeat_at), retransmit, primary.reads.retry_at()].into_iter().flatten().min()
+        });
+        [primary_silence_at, view_change_at, recovery_at, state_transfer_at, view_change_resend_at, forwards, primary]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn store(&self) -> &NoteStore {
+        &self.store
+    }
+
+    fn client_table(&self) -> &ClientTable {
+        &self.client_table
+    }
+
+    fn status(&self) -> Status {
+        let role = match self.status {
+            ReplicaStatus::Recovering => Role::Recovering,
+            ReplicaStatus::ViewChange => Role::ViewChange,
+            ReplicaStatus::Normal if self.is_primary() => Role::Primary,
+            ReplicaStatus::Normal => Role::Backup,
+        };
+        let waiting = self.primary.as_ref().map_or(0, |primary| primary.waiting.len() + primary.reads.len());
+        Status {
+            replica: self.me(),
+            protocol: "vr".into(),
+            role,
+            view: Some(self.view),
+            op_number: self.log.op_number(),
+            applied: self.commit_number,
+            pending_requests: waiting + self.forwards.len(),
+            counters: Default::default(),
+        }
+    }
+
+    fn check_invariants(&mut self) {
+        assert!(self.view >= self.view_before, "a view never goes back");
+        assert!(self.commit_number >= self.commit_number_before, "the commit number never decreases");
+        self.view_before = self.view;
+        self.commit_number_before = self.commit_number;
+        self.log.check_invariants();
+        self.forwards.check_invariants();
+        assert!(self.commit_number <= self.log.op_number(), "only entries in the log are committed");
+        assert!(self.log.checkpoint() <= self.commit_number, "only committed entries are discarded");
+        assert!(self.last_normal_view <= self.view, "the last normal view is not in the future");
+        assert!(
+            self.log.len() <= self.config.limits.log_entries_max + self.config.limits.entries_per_message_max,
+            "the log stays bounded"
+        );
+        match self.status {
+            ReplicaStatus::Normal => {
+                assert_eq!(self.last_normal_view, self.view, "a normal replica is normal in its view");
+                assert_eq!(
+                    self.is_primary(),
+                    self.primary_of(self.view) == self.me(),
+                    "the primary is primary_of(view)"
+                );
+            }
+            ReplicaStatus::ViewChange | ReplicaStatus::Recovering => {
+                assert!(!self.is_primary(), "only a normal replica acts as primary");
+            }
+        }
+        if let Some(primary) = &self.primary {
+            for progress in primary.backups.values() {
+                assert!(progress.acknowledged <= self.log.op_number(), "no backup acknowledges the future");
+            }
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! §4.1 Normal operation: Prepare, PrepareOk, Commit; pipelined, and batched when
+//! requests arrive faster than backups acknowledge.
+
+use super::log::{Entry, consecutive};
+use super::{BackupProgress, Message, PrimaryRole, ReplicaStatus, Vr, Waiter, wrap};
+use crate::client_table::Admission;
+use crate::hlc::Timestamp;
+use crate::ids::ReplicaId;
+use crate::operation::{ClientRequest, Refusal, Reply};
+use crate::protocol::Outputs;
+use crate::replica::{DropReason, Event};
+use crate::time::Instant;
+
+impl Vr {
+    /// Becomes primary of the current view with the current log (§4.2 step 4, or a fresh start).
+    pub(super) fn become_primary(&mut self, now: Instant) {
+        let op_number = self.log.op_number();
+        let backups = self
+            .config
+            .peers()
+            .map(|peer| (peer, BackupProgress { acknowledged: 0, sent: op_number, retransmit_at: None }))
+            .collect();
+        self.primary = Some(PrimaryRole {
+            backups,
+            waiting: Default::default(),
+            reads: Default::default(),
+            heartbeat_at: now + self.config.timing.heartbeat_interval,
+        });
+        self.timers.primary_silence_at = None;
+    }
+
+    /// §4.1 steps 2–3 at the primary; `origin` holds the client.
+    pub(super) fn on_request_at_primary(
+        &mut self,
+        now: Instant,
+        origin: ReplicaId,
+        request: ClientRequest,
+        outputs: &mut Outputs,
+    ) {
+        let ClientRequest { client, request_number, operation, .. } = request;
+        if operation.is_read() {
+            return self.enqueue_read(now, origin, client, request_number, operation, outputs);
+        }
+        match self.client_table.admit(client, request_number) {
+            Admission::Retry(reply) => return self.answer(origin, client, request_number, reply, outputs),
+            Admission::Stale => return,
+            Admission::Execute => {}
+        }
+        let in_log = (self.commit_number + 1..=self.log.op_number()).any(|op_number| {
+            self.log
+                .get(op_number)
+                .is_some_and(|entry| entry.client == client && entry.request_number == request_number)
+        });
+        let primary = self.primary.as_mut().expect("on_request_at_primary runs at the primary");
+        if in_log {
+            // A retry of a request being prepared: answer it where it came from last.
+            primary.waiting.insert(client, Waiter { request_number, origin });
+            return;
+        }
+        let uncommitted = self.log.op_number() - self.commit_number;
+        let limits = &self.config.limits;
+        if primary.waiting.len() >= limits.pending_requests_max || uncommitted >= (limits.log_entries_max / 2) as u64 {
+            outputs.event(Event::Overloaded { queue: "prepare".into() });
+            let refusal = Refusal::unavailable("the primary has too many operations in flight");
+            return self.answer(origin, client, request_number, Reply::refused(refusal), outputs);
+        }
+        let last_timestamp = self.log.last_timestamp().unwrap_or_default().max(self.store.last_timestamp());
+        let entry = Entry {
+            op_number: self.log.op_number() + 1,
+            view: self.view,
+            client,
+            request_number,
+            operation,
+            timestamp: Timestamp::next(now, last_timestamp),
+        };
+        outputs.event(Event::Ordered {
+            sequence: entry.op_number,
+            client,
+            request_number,
+            operation: entry.operation.name().into(),
+        });
+        primary.waiting.insert(client, Waiter { request_number, origin });
+        self.log.append(entry);
+        self.send_prepares(now, outputs);
+        self.advance_commit(outputs);
+    }
+
+    /// Sends each backup the entries it has not been sent, while fewer than a
+    /// message's worth are unacknowledged: beyond that, entries wait and go out
+    /// together with the next acknowledgement (batching under load).
+    fn send_prepares(&mut self, now: Instant, outputs: &mut Outputs) {
+        let window = self.config.limits.entries_per_message_max as u64;
+        let retransmit_at = now + self.config.timing.retransmit_timeout;
+        let op_number = self.log.op_number();
+        let primary = self.primary.as_mut().expect("only the primary prepares");
+        for (backup, progress) in &mut primary.backups {
+            if progress.sent >= op_number || progress.sent - progress.acknowledged.min(progress.sent) >= window {
+                continue;
+            }
+            if progress.sent < self.log.checkpoint() {
+                continue; // Behind the retained log: the retransmission timer sends a snapshot.
+            }
+            let entries = self.log.entries_after(progress.sent, self.config.limits.entries_per_message_max);
+            progress.sent += entries.len() as u64;
+            progress.retransmit_at.get_or_insert(retransmit_at);
+            outputs
+                .send(*backup, wrap(Message::Prepare { view: self.view, commit_number: self.commit_number, entries }));
+        }
+    }
+
+    /// §4.1 step 4: an entry held by a quorum in this view is committed.
+    fn advance_commit(&mut self, outputs: &mut Outputs) {
+        let primary = self.primary.as_ref().expect("only the primary commits");
+        let mut acknowledged: Vec<u64> = primary.backups.values().map(|progress| progress.acknowledged).collect();
+        acknowledged.push(self.log.op_number());
+        acknowledged.sort_unstable_by(|a, b| b.cmp(a));
+        let committed = acknowledged[self.quorum() - 1];
+        if committed > self.commit_number {
+            self.commit_through(committed, outputs);
+        }
+    }
+
+    pub(super) fn on_prepare_ok(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        view: u64,
+        op_number: u64,
+        outputs: &mut Outputs,
+    ) {
+        if self.stale_view(view, from, outputs) {
+            return;
+        }
+        if view > self.view {
+            return self.catch_up_with_view(now, view, outputs);
+        }
+        let log_op_number = self.log.op_number();
+        let Some(primary) = self.primary.as_mut() else {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        };
+        if op_number > log_op_number {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
+        let progress = primary.backups.get_mut(&from).expect("senders are validated peers");
+        if op_number > progress.acknowledged {
+            progress.acknowledged = op_number;
+            progress.sent = progress.sent.max(op_number);
+            let more_unacknowledged = op_number < log_op_number;
+            progress.retransmit_at = more_unacknowledged.then(|| now + self.config.timing.retransmit_timeout);
+        }
+        self.advance_commit(outputs);
+        self.send_prepares(now, outputs);
+    }
+
+    /// §4.1 step 4 at a backup: append consecutive entries, acknowledge, execute what is committed.
+    pub(super) fn on_prepare(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        view: u64,
+        commit_number: u64,
+        entries: Vec<Entry>,
+        outputs: &mut Outputs,
+    ) {
+        if self.stale_view(view, from, outputs) {
+            return;
+        }
+        if from != self.primary_of(view) || self.primary_of(view) == self.me() {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        }
+        if !consecutive(&entries)
+            || entries.len() > self.config.limits.entries_per_message_max
+            || entries.iter().any(|entry| entry.view > view)
+        {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
+        if view > self.view || self.status != ReplicaStatus::Normal {
+            return self.catch_up_with_view(now, view, outputs);
+        }
+        self.reset_primary_silence(now);
+        if let Some(first) = entries.first()
+            && first.op_number > self.log.op_number() + 1
+        {
+            return self.request_state_soon(now, outputs);
+        }
+        if !self.log.agrees_with(&entries) {
+            return outputs.drop_message(from, DropReason::Conflicting);
+        }
+        for entry in entries {
+            if entry.op_number == self.log.op_number() + 1 {
+                self.log.append(entry);
+            }
+        }
+        outputs.send(from, wrap(Message::PrepareOk { view, op_number: self.log.op_number() }));
+        self.commit_through(commit_number, outputs);
+    }
+
+    /// §4.1 step 6: learn the commit number; a heartbeat from the primary.
+    pub(super) fn on_commit(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        view: u64,
+        commit_number: u64,
+        outputs: &mut Outputs,
+    ) {
+        if self.stale_view(view, from, outputs) {
+            return;
+        }
+        if from != self.primary_of(view) || self.primary_of(view) == self.me() {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        }
+        if view > self.view || self.status != ReplicaStatus::Normal {
+            return self.catch_up_with_view(now, view, outputs);
+        }
+        self.reset_primary_silence(now);
+        if commit_number > self.log.op_number() {
+            self.request_state_soon(now, outputs);
+        }
+        self.commit_through(commit_number, outputs);
+    }
+
+    /// The primary's timers: heartbeat commits, retransmission to late backups, read rounds.
+    pub(super) fn on_primary_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
+        let heartbeat_interval = self.config.timing.heartbeat_interval;
+        let (view, commit_number, checkpoint) = (self.view, self.commit_number, self.log.checkpoint());
+        let retransmit_timeout = self.config.timing.retransmit_timeout;
+        let primary = self.primary.as_mut().expect("on_primary_timeout runs at the primary");
+        if primary.heartbeat_at <= now {
+            primary.heartbeat_at = now + heartbeat_interval;
+            for backup in primary.backups.keys() {
+                outputs.send(*backup, wrap(Message::Commit { view, commit_number }));
+            }
+        }
+        let late: Vec<ReplicaId> = primary
+            .backups
+            .iter()
+            .filter(|(_, progress)| progress.retransmit_at.is_some_and(|at| at <= now))
+            .map(|(backup, _)| *backup)
+            .collect();
+        let op_number = self.log.op_number();
+        for backup in late {
+            let primary = self.primary.as_mut().expect("still the primary");
+            let progress = primary.backups.get_mut(&backup).expect("a configured backup");
+            // Nothing acknowledged in time: send again from what the backup holds.
+            progress.sent = progress.acknowledged;
+            progress.retransmit_at = Some(now + retransmit_timeout);
+            let acknowledged = progress.acknowledged;
+            let first_sequence = acknowledged + 1;
+            if acknowledged < checkpoint {
+                // §5.2: too far behind for entries; a snapshot brings it to the checkpoint.
+                let sent = self.send_new_state(backup, acknowledged, outputs);
+                let primary = self.primary.as_mut().expect("still the primary");
+                primary.backups.get_mut(&backup).expect("a configured backup").sent = sent;
+                continue;
+            }
+            let entries = usize::try_from(op_number - acknowledged).unwrap_or(usize::MAX);
+            outputs.event(Event::Retransmitted { to: backup, first_sequence, entries });
+        }
+        self.send_prepares(now, outputs);
+        self.retry_read_round(now, outputs);
+    }
+}

@@ -1,0 +1,127 @@
+//! §4.3 Recovery: a replica that restarted with empty memory learns the state from
+//! a quorum, including the primary of the latest view, before it takes part again.
+
+use super::log::consecutive;
+use super::{
+    Message, PrimaryState, RecoveryAnswer, RecoveryProgress, ReplicaStatus, ResponderState, Snapshot, Vr, wrap,
+};
+use crate::ids::ReplicaId;
+use crate::protocol::Outputs;
+use crate::replica::{DropReason, Event};
+use crate::time::Instant;
+
+use rand::Rng;
+
+impl Vr {
+    /// §4.3 step 1, and again every `retransmit_timeout` until recovered.
+    pub(super) fn start_recovery(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.timers.recovery_at = None;
+        if self.status != ReplicaStatus::Recovering {
+            return;
+        }
+        if self.config.replica_count == 1 {
+            return self.start_empty_cluster(now, outputs);
+        }
+        let nonce = match &self.recovery {
+            Some(recovery) => recovery.nonce,
+            None => {
+                let nonce = self.rng.random::<u64>();
+                self.recovery = Some(RecoveryProgress { nonce, responses: Default::default() });
+                nonce
+            }
+        };
+        self.timers.recovery_at = Some(now + self.config.timing.retransmit_timeout);
+        for peer in self.config.peers() {
+            outputs.send(peer, wrap(Message::Recovery { nonce }));
+        }
+    }
+
+    /// §4.3 step 2. Replicas that are not normal answer too, saying so: a recovering
+    /// replica counts only normal ones for its quorum, and uses the others only to
+    /// tell that the whole cluster is new.
+    pub(super) fn on_recovery(&mut self, from: ReplicaId, nonce: u64, outputs: &mut Outputs) {
+        let responder =
+            ResponderState { status: self.status, op_number: self.log.op_number(), commit_number: self.commit_number };
+        let primary_state = self.is_primary().then(|| PrimaryState {
+            snapshot: Snapshot {
+                commit_number: self.commit_number,
+                store: self.store.clone(),
+                client_table: self.client_table.clone(),
+            },
+            entries: self.log.entries_after(self.commit_number, usize::MAX),
+        });
+        let message = Message::RecoveryResponse { view: self.view, nonce, responder, primary_state };
+        outputs.send(from, wrap(message));
+    }
+
+    /// §4.3 step 3.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_recovery_response(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        view: u64,
+        nonce: u64,
+        responder: ResponderState,
+        primary_state: Option<PrimaryState>,
+        outputs: &mut Outputs,
+    ) {
+        if let Some(state) = &primary_state {
+            let starts_after =
+                state.entries.first().is_none_or(|first| first.op_number == state.snapshot.commit_number + 1);
+            if !starts_after || !consecutive(&state.entries) || state.entries.len() > self.config.limits.log_entries_max
+            {
+                return outputs.drop_message(from, DropReason::ImpossibleSequence);
+            }
+        }
+        let quorum = self.quorum();
+        let replica_count = self.config.replica_count;
+        let Some(recovery) = &mut self.recovery else { return };
+        if recovery.nonce != nonce {
+            return; // An answer to an earlier attempt.
+        }
+        recovery.responses.insert(from, RecoveryAnswer { view, responder, primary_state });
+        let others = usize::from(replica_count) - 1;
+        let all_empty = recovery.responses.len() == others
+            && recovery
+                .responses
+                .values()
+                .all(|answer| answer.responder.status == ReplicaStatus::Recovering || answer.responder.is_empty());
+        if all_empty {
+            return self.start_empty_cluster(now, outputs);
+        }
+        let normal: Vec<(&ReplicaId, &RecoveryAnswer)> =
+            recovery.responses.iter().filter(|(_, answer)| answer.responder.status == ReplicaStatus::Normal).collect();
+        if normal.len() < quorum {
+            return;
+        }
+        let latest_view = normal.iter().map(|(_, answer)| answer.view).max().expect("a quorum is not empty");
+        let primary = ReplicaId(u8::try_from(latest_view % u64::from(replica_count)).expect("fits in u8"));
+        let Some(answer) = recovery.responses.get_mut(&primary) else { return };
+        if answer.view != latest_view || answer.responder.status != ReplicaStatus::Normal {
+            return;
+        }
+        let Some(state) = answer.primary_state.take() else { return };
+        self.recovery = None;
+        self.timers.recovery_at = None;
+        self.view = latest_view;
+        self.install_snapshot(state.snapshot);
+        for entry in state.entries {
+            self.log.append(entry);
+        }
+        self.enter_view(now);
+        outputs.event(Event::Recovered { view: self.view, op_number: self.log.op_number() });
+        outputs.send(primary, wrap(Message::PrepareOk { view: self.view, op_number: self.log.op_number() }));
+    }
+
+    /// Every replica is new: the cluster starts empty in view 0.
+    fn start_empty_cluster(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.recovery = None;
+        self.timers.recovery_at = None;
+        self.enter_view(now);
+        if self.primary_of(self.view) == self.me() {
+            self.become_primary(now);
+        }
+        outputs.event(Event::Recovered { view: self.view, op_number: 0 });
+    }
+}

@@ -1,0 +1,277 @@
+//! Scenario tests of VR, each citing the section of "Viewstamped Replication
+//! Revisited" it checks.
+
+use core::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::ProtocolKind;
+use crate::hlc::Timestamp;
+use crate::ids::NoteId;
+use crate::replica::{Input, Output};
+use crate::test_cluster::*;
+
+const VR: ProtocolKind = ProtocolKind::Vr;
+
+fn settled_cluster(replica_count: u8, seed: u64) -> TestCluster {
+    let mut cluster = TestCluster::new(VR, replica_count, seed);
+    cluster.run_for(Duration::from_millis(200));
+    cluster
+}
+
+fn role(cluster: &TestCluster, id: ReplicaId) -> Role {
+    cluster.replica(id).status().role
+}
+
+fn view(cluster: &TestCluster, id: ReplicaId) -> u64 {
+    cluster.replica(id).status().view.expect("vr reports its view")
+}
+
+fn vr_send(to: ReplicaId, message: Message) -> Output {
+    Output::Send { to, message: wrap(message) }
+}
+
+/// §4.3 with the empty-cluster rule: replicas that all start with empty memory form view 0.
+#[test]
+fn a_new_cluster_starts_in_view_zero_with_replica_zero_as_primary() {
+    for replica_count in [1, 3, 5] {
+        let cluster = settled_cluster(replica_count, 1);
+        assert_eq!(role(&cluster, R0), Role::Primary, "{replica_count} replicas");
+        for index in 1..replica_count {
+            assert_eq!(role(&cluster, ReplicaId(index)), Role::Backup);
+            assert_eq!(view(&cluster, ReplicaId(index)), 0);
+        }
+    }
+}
+
+/// §4.1: the primary prepares, commits on a quorum of PrepareOk, then answers.
+#[test]
+fn normal_operation_commits_on_a_quorum_of_prepare_ok() {
+    let mut cluster = settled_cluster(3, 2);
+    let now = cluster.now;
+    let request = ClientRequest {
+        client: ClientId(7),
+        request_number: 1,
+        operation: create(json!({"title": "a"})),
+        consistency: Consistency::Linearizable,
+    };
+    let entry = Entry {
+        op_number: 1,
+        view: 0,
+        client: ClientId(7),
+        request_number: 1,
+        operation: request.operation.clone(),
+        timestamp: Timestamp(now.as_nanos()),
+    };
+    let prepare = Message::Prepare { view: 0, commit_number: 0, entries: vec![entry] };
+    assert_eq!(
+        cluster.input(R0, Input::Request(request)),
+        vec![
+            Output::Event(Event::Ordered {
+                sequence: 1,
+                client: ClientId(7),
+                request_number: 1,
+                operation: "create".into()
+            }),
+            vr_send(R1, prepare.clone()),
+            vr_send(R2, prepare),
+        ]
+    );
+    cluster.drop_in_flight();
+    let outputs = cluster.deliver(R1, R0, wrap(Message::PrepareOk { view: 0, op_number: 1 }));
+    assert_eq!(outputs[0], Output::Event(Event::Acknowledged { sequence: 1, client: ClientId(7), request_number: 1 }));
+    assert!(
+        matches!(&outputs[1], Output::Reply { client: ClientId(7), request_number: 1, reply: Reply::Note { note }, .. } if note.id == NoteId(1)),
+        "{outputs:?}"
+    );
+    assert_eq!(cluster.replica(R0).store().len(), 1);
+}
+
+/// §4.1 under loss, duplication and reordering; requests at every replica.
+#[test]
+fn converges_through_loss_duplication_and_reordering() {
+    for seed in 0..40 {
+        let mut cluster = settled_cluster(3, seed);
+        cluster.loss_per_mille = 150;
+        cluster.duplicate_per_mille = 150;
+        cluster.reorder = true;
+        let script = [
+            (R1, create(json!({"title": "one"}))),
+            (R2, create(json!({"title": "two"}))),
+            (R0, replace(1, json!({"title": "uno"}), None)),
+            (R2, patch(1, json!({"tags": ["x"]}), Some(2))),
+            (R1, replace(2, json!({"title": "dos"}), Some(7))),
+            (R1, delete(2, Some(1))),
+            (R2, get(1)),
+        ];
+        for (request_number, (at, operation)) in (1..).zip(script) {
+            cluster.request(at, 100, request_number, operation);
+            cluster.run_for(Duration::from_secs(5));
+            assert!(cluster.reply(100, request_number).is_some(), "seed {seed}: request {request_number} answered");
+        }
+        cluster.loss_per_mille = 0;
+        cluster.run_for(Duration::from_secs(2));
+        assert_eq!(cluster.version_of(R0, 1), Some(3), "seed {seed}");
+        assert_eq!(
+            cluster.reply(100, 5),
+            Some(&Reply::refused(Refusal::VersionMismatch { id: NoteId(2), expected: 7, actual: 1 }))
+        );
+        cluster.assert_converged();
+    }
+}
+
+/// §4.2: the primary crashes after preparing at one backup; the next view keeps
+/// the entry, and the client's retry is answered from the client table (§4.1, exactly once).
+#[test]
+fn a_primary_crash_mid_prepare_loses_nothing_prepared_at_a_quorum() {
+    let mut cluster = settled_cluster(3, 3);
+    cluster.request(R0, 9, 1, create(json!({"title": "kept"})));
+    let in_flight = cluster.take_in_flight();
+    for (from, to, message) in in_flight {
+        if to == R1 {
+            cluster.deliver(from, to, message);
+        }
+    }
+    cluster.drop_in_flight(); // R1's PrepareOk never reaches R0.
+    cluster.crash_and_restart(R0);
+    cluster.run_for(Duration::from_secs(3));
+    assert_eq!(role(&cluster, R1), Role::Primary, "view 1's primary is R1");
+    cluster.request(R2, 9, 1, create(json!({"title": "kept"})));
+    cluster.run_for(Duration::from_secs(1));
+    assert!(matches!(cluster.reply(9, 1), Some(Reply::Note { note }) if note.id == NoteId(1)));
+    assert_eq!(cluster.replica(R1).store().len(), 1, "the retried create made one note");
+    assert_eq!(role(&cluster, R0), Role::Backup, "R0 recovered (§4.3) as a backup of view 1");
+    cluster.assert_converged();
+}
+
+/// §4.2: a primary cut off with a minority cannot commit; the majority elects a new
+/// primary, and after the partition heals the old primary joins the new view.
+#[test]
+fn a_primary_partitioned_with_a_minority_is_replaced() {
+    let mut cluster = settled_cluster(5, 4);
+    cluster.partition(&[R0, R1], &[R2, ReplicaId(3), ReplicaId(4)]);
+    cluster.request(R0, 1, 1, create(json!({"side": "minority"})));
+    cluster.run_for(Duration::from_secs(3));
+    assert_eq!(cluster.reply(1, 1), None, "the minority side commits nothing");
+    let majority_primary = [R2, ReplicaId(3), ReplicaId(4)]
+        .into_iter()
+        .find(|id| role(&cluster, *id) == Role::Primary)
+        .expect("the majority elected a primary");
+    cluster.request(majority_primary, 2, 1, create(json!({"side": "majority"})));
+    cluster.run_for(Duration::from_secs(1));
+    assert!(matches!(cluster.reply(2, 1), Some(Reply::Note { note }) if note.id == NoteId(1)));
+    cluster.heal();
+    cluster.run_for(Duration::from_secs(3));
+    assert!(view(&cluster, R0) > 0, "R0 left view 0");
+    cluster.assert_converged();
+    let titles: Vec<_> = cluster.replica(R0).store().notes().map(|note| note.body["side"].clone()).collect();
+    assert_eq!(titles, vec![json!("majority")], "the minority's uncommitted write was discarded");
+}
+
+/// §4.3 while §4.2 is under way: a replica restarts empty during a view change and
+/// recovers once the new view is normal.
+#[test]
+fn a_replica_recovers_while_a_view_change_is_under_way() {
+    let mut cluster = settled_cluster(3, 5);
+    for request_number in 1..=3 {
+        cluster.request(R1, 1, request_number, create(json!({"n": request_number})));
+        cluster.run_for(Duration::from_millis(100));
+    }
+    cluster.partition(&[R0], &[R1, R2]);
+    cluster.run_for(Duration::from_millis(900));
+    assert!(
+        [R1, R2].iter().any(|id| role(&cluster, *id) == Role::ViewChange || view(&cluster, *id) > 0),
+        "a view change started"
+    );
+    cluster.crash_and_restart(R2);
+    cluster.run_for(Duration::from_secs(3));
+    cluster.heal();
+    cluster.run_for(Duration::from_secs(3));
+    for id in [R0, R1, R2] {
+        assert!(matches!(role(&cluster, id), Role::Primary | Role::Backup), "{id} is normal");
+    }
+    assert_eq!(cluster.replica(R2).store().len(), 3, "R2 recovered every committed note");
+    cluster.assert_converged();
+}
+
+/// §4.2 step 3: the new primary needs DoViewChange from a quorum of different
+/// replicas; a duplicated one counts once.
+#[test]
+fn a_duplicated_do_view_change_counts_once() {
+    let mut cluster = settled_cluster(5, 6);
+    let (r3, r4) = (ReplicaId(3), ReplicaId(4));
+    let do_view_change = || {
+        wrap(Message::DoViewChange { view: 1, last_normal_view: 0, commit_number: 0, checkpoint: 0, entries: vec![] })
+    };
+    cluster.deliver(R2, R1, wrap(Message::StartViewChange { view: 1 }));
+    assert_eq!(role(&cluster, R1), Role::ViewChange);
+    for _ in 0..3 {
+        cluster.deliver(R2, R1, do_view_change());
+    }
+    assert_eq!(role(&cluster, R1), Role::ViewChange, "three copies of R2's DoViewChange are one, not a quorum of 3");
+    cluster.drop_in_flight();
+    cluster.deliver(r3, R1, do_view_change());
+    cluster.deliver(r4, R1, do_view_change());
+    assert_eq!(role(&cluster, R1), Role::Primary, "R1, R2, R3 and R4: a quorum");
+    assert_eq!(view(&cluster, R1), 1);
+}
+
+/// §4.2: messages of an older view are dropped and counted.
+#[test]
+fn messages_from_an_older_view_are_dropped_and_counted() {
+    let mut cluster = settled_cluster(3, 7);
+    cluster.partition(&[R0], &[R1, R2]);
+    cluster.run_for(Duration::from_secs(2));
+    assert!(view(&cluster, R1) >= 1);
+    let before = cluster.replica(R1).counters().messages_dropped;
+    let stale = wrap(Message::Commit { view: 0, commit_number: 0 });
+    assert_eq!(
+        cluster.deliver(R0, R1, stale),
+        vec![Output::Event(Event::Dropped { from: R0, reason: DropReason::StaleEpoch })]
+    );
+    assert_eq!(cluster.replica(R1).counters().messages_dropped, before + 1);
+}
+
+/// §5.1–5.2: with a small log, a replica that missed many operations catches up by
+/// a snapshot, and every log stays within `log_entries_max`.
+#[test]
+fn a_lagging_replica_catches_up_by_snapshot_and_logs_stay_bounded() {
+    let mut cluster = TestCluster::with_config(VR, 3, 8, |config| {
+        config.limits.log_entries_max = 16;
+        config.limits.entries_per_message_max = 4;
+    });
+    cluster.run_for(Duration::from_millis(200));
+    cluster.partition(&[R2], &[R0, R1]);
+    for request_number in 1..=60 {
+        cluster.request(R0, 1, request_number, create(json!({"n": request_number})));
+        cluster.run_for(Duration::from_millis(20));
+    }
+    assert_eq!(cluster.replica(R2).store().len(), 0);
+    cluster.heal();
+    cluster.run_for(Duration::from_secs(2));
+    assert_eq!(cluster.replica(R2).store().len(), 60);
+    cluster.assert_converged();
+}
+
+/// Reads (§6.3 read round): a primary cut off from its backups does not answer a
+/// linearizable read, because no quorum confirms its view.
+#[test]
+fn a_deposed_primary_answers_no_linearizable_read() {
+    let mut cluster = settled_cluster(3, 9);
+    cluster.request(R0, 1, 1, create(json!({"v": 1})));
+    cluster.run_for(Duration::from_millis(100));
+    cluster.partition(&[R0], &[R1, R2]);
+    cluster.run_for(Duration::from_secs(2));
+    cluster.request(R1, 2, 1, replace(1, json!({"v": 2}), None));
+    cluster.run_for(Duration::from_millis(500));
+    assert!(cluster.reply(2, 1).is_some(), "the new primary committed the write");
+    cluster.request(R0, 3, 1, get(1));
+    cluster.run_for(Duration::from_millis(500));
+    assert_eq!(cluster.reply(3, 1), None, "no stale read from the old primary");
+    cluster.request_with(R0, 4, 1, get(1), Consistency::Local);
+    assert!(
+        matches!(cluster.reply(4, 1), Some(Reply::Note { note }) if note.version == 1),
+        "a local read is served, and stale"
+    );
+}

@@ -1,0 +1,270 @@
+//! §4.2 View change: StartViewChange, DoViewChange, StartView.
+
+use super::log::{Entry, consecutive};
+use super::{DoViewChange, Message, ReplicaStatus, ViewChangeProgress, Vr, wrap};
+use crate::ids::ReplicaId;
+use crate::operation::{Refusal, Reply};
+use crate::protocol::Outputs;
+use crate::replica::{DropReason, Event};
+use crate::time::Instant;
+
+impl Vr {
+    /// §4.2 step 1: move to `view` and ask every replica to do the same.
+    pub(super) fn start_view_change(&mut self, now: Instant, view: u64, outputs: &mut Outputs) {
+        assert!(view > self.view, "a view change moves to a later view");
+        assert_ne!(self.status, ReplicaStatus::Recovering, "a recovering replica takes no part in view changes");
+        self.step_down(outputs);
+        self.view = view;
+        self.status = ReplicaStatus::ViewChange;
+        self.view_change = ViewChangeProgress::default();
+        self.view_change.start_view_change_from.insert(self.me());
+        self.timers.primary_silence_at = None;
+        self.timers.state_transfer_at = None;
+        let timeout = self.config.timing.view_change_timeout;
+        self.timers.view_change_at = Some(self.jittered(now, timeout));
+        outputs.event(Event::ViewChangeStarted { view });
+        self.send_view_change_messages(now, outputs);
+    }
+
+    /// Leaves the primary role: reads waiting for a read round are refused (they had
+    /// no effect); writes in the log may still commit in the next view, so their
+    /// clients learn the outcome by retrying.
+    fn step_down(&mut self, outputs: &mut Outputs) {
+        let Some(primary) = self.primary.take() else { return };
+        for read in primary.reads.into_pending() {
+            let refusal = Refusal::unavailable("the primary changed; retry");
+            self.answer(read.origin, read.client, read.request_number, Reply::refused(refusal), outputs);
+        }
+    }
+
+    /// Sends StartViewChange to every replica, and DoViewChange once a quorum is in
+    /// this view change; sent again on `resend` while the view change lasts.
+    fn send_view_change_messages(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.timers.view_change_resend_at = Some(now + self.config.timing.retransmit_timeout);
+        for peer in self.config.peers() {
+            outputs.send(peer, wrap(Message::StartViewChange { view: self.view }));
+        }
+        self.send_do_view_change_if_ready(now, outputs);
+    }
+
+    /// §4.2 step 2: with StartViewChange from a quorum (itself included), send the log
+    /// to the new primary.
+    fn send_do_view_change_if_ready(&mut self, now: Instant, outputs: &mut Outputs) {
+        if self.view_change.start_view_change_from.len() < self.quorum() {
+            return;
+        }
+        let do_view_change = DoViewChange {
+            last_normal_view: self.last_normal_view,
+            commit_number: self.commit_number,
+            checkpoint: self.log.checkpoint(),
+            entries: self.log.all_entries(),
+        };
+        self.view_change.do_view_change_sent = true;
+        let new_primary = self.primary_of(self.view);
+        if new_primary == self.me() {
+            self.record_do_view_change(now, new_primary, do_view_change, outputs);
+        } else {
+            let DoViewChange { last_normal_view, commit_number, checkpoint, entries } = do_view_change;
+            let message =
+                Message::DoViewChange { view: self.view, last_normal_view, commit_number, checkpoint, entries };
+            outputs.send(new_primary, wrap(message));
+        }
+    }
+
+    pub(super) fn on_view_change_resend(&mut self, now: Instant, outputs: &mut Outputs) {
+        if self.status == ReplicaStatus::ViewChange {
+            self.send_view_change_messages(now, outputs);
+        }
+    }
+
+    pub(super) fn on_start_view_change(&mut self, now: Instant, from: ReplicaId, view: u64, outputs: &mut Outputs) {
+        if self.stale_view(view, from, outputs) {
+            return;
+        }
+        if view > self.view {
+            self.start_view_change(now, view, outputs);
+        }
+        if self.status == ReplicaStatus::ViewChange && view == self.view {
+            let newly_heard = self.view_change.start_view_change_from.insert(from);
+            if newly_heard && !self.view_change.do_view_change_sent {
+                self.send_do_view_change_if_ready(now, outputs);
+            }
+        }
+    }
+
+    pub(super) fn on_do_view_change(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        view: u64,
+        message: DoViewChange,
+        outputs: &mut Outputs,
+    ) {
+        if !well_formed(message.checkpoint, message.commit_number, &message.entries, self.entries_max())
+            || message.last_normal_view >= view
+        {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
+        if self.stale_view(view, from, outputs) {
+            return;
+        }
+        if view > self.view {
+            self.start_view_change(now, view, outputs);
+        }
+        if self.status != ReplicaStatus::ViewChange || view != self.view {
+            return; // The view already started: a late or duplicated DoViewChange.
+        }
+        if self.primary_of(view) != self.me() {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        }
+        self.view_change.start_view_change_from.insert(from);
+        self.record_do_view_change(now, from, message, outputs);
+        if !self.view_change.do_view_change_sent {
+            self.send_do_view_change_if_ready(now, outputs);
+        }
+    }
+
+    /// Keeps one DoViewChange per sender (a duplicate replaces the first) and starts the
+    /// view with a quorum of them.
+    fn record_do_view_change(&mut self, now: Instant, from: ReplicaId, message: DoViewChange, outputs: &mut Outputs) {
+        self.view_change.do_view_change_from.insert(from, message);
+        if self.view_change.do_view_change_from.len() >= self.quorum() && self.view_change.awaiting_state_from.is_none()
+        {
+            self.complete_view_change(now, outputs);
+        }
+    }
+
+    /// §4.2 step 3: adopt the log with the latest normal view (then the highest op
+    /// number), execute what was committed, and start the view.
+    pub(super) fn complete_view_change(&mut self, now: Instant, outputs: &mut Outputs) {
+        let received = &self.view_change.do_view_change_from;
+        let mut best: Option<(ReplicaId, &DoViewChange)> = None;
+        for (sender, message) in received {
+            let better = best.is_none_or(|(_, current)| {
+                (message.last_normal_view, message.op_number()) > (current.last_normal_view, current.op_number())
+            });
+            if better {
+                best = Some((*sender, message));
+            }
+        }
+        let (best_sender, best) = best.expect("a quorum of DoViewChange messages was received");
+        let commit_number = received.values().map(|message| message.commit_number).max().unwrap_or(0);
+        if self.commit_number < best.checkpoint {
+            // The best log starts after what this replica executed: fetch a snapshot first.
+            self.view_change.awaiting_state_from = Some(best_sender);
+            return self.request_state(now, outputs);
+        }
+        let committed_here: Vec<Entry> =
+            best.entries.iter().filter(|entry| entry.op_number <= self.commit_number).cloned().collect();
+        if !self.log.agrees_with(&committed_here) {
+            outputs.drop_message(best_sender, DropReason::Conflicting);
+            self.view_change.do_view_change_from.remove(&best_sender);
+            return;
+        }
+        let adopted: Vec<Entry> =
+            best.entries.iter().filter(|entry| entry.op_number > self.commit_number).cloned().collect();
+        self.log.truncate_after(self.commit_number);
+        for entry in adopted {
+            self.log.append(entry);
+        }
+        self.enter_view(now);
+        self.become_primary(now);
+        outputs.event(Event::ViewStarted { view: self.view, primary: self.me() });
+        self.commit_through(commit_number, outputs);
+        for peer in self.config.peers() {
+            let message = Message::StartView {
+                view: self.view,
+                commit_number: self.commit_number,
+                checkpoint: self.log.checkpoint(),
+                entries: self.log.all_entries(),
+            };
+            outputs.send(peer, wrap(message));
+        }
+    }
+
+    /// Normal status in the current view, as primary or backup.
+    pub(super) fn enter_view(&mut self, now: Instant) {
+        self.status = ReplicaStatus::Normal;
+        self.last_normal_view = self.view;
+        self.view_change = ViewChangeProgress::default();
+        self.timers.view_change_at = None;
+        self.timers.view_change_resend_at = None;
+        if self.primary_of(self.view) != self.me() {
+            self.reset_primary_silence(now);
+        }
+    }
+
+    /// §4.2 step 5: adopt the new primary's log, acknowledge its uncommitted entries,
+    /// execute what is committed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_start_view(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        view: u64,
+        commit_number: u64,
+        checkpoint: u64,
+        entries: Vec<Entry>,
+        outputs: &mut Outputs,
+    ) {
+        if !well_formed(checkpoint, commit_number, &entries, self.entries_max()) {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
+        if self.primary_of(view) != from {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        }
+        if self.stale_view(view, from, outputs) {
+            return;
+        }
+        if view == self.view && self.status == ReplicaStatus::Normal {
+            return; // Already in this view: a duplicate.
+        }
+        if self.commit_number < checkpoint {
+            return self.catch_up_with_view(now, view, outputs);
+        }
+        let committed_here: Vec<Entry> =
+            entries.iter().filter(|entry| entry.op_number <= self.commit_number).cloned().collect();
+        if !self.log.agrees_with(&committed_here) {
+            return outputs.drop_message(from, DropReason::Conflicting);
+        }
+        self.step_down(outputs);
+        self.view = view;
+        self.log.truncate_after(self.commit_number);
+        for entry in entries.into_iter().filter(|entry| entry.op_number > self.commit_number) {
+            self.log.append(entry);
+        }
+        self.enter_view(now);
+        outputs.event(Event::ViewStarted { view, primary: from });
+        outputs.send(from, wrap(Message::PrepareOk { view, op_number: self.log.op_number() }));
+        self.commit_through(commit_number, outputs);
+    }
+
+    /// §5.2: a message shows that `view` started without this replica. Keep what is
+    /// committed, drop the rest, and fetch the new primary's state.
+    pub(super) fn catch_up_with_view(&mut self, now: Instant, view: u64, outputs: &mut Outputs) {
+        assert!(view >= self.view, "catching up moves forward");
+        self.step_down(outputs);
+        self.view = view;
+        self.log.truncate_after(self.commit_number);
+        self.enter_view(now);
+        assert!(self.primary_of(view) != self.me(), "a view starts only at its primary");
+        outputs.event(Event::ViewStarted { view, primary: self.primary_of(view) });
+        self.request_state(now, outputs);
+    }
+
+    fn entries_max(&self) -> usize {
+        self.config.limits.log_entries_max + self.config.limits.entries_per_message_max
+    }
+}
+
+/// A log message is well formed when its entries are consecutive from the checkpoint,
+/// within the bound, and its commit number is inside it.
+fn well_formed(checkpoint: u64, commit_number: u64, entries: &[Entry], entries_max: usize) -> bool {
+    let starts_after_checkpoint = entries.first().is_none_or(|first| first.op_number == checkpoint.saturating_add(1));
+    let op_number = checkpoint.saturating_add(entries.len() as u64);
+    starts_after_checkpoint
+        && consecutive(entries)
+        && entries.len() <= entries_max
+        && commit_number >= checkpoint
+        && commit_number <= op_number
+}
