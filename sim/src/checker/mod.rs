@@ -5,7 +5,7 @@
 //!
 //! Wing & Gong's search with Lowe's just-in-time linearization and memoization of
 //! (set of linearized operations, model state) — the algorithm of Porcupine — in
-//! [`search`](self::search): iterative, with an explicit undo stack and a step budget
+//! `search`: iterative, with an explicit undo stack and a step budget
 //! ([`CheckOptions::step_budget`]) after which the verdict is [`Verdict::Unknown`]
 //! rather than a hang.
 //!
@@ -18,8 +18,8 @@
 //!
 //! # Models
 //!
-//! `cas-register` ([`register`]) and `notes` ([`notes`]), as `HISTORY-FORMAT.md`
-//! specifies them. Model states hold interned JSON values ([`values`]), so that they
+//! `cas-register` (module `register`) and `notes` (module `notes`), as `HISTORY-FORMAT.md`
+//! specifies them. Model states hold interned JSON values (module `values`), so that they
 //! are small, ordered and cheap to clone, and the memo is an ordered set.
 //!
 //! # Partitions of a notes history (P-compositionality)
@@ -27,7 +27,7 @@
 //! Operations on different notes commute, but two kinds of operation couple notes:
 //! a create takes the next id from a counter shared by all notes, and a list reads
 //! many notes. The checker splits a notes history only where neither coupling can
-//! hide a violation ([`notes::plan`]):
+//! hide a violation (`notes::plan`):
 //!
 //! - A history with a `list` that completed is searched whole: a list observes the
 //!   presence and absence of many notes at one instant.
