@@ -280,7 +280,6 @@ impl Vr {
                 }
             }
         }
-        self.discard_old_entries();
         if self.is_primary() {
             self.answer_confirmed_reads(outputs);
         }
@@ -332,13 +331,9 @@ impl Vr {
     }
 }
 
-fn wrap(message: Message) -> AnyMessage {
-    AnyMessage::Vr(message)
-}
-
-impl Protocol for Vr {
-    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
-        self.now = now;
+/// The one `match` on inputs: each arm hands over to the module of its concern.
+impl Vr {
+    fn dispatch_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
         let (client, request_number) = (request.client, request.request_number);
         if request.operation.is_read() && request.consistency == Consistency::Local {
             let reply = self.store.query(&request.operation);
@@ -356,8 +351,7 @@ impl Protocol for Vr {
         }
     }
 
-    fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
-        self.now = now;
+    fn dispatch_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
         let AnyMessage::Vr(message) = message else {
             return outputs.drop_message(from, DropReason::WrongProtocol);
         };
@@ -410,8 +404,7 @@ impl Protocol for Vr {
         }
     }
 
-    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
-        self.now = now;
+    fn dispatch_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
         let due = |at: Option<Instant>| at.is_some_and(|at| at <= now);
         if due(self.timers.recovery_at) {
             self.start_recovery(now, outputs);
@@ -448,6 +441,30 @@ impl Protocol for Vr {
         if self.is_primary() {
             self.on_primary_timeout(now, outputs);
         }
+    }
+}
+
+fn wrap(message: Message) -> AnyMessage {
+    AnyMessage::Vr(message)
+}
+
+impl Protocol for Vr {
+    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
+        self.now = now;
+        self.dispatch_request(now, request, outputs);
+        self.discard_old_entries();
+    }
+
+    fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
+        self.now = now;
+        self.dispatch_message(now, from, message, outputs);
+        self.discard_old_entries();
+    }
+
+    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.now = now;
+        self.dispatch_timeout(now, outputs);
+        self.discard_old_entries();
     }
 
     fn next_timeout(&self) -> Option<Instant> {
@@ -502,9 +519,15 @@ impl Protocol for Vr {
         assert!(self.commit_number <= self.log.op_number(), "only entries in the log are committed");
         assert!(self.log.checkpoint() <= self.commit_number, "only committed entries are discarded");
         assert!(self.last_normal_view <= self.view, "the last normal view is not in the future");
+        let limits = &self.config.limits;
         assert!(
-            self.log.len() <= self.config.limits.log_entries_max + self.config.limits.entries_per_message_max,
-            "the log stays bounded"
+            self.log.len() <= limits.log_entries_max || self.log.checkpoint() == self.commit_number,
+            "executed entries past log_entries_max are discarded"
+        );
+        assert!(
+            self.log.op_number() - self.commit_number
+                <= (limits.log_entries_max + limits.entries_per_message_max) as u64,
+            "uncommitted entries stay bounded"
         );
         match self.status {
             ReplicaStatus::Normal => {

@@ -15,10 +15,12 @@ impl Vr {
     /// Becomes primary of the current view with the current log (§4.2 step 4, or a fresh start).
     pub(super) fn become_primary(&mut self, now: Instant) {
         let op_number = self.log.op_number();
+        // Backups acknowledge the log of StartView; if they do not, send it again.
+        let retransmit_at = (op_number > self.commit_number).then(|| now + self.config.timing.retransmit_timeout);
         let backups = self
             .config
             .peers()
-            .map(|peer| (peer, BackupProgress { acknowledged: 0, sent: op_number, retransmit_at: None }))
+            .map(|peer| (peer, BackupProgress { acknowledged: 0, sent: op_number, retransmit_at }))
             .collect();
         self.primary = Some(PrimaryRole {
             backups,
@@ -132,7 +134,8 @@ impl Vr {
             return;
         }
         if view > self.view {
-            return self.catch_up_with_view(now, view, outputs);
+            // Only the primary of a view receives PrepareOk for it, and it knows its view.
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         let log_op_number = self.log.op_number();
         let Some(primary) = self.primary.as_mut() else {
@@ -186,7 +189,12 @@ impl Vr {
         if !self.log.agrees_with(&entries) {
             return outputs.drop_message(from, DropReason::Conflicting);
         }
+        let uncommitted_max = self.config.limits.log_entries_max as u64;
         for entry in entries {
+            if entry.op_number - self.commit_number > uncommitted_max {
+                outputs.drop_message(from, DropReason::TooFarAhead);
+                break;
+            }
             if entry.op_number == self.log.op_number() + 1 {
                 self.log.append(entry);
             }
@@ -242,20 +250,12 @@ impl Vr {
         for backup in late {
             let primary = self.primary.as_mut().expect("still the primary");
             let progress = primary.backups.get_mut(&backup).expect("a configured backup");
-            // Nothing acknowledged in time: send again from what the backup holds.
-            progress.sent = progress.acknowledged;
+            // Nothing acknowledged in time: send again from what the backup holds. A
+            // backup behind the retained log sees a gap and asks for the state (§5.2).
+            progress.sent = progress.acknowledged.max(checkpoint);
             progress.retransmit_at = Some(now + retransmit_timeout);
-            let acknowledged = progress.acknowledged;
-            let first_sequence = acknowledged + 1;
-            if acknowledged < checkpoint {
-                // §5.2: too far behind for entries; a snapshot brings it to the checkpoint.
-                let sent = self.send_new_state(backup, acknowledged, outputs);
-                let primary = self.primary.as_mut().expect("still the primary");
-                primary.backups.get_mut(&backup).expect("a configured backup").sent = sent;
-                continue;
-            }
-            let entries = usize::try_from(op_number - acknowledged).unwrap_or(usize::MAX);
-            outputs.event(Event::Retransmitted { to: backup, first_sequence, entries });
+            let entries = usize::try_from(op_number - progress.sent).unwrap_or(usize::MAX);
+            outputs.event(Event::Retransmitted { to: backup, first_sequence: progress.sent + 1, entries });
         }
         self.send_prepares(now, outputs);
         self.retry_read_round(now, outputs);
