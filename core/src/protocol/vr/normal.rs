@@ -191,7 +191,7 @@ impl Vr {
         }
         let uncommitted_max = self.config.limits.log_entries_max as u64;
         for entry in entries {
-            if entry.op_number - self.commit_number > uncommitted_max {
+            if entry.op_number.saturating_sub(self.commit_number) > uncommitted_max {
                 outputs.drop_message(from, DropReason::TooFarAhead);
                 break;
             }

@@ -275,3 +275,66 @@ fn a_deposed_primary_answers_no_linearizable_read() {
         "a local read is served, and stale"
     );
 }
+
+/// §4–5 together, under random faults within the model: loss, duplication,
+/// reordering, partitions, and crashes of at most `f` replicas at a time. Once
+/// faults heal, every create retried is answered, each is stored exactly once, and
+/// the replicas converge.
+#[test]
+fn acknowledged_writes_survive_random_faults_within_the_model() {
+    use rand::{Rng, SeedableRng};
+    let seeds: u64 = std::env::var("NOTED_VR_STRESS_SEEDS").ok().and_then(|value| value.parse().ok()).unwrap_or(60);
+    for seed in 0..seeds {
+        let replica_count = if seed % 2 == 0 { 3 } else { 5 };
+        let f = (replica_count - 1) / 2;
+        let mut cluster = settled_cluster(replica_count, seed);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        cluster.loss_per_mille = rng.random_range(0..200);
+        cluster.duplicate_per_mille = rng.random_range(0..200);
+        cluster.reorder = true;
+        let mut crashed_recently: Vec<ReplicaId> = Vec::new();
+        for request_number in 1..=40u64 {
+            let at = ReplicaId(rng.random_range(0..replica_count));
+            cluster.request(at, request_number, 1, create(json!({"n": request_number})));
+            match rng.random_range(0..10) {
+                0 if crashed_recently.len() < f as usize => {
+                    let victim = ReplicaId(rng.random_range(0..replica_count));
+                    if !crashed_recently.contains(&victim) {
+                        cluster.crash_and_restart(victim);
+                        crashed_recently.push(victim);
+                    }
+                }
+                1 => {
+                    let isolated = ReplicaId(rng.random_range(0..replica_count));
+                    let others: Vec<ReplicaId> =
+                        (0..replica_count).map(ReplicaId).filter(|id| *id != isolated).collect();
+                    cluster.partition(&[isolated], &others);
+                }
+                2 => cluster.heal(),
+                _ => {}
+            }
+            cluster.run_for(Duration::from_millis(rng.random_range(10..300)));
+            // A crashed replica counts against f until it has recovered.
+            crashed_recently.retain(|id| matches!(role(&cluster, *id), Role::Recovering));
+        }
+        cluster.heal();
+        cluster.loss_per_mille = 0;
+        cluster.duplicate_per_mille = 0;
+        cluster.run_for(Duration::from_secs(3));
+        for request_number in 1..=40u64 {
+            cluster.request(ReplicaId(0), request_number, 1, create(json!({"n": request_number})));
+        }
+        cluster.run_for(Duration::from_secs(10));
+        let acknowledged: Vec<u64> =
+            (1..=40u64).filter(|client| matches!(cluster.reply(*client, 1), Some(Reply::Note { .. }))).collect();
+        let stored: Vec<u64> =
+            cluster.replica(R0).store().notes().map(|note| note.body["n"].as_u64().expect("n")).collect();
+        for request_number in &acknowledged {
+            let copies = stored.iter().filter(|n| *n == request_number).count();
+            assert_eq!(copies, 1, "seed {seed}: acknowledged create {request_number} is stored exactly once");
+        }
+        assert_eq!(acknowledged.len(), 40, "seed {seed}: once faults heal, every retried create is answered");
+        assert_eq!(acknowledged.len(), 40, "seed {seed}: once faults heal, every retried create is answered");
+        cluster.assert_converged();
+    }
+}
