@@ -28,6 +28,8 @@
 
 pub mod client_table;
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod hlc;
 pub mod ids;
 pub mod merge_patch;
