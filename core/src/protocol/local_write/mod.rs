@@ -535,29 +535,45 @@ impl LocalWrite {
         self.owned.contains_key(&Item::Counter).then(|| self.store.query(operation))
     }
 
-    fn route_read(&mut self, now: Instant, origin: ReplicaId, request: ClientRequest, hops: u8, outputs: &mut Outputs) {
+    /// A linearizable get from a client of this replica: answered here, or sent on
+    /// to the owner this replica believes in.
+    fn start_read(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
         let (client, request_number) = (request.client, request.request_number);
         if let Some(reply) = self.serve_read(&request.operation) {
-            if origin == self.me() {
-                outputs.reply(client, request_number, reply, Freshness::Ordered);
-            } else {
-                outputs.send(origin, wrap(Message::ReadReply { client, request_number, reply }));
-            }
-            return;
+            return outputs.reply(client, request_number, reply, Freshness::Ordered);
         }
         let owner = self.believed_owner(self.item_of(&request.operation));
-        if origin == self.me() {
-            if !self.forwards.insert(request.clone(), owner, self.retry_at(now)) {
-                outputs.event(Event::Overloaded { queue: "forwards".into() });
-                return outputs.refuse(client, request_number, Refusal::unavailable("too many reads in flight"));
+        if !self.forwards.insert(request.clone(), owner, self.retry_at(now)) {
+            outputs.event(Event::Overloaded { queue: "forwards".into() });
+            return outputs.refuse(client, request_number, Refusal::unavailable("too many reads in flight"));
+        }
+        outputs.event(Event::Forwarded { client, request_number, to: owner });
+        outputs.send(owner, wrap(Message::Read { origin: self.me(), request, hops: 0 }));
+    }
+
+    /// A get on its way to the owner: answered to its origin, or passed on.
+    fn pass_read(&mut self, origin: ReplicaId, request: ClientRequest, hops: u8, outputs: &mut Outputs) {
+        let (client, request_number) = (request.client, request.request_number);
+        if let Some(reply) = self.serve_read(&request.operation) {
+            if origin != self.me() {
+                return outputs.send(origin, wrap(Message::ReadReply { client, request_number, reply }));
             }
-            outputs.event(Event::Forwarded { client, request_number, to: owner });
-            outputs.send(owner, wrap(Message::Read { origin, request, hops: 0 }));
-        } else if usize::from(hops) + 1 < usize::from(self.config.replica_count) {
-            // Beliefs can point in a circle while an item is in transit: the hop bound
-            // ends the circle, and the origin asks again after its timeout.
+            // Back where it started, which can answer it now.
+            return self.on_read_reply(client, request_number, reply, outputs);
+        }
+        // Beliefs can point in a circle while an item is in transit: the hop bound
+        // ends the circle, and the origin asks again after its timeout.
+        if hops < self.hops_max() {
+            let owner = self.believed_owner(self.item_of(&request.operation));
             outputs.send(owner, wrap(Message::Read { origin, request, hops: hops + 1 }));
         }
+    }
+
+    /// How often a read or an `Acquire` is passed on. Following beliefs visits each
+    /// replica at most once per item (each hop names a later epoch), and a read may
+    /// follow the counter's owners before the note's.
+    fn hops_max(&self) -> u8 {
+        self.config.replica_count.saturating_mul(2)
     }
 
     // ----- peer messages --------------------------------------------------------
@@ -727,7 +743,7 @@ impl LocalWrite {
             // The counter's owner knows every note: this one does not exist.
             return outputs.drop_message(from, DropReason::StaleEpoch);
         }
-        if usize::from(hops) + 1 < usize::from(self.config.replica_count) {
+        if hops < self.hops_max() {
             outputs.send(owner, wrap(Message::Acquire { item, requester, hops: hops + 1 }));
         }
     }
@@ -797,7 +813,7 @@ impl LocalWrite {
         let retry_at = self.retry_at(now);
         let entries_max = self.config.limits.entries_per_message_max;
         for owned in self.owned.values_mut() {
-            if !owned.retransmit_at.is_some_and(|at| at <= now) {
+            if owned.retransmit_at.is_none_or(|at| at > now) {
                 continue;
             }
             owned.retransmit_at = Some(retry_at);
@@ -883,7 +899,7 @@ impl Protocol for LocalWrite {
             return outputs.reply(request.client, request.request_number, reply, freshness);
         }
         if operation.is_read() {
-            self.route_read(now, self.me(), request, 0, outputs);
+            self.start_read(now, request, outputs);
         } else {
             self.submit_write(now, request, outputs);
         }
@@ -909,7 +925,7 @@ impl Protocol for LocalWrite {
                 if origin.0 >= self.config.replica_count || !matches!(request.operation, Operation::Get { .. }) {
                     return outputs.drop_message(from, DropReason::Conflicting);
                 }
-                self.route_read(now, origin, request, hops, outputs);
+                self.pass_read(origin, request, hops, outputs);
             }
             Message::ReadReply { client, request_number, reply } => {
                 self.on_read_reply(client, request_number, reply, outputs)
@@ -984,7 +1000,7 @@ impl Protocol for LocalWrite {
         }
         assert_eq!(retained, self.waiting.len(), "every retained update has one waiting client");
         assert!(self.waiting.len() <= limits.pending_requests_max.min(limits.log_entries_max), "waiters are bounded");
-        for ((item, sequence), _) in &self.waiting {
+        for (item, sequence) in self.waiting.keys() {
             assert!(self.owned.contains_key(item), "only an owner waits for acknowledgements");
             assert!(*sequence <= self.items[item].sequence, "only executed updates wait");
         }
