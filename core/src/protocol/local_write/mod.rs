@@ -50,7 +50,7 @@
 //! `(client, request_number)` already executed on it and answers a retry with the
 //! recorded reply. The replica-wide [`ClientTable`] is derived from the applied
 //! updates independently of their interleaving across items (see
-//! [`recent_clients`]), so it too is identical everywhere once every update is
+//! `local_write/recent_clients.rs`), so it too is identical everywhere once every update is
 //! applied.
 //!
 //! **Reads.** A local read is served from this replica's copy, possibly stale. A
@@ -66,6 +66,25 @@
 //! `retransmit_timeout`; `Acquire`, `Transfer` and forwarded reads are sent again the
 //! same way until answered. Nothing else is periodic: a replica can only miss an
 //! update that its owner is still sending, so no heartbeat is needed without crashes.
+//!
+//! Timers, all of `retransmit_timeout` and all per item or per request (the replica
+//! reports only the earliest; nothing runs when nothing waits):
+//!
+//! | timer | kept in | on expiry |
+//! |---|---|---|
+//! | retransmit | `Owned::retransmit_at` | resend each replica the updates it has not acknowledged |
+//! | acquire | `acquiring` | resend `Acquire` to the owner this replica now believes in |
+//! | transfer | `TransferInFlight::retry_at` | resend the same `Transfer` until its `TransferAck` |
+//! | read | `forwards` | answer the get here if possible, else resend `Read` |
+//!
+//! The `sequence` in [`Event::Ordered`] and [`Event::Acknowledged`] is the item's own
+//! sequence. `Status::applied` counts updates applied over all items.
+//!
+//! Known costs: a late duplicate of an `Acquire` that was already served can move an
+//! item once more than needed (safe, and bounded by the duplicates); every note keeps
+//! its own client table (bounded by `clients_max` each); the derived replica-wide
+//! client table is rebuilt, in time linear in the clients it holds, after each input
+//! that applied an update.
 //!
 //! # Fault model
 //!
