@@ -307,7 +307,7 @@ struct Waiter {
     reply: Reply,
 }
 
-/// Replicas to which an update or an acknowledgement is owed, by item.
+/// The (owner, item) pairs owed an `UpdateAck` once a message's updates are taken in.
 type Acknowledgements = BTreeSet<(ReplicaId, Item)>;
 
 impl LocalWrite {
@@ -767,6 +767,7 @@ impl LocalWrite {
         }
     }
 
+    // The fields of `Message::Transfer`, unpacked where they are checked one by one.
     #[allow(clippy::too_many_arguments)]
     fn on_transfer(
         &mut self,
