@@ -59,16 +59,39 @@ enum ProtocolChoice {
 
 #[derive(Arbitrary, Debug)]
 enum Step {
-    Request { replica: u8, client: u8, request_number: u8, operation: FuzzOperation, local: bool },
-    Deliver { pick: u16 },
-    Duplicate { pick: u16 },
-    Lose { pick: u16 },
+    Request {
+        replica: u8,
+        client: u8,
+        request_number: u8,
+        operation: FuzzOperation,
+        local: bool,
+    },
+    Deliver {
+        pick: u16,
+    },
+    Duplicate {
+        pick: u16,
+    },
+    Lose {
+        pick: u16,
+    },
     /// Delivers a message to a replica it was not addressed to.
-    Misdeliver { pick: u16, to: u8 },
+    Misdeliver {
+        pick: u16,
+        to: u8,
+    },
     /// Replaces one number inside a message in flight, then delivers it.
-    Forge { pick: u16, field: u16, value: u64 },
-    Advance { millis: u16 },
-    Crash { replica: u8 },
+    Forge {
+        pick: u16,
+        field: u16,
+        value: u64,
+    },
+    Advance {
+        millis: u16,
+    },
+    Crash {
+        replica: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -100,7 +123,9 @@ impl FuzzOperation {
                 patch: json!({ format!("k{}", key % 4): value.map_or(Value::Null, Value::from) }),
                 if_match: version(if_match),
             },
-            FuzzOperation::Delete { id: note, if_match } => Operation::Delete { id: id(note), if_match: version(if_match) },
+            FuzzOperation::Delete { id: note, if_match } => {
+                Operation::Delete { id: id(note), if_match: version(if_match) }
+            }
         }
     }
 }
@@ -270,6 +295,54 @@ mod tests {
     #[test]
     fn replays_the_replica_inputs_corpus() {
         assert!(replay("replica_inputs", replica_inputs) > 0, "fuzz/corpus/replica_inputs is checked in");
+    }
+
+    /// Writes the seed corpora: frames of every message a short run of each protocol
+    /// sends, and seeded random scenarios. `cargo test -p noted-core --features fuzzing
+    /// write_seed_corpora -- --ignored` rewrites them.
+    #[test]
+    #[ignore = "writes files into fuzz/corpus"]
+    fn write_seed_corpora() {
+        use rand::{Rng, SeedableRng};
+
+        use crate::test_cluster::{R0, R1, R2, TestCluster, create, delete, get, patch, replace};
+        let fuzz_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+        let wire_dir = fuzz_dir.join("wire_decode");
+        std::fs::create_dir_all(&wire_dir).expect("corpus directory");
+        let mut kinds_written = std::collections::BTreeSet::new();
+        for protocol in [ProtocolKind::Vr, ProtocolKind::RemoteWrite { primary: R0 }, ProtocolKind::LocalWrite] {
+            let mut cluster = TestCluster::new(protocol, 3, 1);
+            cluster.run_for(core::time::Duration::from_millis(300));
+            cluster.request(R1, 1, 1, create(json!({"title": "a", "tags": ["x", 1.5, null]})));
+            cluster.request(R2, 2, 1, get(1));
+            cluster.run_for(core::time::Duration::from_millis(300));
+            cluster.request(R2, 1, 2, replace(1, json!({"title": "b"}), Some(1)));
+            cluster.request(R0, 2, 2, patch(1, json!({"title": null}), None));
+            cluster.run_for(core::time::Duration::from_millis(300));
+            cluster.request(R1, 1, 3, delete(1, None));
+            cluster.crash_and_restart(R2);
+            cluster.run_for(core::time::Duration::from_secs(2));
+            cluster.partition(&[R0], &[R1, R2]);
+            cluster.request(R1, 1, 4, create(json!({"n": 4})));
+            cluster.run_for(core::time::Duration::from_secs(2));
+            cluster.heal();
+            cluster.run_for(core::time::Duration::from_secs(2));
+            for (from, to, message) in cluster.sent_log() {
+                let key = (protocol.name(), message.kind());
+                if kinds_written.insert(key) {
+                    let envelope = wire::Envelope { cluster: ClusterId(1), from, to, message };
+                    let name = format!("{}-{}", key.0, key.1);
+                    std::fs::write(wire_dir.join(name), wire::encode(&envelope)).expect("write corpus file");
+                }
+            }
+        }
+        let scenario_dir = fuzz_dir.join("replica_inputs");
+        std::fs::create_dir_all(&scenario_dir).expect("corpus directory");
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for index in 0..16 {
+            let bytes: Vec<u8> = (0..rng.random_range(64..4096)).map(|_| rng.random()).collect();
+            std::fs::write(scenario_dir.join(format!("random-{index:02}")), bytes).expect("write corpus file");
+        }
     }
 
     #[test]

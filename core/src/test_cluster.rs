@@ -32,6 +32,8 @@ pub(crate) struct TestCluster {
     /// Messages are delivered in a random order rather than as sent.
     pub(crate) reorder: bool,
     pub(crate) delivered: u64,
+    /// Every message sent, in order, when `record_sent` is on.
+    sent: Vec<(ReplicaId, ReplicaId, Message)>,
     /// Links `(from, to)` that lose every message: partitions.
     blocked: BTreeSet<(ReplicaId, ReplicaId)>,
     configs: Vec<Config>,
@@ -72,6 +74,7 @@ impl TestCluster {
             reorder: false,
             delivered: 0,
             blocked: BTreeSet::new(),
+            sent: Vec::new(),
             configs,
         }
     }
@@ -113,6 +116,11 @@ impl TestCluster {
         self.now = deadline;
     }
 
+    /// Every message sent so far, in order.
+    pub(crate) fn sent_log(&self) -> Vec<(ReplicaId, ReplicaId, Message)> {
+        self.sent.clone()
+    }
+
     /// Drops every message in flight.
     pub(crate) fn drop_in_flight(&mut self) {
         self.in_flight.clear();
@@ -136,7 +144,10 @@ impl TestCluster {
         let outputs = self.replicas[at.index()].handle(self.now, input);
         for output in &outputs {
             match output {
-                Output::Send { to, message } => self.in_flight.push_back((at, *to, message.clone())),
+                Output::Send { to, message } => {
+                    self.in_flight.push_back((at, *to, message.clone()));
+                    self.sent.push((at, *to, message.clone()));
+                }
                 Output::Reply { client, request_number, reply, .. } => {
                     self.replies.push((*client, *request_number, reply.clone()))
                 }

@@ -981,6 +981,8 @@ impl Protocol for LocalWrite {
             replica: self.me(),
             protocol: "local-write".into(),
             role: Role::Owner { items_owned: self.owned.len() as u64 },
+            view: None,
+            op_number: self.applied,
             applied: self.applied,
             // Hand-offs in flight count too: the item is unusable until the new owner has it.
             pending_requests: self.queued + self.waiting.len() + self.forwards.len() + self.transfers.len(),
