@@ -35,9 +35,25 @@ pub fn wire_decode(bytes: &[u8]) {
 /// requests, deliveries, losses, duplicates, misdeliveries, forged messages,
 /// crashes and time passing. Replicas assert their invariants after every input;
 /// the target asserts that nothing panics.
+///
+/// `NOTED_FUZZ_PROTOCOL=vr|remote-write|local-write` makes every input run that
+/// protocol, to spend a fuzzing session on one.
 pub fn replica_inputs(bytes: &[u8]) {
-    let Ok(scenario) = Scenario::arbitrary_take_rest(Unstructured::new(bytes)) else { return };
+    let Ok(mut scenario) = Scenario::arbitrary_take_rest(Unstructured::new(bytes)) else { return };
+    if let Some(protocol) = forced_protocol() {
+        scenario.protocol = protocol;
+    }
     Cluster::new(&scenario).run(&scenario.steps);
+}
+
+fn forced_protocol() -> Option<ProtocolChoice> {
+    static FORCED: std::sync::OnceLock<Option<ProtocolChoice>> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| match std::env::var("NOTED_FUZZ_PROTOCOL").ok()?.as_str() {
+        "vr" => Some(ProtocolChoice::Vr),
+        "remote-write" => Some(ProtocolChoice::RemoteWrite),
+        "local-write" => Some(ProtocolChoice::LocalWrite),
+        other => panic!("NOTED_FUZZ_PROTOCOL={other}: expected vr, remote-write or local-write"),
+    })
 }
 
 const STEPS_MAX: usize = 4096;
