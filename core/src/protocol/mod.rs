@@ -19,6 +19,12 @@ use crate::replica::Status;
 use crate::store::NoteStore;
 use crate::time::Instant;
 
+/// The largest view, op or sequence number a replica believes. At one view change
+/// per millisecond, or a million operations per second, it lasts for thousands of
+/// years; a number above it can only be forged, and arithmetic on numbers below it
+/// cannot overflow.
+pub const SEQUENCE_NUMBER_MAX: u64 = 1 << 48;
+
 pub(crate) trait Protocol: core::fmt::Debug {
     fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs);
     fn on_message(&mut self, now: Instant, from: ReplicaId, message: Message, outputs: &mut Outputs);

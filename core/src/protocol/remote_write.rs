@@ -43,7 +43,7 @@ use crate::hlc::Timestamp;
 use crate::ids::{ClientId, ReplicaId, RequestNumber};
 use crate::message::Message as AnyMessage;
 use crate::operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
-use crate::protocol::{Outputs, PendingForwards, Protocol};
+use crate::protocol::{Outputs, PendingForwards, Protocol, SEQUENCE_NUMBER_MAX};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
 use crate::store::NoteStore;
 use crate::time::Instant;
@@ -64,6 +64,19 @@ pub enum Message {
 }
 
 impl Message {
+    /// Whether every sequence number in the message is at most [`SEQUENCE_NUMBER_MAX`].
+    pub fn numbers_within_bounds(&self) -> bool {
+        let within = |number: u64| number <= SEQUENCE_NUMBER_MAX;
+        match self {
+            Message::Update { entries, latest_sequence } => {
+                within(*latest_sequence) && entries.iter().all(|update| within(update.sequence))
+            }
+            Message::UpdateAck { applied, .. } => within(*applied),
+            Message::Snapshot { sequence, .. } => within(*sequence),
+            Message::Forward { .. } | Message::ForwardReply { .. } => true,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Forward { .. } => "forward",
@@ -434,6 +447,9 @@ impl Protocol for RemoteWrite {
         let AnyMessage::RemoteWrite(message) = message else {
             return outputs.drop_message(from, DropReason::WrongProtocol);
         };
+        if !message.numbers_within_bounds() {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
         match message {
             Message::Forward { request } => {
                 if !matches!(self.role, RoleState::Primary(_)) {

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::client_table::ClientTable;
 use crate::ids::{ClientId, RequestNumber};
 use crate::operation::{ClientRequest, Reply};
+use crate::protocol::SEQUENCE_NUMBER_MAX;
 use crate::protocol::vr::log::Entry;
 use crate::store::NoteStore;
 
@@ -93,6 +94,51 @@ pub enum Message {
 }
 
 impl Message {
+    /// Whether every view, op and commit number in the message is at most
+    /// [`SEQUENCE_NUMBER_MAX`].
+    pub fn numbers_within_bounds(&self) -> bool {
+        let within = |number: u64| number <= SEQUENCE_NUMBER_MAX;
+        let entries_within =
+            |entries: &[Entry]| entries.iter().all(|entry| within(entry.op_number) && within(entry.view));
+        match self {
+            Message::Prepare { view, commit_number, entries } => {
+                within(*view) && within(*commit_number) && entries_within(entries)
+            }
+            Message::PrepareOk { view, op_number } => within(*view) && within(*op_number),
+            Message::Commit { view, commit_number } => within(*view) && within(*commit_number),
+            Message::StartViewChange { view } => within(*view),
+            Message::DoViewChange { view, last_normal_view, commit_number, checkpoint, entries } => {
+                within(*view)
+                    && within(*last_normal_view)
+                    && within(*commit_number)
+                    && within(*checkpoint)
+                    && entries_within(entries)
+            }
+            Message::StartView { view, commit_number, checkpoint, entries } => {
+                within(*view) && within(*commit_number) && within(*checkpoint) && entries_within(entries)
+            }
+            Message::Recovery { .. } => true,
+            Message::RecoveryResponse { view, responder, primary_state, .. } => {
+                within(*view)
+                    && within(responder.op_number)
+                    && within(responder.commit_number)
+                    && primary_state
+                        .as_ref()
+                        .is_none_or(|state| within(state.snapshot.commit_number) && entries_within(&state.entries))
+            }
+            Message::GetState { view, op_number } => within(*view) && within(*op_number),
+            Message::NewState { view, commit_number, after, snapshot, entries } => {
+                within(*view)
+                    && within(*commit_number)
+                    && within(*after)
+                    && snapshot.as_ref().is_none_or(|snapshot| within(snapshot.commit_number))
+                    && entries_within(entries)
+            }
+            Message::ConfirmView { view, .. } | Message::ConfirmViewOk { view, .. } => within(*view),
+            Message::Forward { .. } | Message::ForwardReply { .. } => true,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Message::Prepare { .. } => "prepare",

@@ -69,7 +69,7 @@ use crate::config::Config;
 use crate::ids::{ClientId, ReplicaId, RequestNumber};
 use crate::message::Message as AnyMessage;
 use crate::operation::{ClientRequest, Consistency, Refusal, Reply};
-use crate::protocol::{Outputs, PendingForwards, Protocol};
+use crate::protocol::{Outputs, PendingForwards, Protocol, SEQUENCE_NUMBER_MAX};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
 use crate::store::NoteStore;
 use crate::time::Instant;
@@ -358,6 +358,9 @@ impl Vr {
         if from == self.me() || from.0 >= self.config.replica_count {
             return outputs.drop_message(from, DropReason::NotPrimary);
         }
+        if !message.numbers_within_bounds() {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
         if self.status == ReplicaStatus::Recovering {
             return match message {
                 Message::Recovery { nonce } => self.on_recovery(from, nonce, outputs),
@@ -519,6 +522,7 @@ impl Protocol for Vr {
         assert!(self.commit_number <= self.log.op_number(), "only entries in the log are committed");
         assert!(self.log.checkpoint() <= self.commit_number, "only committed entries are discarded");
         assert!(self.last_normal_view <= self.view, "the last normal view is not in the future");
+        assert!(self.view <= SEQUENCE_NUMBER_MAX + 1, "views come from messages within bounds, plus one");
         let limits = &self.config.limits;
         assert!(
             self.log.len() <= limits.log_entries_max || self.log.checkpoint() == self.commit_number,
