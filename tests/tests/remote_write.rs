@@ -1,0 +1,53 @@
+//! Three `noted serve` processes running remote-write (fixed primary R0).
+//!
+//! remote-write does not survive a crash of its primary: the test shows the
+//! documented behaviour instead of recovery.
+
+use reqwest::Method;
+use serde_json::json;
+use noted_tests::checks::{
+    bad_input_is_refused, converged_notes, every_operation_through, forged_peer_frames_are_dropped,
+    retried_create_is_exactly_once,
+};
+use noted_tests::{Cluster, ClusterOptions};
+
+#[test]
+fn every_operation_through_every_replica_leaves_identical_stores() {
+    let cluster = Cluster::start(ClusterOptions::remote_write());
+    for via in 0..cluster.replica_count() {
+        every_operation_through(&cluster, via);
+    }
+    retried_create_is_exactly_once(&cluster);
+    let notes = converged_notes(&cluster, &[0, 1, 2]);
+    assert_eq!(notes["notes"].as_array().map(Vec::len), Some(1), "{notes}");
+}
+
+#[test]
+fn bad_input_is_refused_and_the_cluster_keeps_serving() {
+    let cluster = Cluster::start(ClusterOptions::remote_write());
+    bad_input_is_refused(&cluster);
+    forged_peer_frames_are_dropped(&cluster);
+}
+
+#[test]
+fn after_the_primary_is_killed_writes_get_503_and_backups_keep_what_was_acknowledged() {
+    let mut cluster = Cluster::start(ClusterOptions::remote_write());
+    let mut acknowledged = Vec::new();
+    for index in 0..12 {
+        let via = index % cluster.replica_count();
+        let response = cluster.client(via).json(Method::POST, "/notes", &json!({ "n": index })).unwrap();
+        assert_eq!(response.status, 201, "{}", response.text);
+        acknowledged.push(response.body["id"].as_u64().unwrap());
+    }
+    cluster.kill(0);
+
+    for backup in [1, 2] {
+        let response = cluster.client(backup).json(Method::POST, "/notes", &json!({ "n": "late" })).unwrap();
+        assert_eq!(response.status, 503, "{}", response.text);
+        assert_eq!(response.header("retry-after"), Some("1"));
+        assert!(matches!(response.error_code(), Some("timeout" | "unavailable")), "{}", response.text);
+    }
+    let notes = converged_notes(&cluster, &[1, 2]);
+    let ids: Vec<u64> = notes["notes"].as_array().unwrap().iter().filter_map(|note| note["id"].as_u64()).collect();
+    assert_eq!(ids, acknowledged, "every acknowledged write is on both backups");
+}

@@ -1,0 +1,90 @@
+//! Three `noted serve` processes running Viewstamped Replication.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use noted_sim::checker::{Verdict, check};
+use noted_tests::checks::{
+    bad_input_is_refused, converged_notes, every_operation_through, forged_peer_frames_are_dropped,
+    retried_create_is_exactly_once,
+};
+use noted_tests::workload::Workload;
+use noted_tests::{Cluster, ClusterOptions, wait_until};
+
+#[test]
+fn every_operation_through_every_replica_leaves_identical_stores() {
+    let cluster = Cluster::start(ClusterOptions::vr());
+    for via in 0..cluster.replica_count() {
+        every_operation_through(&cluster, via);
+    }
+    retried_create_is_exactly_once(&cluster);
+    let notes = converged_notes(&cluster, &[0, 1, 2]);
+    assert_eq!(notes["notes"].as_array().map(Vec::len), Some(1), "only the retried create is left: {notes}");
+}
+
+#[test]
+fn bad_input_is_refused_and_the_cluster_keeps_serving() {
+    let cluster = Cluster::start(ClusterOptions::vr());
+    bad_input_is_refused(&cluster);
+    forged_peer_frames_are_dropped(&cluster);
+}
+
+#[test]
+fn a_killed_primary_restarts_empty_and_recovers_without_losing_acknowledged_writes() {
+    let mut cluster = Cluster::start(ClusterOptions::vr());
+    let urls: Vec<String> = (0..cluster.replica_count()).map(|replica| cluster.url(replica)).collect();
+    let seed = 7;
+    let workload = Workload::new(urls, "noted-tests vr: SIGKILL the primary under load, restart it empty");
+    let clients = workload.spawn_clients(4, seed);
+
+    let writes_so_far = || workload.highest_id.load(Ordering::Relaxed);
+    wait_until("the workload to get going", Duration::from_secs(20), || writes_so_far() >= 20);
+    let old_primary = cluster.primary().expect("a primary");
+    cluster.kill(old_primary);
+    let before_new_primary = writes_so_far();
+    wait_until("another replica to become primary", Duration::from_secs(30), || {
+        cluster.primary().is_some_and(|primary| primary != old_primary)
+    });
+    wait_until("writes to go on without the old primary", Duration::from_secs(30), || {
+        writes_so_far() >= before_new_primary + 20
+    });
+    cluster.restart(old_primary);
+    wait_until("the restarted replica to recover", Duration::from_secs(30), || {
+        matches!(cluster.role(old_primary).as_deref(), Some("backup" | "primary"))
+    });
+    let after_recovery = writes_so_far();
+    wait_until("writes to go on after recovery", Duration::from_secs(30), || writes_so_far() >= after_recovery + 20);
+    workload.stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("a workload client panicked");
+    }
+    workload.read_back_everything(seed);
+
+    let notes = converged_notes(&cluster, &[0, 1, 2]);
+    let stored = notes["notes"].as_array().expect("a list");
+    let observed = workload.observed.lock().unwrap();
+    let mut tokens: Vec<&str> = stored.iter().filter_map(|note| note["token"].as_str()).collect();
+    let stored_count = tokens.len();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(tokens.len(), stored_count, "a retried create made two notes");
+    for (id, token) in &observed.acknowledged_creates {
+        if observed.delete_attempted.contains(id) {
+            continue;
+        }
+        let note = stored.iter().find(|note| note["id"] == *id);
+        assert!(note.is_some_and(|note| note["token"] == token.as_str()), "acknowledged note {id} ({token}) was lost");
+    }
+
+    let history = workload.recorder.history();
+    let saved = cluster.save("history.jsonl", &history.to_jsonl());
+    let verdict = check(&history).expect("a well-formed history");
+    assert_eq!(verdict, Verdict::Linearizable, "history in {}", saved.display());
+    eprintln!(
+        "vr crash test: {} events, {} acknowledged creates, {} retries, {} unknown outcomes",
+        history.events.len(),
+        observed.acknowledged_creates.len(),
+        observed.retries,
+        observed.unknown_outcomes
+    );
+}
