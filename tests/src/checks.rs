@@ -9,7 +9,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::client::NotesClient;
 use crate::cluster::Cluster;
 use crate::wait_until;
 
