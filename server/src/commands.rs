@@ -26,7 +26,9 @@ pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), S
 
 /// One line on stdout that scripts and tests may wait for.
 fn announce(id: u8, protocol: &str, client: SocketAddr, peer: SocketAddr, heartbeat: SocketAddr) {
-    println!("noted: replica {id} ({protocol}) serving clients at http://{client}, peers at {peer}, heartbeats at {heartbeat}");
+    println!(
+        "noted: replica {id} ({protocol}) serving clients at http://{client}, peers at {peer}, heartbeats at {heartbeat}"
+    );
 }
 
 fn apply_overrides(file: &mut ClusterFile, args: &ServeArgs) {

@@ -139,7 +139,8 @@ impl NodeSettings {
 impl ClusterFile {
     pub fn read(path: &Path) -> Result<ClusterFile, ConfigFileError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: display.clone(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: display.clone(), source })?;
         serde_json::from_str(&text).map_err(|source| ConfigFileError::Parse { path: display, source })
     }
 
@@ -235,7 +236,9 @@ impl ClusterFile {
     fn check_addresses_are_distinct(&self) -> Result<(), ConfigFileError> {
         let mut seen = std::collections::BTreeMap::new();
         for (index, replica) in self.replicas.iter().enumerate() {
-            for (kind, address) in [("client", replica.client), ("peer", replica.peer), ("heartbeat", replica.heartbeat)] {
+            for (kind, address) in
+                [("client", replica.client), ("peer", replica.peer), ("heartbeat", replica.heartbeat)]
+            {
                 let field = format!("replicas[{index}].{kind}");
                 if address.port() == 0 {
                     return Err(invalid(field, "a cluster file names fixed ports; 0 is not one"));

@@ -130,14 +130,23 @@ impl Metrics {
             for ((peer, kind), count) in &state.peer_received {
                 let _ = writeln!(out, "noted_peer_messages_received_total{{peer=\"{peer}\",kind=\"{kind}\"}} {count}");
             }
-            header(&mut out, "noted_peer_messages_dropped_total", "counter", "Peer messages dropped, by stage and reason.");
+            header(
+                &mut out,
+                "noted_peer_messages_dropped_total",
+                "counter",
+                "Peer messages dropped, by stage and reason.",
+            );
             for ((stage, reason), count) in &state.peer_dropped {
                 let _ =
                     writeln!(out, "noted_peer_messages_dropped_total{{stage=\"{stage}\",reason=\"{reason}\"}} {count}");
             }
             for (name, help, value) in [
                 ("noted_heartbeats_received_total", "Authenticated heartbeats received.", state.heartbeats_received),
-                ("noted_heartbeats_rejected_total", "Heartbeats that failed authentication.", state.heartbeats_rejected),
+                (
+                    "noted_heartbeats_rejected_total",
+                    "Heartbeats that failed authentication.",
+                    state.heartbeats_rejected,
+                ),
                 ("noted_peer_connections_total", "Peer TCP connections established.", state.peer_connections),
                 ("noted_view_changes_total", "View changes started by this replica (vr).", state.view_changes),
             ] {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use noted_core::ReplicaId;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{NodeSettings, ReplicaAddresses};
 use crate::driver::Driver;
@@ -30,9 +30,12 @@ pub struct BoundSockets {
 
 impl BoundSockets {
     pub async fn bind(addresses: ReplicaAddresses) -> Result<BoundSockets, String> {
-        let describe = |kind: &str, address, error: io::Error| format!("cannot bind the {kind} address {address}: {error}");
+        let describe =
+            |kind: &str, address, error: io::Error| format!("cannot bind the {kind} address {address}: {error}");
         Ok(BoundSockets {
-            http: TcpListener::bind(addresses.client).await.map_err(|error| describe("client", addresses.client, error))?,
+            http: TcpListener::bind(addresses.client)
+                .await
+                .map_err(|error| describe("client", addresses.client, error))?,
             peer: TcpListener::bind(addresses.peer).await.map_err(|error| describe("peer", addresses.peer, error))?,
             heartbeat: UdpSocket::bind(addresses.heartbeat)
                 .await
@@ -56,6 +59,8 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
     let me = settings.me();
     let cluster = settings.core.cluster;
     let replica_count = settings.core.replica_count;
+    // Every log line of this replica's tasks names it: dev runs three in one process.
+    let span = info_span!("replica", id = me.0);
     let metrics = Arc::new(Metrics::default());
     let peers = Arc::new(PeerTable::new(usize::from(replica_count)));
     let auth = FrameAuth::new(cluster, &settings.secret);
@@ -70,7 +75,7 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
 
     // The internals outlive the HTTP server, so that requests in flight can still be answered.
     let internals = CancellationToken::new();
-    let driver_task = tokio::spawn(driver.run(internals.clone()));
+    let driver_task = tokio::spawn(driver.run(internals.clone()).instrument(span.clone()));
     let heartbeat_socket = Arc::new(sockets.heartbeat);
     let peer_list: Vec<(ReplicaId, ReplicaAddresses)> = settings
         .replicas
@@ -81,36 +86,44 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         .collect();
     for (peer, addresses) in &peer_list {
         let queue = Arc::clone(&queues[peer.index()]);
-        tokio::spawn(peer::tcp::send_forever(*peer, addresses.peer, queue, Arc::clone(&metrics), internals.clone()));
+        tokio::spawn(
+            peer::tcp::send_forever(*peer, addresses.peer, queue, Arc::clone(&metrics), internals.clone())
+                .instrument(span.clone()),
+        );
     }
-    tokio::spawn(peer::tcp::receive_forever(
-        sockets.peer,
+    let inbound = peer::tcp::Inbound {
         me,
         replica_count,
-        auth.clone(),
-        driver_handle.clone(),
-        Arc::clone(&peers),
-        Arc::clone(&metrics),
-        internals.clone(),
-    ));
-    tokio::spawn(peer::udp::send_forever(
-        Arc::clone(&heartbeat_socket),
-        me,
-        settings.addresses().client,
-        peer_list.iter().map(|(peer, addresses)| (*peer, addresses.heartbeat)).collect(),
-        auth.clone(),
-        driver_handle.clone(),
-        internals.clone(),
-    ));
-    tokio::spawn(peer::udp::receive_forever(
-        heartbeat_socket,
-        me,
-        replica_count,
-        auth,
-        Arc::clone(&peers),
-        Arc::clone(&metrics),
-        internals.clone(),
-    ));
+        auth: auth.clone(),
+        driver: driver_handle.clone(),
+        peers: Arc::clone(&peers),
+        metrics: Arc::clone(&metrics),
+    };
+    tokio::spawn(peer::tcp::receive_forever(sockets.peer, inbound, internals.clone()).instrument(span.clone()));
+    tokio::spawn(
+        peer::udp::send_forever(
+            Arc::clone(&heartbeat_socket),
+            me,
+            settings.addresses().client,
+            peer_list.iter().map(|(peer, addresses)| (*peer, addresses.heartbeat)).collect(),
+            auth.clone(),
+            driver_handle.clone(),
+            internals.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    tokio::spawn(
+        peer::udp::receive_forever(
+            heartbeat_socket,
+            me,
+            replica_count,
+            auth,
+            Arc::clone(&peers),
+            Arc::clone(&metrics),
+            internals.clone(),
+        )
+        .instrument(span.clone()),
+    );
 
     let app = AppState {
         driver: driver_handle,
@@ -123,7 +136,8 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
     };
     let router = http::router(app, settings.request_body_bytes_max);
     let stop_accepting = shutdown.clone();
-    let server = axum::serve(sockets.http, router).with_graceful_shutdown(async move { stop_accepting.cancelled().await });
+    let server =
+        axum::serve(sockets.http, router).with_graceful_shutdown(async move { stop_accepting.cancelled().await });
     let drain_limit = settings.request_timeout + SHUTDOWN_GRACE;
     let served = tokio::select! {
         served = server.into_future() => served.map_err(|error| format!("HTTP server failed: {error}")),

@@ -111,7 +111,11 @@ pub fn converged_notes(cluster: &Cluster, replicas: &[usize]) -> Value {
         let copies: Vec<Value> = replicas
             .iter()
             .map(|replica| {
-                cluster.client(*replica).get_path("/notes?consistency=local").map(|response| response.body).unwrap_or_default()
+                cluster
+                    .client(*replica)
+                    .get_path("/notes?consistency=local")
+                    .map(|response| response.body)
+                    .unwrap_or_default()
             })
             .collect();
         let same = copies.iter().all(|copy| copy == &copies[0] && copy.get("notes").is_some());
@@ -123,10 +127,13 @@ pub fn converged_notes(cluster: &Cluster, replicas: &[usize]) -> Value {
     agreed
 }
 
+/// A request that must be refused: method, path, body, expected status and error code.
+type BadRequest = (Method, &'static str, Option<(&'static str, Vec<u8>)>, u16, &'static str);
+
 /// Malformed requests get their status and JSON error; the cluster keeps serving.
 pub fn bad_input_is_refused(cluster: &Cluster) {
     let client = cluster.client(0);
-    let cases: Vec<(Method, &str, Option<(&str, Vec<u8>)>, u16, &str)> = vec![
+    let cases: Vec<BadRequest> = vec![
         (Method::POST, "/notes", Some(("application/json", b"{\"title\":".to_vec())), 400, "malformed_json"),
         (Method::POST, "/notes", Some(("application/json", b"[1,2]".to_vec())), 400, "not_an_object"),
         (Method::POST, "/notes", Some(("text/plain", b"{}".to_vec())), 415, "unsupported_media_type"),

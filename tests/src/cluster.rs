@@ -146,15 +146,8 @@ impl Cluster {
         }
         let config_path = directory.join("cluster.json");
         fs::write(&config_path, serde_json::to_string_pretty(&file).expect("json")).expect("write the cluster file");
-        let mut cluster = Cluster {
-            options,
-            directory,
-            config_path,
-            cluster_id,
-            secret,
-            addresses,
-            processes: Vec::new(),
-        };
+        let mut cluster =
+            Cluster { options, directory, config_path, cluster_id, secret, addresses, processes: Vec::new() };
         for replica in 0..cluster.options.replicas {
             let child = cluster.spawn(binary, replica);
             cluster.processes.push(Some(child));
@@ -217,9 +210,10 @@ impl Cluster {
     /// Every running replica takes part (primary or backup) and one is primary.
     pub fn wait_until_serving(&self) {
         wait_until("every replica to be primary or backup", READY_TIMEOUT, || {
-            (0..self.replica_count()).filter(|replica| self.processes[*replica].is_some()).all(|replica| {
-                matches!(self.role(replica).as_deref(), Some("primary" | "backup"))
-            }) && self.primary().is_some()
+            (0..self.replica_count())
+                .filter(|replica| self.processes[*replica].is_some())
+                .all(|replica| matches!(self.role(replica).as_deref(), Some("primary" | "backup")))
+                && self.primary().is_some()
         });
     }
 

@@ -126,7 +126,8 @@ impl Worker {
                 let token = format!("c{}-r{}", self.client_id, self.request_number + 1);
                 self.observed.lock().unwrap().attempted_tokens.insert(token.clone());
                 let body = json!({ "title": word, "token": token });
-                let output = self.perform("create", json!({ "body": body }), Method::POST, "/notes".into(), Some(body), None);
+                let output =
+                    self.perform("create", json!({ "body": body }), Method::POST, "/notes".into(), Some(body), None);
                 if let Some(output) = output
                     && let Some(id) = output["id"].as_u64()
                 {
@@ -174,8 +175,10 @@ impl Worker {
         if_match: Option<u64>,
     ) -> Option<Value> {
         self.request_number += 1;
-        let mut headers =
-            vec![("noted-client-id", self.client_id.to_string()), ("noted-request-number", self.request_number.to_string())];
+        let mut headers = vec![
+            ("noted-client-id", self.client_id.to_string()),
+            ("noted-request-number", self.request_number.to_string()),
+        ];
         if let Some(version) = if_match {
             headers.push(("if-match", format!("\"{version}\"")));
         }
@@ -192,7 +195,11 @@ impl Worker {
             let payload = body.as_ref().map(|body| (content_type, body.to_string().into_bytes()));
             let response = self.clients[replica].send(method.clone(), &path, payload, &headers);
             if let Ok(response) = &response {
-                assert_ne!(response.status, 400, "{function} {path}: the workload sends valid requests: {}", response.text);
+                assert_ne!(
+                    response.status, 400,
+                    "{function} {path}: the workload sends valid requests: {}",
+                    response.text
+                );
                 if let Some(output) = model_output(function, response) {
                     self.recorder.ok(operation, self.client, output.clone());
                     return Some(output);

@@ -62,7 +62,10 @@ fn the_dev_cluster_serves_and_shuts_down_on_sigterm() {
     let client = NotesClient::new(urls[1].clone());
     let mut created = None;
     wait_until("the dev cluster to serve", Duration::from_secs(30), || {
-        created = client.json(Method::POST, "/notes", &json!({ "title": "dev" })).ok().filter(|response| response.status == 201);
+        created = client
+            .json(Method::POST, "/notes", &json!({ "title": "dev" }))
+            .ok()
+            .filter(|response| response.status == 201);
         created.is_some()
     });
     let read = NotesClient::new(urls[2].clone()).get_path("/notes/1").unwrap();

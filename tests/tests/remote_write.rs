@@ -3,13 +3,13 @@
 //! remote-write does not survive a crash of its primary: the test shows the
 //! documented behaviour instead of recovery.
 
-use reqwest::Method;
-use serde_json::json;
 use noted_tests::checks::{
     bad_input_is_refused, converged_notes, every_operation_through, forged_peer_frames_are_dropped,
     retried_create_is_exactly_once,
 };
 use noted_tests::{Cluster, ClusterOptions};
+use reqwest::Method;
+use serde_json::json;
 
 #[test]
 fn every_operation_through_every_replica_leaves_identical_stores() {

@@ -1,12 +1,14 @@
 //! The notes API: every replica accepts every request and its core routes it.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use noted_core::{ClientId, ClientRequest, Consistency, Freshness, Note, NoteId, Operation, Reply, RequestNumber, Version};
+use noted_core::{
+    ClientId, ClientRequest, Consistency, Freshness, Note, NoteId, Operation, Reply, RequestNumber, Version,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -60,7 +62,8 @@ pub async fn create(State(app): State<AppState>, headers: HeaderMap, body: Body)
 
 pub async fn list(State(app): State<AppState>, headers: HeaderMap, params: Params) -> Response {
     let result = async {
-        let Query(params) = params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+        let Query(params) =
+            params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
         let operation = Operation::List { after: params.after.map(NoteId), limit: params.limit };
         let answer = execute(&app, &headers, operation, params.consistency()?).await?;
         respond(answer, StatusCode::OK)
@@ -70,7 +73,8 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap, params: Param
 
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap, params: Params) -> Response {
     let result = async {
-        let Query(params) = params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+        let Query(params) =
+            params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
         let operation = Operation::Get { id: note_id(&id)? };
         let answer = execute(&app, &headers, operation, params.consistency()?).await?;
         respond(answer, StatusCode::OK)
@@ -83,7 +87,8 @@ pub async fn replace(State(app): State<AppState>, Path(id): Path<String>, header
         let id = note_id(&id)?;
         let if_match = if_match(&headers)?;
         let body = json_object(&headers, body, &[JSON])?;
-        let answer = execute(&app, &headers, Operation::Replace { id, body, if_match }, Consistency::Linearizable).await?;
+        let answer =
+            execute(&app, &headers, Operation::Replace { id, body, if_match }, Consistency::Linearizable).await?;
         respond(answer, StatusCode::OK)
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -94,7 +99,8 @@ pub async fn patch(State(app): State<AppState>, Path(id): Path<String>, headers:
         let id = note_id(&id)?;
         let if_match = if_match(&headers)?;
         let patch = json_object(&headers, body, &[MERGE_PATCH, JSON])?;
-        let answer = execute(&app, &headers, Operation::Patch { id, patch, if_match }, Consistency::Linearizable).await?;
+        let answer =
+            execute(&app, &headers, Operation::Patch { id, patch, if_match }, Consistency::Linearizable).await?;
         respond(answer, StatusCode::OK)
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -120,7 +126,8 @@ async fn execute(
     let (client, request_number) = client_identity(headers)?;
     let request = ClientRequest { client, request_number, operation, consistency };
     let waiting = async {
-        let answer = app.driver.request(request).await.ok_or_else(|| ApiError::unavailable("the replica is stopping"))?;
+        let answer =
+            app.driver.request(request).await.ok_or_else(|| ApiError::unavailable("the replica is stopping"))?;
         answer.await.map_err(|_| ApiError::unavailable("the replica is stopping"))
     };
     tokio::time::timeout(app.request_timeout, waiting).await.unwrap_or_else(|_| Err(ApiError::timeout()))
@@ -162,9 +169,9 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
         return Ok(None);
     }
     let tag = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-    tag.parse::<Version>()
-        .map(Some)
-        .map_err(|_| ApiError::bad_request("invalid_header", format!("If-Match must be an ETag like \"3\", not {text}")))
+    tag.parse::<Version>().map(Some).map_err(|_| {
+        ApiError::bad_request("invalid_header", format!("If-Match must be an ETag like \"3\", not {text}"))
+    })
 }
 
 /// Checks the content type and size, and parses the body as a JSON object.
@@ -262,6 +269,9 @@ mod tests {
         assert_eq!(json_object(&json, Ok(Bytes::from_static(b"{")), &[JSON]).unwrap_err().code, "malformed_json");
         assert_eq!(json_object(&json, Ok(Bytes::from_static(b"[1]")), &[JSON]).unwrap_err().code, "not_an_object");
         let text = headers(&[("content-type", "text/plain")]);
-        assert_eq!(json_object(&text, Ok(Bytes::new()), &[JSON]).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            json_object(&text, Ok(Bytes::new()), &[JSON]).unwrap_err().status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
     }
 }

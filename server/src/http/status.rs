@@ -36,8 +36,7 @@ pub async fn status(State(app): State<AppState>) -> Response {
                 replica: replica.0,
                 peer_address: addresses.peer.to_string(),
                 client_address: addresses.client.to_string(),
-                last_contact_ms_ago: last_contact
-                    .map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                last_contact_ms_ago: last_contact.map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)),
                 view: reported.as_ref().and_then(|heartbeat| heartbeat.view),
                 role: reported.as_ref().map(|heartbeat| heartbeat.role.clone()),
                 op_number: reported.as_ref().map(|heartbeat| heartbeat.op_number),

@@ -59,7 +59,9 @@ impl std::str::FromStr for TestFaults {
             let (key, value) = item.split_once('=').ok_or_else(|| format!("expected key=value, got {item:?}"))?;
             match key {
                 "loss" => faults.loss = value.parse().map_err(|_| format!("loss: not a number: {value:?}"))?,
-                "delay-ms" => faults.delay_ms = value.parse().map_err(|_| format!("delay-ms: not a number: {value:?}"))?,
+                "delay-ms" => {
+                    faults.delay_ms = value.parse().map_err(|_| format!("delay-ms: not a number: {value:?}"))?
+                }
                 other => return Err(format!("unknown test fault {other:?}; use loss= and delay-ms=")),
             }
         }

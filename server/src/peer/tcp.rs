@@ -91,17 +91,20 @@ pub async fn send_forever(
     }
 }
 
+/// What reading a peer connection needs: who this replica is, how to check
+/// frames, and where authenticated messages go.
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    pub me: ReplicaId,
+    pub replica_count: u8,
+    pub auth: FrameAuth,
+    pub driver: DriverHandle,
+    pub peers: Arc<PeerTable>,
+    pub metrics: Arc<Metrics>,
+}
+
 /// Accepts the peers' connections and hands every authenticated message to the driver.
-pub async fn receive_forever(
-    listener: TcpListener,
-    me: ReplicaId,
-    replica_count: u8,
-    auth: FrameAuth,
-    driver: DriverHandle,
-    peers: Arc<PeerTable>,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
+pub async fn receive_forever(listener: TcpListener, inbound: Inbound, shutdown: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -116,14 +119,7 @@ pub async fn receive_forever(
             }
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection {
-            me,
-            replica_count,
-            auth: auth.clone(),
-            driver: driver.clone(),
-            peers: Arc::clone(&peers),
-            metrics: Arc::clone(&metrics),
-        };
+        let connection = inbound.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
@@ -134,16 +130,7 @@ pub async fn receive_forever(
     }
 }
 
-struct Connection {
-    me: ReplicaId,
-    replica_count: u8,
-    auth: FrameAuth,
-    driver: DriverHandle,
-    peers: Arc<PeerTable>,
-    metrics: Arc<Metrics>,
-}
-
-impl Connection {
+impl Inbound {
     async fn read(self, stream: TcpStream, remote: SocketAddr) {
         debug!(%remote, "peer connection accepted");
         let mut reader = BufReader::new(stream);
