@@ -88,6 +88,21 @@ pub fn every_operation_through(cluster: &Cluster, via: usize) {
     assert_eq!(deleted_again.status, 404);
 }
 
+/// The client API also speaks HTTP/2 (cleartext, with prior knowledge).
+pub fn http2_is_served(cluster: &Cluster) {
+    let http2 = reqwest::blocking::Client::builder().no_proxy().http2_prior_knowledge().build().unwrap();
+    let response = http2.get(format!("{}/notes?consistency=local", cluster.url(0))).send().unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+}
+
+/// The value of one sample of `/metrics`, 0 when absent.
+pub fn metric(cluster: &Cluster, replica: usize, sample: &str) -> u64 {
+    let metrics = cluster.client(replica).get_path("/metrics").map(|response| response.text).unwrap_or_default();
+    let prefix = format!("{sample} ");
+    metrics.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|count| count.parse().ok()).unwrap_or(0)
+}
+
 /// A retried create (same client id and request number) makes one note.
 pub fn retried_create_is_exactly_once(cluster: &Cluster) {
     let identity = [("noted-client-id", "4242".to_string()), ("noted-request-number", "1".to_string())];
@@ -189,10 +204,12 @@ pub fn forged_peer_frames_are_dropped(cluster: &Cluster) {
     stream.write_all(&bad_mac).unwrap();
     stream.flush().unwrap();
 
-    let counter = |reason: &str| -> u64 {
-        let metrics = cluster.client(target).get_path("/metrics").map(|response| response.text).unwrap_or_default();
-        let prefix = format!("noted_peer_messages_dropped_total{{stage=\"transport\",reason=\"{reason}\"}} ");
-        metrics.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|count| count.parse().ok()).unwrap_or(0)
+    let counter = |reason: &str| {
+        metric(
+            cluster,
+            target,
+            &format!("noted_peer_messages_dropped_total{{stage=\"transport\",reason=\"{reason}\"}}"),
+        )
     };
     wait_until("forged frames to be counted", Duration::from_secs(10), || {
         counter("bad_mac") >= 2 && counter("wrong_cluster") >= 1

@@ -48,11 +48,13 @@ pub struct ClusterOptions {
     pub primary: Option<u8>,
     pub replicas: u8,
     pub request_timeout_ms: u64,
+    /// Test-only transport faults, e.g. `{"loss": 0.1, "delay_ms": 5}`.
+    pub test_faults: Option<Value>,
 }
 
 impl ClusterOptions {
     pub fn vr() -> ClusterOptions {
-        ClusterOptions { protocol: "vr", primary: None, replicas: 3, request_timeout_ms: 2_000 }
+        ClusterOptions { protocol: "vr", primary: None, replicas: 3, request_timeout_ms: 2_000, test_faults: None }
     }
 
     pub fn remote_write() -> ClusterOptions {
@@ -143,6 +145,9 @@ impl Cluster {
         });
         if let Some(primary) = options.primary {
             file["primary"] = primary.into();
+        }
+        if let Some(faults) = &options.test_faults {
+            file["test_faults"] = faults.clone();
         }
         let config_path = directory.join("cluster.json");
         fs::write(&config_path, serde_json::to_string_pretty(&file).expect("json")).expect("write the cluster file");

@@ -44,14 +44,18 @@ fn config_init_writes_a_valid_file_and_bad_files_are_refused_by_field() {
 #[test]
 fn the_dev_cluster_serves_and_shuts_down_on_sigterm() {
     let mut child = Command::new(noted_binary())
-        .args(["dev", "--http-port-base", "0"])
-        .env("RUST_LOG", "warn")
+        .args(["dev", "--http-port-base", "0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let guard = KillOnDrop(child.id());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Drained on its own thread, so that noted never blocks on a full pipe.
+    let stderr = child.stderr.take().unwrap();
+    let log_reader =
+        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
     let mut urls = Vec::new();
     while urls.len() < 3 {
         let line = lines.next().expect("noted dev prints its URLs").unwrap();
@@ -77,6 +81,13 @@ fn the_dev_cluster_serves_and_shuts_down_on_sigterm() {
         exit = child.try_wait().unwrap();
         exit.is_some()
     });
+    let log_lines = log_reader.join().unwrap();
+    assert!(!log_lines.is_empty(), "noted logs");
+    for line in &log_lines {
+        let log: Value = serde_json::from_str(line).expect("--log-format json writes JSON lines");
+        assert!(log.get("fields").is_some(), "{line}");
+    }
+    assert!(log_lines.iter().any(|line| line.contains("replicate (ordered)")), "the log tells the replication story");
     // It has exited: nothing is left to kill, and its pid may be reused.
     std::mem::forget(guard);
     assert!(exit.unwrap().success(), "a clean exit: {exit:?}");

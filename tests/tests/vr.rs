@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use noted_sim::checker::{Verdict, check};
 use noted_tests::checks::{
-    bad_input_is_refused, converged_notes, every_operation_through, forged_peer_frames_are_dropped,
-    retried_create_is_exactly_once,
+    bad_input_is_refused, converged_notes, every_operation_through, forged_peer_frames_are_dropped, http2_is_served,
+    metric, retried_create_is_exactly_once,
 };
 use noted_tests::workload::Workload;
 use noted_tests::{Cluster, ClusterOptions, wait_until};
+use serde_json::json;
 
 #[test]
 fn every_operation_through_every_replica_leaves_identical_stores() {
@@ -18,8 +19,38 @@ fn every_operation_through_every_replica_leaves_identical_stores() {
         every_operation_through(&cluster, via);
     }
     retried_create_is_exactly_once(&cluster);
+    http2_is_served(&cluster);
     let notes = converged_notes(&cluster, &[0, 1, 2]);
     assert_eq!(notes["notes"].as_array().map(Vec::len), Some(1), "only the retried create is left: {notes}");
+}
+
+#[test]
+fn under_test_faults_in_the_transport_the_history_stays_linearizable() {
+    let options = ClusterOptions { test_faults: Some(json!({ "loss": 0.05, "delay_ms": 5 })), ..ClusterOptions::vr() };
+    let cluster = Cluster::start(options);
+    let urls: Vec<String> = (0..cluster.replica_count()).map(|replica| cluster.url(replica)).collect();
+    let workload = Workload::new(urls, "noted-tests vr: 5% loss and up to 5 ms delay of peer frames");
+    let clients = workload.spawn_clients(3, 11);
+    wait_until("writes under faults", Duration::from_secs(30), || workload.highest_id.load(Ordering::Relaxed) >= 60);
+    workload.stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("a workload client panicked");
+    }
+    workload.read_back_everything(11);
+    converged_notes(&cluster, &[0, 1, 2]);
+    let lost: u64 = (0..3)
+        .map(|replica| {
+            metric(
+                &cluster,
+                replica,
+                "noted_peer_messages_dropped_total{stage=\"transport\",reason=\"test_fault_loss\"}",
+            )
+        })
+        .sum();
+    assert!(lost > 0, "the transport dropped frames on purpose");
+    let history = workload.recorder.history();
+    let saved = cluster.save("history.jsonl", &history.to_jsonl());
+    assert_eq!(check(&history).expect("a well-formed history"), Verdict::Linearizable, "{}", saved.display());
 }
 
 #[test]
