@@ -170,7 +170,9 @@ impl ClusterFile {
     fn protocol_kind(&self) -> Result<ProtocolKind, ConfigFileError> {
         match (self.protocol.as_str(), self.primary) {
             ("vr", None) => Ok(ProtocolKind::Vr),
-            ("local-write", None) => Ok(ProtocolKind::LocalWrite),
+            // noted-core's local-write is still a placeholder that cannot report its status:
+            // refuse it here rather than start a replica that cannot serve.
+            ("local-write", None) => Err(invalid("protocol", "local-write is not available yet in noted-core")),
             ("remote-write", Some(primary)) => Ok(ProtocolKind::RemoteWrite { primary: ReplicaId(primary) }),
             ("remote-write", None) => Err(invalid("primary", "remote-write needs the fixed primary's replica id")),
             ("vr" | "local-write", Some(_)) => {
@@ -286,6 +288,9 @@ mod tests {
         let mut bad = file();
         bad.replicas[2].peer = bad.replicas[0].client;
         assert!(bad.settings_for(0).unwrap_err().to_string().starts_with("replicas[2].peer:"));
+        let mut bad = file();
+        bad.protocol = "local-write".into();
+        assert!(bad.settings_for(0).unwrap_err().to_string().starts_with("protocol:"));
         let mut bad = file();
         bad.protocol = "paxos".into();
         assert!(bad.settings_for(0).unwrap_err().to_string().starts_with("protocol:"));

@@ -69,8 +69,9 @@ pub struct Driver {
     clock: HostClock,
     inputs: mpsc::Receiver<DriverInput>,
     outbox: Outbox,
-    /// Clients waiting for their answer, by request.
-    waiting: HashMap<(ClientId, RequestNumber), oneshot::Sender<Answer>>,
+    /// Clients waiting for their answer, by request. A client that retries while its
+    /// first attempt still waits has two entries; both get the answer.
+    waiting: HashMap<(ClientId, RequestNumber), Vec<oneshot::Sender<Answer>>>,
     status: watch::Sender<Status>,
     metrics: Arc<Metrics>,
 }
@@ -132,9 +133,12 @@ impl Driver {
 
     fn remember(&mut self, client: ClientId, request_number: RequestNumber, answer_to: oneshot::Sender<Answer>) {
         if self.waiting.len() >= WAITING_SWEEP_THRESHOLD {
-            self.waiting.retain(|_, sender| !sender.is_closed());
+            self.waiting.retain(|_, senders| {
+                senders.retain(|sender| !sender.is_closed());
+                !senders.is_empty()
+            });
         }
-        self.waiting.insert((client, request_number), answer_to);
+        self.waiting.entry((client, request_number)).or_default().push(answer_to);
     }
 
     fn handle(&mut self, input: Input) {
@@ -157,9 +161,9 @@ impl Driver {
 
     fn answer(&mut self, client: ClientId, request_number: RequestNumber, reply: Reply, freshness: Freshness) {
         info!(%client, request_number, reply = reply_summary(&reply), ?freshness, "reply");
-        if let Some(answer_to) = self.waiting.remove(&(client, request_number)) {
+        for answer_to in self.waiting.remove(&(client, request_number)).unwrap_or_default() {
             // The client may have given up; its retry will be answered from the client table.
-            let _ = answer_to.send(Answer { reply, freshness });
+            let _ = answer_to.send(Answer { reply: reply.clone(), freshness });
         }
     }
 

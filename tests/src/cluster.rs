@@ -213,6 +213,7 @@ impl Cluster {
     }
 
     /// Every running replica takes part (primary or backup) and one is primary.
+    /// (local-write, whose primary role is per note, is not served yet.)
     pub fn wait_until_serving(&self) {
         wait_until("every replica to be primary or backup", READY_TIMEOUT, || {
             (0..self.replica_count())

@@ -14,7 +14,7 @@ use serde_json::json;
 
 #[test]
 fn every_operation_through_every_replica_leaves_identical_stores() {
-    let cluster = Cluster::start(ClusterOptions::vr());
+    let mut cluster = Cluster::start(ClusterOptions::vr());
     for via in 0..cluster.replica_count() {
         every_operation_through(&cluster, via);
     }
@@ -22,6 +22,12 @@ fn every_operation_through_every_replica_leaves_identical_stores() {
     http2_is_served(&cluster);
     let notes = converged_notes(&cluster, &[0, 1, 2]);
     assert_eq!(notes["notes"].as_array().map(Vec::len), Some(1), "only the retried create is left: {notes}");
+
+    let backup = (0..3).find(|replica| Some(*replica) != cluster.primary()).unwrap();
+    assert_eq!(cluster.terminate(backup, Duration::from_secs(10)), Some(0), "SIGTERM is a clean shutdown");
+    let survivors: Vec<usize> = (0..3).filter(|replica| *replica != backup).collect();
+    let created = cluster.client(survivors[0]).json(reqwest::Method::POST, "/notes", &json!({ "after": "sigterm" }));
+    assert_eq!(created.unwrap().status, 201, "two of three replicas still make a quorum");
 }
 
 #[test]
