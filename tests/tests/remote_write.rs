@@ -51,3 +51,20 @@ fn after_the_primary_is_killed_writes_get_503_and_backups_keep_what_was_acknowle
     let ids: Vec<u64> = notes["notes"].as_array().unwrap().iter().filter_map(|note| note["id"].as_u64()).collect();
     assert_eq!(ids, acknowledged, "every acknowledged write is on both backups");
 }
+
+#[test]
+fn a_killed_backup_restarts_empty_and_catches_up() {
+    let mut cluster = Cluster::start(ClusterOptions::remote_write());
+    for index in 0..5 {
+        let response = cluster.client(0).json(Method::POST, "/notes", &json!({ "n": index })).unwrap();
+        assert_eq!(response.status, 201, "{}", response.text);
+    }
+    cluster.kill(2);
+    cluster.restart(2);
+    for index in 5..10 {
+        let response = cluster.client(1).json(Method::POST, "/notes", &json!({ "n": index })).unwrap();
+        assert_eq!(response.status, 201, "{}", response.text);
+    }
+    let notes = converged_notes(&cluster, &[0, 1, 2]);
+    assert_eq!(notes["notes"].as_array().map(Vec::len), Some(10), "{notes}");
+}

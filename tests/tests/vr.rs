@@ -20,6 +20,12 @@ fn every_operation_through_every_replica_leaves_identical_stores() {
     }
     retried_create_is_exactly_once(&cluster);
     http2_is_served(&cluster);
+    wait_until("heartbeats to report every peer", Duration::from_secs(10), || {
+        cluster.status(0).is_some_and(|status| {
+            let peers = status["peers"].as_array().cloned().unwrap_or_default();
+            peers.len() == 2 && peers.iter().all(|peer| peer["last_contact_ms_ago"].is_u64() && peer["lag"].is_u64())
+        })
+    });
     let notes = converged_notes(&cluster, &[0, 1, 2]);
     assert_eq!(notes["notes"].as_array().map(Vec::len), Some(1), "only the retried create is left: {notes}");
 
@@ -28,6 +34,14 @@ fn every_operation_through_every_replica_leaves_identical_stores() {
     let survivors: Vec<usize> = (0..3).filter(|replica| *replica != backup).collect();
     let created = cluster.client(survivors[0]).json(reqwest::Method::POST, "/notes", &json!({ "after": "sigterm" }));
     assert_eq!(created.unwrap().status, 201, "two of three replicas still make a quorum");
+
+    cluster.kill(survivors[1]);
+    let stranded = cluster.client(survivors[0]).json(reqwest::Method::POST, "/notes", &json!({ "quorum": false }));
+    let stranded = stranded.unwrap();
+    assert_eq!(stranded.status, 503, "one replica alone has no quorum: {}", stranded.text);
+    assert_eq!(stranded.header("retry-after"), Some("1"));
+    let local = cluster.client(survivors[0]).get_path("/notes?consistency=local").unwrap();
+    assert_eq!(local.status, 200, "local reads are served without a quorum: {}", local.text);
 }
 
 #[test]
@@ -114,6 +128,9 @@ fn a_killed_primary_restarts_empty_and_recovers_without_losing_acknowledged_writ
         let intact = note.is_some_and(|note| note.get("token").is_none_or(|stored| stored == token.as_str()));
         assert!(intact, "acknowledged note {id} ({token}) was lost: {note:?}");
     }
+
+    let view_changes: u64 = (0..3).map(|replica| metric(&cluster, replica, "noted_view_changes_total")).sum();
+    assert!(view_changes > 0, "the primary's crash caused a view change");
 
     let history = workload.recorder.history();
     let saved = cluster.save("history.jsonl", &history.to_jsonl());
