@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::cli::{DevArgs, ProtocolArg};
 use crate::config::{ClusterFile, ReplicaAddresses, random_secret};
@@ -28,6 +29,11 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), Strin
     file.protocol = args.protocol.name().into();
     file.primary = (args.protocol == ProtocolArg::RemoteWrite).then_some(0);
     file.test_faults = args.test_faults;
+    let settings: Vec<_> = (0u8..)
+        .take(bound.len())
+        .map(|index| file.settings_for(index))
+        .collect::<Result<_, _>>()
+        .map_err(|error| error.to_string())?;
 
     println!("noted dev: a {} cluster of {DEV_REPLICAS} replicas on loopback", args.protocol.name());
     for (index, replica) in addresses.iter().enumerate() {
@@ -41,9 +47,9 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), Strin
     println!("Ctrl-C stops the cluster.");
 
     let mut replicas = tokio::task::JoinSet::new();
-    for (index, sockets) in (0u8..).zip(bound) {
-        let settings = file.settings_for(index).map_err(|error| error.to_string())?;
-        replicas.spawn(node::run(settings, sockets, shutdown.clone()));
+    for ((index, settings), sockets) in (0u8..).zip(settings).zip(bound) {
+        let span = tracing::info_span!("replica", id = index);
+        replicas.spawn(node::run(settings, sockets, shutdown.clone()).instrument(span));
     }
     let mut outcome = Ok(());
     while let Some(finished) = replicas.join_next().await {
