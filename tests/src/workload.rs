@@ -15,7 +15,11 @@ use rand::rngs::StdRng;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use noted_sim::checker::{Verdict, check};
+
+use crate::checks::converged_notes;
 use crate::client::NotesClient;
+use crate::cluster::Cluster;
 use crate::history::{Recorder, model_output};
 
 /// How long one operation is retried before the client gives up on it.
@@ -77,6 +81,45 @@ impl Workload {
                 })
             })
             .collect()
+    }
+
+    /// Stops the clients, reads everything back, waits for the replicas to agree and
+    /// checks: no create twice, no acknowledged create lost, and a linearizable history.
+    pub fn finish_and_check(&self, cluster: &Cluster, clients: Vec<std::thread::JoinHandle<()>>, seed: u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            client.join().expect("a workload client panicked");
+        }
+        self.read_back_everything(seed);
+        let replicas: Vec<usize> = (0..cluster.replica_count()).collect();
+        let notes = converged_notes(cluster, &replicas);
+        let stored = notes["notes"].as_array().expect("a list");
+        let observed = self.observed.lock().unwrap();
+        let mut tokens: Vec<&str> = stored.iter().filter_map(|note| note["token"].as_str()).collect();
+        let stored_count = tokens.len();
+        tokens.sort_unstable();
+        tokens.dedup();
+        assert_eq!(tokens.len(), stored_count, "a retried create made two notes");
+        for (id, token) in &observed.acknowledged_creates {
+            if observed.delete_attempted.contains(id) {
+                continue;
+            }
+            // A put replaces the whole object, token included; a patch keeps it.
+            let note = stored.iter().find(|note| note["id"] == *id);
+            let intact = note.is_some_and(|note| note.get("token").is_none_or(|stored| stored == token.as_str()));
+            assert!(intact, "acknowledged note {id} ({token}) was lost: {note:?}");
+        }
+        let history = self.recorder.history();
+        let saved = cluster.save("history.jsonl", &history.to_jsonl());
+        let verdict = check(&history).expect("a well-formed history");
+        assert_eq!(verdict, Verdict::Linearizable, "history in {}", saved.display());
+        eprintln!(
+            "workload: {} events, {} acknowledged creates, {} retries, {} unknown outcomes",
+            history.events.len(),
+            observed.acknowledged_creates.len(),
+            observed.retries,
+            observed.unknown_outcomes
+        );
     }
 
     /// Linearizable reads of every note id seen, recorded in the history, so that

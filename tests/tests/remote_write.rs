@@ -8,6 +8,11 @@ use noted_tests::checks::{
     retried_create_is_exactly_once,
 };
 use noted_tests::{Cluster, ClusterOptions};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use noted_tests::wait_until;
+use noted_tests::workload::Workload;
 use reqwest::Method;
 use serde_json::json;
 
@@ -67,4 +72,20 @@ fn a_killed_backup_restarts_empty_and_catches_up() {
     }
     let notes = converged_notes(&cluster, &[0, 1, 2]);
     assert_eq!(notes["notes"].as_array().map(Vec::len), Some(10), "{notes}");
+}
+
+#[test]
+fn a_workload_through_a_backup_crash_and_restart_is_linearizable() {
+    let mut cluster = Cluster::start(ClusterOptions::remote_write());
+    let urls: Vec<String> = (0..cluster.replica_count()).map(|replica| cluster.url(replica)).collect();
+    let workload = Workload::new(urls, "noted-tests remote-write: SIGKILL a backup under load, restart it empty");
+    let clients = workload.spawn_clients(4, 23);
+    let writes_so_far = || workload.highest_id.load(Ordering::Relaxed);
+    wait_until("the workload to get going", Duration::from_secs(20), || writes_so_far() >= 40);
+    cluster.kill(2);
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.restart(2);
+    let after_restart = writes_so_far();
+    wait_until("writes to go on after the restart", Duration::from_secs(30), || writes_so_far() >= after_restart + 40);
+    workload.finish_and_check(&cluster, clients, 23);
 }

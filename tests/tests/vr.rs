@@ -3,7 +3,6 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use noted_sim::checker::{Verdict, check};
 use noted_tests::checks::{
     bad_input_is_refused, converged_notes, every_operation_through, forged_peer_frames_are_dropped, http2_is_served,
     metric, retried_create_is_exactly_once,
@@ -52,12 +51,7 @@ fn under_test_faults_in_the_transport_the_history_stays_linearizable() {
     let workload = Workload::new(urls, "noted-tests vr: 5% loss and up to 5 ms delay of peer frames");
     let clients = workload.spawn_clients(3, 11);
     wait_until("writes under faults", Duration::from_secs(30), || workload.highest_id.load(Ordering::Relaxed) >= 60);
-    workload.stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().expect("a workload client panicked");
-    }
-    workload.read_back_everything(11);
-    converged_notes(&cluster, &[0, 1, 2]);
+    workload.finish_and_check(&cluster, clients, 11);
     let lost: u64 = (0..3)
         .map(|replica| {
             metric(
@@ -68,9 +62,6 @@ fn under_test_faults_in_the_transport_the_history_stays_linearizable() {
         })
         .sum();
     assert!(lost > 0, "the transport dropped frames on purpose");
-    let history = workload.recorder.history();
-    let saved = cluster.save("history.jsonl", &history.to_jsonl());
-    assert_eq!(check(&history).expect("a well-formed history"), Verdict::Linearizable, "{}", saved.display());
 }
 
 #[test]
@@ -105,42 +96,7 @@ fn a_killed_primary_restarts_empty_and_recovers_without_losing_acknowledged_writ
     });
     let after_recovery = writes_so_far();
     wait_until("writes to go on after recovery", Duration::from_secs(30), || writes_so_far() >= after_recovery + 50);
-    workload.stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().expect("a workload client panicked");
-    }
-    workload.read_back_everything(seed);
-
-    let notes = converged_notes(&cluster, &[0, 1, 2]);
-    let stored = notes["notes"].as_array().expect("a list");
-    let observed = workload.observed.lock().unwrap();
-    let mut tokens: Vec<&str> = stored.iter().filter_map(|note| note["token"].as_str()).collect();
-    let stored_count = tokens.len();
-    tokens.sort_unstable();
-    tokens.dedup();
-    assert_eq!(tokens.len(), stored_count, "a retried create made two notes");
-    for (id, token) in &observed.acknowledged_creates {
-        if observed.delete_attempted.contains(id) {
-            continue;
-        }
-        // A put replaces the whole object, token included; a patch keeps it.
-        let note = stored.iter().find(|note| note["id"] == *id);
-        let intact = note.is_some_and(|note| note.get("token").is_none_or(|stored| stored == token.as_str()));
-        assert!(intact, "acknowledged note {id} ({token}) was lost: {note:?}");
-    }
-
+    workload.finish_and_check(&cluster, clients, seed);
     let view_changes: u64 = (0..3).map(|replica| metric(&cluster, replica, "noted_view_changes_total")).sum();
     assert!(view_changes > 0, "the primary's crash caused a view change");
-
-    let history = workload.recorder.history();
-    let saved = cluster.save("history.jsonl", &history.to_jsonl());
-    let verdict = check(&history).expect("a well-formed history");
-    assert_eq!(verdict, Verdict::Linearizable, "history in {}", saved.display());
-    eprintln!(
-        "vr crash test: {} events, {} acknowledged creates, {} retries, {} unknown outcomes",
-        history.events.len(),
-        observed.acknowledged_creates.len(),
-        observed.retries,
-        observed.unknown_outcomes
-    );
 }
