@@ -298,6 +298,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let example: ClusterFile = serde_json::from_str(include_str!("../examples/cluster.json")).unwrap();
+        for replica in 0..3 {
+            example.settings_for(replica).unwrap();
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused_by_name() {
         let mut json = serde_json::to_value(file()).unwrap();
         json["request_timout_ms"] = 5.into();
