@@ -1,1 +1,33 @@
-fn main() {}
+//! `noted`: see `noted --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use noted_server::cli::{Cli, Command, ConfigCommand, DevArgs};
+use noted_server::{commands, dev, logging, shutdown};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            None => dev::run(DevArgs { http_port_base: 7001, ..DevArgs::default() }, shutdown::on_signal()).await,
+            Some(Command::Dev(args)) => dev::run(args, shutdown::on_signal()).await,
+            Some(Command::Serve(args)) => commands::serve(args, shutdown::on_signal()).await,
+            Some(Command::Config { command: ConfigCommand::Init(args) }) => commands::config_init(&args),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("noted: error: {message}");
+    ExitCode::from(2)
+}

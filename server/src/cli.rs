@@ -1,0 +1,139 @@
+//! The command line: `noted` (a dev cluster), `noted serve`, `noted config init`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::peer::faults::TestFaults;
+
+/// noted: a replicated notes store.
+///
+/// With no command, starts a three-replica cluster in this process on loopback
+/// (the same as `noted dev`) and prints where to point curl.
+#[derive(Debug, Parser)]
+#[command(name = "noted", version, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr; the level is set with RUST_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "NOTED_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a whole cluster of three replicas in this process on 127.0.0.1, until Ctrl-C.
+    Dev(DevArgs),
+    /// Run one replica of a cluster described by a cluster file.
+    Serve(ServeArgs),
+    /// Work with cluster files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Default, Args)]
+pub struct DevArgs {
+    /// First HTTP port: replicas listen for clients on this port and the next two.
+    /// 0 lets the OS choose. Peer and heartbeat ports are always chosen by the OS.
+    #[arg(long, default_value_t = 7001, env = "NOTED_HTTP_PORT_BASE")]
+    pub http_port_base: u16,
+    /// Replication protocol of the dev cluster.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Vr)]
+    pub protocol: ProtocolArg,
+    /// Test only: drop or delay outgoing peer frames, e.g. `loss=0.1,delay-ms=5`.
+    #[arg(long, env = "NOTED_TEST_FAULTS")]
+    pub test_faults: Option<TestFaults>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// Viewstamped Replication: survives the crash of any minority of replicas.
+    #[default]
+    Vr,
+    /// Primary-backup with a fixed primary (replica 0 unless --primary says otherwise).
+    RemoteWrite,
+    /// Primary-backup whose primary role per note moves to the writer (not available yet: refused at start-up).
+    LocalWrite,
+}
+
+impl ProtocolArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProtocolArg::Vr => "vr",
+            ProtocolArg::RemoteWrite => "remote-write",
+            ProtocolArg::LocalWrite => "local-write",
+        }
+    }
+}
+
+/// Each flag overrides the cluster file; each has a `NOTED_*` environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The cluster file (JSON): see `noted config init` for an example.
+    #[arg(long, env = "NOTED_CONFIG")]
+    pub config: PathBuf,
+    /// This replica's id: its index in the file's `replicas`.
+    #[arg(long, env = "NOTED_ID")]
+    pub id: u8,
+    /// Overrides the file's cluster id.
+    #[arg(long, env = "NOTED_CLUSTER_ID")]
+    pub cluster_id: Option<u64>,
+    /// Overrides the file's shared secret (prefer the environment to the command line).
+    #[arg(long, env = "NOTED_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Overrides the file's protocol.
+    #[arg(long, value_enum, env = "NOTED_PROTOCOL")]
+    pub protocol: Option<ProtocolArg>,
+    /// Overrides the file's fixed primary (remote-write).
+    #[arg(long, env = "NOTED_PRIMARY")]
+    pub primary: Option<u8>,
+    /// Overrides the address this replica's HTTP API binds to (e.g. 0.0.0.0:7001);
+    /// peers still learn the file's address.
+    #[arg(long, env = "NOTED_CLIENT_ADDRESS")]
+    pub client_address: Option<SocketAddr>,
+    /// Overrides how long a request waits for the cluster before a 503.
+    #[arg(long, env = "NOTED_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Test only: drop or delay outgoing peer frames, e.g. `loss=0.1,delay-ms=5`.
+    #[arg(long, env = "NOTED_TEST_FAULTS")]
+    pub test_faults: Option<TestFaults>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Write a cluster file for replicas on 127.0.0.1, with a fresh random secret.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Number of replicas.
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u8,
+    /// Replication protocol.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Vr)]
+    pub protocol: ProtocolArg,
+    /// remote-write: the fixed primary.
+    #[arg(long, default_value_t = 0)]
+    pub primary: u8,
+    /// Client ports count up from here; peer ports from here + 100, heartbeat ports from here + 200.
+    #[arg(long, default_value_t = 7001)]
+    pub port_base: u16,
+    /// The cluster id (random when absent).
+    #[arg(long)]
+    pub cluster_id: Option<u64>,
+    /// Where to write the file; standard output when absent.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,238 @@
+//! The driver: one task per replica that owns the core [`Replica`], is its only
+//! writer and the only reader of its clock.
+//!
+//! Sockets and HTTP handlers send it [`DriverInput`]s over a bounded channel; it
+//! feeds them to the replica with the current time, carries out the outputs
+//! (peer messages to the [`Outbox`], replies to the waiting HTTP handler, events
+//! to logs and metrics), and sleeps until the replica's next timeout.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use noted_core::{
+    ClientId, ClientRequest, Event, Freshness, Input, Message, Output, Replica, ReplicaId, Reply, RequestNumber, Status,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::clock::HostClock;
+use crate::metrics::Metrics;
+use crate::peer::Outbox;
+
+/// Inputs waiting for the driver; senders wait when it is full (back-pressure).
+const INPUTS_MAX: usize = 4096;
+/// Waiting clients past which the driver forgets those that gave up.
+const WAITING_SWEEP_THRESHOLD: usize = 1024;
+
+/// The answer to one client request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answer {
+    pub reply: Reply,
+    pub freshness: Freshness,
+}
+
+#[derive(Debug)]
+pub enum DriverInput {
+    Request { request: ClientRequest, answer_to: oneshot::Sender<Answer> },
+    Message { from: ReplicaId, message: Message },
+}
+
+/// How the rest of the server talks to a driver. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DriverHandle {
+    inputs: mpsc::Sender<DriverInput>,
+    status: watch::Receiver<Status>,
+}
+
+impl DriverHandle {
+    /// Submits a request; the receiver gets the answer, or is dropped if the driver stops.
+    pub async fn request(&self, request: ClientRequest) -> Option<oneshot::Receiver<Answer>> {
+        let (answer_to, answer) = oneshot::channel();
+        self.inputs.send(DriverInput::Request { request, answer_to }).await.ok()?;
+        Some(answer)
+    }
+
+    /// Hands a peer's message to the replica; `false` once the driver has stopped.
+    pub async fn deliver(&self, from: ReplicaId, message: Message) -> bool {
+        self.inputs.send(DriverInput::Message { from, message }).await.is_ok()
+    }
+
+    /// The replica's status after its latest input.
+    pub fn status(&self) -> Status {
+        self.status.borrow().clone()
+    }
+}
+
+pub struct Driver {
+    replica: Replica,
+    clock: HostClock,
+    inputs: mpsc::Receiver<DriverInput>,
+    outbox: Outbox,
+    /// Clients waiting for their answer, by request. A client that retries while its
+    /// first attempt still waits has two entries; both get the answer.
+    waiting: HashMap<(ClientId, RequestNumber), Vec<oneshot::Sender<Answer>>>,
+    status: watch::Sender<Status>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("replica", &self.replica.status().replica).finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    /// A driver for a replica created now, and the handle to reach it.
+    pub fn new(
+        config: noted_core::Config,
+        outbox: Outbox,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Driver, DriverHandle), noted_core::ConfigError> {
+        let mut clock = HostClock::start();
+        let replica = Replica::new(config, clock.now())?;
+        let (inputs_sender, inputs) = mpsc::channel(INPUTS_MAX);
+        let (status, status_receiver) = watch::channel(replica.status());
+        let driver = Driver { replica, clock, inputs, outbox, waiting: HashMap::new(), status, metrics };
+        Ok((driver, DriverHandle { inputs: inputs_sender, status: status_receiver }))
+    }
+
+    /// Runs until `shutdown`, then fails every waiting client by dropping its sender.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            let deadline = self.replica.next_timeout().map(|at| self.clock.deadline(at));
+            let input = tokio::select! {
+                () = shutdown.cancelled() => break,
+                input = self.inputs.recv() => match input {
+                    Some(input) => input,
+                    None => break,
+                },
+                () = sleep_until_some(deadline) => {
+                    self.handle(Input::Timeout);
+                    continue;
+                }
+            };
+            match input {
+                DriverInput::Request { request, answer_to } => {
+                    info!(
+                        client = %request.client,
+                        request_number = request.request_number,
+                        operation = request.operation.name(),
+                        consistency = ?request.consistency,
+                        "client request"
+                    );
+                    self.remember(request.client, request.request_number, answer_to);
+                    self.handle(Input::Request(request));
+                }
+                DriverInput::Message { from, message } => self.handle(Input::Message { from, message }),
+            }
+        }
+        let status = self.replica.status();
+        info!(replica = %status.replica, waiting = self.waiting.len(), "replica stopped");
+    }
+
+    fn remember(&mut self, client: ClientId, request_number: RequestNumber, answer_to: oneshot::Sender<Answer>) {
+        if self.waiting.len() >= WAITING_SWEEP_THRESHOLD {
+            self.waiting.retain(|_, senders| {
+                senders.retain(|sender| !sender.is_closed());
+                !senders.is_empty()
+            });
+        }
+        self.waiting.entry((client, request_number)).or_default().push(answer_to);
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.clock.now();
+        let outputs = self.replica.handle(now, input);
+        for output in outputs {
+            match output {
+                Output::Send { to, message } => {
+                    debug!(%to, kind = message.kind(), "send");
+                    self.outbox.send(to, message);
+                }
+                Output::Reply { client, request_number, reply, freshness } => {
+                    self.answer(client, request_number, reply, freshness)
+                }
+                Output::Event(event) => self.log_event(&event),
+            }
+        }
+        self.status.send_replace(self.replica.status());
+    }
+
+    fn answer(&mut self, client: ClientId, request_number: RequestNumber, reply: Reply, freshness: Freshness) {
+        info!(%client, request_number, reply = reply_summary(&reply), ?freshness, "reply");
+        for answer_to in self.waiting.remove(&(client, request_number)).unwrap_or_default() {
+            // The client may have given up; its retry will be answered from the client table.
+            let _ = answer_to.send(Answer { reply: reply.clone(), freshness });
+        }
+    }
+
+    fn log_event(&self, event: &Event) {
+        self.metrics.event(event_kind(event));
+        match event {
+            Event::Dropped { from, reason } => {
+                self.metrics.peer_dropped("core", &format!("{reason:?}"));
+                debug!(%from, ?reason, "dropped a peer message");
+            }
+            Event::Forwarded { client, request_number, to } => {
+                info!(%client, request_number, primary = %to, "forward to primary")
+            }
+            Event::Ordered { sequence, client, request_number, operation } => {
+                info!(op_number = sequence, %client, request_number, operation, "replicate (ordered)")
+            }
+            Event::Acknowledged { sequence, client, request_number } => {
+                info!(op_number = sequence, %client, request_number, "acknowledged by a quorum; committed")
+            }
+            Event::Retransmitted { to, first_sequence, entries } => {
+                debug!(%to, first_op_number = first_sequence, entries, "retransmit")
+            }
+            Event::SnapshotSent { to, sequence } => info!(%to, op_number = sequence, "state transfer: snapshot sent"),
+            Event::SnapshotInstalled { from, sequence } => {
+                info!(%from, op_number = sequence, "state transfer: snapshot installed")
+            }
+            Event::OwnershipAcquired { item, epoch, from } => info!(item, epoch, %from, "primary role acquired"),
+            Event::OwnershipHandedOff { item, epoch, to } => info!(item, epoch, %to, "primary role handed off"),
+            Event::ViewChangeStarted { view } => {
+                self.metrics.view_change();
+                warn!(view, "view change started")
+            }
+            Event::ViewStarted { view, primary } => info!(view, %primary, "view started"),
+            Event::Recovered { view, op_number } => info!(view, op_number, "recovered"),
+            Event::Overloaded { queue } => warn!(queue, "overloaded; request refused"),
+        }
+    }
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn event_kind(event: &Event) -> &'static str {
+    match event {
+        Event::Dropped { .. } => "dropped",
+        Event::Forwarded { .. } => "forwarded",
+        Event::Ordered { .. } => "ordered",
+        Event::Acknowledged { .. } => "acknowledged",
+        Event::Retransmitted { .. } => "retransmitted",
+        Event::SnapshotSent { .. } => "snapshot_sent",
+        Event::SnapshotInstalled { .. } => "snapshot_installed",
+        Event::OwnershipAcquired { .. } => "ownership_acquired",
+        Event::OwnershipHandedOff { .. } => "ownership_handed_off",
+        Event::ViewChangeStarted { .. } => "view_change_started",
+        Event::ViewStarted { .. } => "view_started",
+        Event::Recovered { .. } => "recovered",
+        Event::Overloaded { .. } => "overloaded",
+    }
+}
+
+fn reply_summary(reply: &Reply) -> String {
+    match reply {
+        Reply::Note { note } => format!("{} v{}", note.id, note.version),
+        Reply::Page { page } => format!("{} notes", page.notes.len()),
+        Reply::Deleted { id } => format!("{id} deleted"),
+        Reply::Refused { refusal } => format!("refused: {refusal:?}"),
+    }
+}

@@ -1,0 +1,69 @@
+//! The client API over HTTP/1.1 and HTTP/2 (axum).
+
+pub mod error;
+pub mod notes;
+pub mod status;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use noted_core::ReplicaId;
+
+use crate::config::ReplicaAddresses;
+use crate::driver::DriverHandle;
+use crate::metrics::Metrics;
+use crate::peer::PeerTable;
+use error::ApiError;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub driver: DriverHandle,
+    pub metrics: Arc<Metrics>,
+    pub peers: Arc<PeerTable>,
+    pub me: ReplicaId,
+    pub cluster: u64,
+    pub replicas: Arc<Vec<ReplicaAddresses>>,
+    pub request_timeout: Duration,
+}
+
+pub fn router(app: AppState, request_body_bytes_max: usize) -> Router {
+    Router::new()
+        .route("/notes", get(notes::list).post(notes::create))
+        .route("/notes/{id}", get(notes::get).put(notes::replace).patch(notes::patch).delete(notes::delete))
+        .route("/status", get(status::status))
+        .route("/metrics", get(status::metrics))
+        .route("/healthz", get(status::healthz))
+        .fallback(|| async { ApiError::not_found_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(request_body_bytes_max))
+        .layer(middleware::from_fn_with_state(app.clone(), record_request))
+        .with_state(app)
+}
+
+/// Counts every request by route, method and status, and times it.
+async fn record_request(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = route_label(request.uri().path());
+    let method = request.method().to_string();
+    let response = next.run(request).await.into_response();
+    app.metrics.http_request(route, &method, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The route a path belongs to, as a metrics label of bounded cardinality.
+/// (Metrics are recorded around the router, before it has matched the path.)
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/notes" => "/notes",
+        "/status" => "/status",
+        "/metrics" => "/metrics",
+        "/healthz" => "/healthz",
+        _ if path.strip_prefix("/notes/").is_some_and(|id| !id.is_empty() && !id.contains('/')) => "/notes/{id}",
+        _ => "unmatched",
+    }
+}

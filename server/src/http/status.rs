@@ -1,0 +1,74 @@
+//! Operations endpoints: `/status`, `/metrics`, `/healthz`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use noted_core::{ReplicaId, Role};
+use serde_json::json;
+
+use super::AppState;
+use crate::peer::PeerReport;
+
+pub fn role_name(role: Role) -> String {
+    match role {
+        Role::Primary => "primary".into(),
+        Role::Backup => "backup".into(),
+        Role::Owner { .. } => "owner".into(),
+        Role::ViewChange => "view_change".into(),
+        Role::Recovering => "recovering".into(),
+    }
+}
+
+pub async fn status(State(app): State<AppState>) -> Response {
+    let status = app.driver.status();
+    let peers: Vec<PeerReport> = app
+        .replicas
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index != app.me.index())
+        .map(|(index, addresses)| {
+            let replica = ReplicaId(u8::try_from(index).expect("replica ids fit in u8"));
+            let contact = app.peers.contact(replica);
+            let last_contact = [contact.last_message, contact.last_heartbeat].into_iter().flatten().max();
+            let reported = contact.reported;
+            PeerReport {
+                replica: replica.0,
+                peer_address: addresses.peer.to_string(),
+                client_address: addresses.client.to_string(),
+                last_contact_ms_ago: last_contact.map(|at| u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX)),
+                view: reported.as_ref().and_then(|heartbeat| heartbeat.view),
+                role: reported.as_ref().map(|heartbeat| heartbeat.role.clone()),
+                op_number: reported.as_ref().map(|heartbeat| heartbeat.op_number),
+                applied: reported.as_ref().map(|heartbeat| heartbeat.applied),
+                lag: reported.as_ref().map(|heartbeat| status.applied.saturating_sub(heartbeat.applied)),
+            }
+        })
+        .collect();
+    Json(json!({
+        "replica": status.replica.0,
+        "cluster": app.cluster,
+        "protocol": status.protocol,
+        "role": role_name(status.role),
+        "items_owned": match status.role { Role::Owner { items_owned } => Some(items_owned), _ => None },
+        "view": status.view,
+        "op_number": status.op_number,
+        "commit_number": status.applied,
+        "applied": status.applied,
+        "pending_requests": status.pending_requests,
+        "messages_dropped": status.counters.messages_dropped,
+        "requests_refused_overloaded": status.counters.requests_refused_overloaded,
+        "client_address": app.replicas[app.me.index()].client.to_string(),
+        "peers": peers,
+    }))
+    .into_response()
+}
+
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    let content_type = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], app.metrics.render()).into_response()
+}
+
+pub async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}

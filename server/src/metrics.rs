@@ -1,0 +1,185 @@
+//! Counters and histograms of one replica, rendered in the Prometheus text format.
+//!
+//! A mutex around ordered maps is plenty at the rates one replica sees, and keeps
+//! the output sorted and the code free of a metrics framework.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the request latency buckets, in seconds.
+const LATENCY_BUCKETS_SECONDS: [f64; 14] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    state: Mutex<MetricsState>,
+}
+
+#[derive(Debug, Default)]
+struct MetricsState {
+    /// (route, method, status) -> requests.
+    http_requests: BTreeMap<(String, String, u16), u64>,
+    http_latency: BTreeMap<String, Histogram>,
+    /// (peer, kind) -> frames.
+    peer_sent: BTreeMap<(String, String), u64>,
+    peer_received: BTreeMap<(String, String), u64>,
+    /// (stage, reason) -> frames: `transport` (queue overflow, injected faults, failed
+    /// authentication) or `core` (refused by the protocol).
+    peer_dropped: BTreeMap<(String, String), u64>,
+    heartbeats_received: u64,
+    heartbeats_rejected: u64,
+    peer_connections: u64,
+    view_changes: u64,
+    /// Core events by kind.
+    events: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default)]
+struct Histogram {
+    bucket_counts: [u64; LATENCY_BUCKETS_SECONDS.len()],
+    count: u64,
+    sum_seconds: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bound, count) in LATENCY_BUCKETS_SECONDS.iter().zip(self.bucket_counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_seconds += seconds;
+    }
+}
+
+impl Metrics {
+    fn with<T>(&self, update: impl FnOnce(&mut MetricsState) -> T) -> T {
+        // A panic while holding the lock leaves plain counters behind: still usable.
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        update(&mut state)
+    }
+
+    pub fn http_request(&self, route: &str, method: &str, status: u16, latency: Duration) {
+        self.with(|state| {
+            *state.http_requests.entry((route.into(), method.into(), status)).or_default() += 1;
+            state.http_latency.entry(route.into()).or_default().observe(latency.as_secs_f64());
+        });
+    }
+
+    pub fn peer_sent(&self, peer: &str, kind: &str) {
+        self.with(|state| *state.peer_sent.entry((peer.into(), kind.into())).or_default() += 1);
+    }
+
+    pub fn peer_received(&self, peer: &str, kind: &str) {
+        self.with(|state| *state.peer_received.entry((peer.into(), kind.into())).or_default() += 1);
+    }
+
+    pub fn peer_dropped(&self, stage: &str, reason: &str) {
+        self.with(|state| *state.peer_dropped.entry((stage.into(), reason.into())).or_default() += 1);
+    }
+
+    pub fn heartbeat_received(&self) {
+        self.with(|state| state.heartbeats_received += 1);
+    }
+
+    pub fn heartbeat_rejected(&self) {
+        self.with(|state| state.heartbeats_rejected += 1);
+    }
+
+    pub fn peer_connected(&self) {
+        self.with(|state| state.peer_connections += 1);
+    }
+
+    pub fn view_change(&self) {
+        self.with(|state| state.view_changes += 1);
+    }
+
+    pub fn event(&self, kind: &str) {
+        self.with(|state| *state.events.entry(kind.into()).or_default() += 1);
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        self.with(|state| {
+            let mut out = String::new();
+            header(&mut out, "noted_http_requests_total", "counter", "HTTP requests by route, method and status.");
+            for ((route, method, status), count) in &state.http_requests {
+                let _ = writeln!(
+                    out,
+                    "noted_http_requests_total{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {count}"
+                );
+            }
+            header(&mut out, "noted_http_request_duration_seconds", "histogram", "HTTP request latency by route.");
+            for (route, histogram) in &state.http_latency {
+                let name = "noted_http_request_duration_seconds";
+                for (bound, count) in LATENCY_BUCKETS_SECONDS.iter().zip(histogram.bucket_counts) {
+                    let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}");
+                }
+                let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {}", histogram.count);
+                let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {}", histogram.sum_seconds);
+                let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {}", histogram.count);
+            }
+            header(&mut out, "noted_peer_messages_sent_total", "counter", "Protocol messages queued for a peer.");
+            for ((peer, kind), count) in &state.peer_sent {
+                let _ = writeln!(out, "noted_peer_messages_sent_total{{peer=\"{peer}\",kind=\"{kind}\"}} {count}");
+            }
+            header(&mut out, "noted_peer_messages_received_total", "counter", "Authenticated protocol messages.");
+            for ((peer, kind), count) in &state.peer_received {
+                let _ = writeln!(out, "noted_peer_messages_received_total{{peer=\"{peer}\",kind=\"{kind}\"}} {count}");
+            }
+            header(
+                &mut out,
+                "noted_peer_messages_dropped_total",
+                "counter",
+                "Peer messages dropped, by stage and reason.",
+            );
+            for ((stage, reason), count) in &state.peer_dropped {
+                let _ =
+                    writeln!(out, "noted_peer_messages_dropped_total{{stage=\"{stage}\",reason=\"{reason}\"}} {count}");
+            }
+            for (name, help, value) in [
+                ("noted_heartbeats_received_total", "Authenticated heartbeats received.", state.heartbeats_received),
+                (
+                    "noted_heartbeats_rejected_total",
+                    "Heartbeats that failed authentication.",
+                    state.heartbeats_rejected,
+                ),
+                ("noted_peer_connections_total", "Peer TCP connections established.", state.peer_connections),
+                ("noted_view_changes_total", "View changes started by this replica (vr).", state.view_changes),
+            ] {
+                header(&mut out, name, "counter", help);
+                let _ = writeln!(out, "{name} {value}");
+            }
+            header(&mut out, "noted_replica_events_total", "counter", "Events reported by the replica's core.");
+            for (kind, count) in &state.events {
+                let _ = writeln!(out, "noted_replica_events_total{{kind=\"{kind}\"}} {count}");
+            }
+            out
+        })
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histograms() {
+        let metrics = Metrics::default();
+        metrics.http_request("/notes", "POST", 201, Duration::from_millis(3));
+        metrics.peer_dropped("transport", "bad_mac");
+        let text = metrics.render();
+        assert!(text.contains("noted_http_requests_total{route=\"/notes\",method=\"POST\",status=\"201\"} 1"));
+        assert!(text.contains("noted_http_request_duration_seconds_bucket{route=\"/notes\",le=\"0.005\"} 1"));
+        assert!(text.contains("noted_http_request_duration_seconds_bucket{route=\"/notes\",le=\"0.001\"} 0"));
+        assert!(text.contains("noted_peer_messages_dropped_total{stage=\"transport\",reason=\"bad_mac\"} 1"));
+    }
+}

@@ -1,0 +1,153 @@
+//! One replica, wired up: its driver, its peer transport, its HTTP API.
+
+use std::future::IntoFuture;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use noted_core::ReplicaId;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::{NodeSettings, ReplicaAddresses};
+use crate::driver::Driver;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::peer::auth::FrameAuth;
+use crate::peer::{self, Outbox, PeerTable, SendQueue};
+
+/// Extra time, past the request timeout, that in-flight requests get at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// A replica's three sockets, bound before it starts so that binding errors come first.
+#[derive(Debug)]
+pub struct BoundSockets {
+    pub http: TcpListener,
+    pub peer: TcpListener,
+    pub heartbeat: UdpSocket,
+}
+
+impl BoundSockets {
+    pub async fn bind(addresses: ReplicaAddresses) -> Result<BoundSockets, String> {
+        let describe =
+            |kind: &str, address, error: io::Error| format!("cannot bind the {kind} address {address}: {error}");
+        Ok(BoundSockets {
+            http: TcpListener::bind(addresses.client)
+                .await
+                .map_err(|error| describe("client", addresses.client, error))?,
+            peer: TcpListener::bind(addresses.peer).await.map_err(|error| describe("peer", addresses.peer, error))?,
+            heartbeat: UdpSocket::bind(addresses.heartbeat)
+                .await
+                .map_err(|error| describe("heartbeat", addresses.heartbeat, error))?,
+        })
+    }
+
+    /// The addresses actually bound (port 0 becomes the port the OS chose).
+    pub fn addresses(&self) -> io::Result<ReplicaAddresses> {
+        Ok(ReplicaAddresses {
+            client: self.http.local_addr()?,
+            peer: self.peer.local_addr()?,
+            heartbeat: self.heartbeat.local_addr()?,
+        })
+    }
+}
+
+/// Runs one replica until `shutdown`, then stops accepting requests, answers or
+/// fails those in flight, and closes the peer connections.
+pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: CancellationToken) -> Result<(), String> {
+    let me = settings.me();
+    let cluster = settings.core.cluster;
+    let replica_count = settings.core.replica_count;
+    // Every log line of this replica's tasks names it: dev runs three in one process.
+    let span = info_span!("replica", id = me.0);
+    let metrics = Arc::new(Metrics::default());
+    let peers = Arc::new(PeerTable::new(usize::from(replica_count)));
+    let auth = FrameAuth::new(cluster, &settings.secret);
+    let queues: Vec<Arc<SendQueue>> =
+        (0..replica_count).map(|_| Arc::new(SendQueue::new(settings.peer_queue_frames_max))).collect();
+    if settings.test_faults.is_active() {
+        warn!(faults = ?settings.test_faults, "test faults are on: outgoing peer frames are dropped or delayed");
+    }
+    let outbox = Outbox::new(me, cluster, auth.clone(), queues.clone(), settings.test_faults, Arc::clone(&metrics));
+    let (driver, driver_handle) =
+        Driver::new(settings.core.clone(), outbox, Arc::clone(&metrics)).map_err(|error| error.to_string())?;
+
+    // The internals outlive the HTTP server, so that requests in flight can still be answered.
+    let internals = CancellationToken::new();
+    let driver_task = tokio::spawn(driver.run(internals.clone()).instrument(span.clone()));
+    let heartbeat_socket = Arc::new(sockets.heartbeat);
+    let peer_list: Vec<(ReplicaId, ReplicaAddresses)> = settings
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(index, addresses)| (ReplicaId(u8::try_from(index).expect("checked count")), *addresses))
+        .filter(|(replica, _)| *replica != me)
+        .collect();
+    for (peer, addresses) in &peer_list {
+        let queue = Arc::clone(&queues[peer.index()]);
+        tokio::spawn(
+            peer::tcp::send_forever(*peer, addresses.peer, queue, Arc::clone(&metrics), internals.clone())
+                .instrument(span.clone()),
+        );
+    }
+    let inbound = peer::tcp::Inbound {
+        me,
+        replica_count,
+        auth: auth.clone(),
+        driver: driver_handle.clone(),
+        peers: Arc::clone(&peers),
+        metrics: Arc::clone(&metrics),
+    };
+    tokio::spawn(peer::tcp::receive_forever(sockets.peer, inbound, internals.clone()).instrument(span.clone()));
+    tokio::spawn(
+        peer::udp::send_forever(
+            Arc::clone(&heartbeat_socket),
+            me,
+            settings.addresses().client,
+            peer_list.iter().map(|(peer, addresses)| (*peer, addresses.heartbeat)).collect(),
+            auth.clone(),
+            driver_handle.clone(),
+            internals.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    tokio::spawn(
+        peer::udp::receive_forever(
+            heartbeat_socket,
+            me,
+            replica_count,
+            auth,
+            Arc::clone(&peers),
+            Arc::clone(&metrics),
+            internals.clone(),
+        )
+        .instrument(span.clone()),
+    );
+
+    let app = AppState {
+        driver: driver_handle,
+        metrics,
+        peers,
+        me,
+        cluster: cluster.0,
+        replicas: Arc::new(settings.replicas.clone()),
+        request_timeout: settings.request_timeout,
+    };
+    let router = http::router(app, settings.request_body_bytes_max);
+    let stop_accepting = shutdown.clone();
+    let server =
+        axum::serve(sockets.http, router).with_graceful_shutdown(async move { stop_accepting.cancelled().await });
+    let drain_limit = settings.request_timeout + SHUTDOWN_GRACE;
+    let served = tokio::select! {
+        served = server.into_future() => served.map_err(|error| format!("HTTP server failed: {error}")),
+        () = async { shutdown.cancelled().await; tokio::time::sleep(drain_limit).await } => {
+            warn!("requests still in flight after the grace period; closing anyway");
+            Ok(())
+        }
+    };
+    info!(replica = %me, "stopped accepting requests; closing peers");
+    internals.cancel();
+    let _ = driver_task.await;
+    served
+}

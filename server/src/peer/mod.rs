@@ -1,0 +1,203 @@
+//! Transport between replicas.
+//!
+//! - [`tcp`]: protocol messages. Each replica dials every peer for its own
+//!   outgoing direction and only writes on that connection; it accepts the
+//!   peers' connections and only reads from them. So a pair of replicas shares
+//!   two connections, one per direction, and no side has to decide who dials.
+//!   Connections are re-dialled with exponential back-off and jitter; each
+//!   peer has a bounded send queue that drops its oldest frame when full (the
+//!   protocols retransmit what matters).
+//! - [`auth`]: every frame carries the cluster id and an HMAC-SHA256 with the
+//!   cluster's shared secret; anything else is dropped and counted.
+//! - [`udp`]: heartbeats only (who is alive, at which view and op number), for
+//!   `/status`; losing them costs nothing.
+//! - [`faults`]: test-only loss and delay of outgoing frames.
+
+pub mod auth;
+pub mod faults;
+pub mod tcp;
+pub mod udp;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Instant as StdInstant;
+
+use noted_core::wire::Envelope;
+use noted_core::{ClusterId, Message, ReplicaId};
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::metrics::Metrics;
+use auth::FrameAuth;
+use faults::{FaultDecision, TestFaults};
+
+/// What this replica last heard of each peer, for `/status`.
+#[derive(Debug)]
+pub struct PeerTable {
+    contacts: Mutex<Vec<PeerContact>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PeerContact {
+    pub last_message: Option<StdInstant>,
+    pub last_heartbeat: Option<StdInstant>,
+    pub reported: Option<udp::Heartbeat>,
+}
+
+/// One peer as `/status` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PeerReport {
+    pub replica: u8,
+    pub peer_address: String,
+    pub client_address: String,
+    /// Milliseconds since the last authenticated message or heartbeat; `null` if never.
+    pub last_contact_ms_ago: Option<u64>,
+    pub view: Option<u64>,
+    pub role: Option<String>,
+    pub op_number: Option<u64>,
+    pub applied: Option<u64>,
+    /// How many updates this replica has applied that the peer had not, at its last heartbeat.
+    pub lag: Option<u64>,
+}
+
+impl PeerTable {
+    pub fn new(replica_count: usize) -> PeerTable {
+        PeerTable { contacts: Mutex::new(vec![PeerContact::default(); replica_count]) }
+    }
+
+    fn with<T>(&self, update: impl FnOnce(&mut Vec<PeerContact>) -> T) -> T {
+        let mut contacts = self.contacts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        update(&mut contacts)
+    }
+
+    pub fn message_from(&self, peer: ReplicaId) {
+        self.with(|contacts| {
+            if let Some(contact) = contacts.get_mut(peer.index()) {
+                contact.last_message = Some(StdInstant::now());
+            }
+        });
+    }
+
+    pub fn heartbeat_from(&self, heartbeat: udp::Heartbeat) {
+        self.with(|contacts| {
+            if let Some(contact) = contacts.get_mut(usize::from(heartbeat.replica)) {
+                contact.last_heartbeat = Some(StdInstant::now());
+                contact.reported = Some(heartbeat);
+            }
+        });
+    }
+
+    pub fn contact(&self, peer: ReplicaId) -> PeerContact {
+        self.with(|contacts| contacts.get(peer.index()).cloned().unwrap_or_default())
+    }
+}
+
+/// A bounded queue of sealed frames for one peer.
+#[derive(Debug)]
+pub struct SendQueue {
+    frames: Mutex<VecDeque<Vec<u8>>>,
+    frames_max: usize,
+    ready: Notify,
+}
+
+impl SendQueue {
+    pub fn new(frames_max: usize) -> SendQueue {
+        assert!(frames_max > 0, "a send queue holds at least one frame");
+        SendQueue { frames: Mutex::new(VecDeque::new()), frames_max, ready: Notify::new() }
+    }
+
+    /// Queues `frame`; returns `true` when the oldest frame was dropped to make room.
+    pub fn push(&self, frame: Vec<u8>) -> bool {
+        let overflowed = {
+            let mut frames = self.frames.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let overflowed = frames.len() >= self.frames_max;
+            if overflowed {
+                frames.pop_front();
+            }
+            frames.push_back(frame);
+            overflowed
+        };
+        self.ready.notify_one();
+        overflowed
+    }
+
+    /// Waits for the next frame.
+    pub async fn pop(&self) -> Vec<u8> {
+        loop {
+            let frame = self.frames.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop_front();
+            if let Some(frame) = frame {
+                return frame;
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// The driver's side of the transport: seals messages and queues them per peer.
+#[derive(Debug)]
+pub struct Outbox {
+    me: ReplicaId,
+    cluster: ClusterId,
+    auth: FrameAuth,
+    queues: Vec<Arc<SendQueue>>,
+    faults: TestFaults,
+    metrics: Arc<Metrics>,
+}
+
+impl Outbox {
+    pub fn new(
+        me: ReplicaId,
+        cluster: ClusterId,
+        auth: FrameAuth,
+        queues: Vec<Arc<SendQueue>>,
+        faults: TestFaults,
+        metrics: Arc<Metrics>,
+    ) -> Outbox {
+        Outbox { me, cluster, auth, queues, faults, metrics }
+    }
+
+    pub fn send(&self, to: ReplicaId, message: Message) {
+        let Some(queue) = self.queues.get(to.index()).filter(|_| to != self.me) else {
+            self.metrics.peer_dropped("transport", "no_such_peer");
+            return;
+        };
+        let kind = message.kind();
+        let frame = self.auth.seal(&Envelope { cluster: self.cluster, from: self.me, to, message });
+        self.metrics.peer_sent(&to.to_string(), kind);
+        match self.faults.decide() {
+            FaultDecision::Deliver => self.enqueue(queue, frame),
+            FaultDecision::Drop => self.metrics.peer_dropped("transport", "test_fault_loss"),
+            FaultDecision::Delay(delay) => {
+                let queue = Arc::clone(queue);
+                let metrics = Arc::clone(&self.metrics);
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if queue.push(frame) {
+                        metrics.peer_dropped("transport", "queue_full");
+                    }
+                });
+            }
+        }
+    }
+
+    fn enqueue(&self, queue: &SendQueue, frame: Vec<u8>) {
+        if queue.push(frame) {
+            self.metrics.peer_dropped("transport", "queue_full");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_drops_its_oldest_frame() {
+        let queue = SendQueue::new(2);
+        assert!(!queue.push(vec![1]));
+        assert!(!queue.push(vec![2]));
+        assert!(queue.push(vec![3]));
+        assert_eq!(queue.pop().await, vec![2]);
+        assert_eq!(queue.pop().await, vec![3]);
+    }
+}

@@ -1,0 +1,260 @@
+//! A write-heavy workload of clients that retry exactly-once, recorded for the checker.
+//!
+//! Each client runs on its own thread with its own client id. An operation keeps its
+//! request number across retries (after a 503 or a timeout, on the next replica),
+//! so the replicated client table answers a retry instead of executing it again.
+//! An operation that never gets a definite answer is recorded as `info`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use rand::rngs::StdRng;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use noted_sim::checker::{Verdict, check};
+
+use crate::checks::converged_notes;
+use crate::client::NotesClient;
+use crate::cluster::Cluster;
+use crate::history::{Recorder, model_output};
+
+/// How long one operation is retried before the client gives up on it.
+pub const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What the clients learned, beyond the history.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Notes whose create was acknowledged, with the token in their body.
+    pub acknowledged_creates: Vec<(u64, String)>,
+    /// Tokens of every create attempted (acknowledged or not).
+    pub attempted_tokens: BTreeSet<String>,
+    /// Notes some client tried to delete (whatever the outcome).
+    pub delete_attempted: BTreeSet<u64>,
+    pub retries: u64,
+    pub unknown_outcomes: u64,
+}
+
+#[derive(Debug)]
+pub struct Workload {
+    pub urls: Vec<String>,
+    pub recorder: Arc<Recorder>,
+    pub stop: Arc<AtomicBool>,
+    pub observed: Arc<Mutex<Observed>>,
+    /// The highest note id any client has seen.
+    pub highest_id: Arc<AtomicU64>,
+}
+
+impl Workload {
+    pub fn new(urls: Vec<String>, source: &str) -> Workload {
+        Workload {
+            urls,
+            recorder: Arc::new(Recorder::new(source)),
+            stop: Arc::new(AtomicBool::new(false)),
+            observed: Arc::new(Mutex::new(Observed::default())),
+            highest_id: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Starts `clients` threads that run until [`Workload::stop`] is set.
+    pub fn spawn_clients(&self, clients: u64, seed: u64) -> Vec<std::thread::JoinHandle<()>> {
+        (0..clients)
+            .map(|client| {
+                let mut worker = Worker {
+                    client,
+                    client_id: seed.wrapping_mul(1000) + client + 1,
+                    request_number: 0,
+                    clients: self.urls.iter().cloned().map(NotesClient::new).collect(),
+                    recorder: Arc::clone(&self.recorder),
+                    observed: Arc::clone(&self.observed),
+                    highest_id: Arc::clone(&self.highest_id),
+                    random: rand::SeedableRng::seed_from_u64(seed ^ client),
+                };
+                let stop = Arc::clone(&self.stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        worker.one_operation();
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// Stops the clients, reads everything back, waits for the replicas to agree and
+    /// checks: no create twice, no acknowledged create lost, and a linearizable history.
+    pub fn finish_and_check(&self, cluster: &Cluster, clients: Vec<std::thread::JoinHandle<()>>, seed: u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            client.join().expect("a workload client panicked");
+        }
+        self.read_back_everything(seed);
+        let replicas: Vec<usize> = (0..cluster.replica_count()).collect();
+        let notes = converged_notes(cluster, &replicas);
+        let stored = notes["notes"].as_array().expect("a list");
+        let observed = self.observed.lock().unwrap();
+        let mut tokens: Vec<&str> = stored.iter().filter_map(|note| note["token"].as_str()).collect();
+        let stored_count = tokens.len();
+        tokens.sort_unstable();
+        tokens.dedup();
+        assert_eq!(tokens.len(), stored_count, "a retried create made two notes");
+        for (id, token) in &observed.acknowledged_creates {
+            if observed.delete_attempted.contains(id) {
+                continue;
+            }
+            // A put replaces the whole object, token included; a patch keeps it.
+            let note = stored.iter().find(|note| note["id"] == *id);
+            let intact = note.is_some_and(|note| note.get("token").is_none_or(|stored| stored == token.as_str()));
+            assert!(intact, "acknowledged note {id} ({token}) was lost: {note:?}");
+        }
+        let history = self.recorder.history();
+        let saved = cluster.save("history.jsonl", &history.to_jsonl());
+        let verdict = check(&history).expect("a well-formed history");
+        assert_eq!(verdict, Verdict::Linearizable, "history in {}", saved.display());
+        eprintln!(
+            "workload: {} events, {} acknowledged creates, {} retries, {} unknown outcomes",
+            history.events.len(),
+            observed.acknowledged_creates.len(),
+            observed.retries,
+            observed.unknown_outcomes
+        );
+    }
+
+    /// Linearizable reads of every note id seen, recorded in the history, so that
+    /// a lost write shows up in the check.
+    pub fn read_back_everything(&self, seed: u64) {
+        let mut worker = Worker {
+            client: 999,
+            client_id: seed.wrapping_mul(1000) + 999,
+            request_number: 0,
+            clients: self.urls.iter().cloned().map(NotesClient::new).collect(),
+            recorder: Arc::clone(&self.recorder),
+            observed: Arc::clone(&self.observed),
+            highest_id: Arc::clone(&self.highest_id),
+            random: rand::SeedableRng::seed_from_u64(seed),
+        };
+        for id in 1..=self.highest_id.load(Ordering::Relaxed) + 1 {
+            worker.perform("get", json!({ "id": id }), Method::GET, format!("/notes/{id}"), None, None);
+        }
+    }
+}
+
+struct Worker {
+    /// The client's number in the history.
+    client: u64,
+    client_id: u64,
+    request_number: u64,
+    clients: Vec<NotesClient>,
+    recorder: Arc<Recorder>,
+    observed: Arc<Mutex<Observed>>,
+    highest_id: Arc<AtomicU64>,
+    random: StdRng,
+}
+
+impl Worker {
+    fn some_id(&mut self) -> u64 {
+        let highest = self.highest_id.load(Ordering::Relaxed);
+        self.random.random_range(1..=highest + 1)
+    }
+
+    fn one_operation(&mut self) {
+        let choice = self.random.random_range(0..100);
+        let id = self.some_id();
+        let path = format!("/notes/{id}");
+        let word = format!("w{}", self.random.random_range(0..1000));
+        match choice {
+            0..40 => {
+                let token = format!("c{}-r{}", self.client_id, self.request_number + 1);
+                self.observed.lock().unwrap().attempted_tokens.insert(token.clone());
+                let body = json!({ "title": word, "token": token });
+                let output =
+                    self.perform("create", json!({ "body": body }), Method::POST, "/notes".into(), Some(body), None);
+                if let Some(output) = output
+                    && let Some(id) = output["id"].as_u64()
+                {
+                    self.highest_id.fetch_max(id, Ordering::Relaxed);
+                    self.observed.lock().unwrap().acknowledged_creates.push((id, token));
+                }
+            }
+            40..60 => {
+                self.perform("get", json!({ "id": id }), Method::GET, path, None, None);
+            }
+            60..72 => {
+                let body = json!({ "title": word });
+                self.perform("put", json!({ "id": id, "body": body }), Method::PUT, path, Some(body), None);
+            }
+            72..84 => {
+                let patch = json!({ "extra": word });
+                self.perform("patch", json!({ "id": id, "patch": patch }), Method::PATCH, path, Some(patch), None);
+            }
+            84..95 => {
+                // Compare-and-set: read the version, then write only if it is unchanged.
+                let Some(read) = self.perform("get", json!({ "id": id }), Method::GET, path.clone(), None, None) else {
+                    return;
+                };
+                let Some(version) = read["version"].as_u64() else { return };
+                let body = json!({ "title": word, "cas": true });
+                let input = json!({ "id": id, "body": body, "if_match": version });
+                self.perform("put", input, Method::PUT, path, Some(body), Some(version));
+            }
+            _ => {
+                self.observed.lock().unwrap().delete_attempted.insert(id);
+                self.perform("delete", json!({ "id": id }), Method::DELETE, path, None, None);
+            }
+        }
+    }
+
+    /// One logical operation: retried with the same request number until a definite
+    /// answer or the deadline. Returns the model output of a definite answer.
+    fn perform(
+        &mut self,
+        function: &str,
+        input: Value,
+        method: Method,
+        path: String,
+        body: Option<Value>,
+        if_match: Option<u64>,
+    ) -> Option<Value> {
+        self.request_number += 1;
+        let mut headers = vec![
+            ("noted-client-id", self.client_id.to_string()),
+            ("noted-request-number", self.request_number.to_string()),
+        ];
+        if let Some(version) = if_match {
+            headers.push(("if-match", format!("\"{version}\"")));
+        }
+        let content_type = if method == Method::PATCH { "application/merge-patch+json" } else { "application/json" };
+        let operation = self.recorder.call(self.client, function, input);
+        let deadline = Instant::now() + OPERATION_DEADLINE;
+        let mut replica = self.random.random_range(0..self.clients.len());
+        let mut first_try = true;
+        loop {
+            if !first_try {
+                self.observed.lock().unwrap().retries += 1;
+            }
+            first_try = false;
+            let payload = body.as_ref().map(|body| (content_type, body.to_string().into_bytes()));
+            let response = self.clients[replica].send(method.clone(), &path, payload, &headers);
+            if let Ok(response) = &response {
+                assert_ne!(
+                    response.status, 400,
+                    "{function} {path}: the workload sends valid requests: {}",
+                    response.text
+                );
+                if let Some(output) = model_output(function, response) {
+                    self.recorder.ok(operation, self.client, output.clone());
+                    return Some(output);
+                }
+            }
+            if Instant::now() >= deadline {
+                self.recorder.info(operation, self.client);
+                self.observed.lock().unwrap().unknown_outcomes += 1;
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            replica = (replica + 1) % self.clients.len();
+        }
+    }
+}

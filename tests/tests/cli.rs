@@ -1,0 +1,102 @@
+//! The `noted` command line: help, cluster files, the dev cluster, graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use noted_tests::{NotesClient, noted_binary, wait_until};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+#[test]
+fn help_explains_every_command() {
+    let output = Command::new(noted_binary()).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in ["dev", "serve", "config", "--log-format"] {
+        assert!(help.contains(word), "{help}");
+    }
+    let output = Command::new(noted_binary()).args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in ["--config", "--id", "NOTED_SECRET", "--test-faults"] {
+        assert!(help.contains(word), "{help}");
+    }
+}
+
+#[test]
+fn config_init_writes_a_valid_file_and_bad_files_are_refused_by_field() {
+    let output = Command::new(noted_binary()).args(["config", "init", "--replicas", "3"]).output().unwrap();
+    assert!(output.status.success());
+    let mut file: Value = serde_json::from_slice(&output.stdout).expect("a JSON cluster file");
+    assert_eq!(file["replicas"].as_array().map(Vec::len), Some(3));
+    assert_eq!(file["protocol"], "vr");
+
+    file["secret"] = json!("short");
+    let path = std::env::temp_dir().join(format!("noted-bad-config-{}.json", std::process::id()));
+    std::fs::write(&path, file.to_string()).unwrap();
+    let output = Command::new(noted_binary()).args(["serve", "--id", "0", "--config"]).arg(&path).output().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(!output.status.success());
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("secret"), "{error}");
+}
+
+#[test]
+fn the_dev_cluster_serves_and_shuts_down_on_sigterm() {
+    let mut child = Command::new(noted_binary())
+        .args(["dev", "--http-port-base", "0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child.id());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Drained on its own thread, so that noted never blocks on a full pipe.
+    let stderr = child.stderr.take().unwrap();
+    let log_reader =
+        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).collect::<Vec<_>>());
+    let mut urls = Vec::new();
+    while urls.len() < 3 {
+        let line = lines.next().expect("noted dev prints its URLs").unwrap();
+        if let Some(url) = line.split_whitespace().find(|word| word.starts_with("http://")) {
+            urls.push(url.to_string());
+        }
+    }
+    let client = NotesClient::new(urls[1].clone());
+    let mut created = None;
+    wait_until("the dev cluster to serve", Duration::from_secs(30), || {
+        created = client
+            .json(Method::POST, "/notes", &json!({ "title": "dev" }))
+            .ok()
+            .filter(|response| response.status == 201);
+        created.is_some()
+    });
+    let read = NotesClient::new(urls[2].clone()).get_path("/notes/1").unwrap();
+    assert_eq!(read.status, 200, "{}", read.text);
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let mut exit = None;
+    wait_until("noted dev to exit after SIGTERM", Duration::from_secs(15), || {
+        exit = child.try_wait().unwrap();
+        exit.is_some()
+    });
+    let log_lines = log_reader.join().unwrap();
+    assert!(!log_lines.is_empty(), "noted logs");
+    for line in &log_lines {
+        let log: Value = serde_json::from_str(line).expect("--log-format json writes JSON lines");
+        assert!(log.get("fields").is_some(), "{line}");
+    }
+    assert!(log_lines.iter().any(|line| line.contains("replicate (ordered)")), "the log tells the replication story");
+    // It has exited: nothing is left to kill, and its pid may be reused.
+    std::mem::forget(guard);
+    assert!(exit.unwrap().success(), "a clean exit: {exit:?}");
+}
+
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", &self.0.to_string()]).status();
+    }
+}
