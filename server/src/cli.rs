@@ -63,7 +63,7 @@ pub enum ProtocolArg {
     Vr,
     /// Primary-backup with a fixed primary (replica 0 unless --primary says otherwise).
     RemoteWrite,
-    /// Primary-backup whose primary role per note moves to the writer (not available yet: refused at start-up).
+    /// Primary-backup whose primary role per note moves to the writer.
     LocalWrite,
 }
 

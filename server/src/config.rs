@@ -170,9 +170,7 @@ impl ClusterFile {
     fn protocol_kind(&self) -> Result<ProtocolKind, ConfigFileError> {
         match (self.protocol.as_str(), self.primary) {
             ("vr", None) => Ok(ProtocolKind::Vr),
-            // noted-core's local-write is still a placeholder that cannot report its status:
-            // refuse it here rather than start a replica that cannot serve.
-            ("local-write", None) => Err(invalid("protocol", "local-write is not available yet in noted-core")),
+            ("local-write", None) => Ok(ProtocolKind::LocalWrite),
             ("remote-write", Some(primary)) => Ok(ProtocolKind::RemoteWrite { primary: ReplicaId(primary) }),
             ("remote-write", None) => Err(invalid("primary", "remote-write needs the fixed primary's replica id")),
             ("vr" | "local-write", Some(_)) => {
@@ -290,7 +288,8 @@ mod tests {
         assert!(bad.settings_for(0).unwrap_err().to_string().starts_with("replicas[2].peer:"));
         let mut bad = file();
         bad.protocol = "local-write".into();
-        assert!(bad.settings_for(0).unwrap_err().to_string().starts_with("protocol:"));
+        bad.primary = Some(0);
+        assert!(bad.settings_for(0).unwrap_err().to_string().starts_with("primary:"));
         let mut bad = file();
         bad.protocol = "paxos".into();
         assert!(bad.settings_for(0).unwrap_err().to_string().starts_with("protocol:"));

@@ -57,6 +57,10 @@ impl ClusterOptions {
         ClusterOptions { protocol: "vr", primary: None, replicas: 3, request_timeout_ms: 2_000, test_faults: None }
     }
 
+    pub fn local_write() -> ClusterOptions {
+        ClusterOptions { protocol: "local-write", ..ClusterOptions::vr() }
+    }
+
     pub fn remote_write() -> ClusterOptions {
         ClusterOptions { protocol: "remote-write", primary: Some(0), ..ClusterOptions::vr() }
     }
@@ -212,14 +216,15 @@ impl Cluster {
         (primaries.len() == 1).then(|| primaries[0])
     }
 
-    /// Every running replica takes part (primary or backup) and one is primary.
-    /// (local-write, whose primary role is per note, is not served yet.)
+    /// Every running replica takes part (primary or backup) and one is primary;
+    /// under local-write, whose primary role is per note, every replica is an owner.
     pub fn wait_until_serving(&self) {
         wait_until("every replica to be primary or backup", READY_TIMEOUT, || {
-            (0..self.replica_count())
-                .filter(|replica| self.processes[*replica].is_some())
-                .all(|replica| matches!(self.role(replica).as_deref(), Some("primary" | "backup")))
-                && self.primary().is_some()
+            let running = (0..self.replica_count()).filter(|replica| self.processes[*replica].is_some());
+            let roles: Vec<Option<String>> = running.map(|replica| self.role(replica)).collect();
+            let all_owners = roles.iter().all(|role| role.as_deref() == Some("owner"));
+            let all_serving = roles.iter().all(|role| matches!(role.as_deref(), Some("primary" | "backup")));
+            all_owners || (all_serving && self.primary().is_some())
         });
     }
 
