@@ -22,7 +22,7 @@ pub enum Admission {
     Stale,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 struct ClientEntry {
     request_number: RequestNumber,
     reply: Reply,
@@ -30,7 +30,12 @@ struct ClientEntry {
     recorded_at: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// On the wire a table is its entries from the least to the most recently served
+/// client; the age index is rebuilt on arrival, so a table from a peer can never
+/// be inconsistent with itself. Two tables are equal when they remember the same
+/// requests in the same order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "ClientTableWire", into = "ClientTableWire")]
 pub struct ClientTable {
     clients_max: usize,
     entries: BTreeMap<ClientId, ClientEntry>,
@@ -40,7 +45,59 @@ pub struct ClientTable {
     evictions: u64,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ClientTableWire {
+    clients_max: usize,
+    /// Oldest first.
+    entries: Vec<(ClientId, RequestNumber, Reply)>,
+    evictions: u64,
+}
+
+impl From<ClientTable> for ClientTableWire {
+    fn from(table: ClientTable) -> ClientTableWire {
+        ClientTableWire { clients_max: table.clients_max, entries: table.oldest_first(), evictions: table.evictions }
+    }
+}
+
+impl TryFrom<ClientTableWire> for ClientTable {
+    type Error = String;
+
+    fn try_from(wire: ClientTableWire) -> Result<ClientTable, String> {
+        if wire.clients_max == 0 || wire.entries.len() > wire.clients_max {
+            return Err(format!("{} clients in a table of at most {}", wire.entries.len(), wire.clients_max));
+        }
+        let mut table = ClientTable::new(wire.clients_max);
+        for (client, request_number, reply) in wire.entries {
+            if table.entries.contains_key(&client) {
+                return Err(format!("client {client} appears twice"));
+            }
+            table.record(client, request_number, reply);
+        }
+        table.evictions = wire.evictions;
+        Ok(table)
+    }
+}
+
+impl PartialEq for ClientTable {
+    fn eq(&self, other: &ClientTable) -> bool {
+        self.clients_max == other.clients_max
+            && self.evictions == other.evictions
+            && self.oldest_first() == other.oldest_first()
+    }
+}
+
 impl ClientTable {
+    /// Every remembered request, from the least to the most recently served client.
+    fn oldest_first(&self) -> Vec<(ClientId, RequestNumber, Reply)> {
+        self.by_age
+            .values()
+            .map(|client| {
+                let entry = &self.entries[client];
+                (*client, entry.request_number, entry.reply.clone())
+            })
+            .collect()
+    }
+
     pub fn new(clients_max: usize) -> ClientTable {
         assert!(clients_max > 0, "a client table holds at least one client");
         ClientTable { clients_max, entries: BTreeMap::new(), by_age: BTreeMap::new(), records: 0, evictions: 0 }
@@ -125,6 +182,20 @@ mod tests {
         assert_eq!(table.admit(ClientId(2), 1), Admission::Execute, "client 2 was evicted");
         assert_eq!(table.admit(ClientId(1), 2), Admission::Retry(deleted(3)));
         assert_eq!((table.len(), table.evictions()), (2, 1));
+    }
+
+    #[test]
+    fn a_table_from_a_peer_is_rebuilt_and_checked() {
+        let mut table = ClientTable::new(3);
+        table.record(ClientId(2), 1, deleted(1));
+        table.record(ClientId(1), 4, deleted(2));
+        let json = serde_json::to_value(&table).expect("encodes");
+        let decoded: ClientTable = serde_json::from_value(json).expect("decodes");
+        assert_eq!(decoded, table);
+        let duplicate = serde_json::json!({"clients_max": 3, "evictions": 0, "entries": [[1, 1, {"reply": "deleted", "id": 1}], [1, 2, {"reply": "deleted", "id": 1}]]});
+        assert!(serde_json::from_value::<ClientTable>(duplicate).is_err());
+        let overfull = serde_json::json!({"clients_max": 1, "evictions": 0, "entries": [[1, 1, {"reply": "deleted", "id": 1}], [2, 1, {"reply": "deleted", "id": 1}]]});
+        assert!(serde_json::from_value::<ClientTable>(overfull).is_err());
     }
 
     #[test]

@@ -73,13 +73,45 @@ impl Default for StoreLimits {
     }
 }
 
+/// A store from a peer (in a snapshot) is checked on arrival: every note is stored
+/// under its own id, below `next_id`, with a version of at least 1.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "NoteStoreWire")]
 pub struct NoteStore {
     limits: StoreLimits,
     next_id: NoteId,
     notes: BTreeMap<NoteId, Note>,
     /// The latest timestamp of any applied write; the floor for the next one.
     last_timestamp: Timestamp,
+}
+
+#[derive(Deserialize)]
+struct NoteStoreWire {
+    limits: StoreLimits,
+    next_id: NoteId,
+    notes: BTreeMap<NoteId, Note>,
+    last_timestamp: Timestamp,
+}
+
+impl TryFrom<NoteStoreWire> for NoteStore {
+    type Error = String;
+
+    fn try_from(wire: NoteStoreWire) -> Result<NoteStore, String> {
+        if wire.next_id.0 == 0 {
+            return Err("next_id starts at 1".into());
+        }
+        for (id, note) in &wire.notes {
+            if note.id != *id || *id >= wire.next_id || id.0 == 0 || note.version == 0 {
+                return Err(format!("note {id} is inconsistent with the store"));
+            }
+        }
+        Ok(NoteStore {
+            limits: wire.limits,
+            next_id: wire.next_id,
+            notes: wire.notes,
+            last_timestamp: wire.last_timestamp,
+        })
+    }
 }
 
 impl NoteStore {
@@ -249,9 +281,11 @@ impl NoteStore {
         Ok(members)
     }
 
-    /// Replaces the whole store, as state transfer does.
+    /// Replaces the notes with a snapshot's, as state transfer does. The limits are
+    /// this replica's own.
     pub fn restore(&mut self, snapshot: NoteStore) {
-        *self = snapshot;
+        let limits = self.limits;
+        *self = NoteStore { limits, ..snapshot };
         self.check_invariants();
     }
 
