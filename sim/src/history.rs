@@ -1,0 +1,641 @@
+//! Client histories in the lin-history v1 format (JSON lines), and a reader for
+//! the Jepsen etcd register logs that Porcupine's test data uses.
+//!
+//! The format is specified in `shared/data/HISTORY-FORMAT.md`: one header line,
+//! then one event per line (`call`, `ok`, `fail`, `info`). This module only
+//! knows the format, not the models: it checks what every history must satisfy
+//! (unique operation ids, one operation in flight per client, completions after
+//! their calls, times that never decrease) and turns the events into
+//! [`Operation`]s with positions in real-time order. The checker interprets the
+//! `f`, `in` and `out` fields.
+//!
+//! Real-time order: line order is authoritative, except that among consecutive
+//! events carrying the same `t`, calls come before completions (the format's
+//! intervals are closed, so two operations that share an instant overlap).
+//!
+//! Every error names the line it was found on (1-based; the header is line 1).
+//! A history built in memory numbers its events as [`History::to_jsonl`] would
+//! write them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The only value of the header's `format` field.
+pub const FORMAT_NAME: &str = "lin-history";
+/// The format version this module reads and writes.
+pub const FORMAT_VERSION: u64 = 1;
+
+/// Errors found while reading a history. Each names the offending line.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("line {line}: invalid JSON: {source}")]
+    Json { line: usize, source: serde_json::Error },
+    #[error("line {line}: {reason}")]
+    Invalid { line: usize, reason: String },
+    #[error("the history is empty: a header line is required")]
+    Empty,
+}
+
+impl HistoryError {
+    fn invalid(line: usize, reason: impl Into<String>) -> HistoryError {
+        HistoryError::Invalid { line, reason: reason.into() }
+    }
+}
+
+/// Which sequential specification the history is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ModelName {
+    #[serde(rename = "notes")]
+    Notes,
+    #[serde(rename = "cas-register")]
+    CasRegister,
+}
+
+impl fmt::Display for ModelName {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            ModelName::Notes => "notes",
+            ModelName::CasRegister => "cas-register",
+        })
+    }
+}
+
+/// The verdict a history's author expects (`expect` in the header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expectation {
+    Linearizable,
+    Illegal,
+}
+
+/// The first line of a history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub format: String,
+    pub version: u64,
+    pub model: ModelName,
+    /// A register's initial value; absent means "no value".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expectation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Header fields this version does not interpret, kept so that a round trip loses nothing.
+    #[serde(flatten)]
+    pub other_fields: BTreeMap<String, Value>,
+}
+
+impl Header {
+    pub fn new(model: ModelName) -> Header {
+        Header {
+            format: FORMAT_NAME.to_string(),
+            version: FORMAT_VERSION,
+            model,
+            init: None,
+            expect: None,
+            source: None,
+            other_fields: BTreeMap::new(),
+        }
+    }
+}
+
+/// The kind of an event line (`ev`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// The operation was invoked.
+    Call,
+    /// The operation completed and its output is known.
+    Ok,
+    /// The operation certainly had no effect.
+    Fail,
+    /// The outcome is unknown: it may take effect at any time after its call, or never.
+    Info,
+}
+
+/// One event line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(rename = "ev")]
+    pub kind: EventKind,
+    /// Identity of the logical operation this event belongs to.
+    pub id: u64,
+    pub client: u64,
+    /// Optional time that never decreases; line order is authoritative.
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<u64>,
+    /// The operation's function, on calls only.
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// The operation's input, on calls only.
+    #[serde(rename = "in", default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
+    /// The operation's output, on `ok` only.
+    #[serde(rename = "out", default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+impl Event {
+    pub fn call(id: u64, client: u64, function: &str, input: Option<Value>) -> Event {
+        Event {
+            kind: EventKind::Call,
+            id,
+            client,
+            time: None,
+            function: Some(function.to_string()),
+            input,
+            output: None,
+        }
+    }
+
+    pub fn ok(id: u64, client: u64, output: Option<Value>) -> Event {
+        Event { kind: EventKind::Ok, id, client, time: None, function: None, input: None, output }
+    }
+
+    pub fn fail(id: u64, client: u64) -> Event {
+        Event { kind: EventKind::Fail, id, client, time: None, function: None, input: None, output: None }
+    }
+
+    pub fn info(id: u64, client: u64) -> Event {
+        Event { kind: EventKind::Info, id, client, time: None, function: None, input: None, output: None }
+    }
+
+    pub fn at(mut self, time: u64) -> Event {
+        self.time = Some(time);
+        self
+    }
+}
+
+/// A header and its events, in line order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub header: Header,
+    pub events: Vec<Event>,
+}
+
+/// How an operation ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Completed with a known output (`Value::Null` when the line had no `out`).
+    Ok(Value),
+    /// Certainly no effect.
+    Failed,
+    /// `info`, or no completion at all.
+    Unknown,
+}
+
+/// One logical operation: a call and its completion, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub id: u64,
+    pub client: u64,
+    pub function: String,
+    /// `Value::Null` when the call had no `in`.
+    pub input: Value,
+    pub outcome: Outcome,
+    /// Position of the call in real-time order (see the module documentation).
+    pub call_position: usize,
+    /// Position of the completion in real-time order; `None` when the outcome is unknown,
+    /// which the checker treats as a return at the end of time.
+    pub return_position: Option<usize>,
+    /// The line of the call, for messages.
+    pub call_line: usize,
+}
+
+impl Operation {
+    /// Whether this operation certainly returned before `other` was called.
+    pub fn precedes(&self, other: &Operation) -> bool {
+        self.return_position.is_some_and(|position| position < other.call_position)
+    }
+}
+
+/// The line an event is (or would be) written on: the header is line 1.
+pub fn event_line(event_index: usize) -> usize {
+    event_index + 2
+}
+
+impl History {
+    pub fn new(header: Header) -> History {
+        History { header, events: Vec::new() }
+    }
+
+    /// Reads a lin-history v1 document. Blank lines are skipped (but counted).
+    pub fn parse_jsonl(text: &str) -> Result<History, HistoryError> {
+        let mut header: Option<Header> = None;
+        let mut events = Vec::new();
+        let mut event_lines = Vec::new();
+        for (line_index, line) in text.lines().enumerate() {
+            let line_number = line_index + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if header.is_none() {
+                let parsed: Header =
+                    serde_json::from_str(line).map_err(|source| HistoryError::Json { line: line_number, source })?;
+                check_header(&parsed, line_number)?;
+                header = Some(parsed);
+            } else {
+                let event: Event =
+                    serde_json::from_str(line).map_err(|source| HistoryError::Json { line: line_number, source })?;
+                events.push(event);
+                event_lines.push(line_number);
+            }
+        }
+        let header = header.ok_or(HistoryError::Empty)?;
+        let history = History { header, events };
+        history.operations_with_lines(&event_lines)?;
+        Ok(history)
+    }
+
+    /// Writes the history as lin-history v1, one line per event, each ending in a newline.
+    pub fn to_jsonl(&self) -> String {
+        let mut text = String::new();
+        // Serialising these types cannot fail: every key is a string and every value is JSON.
+        text.push_str(&serde_json::to_string(&self.header).unwrap_or_default());
+        text.push('\n');
+        for event in &self.events {
+            text.push_str(&serde_json::to_string(event).unwrap_or_default());
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Checks the structure and pairs every call with its completion.
+    pub fn operations(&self) -> Result<Vec<Operation>, HistoryError> {
+        check_header(&self.header, 1)?;
+        let lines: Vec<usize> = (0..self.events.len()).map(event_line).collect();
+        self.operations_with_lines(&lines)
+    }
+
+    fn operations_with_lines(&self, lines: &[usize]) -> Result<Vec<Operation>, HistoryError> {
+        let positions = real_time_positions(&self.events);
+        let mut operations: Vec<Operation> = Vec::new();
+        let mut index_by_id: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut completed_ids: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut in_flight_by_client: BTreeMap<u64, u64> = BTreeMap::new();
+        let mut previous_time: Option<u64> = None;
+        for (event_index, event) in self.events.iter().enumerate() {
+            let line = lines[event_index];
+            if let Some(time) = event.time {
+                if previous_time.is_some_and(|previous| time < previous) {
+                    return Err(HistoryError::invalid(line, format!("time t={time} is earlier than the line before")));
+                }
+                previous_time = Some(time);
+            }
+            match event.kind {
+                EventKind::Call => {
+                    let function = event
+                        .function
+                        .clone()
+                        .ok_or_else(|| HistoryError::invalid(line, "a call needs a function (\"f\")"))?;
+                    if event.output.is_some() {
+                        return Err(HistoryError::invalid(line, "a call has no output (\"out\")"));
+                    }
+                    if index_by_id.contains_key(&event.id) {
+                        return Err(HistoryError::invalid(line, format!("operation id {} is called twice", event.id)));
+                    }
+                    if let Some(other) = in_flight_by_client.insert(event.client, event.id) {
+                        return Err(HistoryError::invalid(
+                            line,
+                            format!(
+                                "client {} calls operation {} while operation {other} is in flight",
+                                event.client, event.id
+                            ),
+                        ));
+                    }
+                    index_by_id.insert(event.id, operations.len());
+                    operations.push(Operation {
+                        id: event.id,
+                        client: event.client,
+                        function,
+                        input: event.input.clone().unwrap_or(Value::Null),
+                        outcome: Outcome::Unknown,
+                        call_position: positions[event_index],
+                        return_position: None,
+                        call_line: line,
+                    });
+                }
+                EventKind::Ok | EventKind::Fail | EventKind::Info => {
+                    if event.function.is_some() || event.input.is_some() {
+                        return Err(HistoryError::invalid(line, "a completion has no function or input"));
+                    }
+                    if event.kind != EventKind::Ok && event.output.is_some() {
+                        return Err(HistoryError::invalid(line, "only an ok completion has an output"));
+                    }
+                    let Some(&operation_index) = index_by_id.get(&event.id) else {
+                        return Err(HistoryError::invalid(
+                            line,
+                            format!("operation {} completes before its call", event.id),
+                        ));
+                    };
+                    if let Some(previous_line) = completed_ids.insert(event.id, line) {
+                        return Err(HistoryError::invalid(
+                            line,
+                            format!("operation {} already completed on line {previous_line}", event.id),
+                        ));
+                    }
+                    let operation = &mut operations[operation_index];
+                    if operation.client != event.client {
+                        return Err(HistoryError::invalid(
+                            line,
+                            format!(
+                                "operation {} was called by client {}, not {}",
+                                event.id, operation.client, event.client
+                            ),
+                        ));
+                    }
+                    in_flight_by_client.remove(&event.client);
+                    match event.kind {
+                        EventKind::Ok => {
+                            operation.outcome = Outcome::Ok(event.output.clone().unwrap_or(Value::Null));
+                            operation.return_position = Some(positions[event_index]);
+                        }
+                        EventKind::Fail => {
+                            operation.outcome = Outcome::Failed;
+                            operation.return_position = Some(positions[event_index]);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(operations)
+    }
+
+    /// Reads a Jepsen etcd register log (see `shared/data/README.md`) as a `cas-register` history.
+    ///
+    /// Each line is `INFO jepsen.util - <process> :<invoke|ok|fail|info> :<read|write|cas> <value>`,
+    /// split on any whitespace; the value is `nil`, an integer, `[A B]` or `:timed-out`. A failed cas
+    /// is an observation (`ok` with `{"ok":false}`); a failed read has an unknown result and no effect,
+    /// so it becomes `fail`; `info` leaves the operation pending. Each line's number becomes `t`.
+    pub fn parse_jepsen_log(text: &str) -> Result<History, HistoryError> {
+        let mut history = History::new(Header::new(ModelName::CasRegister));
+        let mut pending_by_process: BTreeMap<u64, (u64, String)> = BTreeMap::new();
+        let mut next_operation_id = 0;
+        for (line_index, line) in text.lines().enumerate() {
+            let line_number = line_index + 1;
+            let tokens: Vec<&str> = line.split_whitespace().collect();
+            if tokens.is_empty() {
+                continue;
+            }
+            let Some(kind_index) =
+                tokens.iter().position(|token| matches!(*token, ":invoke" | ":ok" | ":fail" | ":info"))
+            else {
+                return Err(HistoryError::invalid(line_number, "no :invoke, :ok, :fail or :info on the line"));
+            };
+            let process: u64 = kind_index
+                .checked_sub(1)
+                .and_then(|index| tokens[index].parse().ok())
+                .ok_or_else(|| HistoryError::invalid(line_number, "expected a process number before the event kind"))?;
+            let function = match tokens.get(kind_index + 1) {
+                Some(&":read") => "read",
+                Some(&":write") => "write",
+                Some(&":cas") => "cas",
+                _ => return Err(HistoryError::invalid(line_number, "expected :read, :write or :cas")),
+            };
+            let value_text = tokens[kind_index + 2..].join(" ");
+            let value = parse_jepsen_value(&value_text)
+                .ok_or_else(|| HistoryError::invalid(line_number, format!("cannot read the value {value_text:?}")))?;
+            let time = line_number as u64;
+            if tokens[kind_index] == ":invoke" {
+                if pending_by_process.contains_key(&process) {
+                    return Err(HistoryError::invalid(line_number, format!("process {process} invokes twice")));
+                }
+                let input = match (function, &value) {
+                    ("read", _) => None,
+                    ("write", JepsenValue::Single(value)) => Some(serde_json::json!({ "value": value })),
+                    ("cas", JepsenValue::Pair(from, to)) => Some(serde_json::json!({ "from": from, "to": to })),
+                    _ => {
+                        return Err(HistoryError::invalid(
+                            line_number,
+                            format!("{function} cannot take {value_text:?}"),
+                        ));
+                    }
+                };
+                let id = next_operation_id;
+                next_operation_id += 1;
+                pending_by_process.insert(process, (id, function.to_string()));
+                history.events.push(Event::call(id, process, function, input).at(time));
+                continue;
+            }
+            let Some((id, called_function)) = pending_by_process.remove(&process) else {
+                return Err(HistoryError::invalid(line_number, format!("process {process} completes nothing")));
+            };
+            if called_function != function {
+                return Err(HistoryError::invalid(
+                    line_number,
+                    format!("process {process} invoked {called_function} but completes {function}"),
+                ));
+            }
+            let event = match (tokens[kind_index], function, value) {
+                (":ok", "read", JepsenValue::Single(value)) => {
+                    Event::ok(id, process, Some(serde_json::json!({ "value": value })))
+                }
+                (":ok", "write", _) => Event::ok(id, process, None),
+                (":ok", "cas", _) => Event::ok(id, process, Some(serde_json::json!({ "ok": true }))),
+                (":fail", "cas", _) => Event::ok(id, process, Some(serde_json::json!({ "ok": false }))),
+                (":fail", _, _) => Event::fail(id, process),
+                (":info", _, _) => Event::info(id, process),
+                _ => {
+                    return Err(HistoryError::invalid(
+                        line_number,
+                        format!("cannot read the completion {value_text:?}"),
+                    ));
+                }
+            };
+            history.events.push(event.at(time));
+        }
+        let lines: Vec<usize> = (0..history.events.len()).map(event_line).collect();
+        history.operations_with_lines(&lines)?;
+        Ok(history)
+    }
+}
+
+fn check_header(header: &Header, line: usize) -> Result<(), HistoryError> {
+    if header.format != FORMAT_NAME {
+        return Err(HistoryError::invalid(line, format!("format is {:?}, expected {FORMAT_NAME:?}", header.format)));
+    }
+    if header.version != FORMAT_VERSION {
+        return Err(HistoryError::invalid(line, format!("version {} is not supported", header.version)));
+    }
+    Ok(())
+}
+
+/// Positions of the events in real-time order: line order, except that within a run of
+/// consecutive events with the same `t`, calls come before completions.
+fn real_time_positions(events: &[Event]) -> Vec<usize> {
+    let mut order: Vec<usize> = Vec::with_capacity(events.len());
+    let mut run_start = 0;
+    while run_start < events.len() {
+        let mut run_end = run_start + 1;
+        if let Some(time) = events[run_start].time {
+            while run_end < events.len() && events[run_end].time == Some(time) {
+                run_end += 1;
+            }
+        }
+        let run = run_start..run_end;
+        order.extend(run.clone().filter(|&index| events[index].kind == EventKind::Call));
+        order.extend(run.filter(|&index| events[index].kind != EventKind::Call));
+        run_start = run_end;
+    }
+    let mut positions = vec![0; events.len()];
+    for (position, &event_index) in order.iter().enumerate() {
+        positions[event_index] = position;
+    }
+    positions
+}
+
+enum JepsenValue {
+    Single(Value),
+    Pair(Value, Value),
+}
+
+fn parse_jepsen_scalar(text: &str) -> Option<Value> {
+    match text {
+        "nil" => Some(Value::Null),
+        _ => text.parse::<i64>().ok().map(Value::from),
+    }
+}
+
+fn parse_jepsen_value(text: &str) -> Option<JepsenValue> {
+    if text == ":timed-out" {
+        return Some(JepsenValue::Single(Value::Null));
+    }
+    if let Some(inner) = text.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')) {
+        let parts: Vec<&str> = inner.split_whitespace().collect();
+        if let [from, to] = parts.as_slice() {
+            return Some(JepsenValue::Pair(parse_jepsen_scalar(from)?, parse_jepsen_scalar(to)?));
+        }
+        return None;
+    }
+    parse_jepsen_scalar(text).map(JepsenValue::Single)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_path(relative: &str) -> String {
+        format!("{}/../../shared/data/{relative}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn read_data(relative: &str) -> String {
+        std::fs::read_to_string(data_path(relative)).unwrap_or_else(|error| panic!("{relative}: {error}"))
+    }
+
+    const JEPSEN_NAMES: [&str; 5] = ["etcd_000", "etcd_002", "etcd_005", "etcd_040", "etcd_100"];
+    const NOTES_NAMES: [&str; 6] = [
+        "n1-ok-basic",
+        "n2-bad-stale",
+        "n3-ok-unknown-create",
+        "n4-bad-id-order",
+        "n5-ok-concurrent-creates",
+        "n6-bad-unknown-create-too-late",
+    ];
+
+    #[test]
+    fn every_sample_round_trips_through_the_writer() {
+        let mut paths: Vec<String> = JEPSEN_NAMES.iter().map(|name| format!("jepsen-etcd/{name}.jsonl")).collect();
+        paths.extend(NOTES_NAMES.iter().map(|name| format!("notes-histories/{name}.jsonl")));
+        for path in paths {
+            let history = History::parse_jsonl(&read_data(&path)).unwrap_or_else(|error| panic!("{path}: {error}"));
+            let written = history.to_jsonl();
+            let reread = History::parse_jsonl(&written).expect("the writer's output must parse");
+            assert_eq!(reread, history, "{path}");
+            assert_eq!(reread.to_jsonl(), written, "{path}");
+        }
+    }
+
+    #[test]
+    fn jepsen_logs_read_as_their_jsonl_conversions() {
+        for name in JEPSEN_NAMES {
+            let from_log = History::parse_jepsen_log(&read_data(&format!("jepsen-etcd/{name}.log"))).expect(name);
+            let from_jsonl = History::parse_jsonl(&read_data(&format!("jepsen-etcd/{name}.jsonl"))).expect(name);
+            assert_eq!(from_log.header.model, ModelName::CasRegister);
+            assert_eq!(from_log.events, from_jsonl.events, "{name}");
+        }
+    }
+
+    #[test]
+    fn equal_times_put_calls_before_completions() {
+        let mut history = History::new(Header::new(ModelName::CasRegister));
+        history.events.push(Event::call(0, 0, "read", None).at(1));
+        history.events.push(Event::ok(0, 0, Some(serde_json::json!({ "value": null }))).at(2));
+        history.events.push(Event::call(1, 1, "read", None).at(2));
+        history.events.push(Event::ok(1, 1, Some(serde_json::json!({ "value": null }))).at(3));
+        let operations = history.operations().expect("valid");
+        assert!(!operations[0].precedes(&operations[1]), "closed intervals touching at t=2 overlap");
+        history.events[2].time = Some(3);
+        history.events[3].time = Some(4);
+        let operations = history.operations().expect("valid");
+        assert!(operations[0].precedes(&operations[1]));
+    }
+
+    #[test]
+    fn bad_lines_are_errors_naming_the_line() {
+        let header = r#"{"format":"lin-history","version":1,"model":"notes"}"#;
+        let cases = [
+            (format!("{header}\n{{\"ev\":\"call\",\"id\":0,\"client\":0,\"f\":\"get\"}}\nnot json"), 3),
+            (format!("{header}\n{{\"ev\":\"ok\",\"id\":0,\"client\":0}}"), 2),
+            (format!("{header}\n{{\"ev\":\"call\",\"id\":0,\"client\":0}}"), 2),
+            (
+                format!(
+                    "{header}\n{{\"ev\":\"call\",\"id\":0,\"client\":0,\"f\":\"get\"}}\n{{\"ev\":\"call\",\"id\":1,\"client\":0,\"f\":\"get\"}}"
+                ),
+                3,
+            ),
+            (
+                format!(
+                    "{header}\n{{\"ev\":\"call\",\"id\":0,\"client\":0,\"f\":\"get\",\"t\":5}}\n\n{{\"ev\":\"ok\",\"id\":0,\"client\":0,\"t\":4}}"
+                ),
+                4,
+            ),
+            (
+                format!(
+                    "{header}\n{{\"ev\":\"call\",\"id\":0,\"client\":0,\"f\":\"get\"}}\n{{\"ev\":\"ok\",\"id\":0,\"client\":0}}\n{{\"ev\":\"ok\",\"id\":0,\"client\":0}}"
+                ),
+                4,
+            ),
+            (
+                format!(
+                    "{header}\n{{\"ev\":\"call\",\"id\":0,\"client\":0,\"f\":\"get\"}}\n{{\"ev\":\"fail\",\"id\":0,\"client\":0,\"out\":{{}}}}"
+                ),
+                3,
+            ),
+            (format!("{header}\n{{\"ev\":\"bogus\",\"id\":0,\"client\":0}}"), 2),
+            ("{\"format\":\"other\",\"version\":1,\"model\":\"notes\"}".to_string(), 1),
+            ("{\"format\":\"lin-history\",\"version\":1,\"model\":\"queue\"}".to_string(), 1),
+        ];
+        for (text, expected_line) in cases {
+            let error = History::parse_jsonl(&text).expect_err(&text);
+            let line = match error {
+                HistoryError::Json { line, .. } | HistoryError::Invalid { line, .. } => line,
+                HistoryError::Empty => 0,
+            };
+            assert_eq!(line, expected_line, "{text}: {error}");
+        }
+        assert!(matches!(History::parse_jsonl("\n\n"), Err(HistoryError::Empty)));
+    }
+
+    #[test]
+    fn bad_jepsen_lines_are_errors_naming_the_line() {
+        let cases = [
+            ("INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 0\t:ok\t:write\t1", 2),
+            ("INFO  jepsen.util - 0\t:invoke\t:frob\tnil", 1),
+            ("INFO  jepsen.util - 0\t:invoke\t:cas\t[1]", 1),
+            ("INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 1\t:ok\t:read\tnil", 2),
+            ("garbage", 1),
+            ("INFO  jepsen.util - x\t:invoke\t:read\tnil", 1),
+        ];
+        for (text, expected_line) in cases {
+            match History::parse_jepsen_log(text) {
+                Err(HistoryError::Invalid { line, .. }) => assert_eq!(line, expected_line, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+}
