@@ -1,1 +1,258 @@
-//! placeholder
+//! The linearizability checker: is there a total order of a history's operations that
+//! respects real time and that the model, run sequentially, explains?
+//!
+//! # Algorithm
+//!
+//! Wing & Gong's search with Lowe's just-in-time linearization and memoization of
+//! (set of linearized operations, model state) — the algorithm of Porcupine — in
+//! [`search`](self::search): iterative, with an explicit undo stack and a step budget
+//! ([`CheckOptions::step_budget`]) after which the verdict is [`Verdict::Unknown`]
+//! rather than a hang.
+//!
+//! Outcomes: an `ok` operation must be linearized between its call and its return,
+//! and the model must give its observed output there. A `fail`ed operation certainly
+//! had no effect and is dropped. An operation with an unknown outcome (`info`, or no
+//! completion) may take effect at any time after its call, or never: its return is at
+//! the end of time and the search may finish with it unlinearized. An unknown read
+//! (`read`, `get`, `list`) changes nothing and constrains nothing, so it is dropped.
+//!
+//! # Models
+//!
+//! `cas-register` ([`register`]) and `notes` ([`notes`]), as `HISTORY-FORMAT.md`
+//! specifies them. Model states hold interned JSON values ([`values`]), so that they
+//! are small, ordered and cheap to clone, and the memo is an ordered set.
+//!
+//! # Partitions of a notes history (P-compositionality)
+//!
+//! Operations on different notes commute, but two kinds of operation couple notes:
+//! a create takes the next id from a counter shared by all notes, and a list reads
+//! many notes. The checker splits a notes history only when neither coupling can
+//! hide a violation:
+//!
+//! - If the history has a `list` that completed, or a create whose id is unknown
+//!   (unknown outcome, or a completion without an id), the whole history is searched
+//!   at once: the unknown create may have consumed any id or none, and a list observes
+//!   the presence and absence of many notes.
+//! - Otherwise every create took effect and reported its id. The ids must then be
+//!   exactly `1..=N` for `N` creates, and a create that returned before another was
+//!   called must have the smaller id; either failure refutes the history outright.
+//!   Creates whose intervals overlap, directly or through a chain of overlapping
+//!   creates, form one group; each group is a partition together with every
+//!   get/put/patch/delete on the ids its creates made. In a partition the k-th create
+//!   linearized is given the k-th smallest id of the group, so the search itself
+//!   enforces the id order inside the group. Operations on an id that no create made
+//!   form a partition of their own, where that note never exists.
+//!
+//! Why this is exact. *Sound* (a linearizable history passes): restricting a
+//! linearization of the whole history to a partition's operations gives a sequence
+//! that respects real time, in which the group's creates appear in id order (the
+//! counter only grows), so each gets the id the partition model gives it; and each
+//! note's operations see the same note as before, because no other operation touches
+//! that note. The two global rules hold in any linearization. *Complete* (a history
+//! whose partitions all pass is linearizable): choose in each partition's
+//! linearization a point inside every operation's interval, in linearization order,
+//! and merge all partitions by these points. Real time is respected, each note's
+//! operations keep their order, and the creates come out in id order: within a group
+//! because the partition enforced it, across groups because creates of different
+//! groups do not overlap, so the earlier-returning one comes first, and it has the
+//! smaller id by the global rule. So the k-th create of the merged order gets id k
+//! from the counter, exactly as reported. Per-note versions in the outputs then order
+//! each note's writes, which the search exploits by pruning at the first mismatch.
+//!
+//! The `cas-register` model is a single object and is never split.
+
+mod notes;
+mod register;
+mod search;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use crate::history::{Expectation, History, HistoryError, ModelName, Operation, Outcome};
+use search::{Model, SearchOperation, SearchResult};
+
+/// Steps allowed by default: enough for every sample history by orders of magnitude.
+pub const STEP_BUDGET_DEFAULT: u64 = 20_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Search steps (visits of a history entry) allowed over all partitions before the
+    /// checker gives up with [`Verdict::Unknown`].
+    pub step_budget: u64,
+}
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions { step_budget: STEP_BUDGET_DEFAULT }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Linearizable,
+    NotLinearizable(Counterexample),
+    /// The search ran out of its step budget.
+    Unknown {
+        steps: u64,
+    },
+}
+
+impl Verdict {
+    /// Whether the verdict agrees with a history's `expect`; `None` when the search gave up.
+    pub fn agrees_with(&self, expectation: Expectation) -> Option<bool> {
+        match self {
+            Verdict::Linearizable => Some(expectation == Expectation::Linearizable),
+            Verdict::NotLinearizable(_) => Some(expectation == Expectation::Illegal),
+            Verdict::Unknown { .. } => None,
+        }
+    }
+}
+
+/// Why a history is not linearizable, in terms of its operation ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counterexample {
+    /// The operations of the partition that has no linearization (or the creates that conflict).
+    pub operation_ids: Vec<u64>,
+    /// The longest sequence of those operations the search could linearize, in order.
+    pub longest_linearized_prefix: Vec<u64>,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("line {line}: operation {id}: {reason}")]
+    BadOperation { line: usize, id: u64, reason: String },
+}
+
+impl CheckError {
+    pub(crate) fn operation(operation: &Operation, reason: impl Into<String>) -> CheckError {
+        CheckError::BadOperation { line: operation.call_line, id: operation.id, reason: reason.into() }
+    }
+}
+
+/// A model and the operations to search, those that can matter.
+#[derive(Debug)]
+pub(crate) struct PreparedOperations<M: Model> {
+    pub(crate) model: M,
+    pub(crate) operations: Vec<SearchOperation<M::Operation>>,
+}
+
+pub(crate) fn base_operation<O>(operation: &Operation, model_operation: O) -> SearchOperation<O> {
+    let return_position = match operation.outcome {
+        Outcome::Ok(_) | Outcome::Failed => operation.return_position,
+        Outcome::Unknown => None,
+    };
+    SearchOperation {
+        id: operation.id,
+        operation: model_operation,
+        call_position: operation.call_position,
+        return_position,
+    }
+}
+
+/// Checks a history with the default options.
+pub fn check(history: &History) -> Result<Verdict, CheckError> {
+    check_with(history, &CheckOptions::default())
+}
+
+/// Checks a history against the model its header names.
+pub fn check_with(history: &History, options: &CheckOptions) -> Result<Verdict, CheckError> {
+    let operations = history.operations()?;
+    let mut steps_left = options.step_budget;
+    let verdict = match history.header.model {
+        ModelName::CasRegister => {
+            let mut prepared = register::prepare(&operations, history.header.init.as_ref())?;
+            run(&mut prepared.model, &prepared.operations, &mut steps_left)
+        }
+        ModelName::Notes => check_notes(&operations, &mut steps_left)?,
+    };
+    Ok(match verdict {
+        Verdict::Unknown { .. } => Verdict::Unknown { steps: options.step_budget - steps_left },
+        verdict => verdict,
+    })
+}
+
+fn run<M: Model>(model: &mut M, operations: &[SearchOperation<M::Operation>], steps_left: &mut u64) -> Verdict {
+    match search::search(model, operations, steps_left) {
+        SearchResult::Linearizable => Verdict::Linearizable,
+        SearchResult::OutOfBudget => Verdict::Unknown { steps: 0 },
+        SearchResult::NotLinearizable { longest_prefix } => Verdict::NotLinearizable(Counterexample {
+            operation_ids: operations.iter().map(|operation| operation.id).collect(),
+            longest_linearized_prefix: longest_prefix,
+            reason: "no order of these operations respects real time and the model".to_string(),
+        }),
+    }
+}
+
+fn check_notes(operations: &[Operation], steps_left: &mut u64) -> Result<Verdict, CheckError> {
+    let (mut prepared, scopes) = notes::prepare(operations)?;
+    match notes::plan(&prepared.operations, &scopes) {
+        notes::NotesPlan::Whole => Ok(run(&mut prepared.model, &prepared.operations, steps_left)),
+        notes::NotesPlan::Refuted { reason, operation_ids } => Ok(Verdict::NotLinearizable(Counterexample {
+            operation_ids,
+            longest_linearized_prefix: Vec::new(),
+            reason,
+        })),
+        notes::NotesPlan::Partitions(partitions) => {
+            let mut out_of_budget = false;
+            for partition in partitions {
+                let partition_operations: Vec<_> =
+                    partition.operation_indices.iter().map(|&index| prepared.operations[index].clone()).collect();
+                prepared.model.id_sequence = Some(partition.id_sequence);
+                match run(&mut prepared.model, &partition_operations, steps_left) {
+                    Verdict::Linearizable => {}
+                    Verdict::NotLinearizable(counterexample) => return Ok(Verdict::NotLinearizable(counterexample)),
+                    // Another partition may still refute the history within the remaining budget.
+                    Verdict::Unknown { .. } => out_of_budget = true,
+                }
+            }
+            Ok(if out_of_budget { Verdict::Unknown { steps: 0 } } else { Verdict::Linearizable })
+        }
+    }
+}
+
+/// The result of checking one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    pub model: ModelName,
+    pub verdict: Verdict,
+    /// Operations in the history, including failed ones.
+    pub operation_count: usize,
+    /// The header's `expect`, if any (a Jepsen log has none).
+    pub expect: Option<Expectation>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckFileError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    History { path: PathBuf, source: HistoryError },
+    #[error("{path}: {source}")]
+    Check { path: PathBuf, source: CheckError },
+}
+
+/// Reads and checks a file: a Jepsen etcd log when the name ends in `.log`, else lin-history v1.
+pub fn check_file(path: &Path) -> Result<CheckReport, CheckFileError> {
+    check_file_with(path, &CheckOptions::default())
+}
+
+pub fn check_file_with(path: &Path, options: &CheckOptions) -> Result<CheckReport, CheckFileError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| CheckFileError::Io { path: path.to_path_buf(), source })?;
+    let parsed = if path.extension().is_some_and(|extension| extension == "log") {
+        History::parse_jepsen_log(&text)
+    } else {
+        History::parse_jsonl(&text)
+    };
+    let history = parsed.map_err(|source| CheckFileError::History { path: path.to_path_buf(), source })?;
+    let verdict =
+        check_with(&history, options).map_err(|source| CheckFileError::Check { path: path.to_path_buf(), source })?;
+    let operation_count = history.events.iter().filter(|event| event.kind == crate::history::EventKind::Call).count();
+    Ok(CheckReport { model: history.header.model, verdict, operation_count, expect: history.header.expect })
+}

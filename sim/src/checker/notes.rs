@@ -1,0 +1,510 @@
+//! The `notes` model, exactly as `HISTORY-FORMAT.md` states it, and the plan that splits
+//! a notes history into independent partitions (see the `checker` module documentation
+//! for why the split is exact).
+//!
+//! Observed outputs are matched field by field: a field the completion reports must
+//! equal the model's; a field it leaves out is not checked (the sample histories leave
+//! out `version` at times); fields the model does not know (server timestamps, an
+//! error's `message`) are ignored. An error is `{"error":"code"}` or
+//! `{"error":{"code":"code",...}}`; the absence of `error` means success. A completion
+//! without `out` constrains nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::search::{Model, SearchOperation};
+use super::values::{ValueId, ValueTable};
+use super::{CheckError, PreparedOperations, base_operation};
+use crate::history::{Operation, Outcome};
+
+const NOT_FOUND: &str = "not_found";
+const PRECONDITION_FAILED: &str = "precondition_failed";
+/// A body or patch that would not leave the note a JSON object is refused without effect.
+const BAD_REQUEST: &str = "bad_request";
+
+#[derive(Debug, Clone)]
+pub(crate) enum NotesCall {
+    Create { body: ValueId },
+    Get { id: u64 },
+    List { after: u64, limit: Option<u64> },
+    Put { id: u64, body: ValueId, if_match: Option<u64> },
+    Patch { id: u64, patch: ValueId, if_match: Option<u64> },
+    Delete { id: u64, if_match: Option<u64> },
+}
+
+/// The fields a completion reported.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NotesObservation {
+    error_code: Option<String>,
+    id: Option<u64>,
+    version: Option<u64>,
+    note: Option<ValueId>,
+    notes: Option<Vec<ListedObservation>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ListedObservation {
+    id: Option<u64>,
+    version: Option<u64>,
+    note: Option<ValueId>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct NotesOperation {
+    call: NotesCall,
+    /// `None` when nothing is known of the output (unknown outcome, or no `out`).
+    observation: Option<NotesObservation>,
+}
+
+/// What an operation touches, for partitioning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// A create whose id is known (it completed and reported its id) or not.
+    Create { known_id: Option<u64> },
+    /// Any operation on one note.
+    Note(u64),
+    /// A read of many notes.
+    List,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct StoredNote {
+    object: ValueId,
+    version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct NotesState {
+    creates_done: u64,
+    notes: BTreeMap<u64, StoredNote>,
+}
+
+/// The model's own output for an operation.
+#[derive(Debug)]
+enum NotesResult {
+    Error(&'static str),
+    /// create, get, put and patch: the note as it is after the operation.
+    Note {
+        id: u64,
+        note: StoredNote,
+    },
+    Deleted,
+    Listed(Vec<(u64, StoredNote)>),
+}
+
+#[derive(Debug)]
+pub(crate) struct NotesModel {
+    values: ValueTable,
+    /// `None`: creates get ids 1, 2, 3, ... in order. `Some(ids)`: in a partition, the k-th create
+    /// linearized gets `ids[k]` (the ids its creates reported, in increasing order), which is what
+    /// the whole history's counter gives them (see the module documentation of `checker`).
+    pub(crate) id_sequence: Option<Vec<u64>>,
+}
+
+impl NotesModel {
+    fn assigned_id(&self, creates_done: u64) -> u64 {
+        match &self.id_sequence {
+            None => creates_done + 1,
+            Some(ids) => {
+                usize::try_from(creates_done).ok().and_then(|index| ids.get(index)).copied().unwrap_or(u64::MAX)
+            }
+        }
+    }
+
+    fn is_object(&self, value: ValueId) -> bool {
+        self.values.get(value).is_object()
+    }
+
+    fn apply(&mut self, state: &NotesState, call: &NotesCall) -> (NotesResult, Option<NotesState>) {
+        match *call {
+            NotesCall::Create { body } => {
+                if !self.is_object(body) {
+                    return (NotesResult::Error(BAD_REQUEST), None);
+                }
+                let id = self.assigned_id(state.creates_done);
+                let note = StoredNote { object: body, version: 1 };
+                let mut next = state.clone();
+                next.creates_done += 1;
+                next.notes.insert(id, note);
+                (NotesResult::Note { id, note }, Some(next))
+            }
+            NotesCall::Get { id } => match state.notes.get(&id) {
+                Some(&note) => (NotesResult::Note { id, note }, None),
+                None => (NotesResult::Error(NOT_FOUND), None),
+            },
+            NotesCall::List { after, limit } => {
+                let limit = limit.and_then(|limit| usize::try_from(limit).ok()).unwrap_or(usize::MAX);
+                let listed = state.notes.range(after.saturating_add(1)..).take(limit).map(|(&id, &note)| (id, note));
+                (NotesResult::Listed(listed.collect()), None)
+            }
+            NotesCall::Put { id, body, if_match } => self.write(state, id, if_match, |_, _| body),
+            NotesCall::Patch { id, patch, if_match } => self.write(state, id, if_match, |values, object| {
+                let patched = merge_patch(values.get(object), values.get(patch));
+                values.intern(&patched)
+            }),
+            NotesCall::Delete { id, if_match } => match Self::precondition(state, id, if_match) {
+                Err(code) => (NotesResult::Error(code), None),
+                Ok(_) => {
+                    let mut next = state.clone();
+                    next.notes.remove(&id);
+                    (NotesResult::Deleted, Some(next))
+                }
+            },
+        }
+    }
+
+    fn precondition(state: &NotesState, id: u64, if_match: Option<u64>) -> Result<StoredNote, &'static str> {
+        let note = *state.notes.get(&id).ok_or(NOT_FOUND)?;
+        match if_match {
+            Some(expected) if expected != note.version => Err(PRECONDITION_FAILED),
+            _ => Ok(note),
+        }
+    }
+
+    fn write(
+        &mut self,
+        state: &NotesState,
+        id: u64,
+        if_match: Option<u64>,
+        new_object: impl FnOnce(&mut ValueTable, ValueId) -> ValueId,
+    ) -> (NotesResult, Option<NotesState>) {
+        let note = match Self::precondition(state, id, if_match) {
+            Ok(note) => note,
+            Err(code) => return (NotesResult::Error(code), None),
+        };
+        let object = new_object(&mut self.values, note.object);
+        if !self.is_object(object) {
+            return (NotesResult::Error(BAD_REQUEST), None);
+        }
+        let note = StoredNote { object, version: note.version + 1 };
+        let mut next = state.clone();
+        next.notes.insert(id, note);
+        (NotesResult::Note { id, note }, Some(next))
+    }
+}
+
+fn note_matches(
+    id: u64,
+    note: StoredNote,
+    observed_id: Option<u64>,
+    version: Option<u64>,
+    object: Option<ValueId>,
+) -> bool {
+    observed_id.is_none_or(|observed| observed == id)
+        && version.is_none_or(|observed| observed == note.version)
+        && object.is_none_or(|observed| observed == note.object)
+}
+
+fn observation_matches(result: &NotesResult, observed: &NotesObservation) -> bool {
+    let no_fields = observed.id.is_none() && observed.version.is_none() && observed.note.is_none();
+    match result {
+        NotesResult::Error(code) => {
+            observed.error_code.as_deref() == Some(*code) && no_fields && observed.notes.is_none()
+        }
+        _ if observed.error_code.is_some() => false,
+        NotesResult::Note { id, note } => {
+            observed.notes.is_none() && note_matches(*id, *note, observed.id, observed.version, observed.note)
+        }
+        NotesResult::Deleted => no_fields && observed.notes.is_none(),
+        NotesResult::Listed(listed) => {
+            no_fields
+                && observed.notes.as_ref().is_none_or(|entries| {
+                    entries.len() == listed.len()
+                        && entries
+                            .iter()
+                            .zip(listed)
+                            .all(|(entry, &(id, note))| note_matches(id, note, entry.id, entry.version, entry.note))
+                })
+        }
+    }
+}
+
+impl Model for NotesModel {
+    type State = NotesState;
+    type Operation = NotesOperation;
+
+    fn initial_state(&self) -> NotesState {
+        NotesState { creates_done: 0, notes: BTreeMap::new() }
+    }
+
+    fn step(&mut self, state: &NotesState, operation: &NotesOperation) -> Option<NotesState> {
+        let (result, next) = self.apply(state, &operation.call);
+        if let Some(observed) = &operation.observation
+            && !observation_matches(&result, observed)
+        {
+            return None;
+        }
+        Some(next.unwrap_or_else(|| state.clone()))
+    }
+}
+
+/// RFC 7396 JSON Merge Patch.
+pub(crate) fn merge_patch(target: &Value, patch: &Value) -> Value {
+    let Value::Object(patch_fields) = patch else {
+        return patch.clone();
+    };
+    let mut fields = match target {
+        Value::Object(fields) => fields.clone(),
+        _ => Map::new(),
+    };
+    for (key, patch_value) in patch_fields {
+        if patch_value.is_null() {
+            fields.remove(key);
+        } else {
+            let merged = merge_patch(fields.get(key).unwrap_or(&Value::Null), patch_value);
+            fields.insert(key.clone(), merged);
+        }
+    }
+    Value::Object(fields)
+}
+
+struct InputReader<'a> {
+    operation: &'a Operation,
+}
+
+impl<'a> InputReader<'a> {
+    fn required(&self, name: &str) -> Result<&'a Value, CheckError> {
+        match self.operation.input.get(name) {
+            Some(value) if !value.is_null() => Ok(value),
+            _ => Err(CheckError::operation(self.operation, format!("the input needs {name:?}"))),
+        }
+    }
+
+    fn optional_number(&self, name: &str) -> Result<Option<u64>, CheckError> {
+        match self.operation.input.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+                CheckError::operation(self.operation, format!("{name:?} must be a non-negative integer"))
+            }),
+        }
+    }
+
+    fn note_id(&self) -> Result<u64, CheckError> {
+        self.optional_number("id")?.ok_or_else(|| CheckError::operation(self.operation, "the input needs \"id\""))
+    }
+}
+
+fn parse_call(operation: &Operation, values: &mut ValueTable) -> Result<NotesCall, CheckError> {
+    let input = InputReader { operation };
+    if !(operation.input.is_object() || operation.input.is_null()) {
+        return Err(CheckError::operation(operation, "the input must be an object"));
+    }
+    Ok(match operation.function.as_str() {
+        "create" => NotesCall::Create { body: values.intern(input.required("body")?) },
+        "get" => NotesCall::Get { id: input.note_id()? },
+        "list" => NotesCall::List {
+            after: input.optional_number("after")?.unwrap_or(0),
+            limit: input.optional_number("limit")?,
+        },
+        "put" => NotesCall::Put {
+            id: input.note_id()?,
+            body: values.intern(input.required("body")?),
+            if_match: input.optional_number("if_match")?,
+        },
+        "patch" => NotesCall::Patch {
+            id: input.note_id()?,
+            patch: values.intern(input.required("patch")?),
+            if_match: input.optional_number("if_match")?,
+        },
+        "delete" => NotesCall::Delete { id: input.note_id()?, if_match: input.optional_number("if_match")? },
+        other => return Err(CheckError::operation(operation, format!("the notes model has no function {other:?}"))),
+    })
+}
+
+fn optional_number_field(
+    operation: &Operation,
+    object: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<u64>, CheckError> {
+    match object.get(name) {
+        None => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+            CheckError::operation(operation, format!("the output's {name:?} must be a non-negative integer"))
+        }),
+    }
+}
+
+fn parse_observation(
+    operation: &Operation,
+    output: &Value,
+    values: &mut ValueTable,
+) -> Result<NotesObservation, CheckError> {
+    let Value::Object(fields) = output else {
+        return Err(CheckError::operation(operation, "the output must be an object"));
+    };
+    let error_code = match fields.get("error") {
+        None => None,
+        Some(Value::String(code)) => Some(code.clone()),
+        Some(Value::Object(error)) => match error.get("code") {
+            Some(Value::String(code)) => Some(code.clone()),
+            _ => return Err(CheckError::operation(operation, "an error object needs a string \"code\"")),
+        },
+        Some(_) => return Err(CheckError::operation(operation, "\"error\" must be a string or an object")),
+    };
+    let notes = match fields.get("notes") {
+        None => None,
+        Some(Value::Array(entries)) => {
+            let mut listed = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let Value::Object(entry) = entry else {
+                    return Err(CheckError::operation(operation, "each listed note must be an object"));
+                };
+                listed.push(ListedObservation {
+                    id: optional_number_field(operation, entry, "id")?,
+                    version: optional_number_field(operation, entry, "version")?,
+                    note: entry.get("note").map(|note| values.intern(note)),
+                });
+            }
+            Some(listed)
+        }
+        Some(_) => return Err(CheckError::operation(operation, "\"notes\" must be an array")),
+    };
+    Ok(NotesObservation {
+        error_code,
+        id: optional_number_field(operation, fields, "id")?,
+        version: optional_number_field(operation, fields, "version")?,
+        note: fields.get("note").map(|note| values.intern(note)),
+        notes,
+    })
+}
+
+/// Turns the history's operations into the model, its search operations and their scopes.
+pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<NotesModel>, Vec<Scope>), CheckError> {
+    let mut values = ValueTable::default();
+    let mut prepared = Vec::new();
+    let mut scopes = Vec::new();
+    for operation in operations {
+        let call = parse_call(operation, &mut values)?;
+        let read_only = matches!(call, NotesCall::Get { .. } | NotesCall::List { .. });
+        let observation = match &operation.outcome {
+            // A failed operation had no effect, and an unknown read constrains nothing.
+            Outcome::Failed => continue,
+            Outcome::Unknown if read_only => continue,
+            Outcome::Unknown | Outcome::Ok(Value::Null) => None,
+            Outcome::Ok(output) => Some(parse_observation(operation, output, &mut values)?),
+        };
+        let scope = match call {
+            NotesCall::Create { .. } => {
+                let succeeded = observation.as_ref().is_some_and(|observed| observed.error_code.is_none());
+                let known_id = observation.as_ref().and_then(|observed| observed.id).filter(|_| succeeded);
+                Scope::Create { known_id }
+            }
+            NotesCall::List { .. } => Scope::List,
+            NotesCall::Get { id }
+            | NotesCall::Put { id, .. }
+            | NotesCall::Patch { id, .. }
+            | NotesCall::Delete { id, .. } => Scope::Note(id),
+        };
+        prepared.push(base_operation(operation, NotesOperation { call, observation }));
+        scopes.push(scope);
+    }
+    Ok((PreparedOperations { model: NotesModel { values, id_sequence: None }, operations: prepared }, scopes))
+}
+
+/// How to check a notes history.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum NotesPlan {
+    /// Search the whole history at once.
+    Whole,
+    /// The creates alone show that no linearization exists.
+    Refuted { reason: String, operation_ids: Vec<u64> },
+    /// Search each partition on its own; the history is linearizable exactly when all are.
+    Partitions(Vec<NotesPartition>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct NotesPartition {
+    /// The ids of the partition's creates, increasing.
+    pub(crate) id_sequence: Vec<u64>,
+    /// Indices into the prepared operations.
+    pub(crate) operation_indices: Vec<usize>,
+}
+
+/// Decides between partitions and the whole-history search (see the `checker` module documentation).
+pub(crate) fn plan<O>(operations: &[SearchOperation<O>], scopes: &[Scope]) -> NotesPlan {
+    let mut creates: Vec<(u64, usize)> = Vec::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        match *scope {
+            Scope::List | Scope::Create { known_id: None } => return NotesPlan::Whole,
+            Scope::Create { known_id: Some(id) } => creates.push((id, index)),
+            Scope::Note(_) => {}
+        }
+    }
+    // Every create took effect and reported its id: the ids must be exactly 1..=N.
+    creates.sort();
+    for (rank, window) in creates.iter().enumerate() {
+        let (id, index) = *window;
+        let expected = rank as u64 + 1;
+        if id != expected {
+            let mut operation_ids = vec![operations[index].id];
+            if rank > 0 && creates[rank - 1].0 == id {
+                operation_ids.insert(0, operations[creates[rank - 1].1].id);
+            }
+            return NotesPlan::Refuted {
+                reason: format!(
+                    "{} creates took effect, so their ids are 1..={}, but a create returned id {id}",
+                    creates.len(),
+                    creates.len()
+                ),
+                operation_ids,
+            };
+        }
+    }
+    // A create that returned before another was called took effect first: smaller id.
+    let mut earliest_return_above: Option<usize> = None;
+    for &(id, index) in creates.iter().rev() {
+        if let Some(later) = earliest_return_above
+            && operations[later].return_position < Some(operations[index].call_position)
+        {
+            return NotesPlan::Refuted {
+                reason: format!(
+                    "create {} returned id {id} but create {} returned a larger id before it was called",
+                    operations[index].id, operations[later].id
+                ),
+                operation_ids: vec![operations[index].id, operations[later].id],
+            };
+        }
+        let return_position = operations[index].return_position;
+        if earliest_return_above.is_none_or(|later| return_position < operations[later].return_position) {
+            earliest_return_above = Some(index);
+        }
+    }
+    // Creates whose intervals overlap, directly or through others, share a partition.
+    let mut by_call: Vec<(u64, usize)> = creates.clone();
+    by_call.sort_by_key(|&(_, index)| operations[index].call_position);
+    let mut partition_of_id: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut partitions: Vec<NotesPartition> = Vec::new();
+    let mut group_end: Option<usize> = None;
+    for (id, index) in by_call {
+        let overlaps = group_end.is_some_and(|end| operations[index].call_position < end);
+        if !overlaps {
+            partitions.push(NotesPartition { id_sequence: Vec::new(), operation_indices: Vec::new() });
+        }
+        let partition_index = partitions.len() - 1;
+        partitions[partition_index].id_sequence.push(id);
+        partitions[partition_index].operation_indices.push(index);
+        partition_of_id.insert(id, partition_index);
+        let end = operations[index].return_position.unwrap_or(usize::MAX);
+        group_end = Some(group_end.filter(|_| overlaps).map_or(end, |previous| previous.max(end)));
+    }
+    // Notes that no create made: each is its own partition, where the note never exists.
+    let mut orphan_partition_by_id: BTreeMap<u64, usize> = BTreeMap::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        if let Scope::Note(id) = *scope {
+            let partition_index = match partition_of_id.get(&id) {
+                Some(&partition_index) => partition_index,
+                None => *orphan_partition_by_id.entry(id).or_insert_with(|| {
+                    partitions.push(NotesPartition { id_sequence: Vec::new(), operation_indices: Vec::new() });
+                    partitions.len() - 1
+                }),
+            };
+            partitions[partition_index].operation_indices.push(index);
+        }
+    }
+    for partition in &mut partitions {
+        partition.id_sequence.sort_unstable();
+        partition.operation_indices.sort_unstable();
+    }
+    NotesPlan::Partitions(partitions)
+}

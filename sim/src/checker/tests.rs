@@ -1,0 +1,672 @@
+//! Verdicts on the sample histories, tricky cases, and a comparison with a brute-force
+//! checker on small random histories.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::*;
+
+fn data_path(relative: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/")).join(relative)
+}
+
+fn verdict_of_file(relative: &str) -> CheckReport {
+    check_file(&data_path(relative)).unwrap_or_else(|error| panic!("{error}"))
+}
+
+const JEPSEN_EXPECTED: [(&str, bool); 5] =
+    [("etcd_000", false), ("etcd_002", true), ("etcd_005", true), ("etcd_040", false), ("etcd_100", true)];
+
+#[test]
+fn jepsen_logs_give_their_documented_verdicts() {
+    for (name, linearizable) in JEPSEN_EXPECTED {
+        let report = verdict_of_file(&format!("jepsen-etcd/{name}.log"));
+        assert_eq!(matches!(report.verdict, Verdict::Linearizable), linearizable, "{name}: {:?}", report.verdict);
+        if !linearizable {
+            assert!(matches!(report.verdict, Verdict::NotLinearizable(_)), "{name}: {:?}", report.verdict);
+        }
+    }
+}
+
+#[test]
+fn jepsen_jsonl_files_give_their_documented_verdicts() {
+    for (name, linearizable) in JEPSEN_EXPECTED {
+        let report = verdict_of_file(&format!("jepsen-etcd/{name}.jsonl"));
+        let expectation = report.expect.expect("the conversions say what they expect");
+        assert_eq!(report.verdict.agrees_with(expectation), Some(true), "{name}: {:?}", report.verdict);
+        assert_eq!(matches!(report.verdict, Verdict::Linearizable), linearizable, "{name}");
+    }
+}
+
+#[test]
+fn notes_histories_give_their_documented_verdicts() {
+    let names = [
+        ("n1-ok-basic", true),
+        ("n2-bad-stale", false),
+        ("n3-ok-unknown-create", true),
+        ("n4-bad-id-order", false),
+        ("n5-ok-concurrent-creates", true),
+        ("n6-bad-unknown-create-too-late", false),
+    ];
+    for (name, linearizable) in names {
+        let report = verdict_of_file(&format!("notes-histories/{name}.jsonl"));
+        assert_eq!(
+            report.verdict.agrees_with(report.expect.expect("expect")),
+            Some(true),
+            "{name}: {:?}",
+            report.verdict
+        );
+        assert_eq!(matches!(report.verdict, Verdict::Linearizable), linearizable, "{name}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tricky cases, written as scripts.
+
+/// Builds a history line by line with `t` equal to the line's order.
+struct Script {
+    history: History,
+    time: u64,
+}
+
+impl Script {
+    fn new(model: ModelName) -> Script {
+        Script { history: History::new(crate::history::Header::new(model)), time: 0 }
+    }
+
+    fn push(&mut self, event: crate::history::Event) -> &mut Script {
+        self.time += 1;
+        self.history.events.push(event.at(self.time));
+        self
+    }
+
+    fn call(&mut self, id: u64, client: u64, function: &str, input: Value) -> &mut Script {
+        self.push(crate::history::Event::call(id, client, function, Some(input)))
+    }
+
+    fn ok(&mut self, id: u64, client: u64, output: Value) -> &mut Script {
+        self.push(crate::history::Event::ok(id, client, Some(output)))
+    }
+
+    fn info(&mut self, id: u64, client: u64) -> &mut Script {
+        self.push(crate::history::Event::info(id, client))
+    }
+
+    fn verdict(&self) -> Verdict {
+        check(&self.history).unwrap_or_else(|error| panic!("{error}"))
+    }
+}
+
+use serde_json::{Value, json};
+
+fn is_linearizable(script: &Script) -> bool {
+    match script.verdict() {
+        Verdict::Linearizable => true,
+        Verdict::NotLinearizable(_) => false,
+        Verdict::Unknown { steps } => panic!("gave up after {steps} steps"),
+    }
+}
+
+#[test]
+fn an_unknown_create_may_consume_an_id_or_not() {
+    let mut consumed = Script::new(ModelName::Notes);
+    consumed.call(0, 0, "create", json!({"body": {"a": 1}})).info(0, 0);
+    consumed.call(1, 1, "create", json!({"body": {"b": 1}})).ok(1, 1, json!({"id": 2, "version": 1}));
+    assert!(is_linearizable(&consumed), "the unknown create took id 1");
+
+    let mut not_consumed = Script::new(ModelName::Notes);
+    not_consumed.call(0, 0, "create", json!({"body": {"a": 1}})).info(0, 0);
+    not_consumed.call(1, 1, "create", json!({"body": {"b": 1}})).ok(1, 1, json!({"id": 1, "version": 1}));
+    not_consumed.call(2, 1, "get", json!({"id": 1})).ok(2, 1, json!({"note": {"b": 1}, "version": 1}));
+    assert!(is_linearizable(&not_consumed), "the unknown create never happened, or happened later");
+
+    let mut too_many = Script::new(ModelName::Notes);
+    too_many.call(0, 0, "create", json!({"body": {"a": 1}})).info(0, 0);
+    too_many.call(1, 1, "create", json!({"body": {"b": 1}})).ok(1, 1, json!({"id": 3, "version": 1}));
+    assert!(!is_linearizable(&too_many), "one unknown create cannot consume two ids");
+
+    let mut wrong_body = Script::new(ModelName::Notes);
+    wrong_body.call(0, 0, "create", json!({"body": {"a": 1}})).info(0, 0);
+    wrong_body.call(1, 1, "create", json!({"body": {"b": 1}})).ok(1, 1, json!({"id": 2, "version": 1}));
+    wrong_body.call(2, 1, "get", json!({"id": 1})).ok(2, 1, json!({"note": {"b": 1}, "version": 1}));
+    assert!(!is_linearizable(&wrong_body), "note 1 can only hold the unknown create's body");
+}
+
+#[test]
+fn concurrent_creates_may_take_ids_in_either_order_but_not_against_real_time() {
+    let mut swapped = Script::new(ModelName::Notes);
+    swapped.call(0, 0, "create", json!({"body": {"a": 1}})).call(1, 1, "create", json!({"body": {"b": 1}}));
+    swapped.ok(1, 1, json!({"id": 1, "version": 1})).ok(0, 0, json!({"id": 2, "version": 1}));
+    assert!(is_linearizable(&swapped));
+
+    let mut inverted = Script::new(ModelName::Notes);
+    inverted.call(0, 0, "create", json!({"body": {"a": 1}})).ok(0, 0, json!({"id": 2}));
+    inverted.call(1, 0, "create", json!({"body": {"b": 1}})).ok(1, 0, json!({"id": 1}));
+    assert!(
+        matches!(inverted.verdict(), Verdict::NotLinearizable(counterexample) if counterexample.operation_ids.len() == 2)
+    );
+
+    let mut duplicated = Script::new(ModelName::Notes);
+    duplicated.call(0, 0, "create", json!({"body": {"a": 1}})).call(1, 1, "create", json!({"body": {"b": 1}}));
+    duplicated.ok(1, 1, json!({"id": 1})).ok(0, 0, json!({"id": 1}));
+    assert!(!is_linearizable(&duplicated));
+}
+
+/// The id counter couples notes: create 0 (id 1) must come before create 1 (id 2),
+/// which returned before the get of note 1 was called, so that get cannot miss note 1.
+/// Split naively per note id, each note alone would look fine.
+#[test]
+fn overlapping_creates_are_checked_together_with_their_notes() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"a": 1}}));
+    script.call(1, 1, "create", json!({"body": {"b": 1}})).ok(1, 1, json!({"id": 2, "version": 1}));
+    script.call(2, 1, "get", json!({"id": 1})).ok(2, 1, json!({"error": {"code": "not_found"}}));
+    script.ok(0, 0, json!({"id": 1, "version": 1}));
+    assert!(!is_linearizable(&script));
+
+    let mut fine = Script::new(ModelName::Notes);
+    fine.call(0, 0, "create", json!({"body": {"a": 1}}));
+    fine.call(2, 1, "get", json!({"id": 1})).ok(2, 1, json!({"error": {"code": "not_found"}}));
+    fine.call(1, 1, "create", json!({"body": {"b": 1}})).ok(1, 1, json!({"id": 2, "version": 1}));
+    fine.ok(0, 0, json!({"id": 1, "version": 1}));
+    assert!(is_linearizable(&fine));
+}
+
+#[test]
+fn a_list_reads_every_note_at_one_instant() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"a": 1}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    script.call(1, 0, "create", json!({"body": {"b": 1}})).ok(1, 0, json!({"id": 2, "version": 1}));
+    script.call(2, 0, "put", json!({"id": 1, "body": {"a": 2}}));
+    script.call(3, 1, "list", json!({}));
+    script.ok(2, 0, json!({"version": 2}));
+    script.call(4, 0, "delete", json!({"id": 2, "if_match": 1}));
+    let both_old =
+        json!({"notes": [{"id": 1, "version": 1, "note": {"a": 1}}, {"id": 2, "version": 1, "note": {"b": 1}}]});
+    let torn = json!({"notes": [{"id": 1, "version": 1, "note": {"a": 1}}]});
+    let mut consistent = Script { history: script.history.clone(), time: script.time };
+    consistent.ok(3, 1, both_old).ok(4, 0, json!({}));
+    assert!(is_linearizable(&consistent));
+    // Note 2 is gone but note 1 has not been replaced yet: the put returned before the delete was called.
+    let mut stale = Script { history: script.history.clone(), time: script.time };
+    stale.ok(3, 1, torn).ok(4, 0, json!({}));
+    assert!(!is_linearizable(&stale));
+}
+
+#[test]
+fn a_stale_read_is_not_linearizable() {
+    let mut register = Script::new(ModelName::CasRegister);
+    register.call(0, 0, "write", json!({"value": 1})).ok(0, 0, Value::Null);
+    register.call(1, 1, "cas", json!({"from": 1, "to": 2})).ok(1, 1, json!({"ok": true}));
+    register.call(2, 0, "read", Value::Null).ok(2, 0, json!({"value": 1}));
+    assert!(!is_linearizable(&register));
+
+    let mut notes = Script::new(ModelName::Notes);
+    notes.call(0, 0, "create", json!({"body": {"a": 1}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    notes.call(1, 0, "patch", json!({"id": 1, "patch": {"a": null, "b": 2}})).ok(1, 0, json!({"version": 2}));
+    notes.call(2, 1, "get", json!({"id": 1})).ok(2, 1, json!({"note": {"a": 1}, "version": 1}));
+    assert!(!is_linearizable(&notes));
+}
+
+#[test]
+fn preconditions_and_missing_notes_answer_as_the_format_says() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "delete", json!({"id": 1, "if_match": 4})).ok(0, 0, json!({"error": "not_found"}));
+    script.call(1, 0, "create", json!({"body": {"a": 1}})).ok(1, 0, json!({"id": 1, "version": 1}));
+    script.call(2, 0, "patch", json!({"id": 1, "patch": {"b": 1}, "if_match": 2}));
+    script.ok(2, 0, json!({"error": {"code": "precondition_failed", "message": "version is 1"}}));
+    script.call(3, 0, "patch", json!({"id": 1, "patch": {"b": 1}, "if_match": 1}));
+    script.ok(3, 0, json!({"version": 2, "note": {"a": 1, "b": 1}}));
+    assert!(is_linearizable(&script));
+    script.call(4, 0, "put", json!({"id": 1, "body": {"c": 1}, "if_match": 1})).ok(4, 0, json!({"version": 3}));
+    assert!(!is_linearizable(&script), "the note is at version 2");
+}
+
+#[test]
+fn a_small_budget_gives_unknown() {
+    let history =
+        History::parse_jsonl(&std::fs::read_to_string(data_path("jepsen-etcd/etcd_002.jsonl")).expect("sample file"))
+            .expect("valid");
+    let verdict = check_with(&history, &CheckOptions { step_budget: 10 }).expect("valid");
+    assert_eq!(verdict, Verdict::Unknown { steps: 10 });
+}
+
+#[test]
+fn bad_operations_are_errors_naming_the_line() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"a": 1}})).ok(0, 0, json!({"id": 1}));
+    script.call(1, 0, "get", json!({"id": "one"})).ok(1, 0, json!({}));
+    match check(&script.history) {
+        Err(CheckError::BadOperation { line, id, .. }) => assert_eq!((line, id), (4, 1)),
+        other => panic!("{other:?}"),
+    }
+    let mut register = Script::new(ModelName::CasRegister);
+    register.call(0, 0, "increment", json!({}));
+    assert!(matches!(check(&register.history), Err(CheckError::BadOperation { line: 2, .. })));
+}
+
+#[test]
+fn merge_patch_follows_rfc_7396_examples() {
+    let cases = [
+        (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+        (json!({"a": "b"}), json!({"b": "c"}), json!({"a": "b", "b": "c"})),
+        (json!({"a": "b"}), json!({"a": null}), json!({})),
+        (json!({"a": {"b": "c"}}), json!({"a": {"b": "d", "c": null}}), json!({"a": {"b": "d"}})),
+        (json!({"a": [{"b": "c"}]}), json!({"a": [1]}), json!({"a": [1]})),
+        (json!(["a", "b"]), json!(["c", "d"]), json!(["c", "d"])),
+        (json!({"a": "foo"}), json!("bar"), json!("bar")),
+        (json!({"e": null}), json!({"a": 1}), json!({"e": null, "a": 1})),
+        (json!({}), json!({"a": {"bb": {"ccc": null}}}), json!({"a": {"bb": {}}})),
+    ];
+    for (target, patch, expected) in cases {
+        assert_eq!(notes::merge_patch(&target, &patch), expected, "{target} + {patch}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Comparison with a brute-force checker on small random histories.
+//
+// Histories are simulated: operations get random intervals per client and, when
+// they take effect, a random point inside the interval (or anywhere after the call,
+// for an unknown outcome); a reference model, written independently of the checker's
+// models, runs them in point order and gives the outputs. Half are then corrupted.
+
+mod brute_force {
+    use std::collections::BTreeMap;
+
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+    use serde_json::{Value, json};
+
+    use crate::history::{Event, Header, History, ModelName, Operation, Outcome};
+
+    /// The reference state of either model.
+    #[derive(Debug, Clone, Default)]
+    pub(super) struct ReferenceState {
+        register: Value,
+        last_id: u64,
+        notes: BTreeMap<u64, (Value, u64)>,
+    }
+
+    fn not_found() -> Value {
+        json!({"error": {"code": "not_found"}})
+    }
+
+    /// Applies one operation and gives its full output (`Value::Null` for a register write).
+    pub(super) fn reference_apply(state: &mut ReferenceState, function: &str, input: &Value) -> Value {
+        let id = input["id"].as_u64().unwrap_or(0);
+        let if_match = input["if_match"].as_u64();
+        let precondition = |state: &ReferenceState| -> Result<(), Value> {
+            match state.notes.get(&id) {
+                None => Err(not_found()),
+                Some((_, version)) if if_match.is_some_and(|expected| expected != *version) => {
+                    Err(json!({"error": {"code": "precondition_failed"}}))
+                }
+                Some(_) => Ok(()),
+            }
+        };
+        match function {
+            "read" => json!({"value": state.register}),
+            "write" => {
+                state.register = input["value"].clone();
+                Value::Null
+            }
+            "cas" => {
+                let succeeded = state.register == input["from"];
+                if succeeded {
+                    state.register = input["to"].clone();
+                }
+                json!({"ok": succeeded})
+            }
+            "create" => {
+                state.last_id += 1;
+                state.notes.insert(state.last_id, (input["body"].clone(), 1));
+                json!({"id": state.last_id, "version": 1})
+            }
+            "get" => match state.notes.get(&id) {
+                Some((note, version)) => json!({"note": note, "version": version}),
+                None => not_found(),
+            },
+            "list" => {
+                let after = input["after"].as_u64().unwrap_or(0);
+                let limit = input["limit"].as_u64().unwrap_or(u64::MAX) as usize;
+                let notes: Vec<Value> = state
+                    .notes
+                    .iter()
+                    .filter(|(note_id, _)| **note_id > after)
+                    .take(limit)
+                    .map(|(note_id, (note, version))| json!({"id": note_id, "version": version, "note": note}))
+                    .collect();
+                json!({ "notes": notes })
+            }
+            "put" | "patch" => {
+                if let Err(error) = precondition(state) {
+                    return error;
+                }
+                let (note, version) = state.notes.get_mut(&id).expect("checked above");
+                if function == "put" {
+                    *note = input["body"].clone();
+                } else {
+                    // Top-level merge only: the generated patches are flat.
+                    for (key, value) in input["patch"].as_object().expect("patches are objects") {
+                        let fields = note.as_object_mut().expect("notes are objects");
+                        if value.is_null() {
+                            fields.remove(key);
+                        } else {
+                            fields.insert(key.clone(), value.clone());
+                        }
+                    }
+                }
+                *version += 1;
+                json!({"version": *version})
+            }
+            "delete" => {
+                if let Err(error) = precondition(state) {
+                    return error;
+                }
+                state.notes.remove(&id);
+                json!({})
+            }
+            other => panic!("no function {other}"),
+        }
+    }
+
+    /// Whether some order of the operations (every `ok` one, any subset of the unknown ones)
+    /// respects real time and gives every observed output.
+    pub(super) fn is_linearizable(operations: &[Operation], initial: &ReferenceState) -> bool {
+        let candidates: Vec<&Operation> =
+            operations.iter().filter(|operation| operation.outcome != Outcome::Failed).collect();
+        let required: u64 = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, operation)| matches!(operation.outcome, Outcome::Ok(_)))
+            .fold(0, |mask, (index, _)| mask | 1 << index);
+        search(&candidates, required, 0, initial)
+    }
+
+    fn search(candidates: &[&Operation], required: u64, done: u64, state: &ReferenceState) -> bool {
+        if required & !done == 0 {
+            return true;
+        }
+        for (index, operation) in candidates.iter().enumerate() {
+            if done & (1 << index) != 0 {
+                continue;
+            }
+            let blocked = candidates
+                .iter()
+                .enumerate()
+                .any(|(other_index, other)| required & !done & (1 << other_index) != 0 && other.precedes(operation));
+            if blocked {
+                continue;
+            }
+            let mut next = state.clone();
+            let output = reference_apply(&mut next, &operation.function, &operation.input);
+            let observed_matches = match &operation.outcome {
+                Outcome::Ok(Value::Null) | Outcome::Unknown | Outcome::Failed => true,
+                Outcome::Ok(observed) => *observed == output,
+            };
+            if observed_matches && search(candidates, required, done | (1 << index), &next) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn random_call(rng: &mut ChaCha8Rng, model: ModelName, with_lists: bool) -> (&'static str, Value) {
+        let small = |rng: &mut ChaCha8Rng| rng.random_range(0..3u64);
+        match model {
+            ModelName::CasRegister => match rng.random_range(0..10) {
+                0..4 => ("read", Value::Null),
+                4..7 => ("write", json!({"value": small(rng)})),
+                _ => (
+                    "cas",
+                    json!({"from": if rng.random_bool(0.2) { Value::Null } else { json!(small(rng)) }, "to": small(rng)}),
+                ),
+            },
+            ModelName::Notes => {
+                let id = rng.random_range(1..4u64);
+                let if_match = rng.random_bool(0.3).then(|| rng.random_range(1..4u64));
+                let mut call = match rng.random_range(0..if with_lists { 20 } else { 17 }) {
+                    0..5 => ("create", json!({"body": {"v": small(rng)}})),
+                    5..9 => ("get", json!({"id": id})),
+                    9..12 => ("put", json!({"id": id, "body": {"v": small(rng)}})),
+                    12..15 => (
+                        "patch",
+                        json!({"id": id, "patch": {"v": if rng.random_bool(0.3) { Value::Null } else { json!(small(rng)) }, "w": small(rng)}}),
+                    ),
+                    15..17 => ("delete", json!({"id": id})),
+                    _ => {
+                        let mut input = json!({});
+                        if rng.random_bool(0.5) {
+                            input["after"] = json!(rng.random_range(0..3u64));
+                        }
+                        if rng.random_bool(0.5) {
+                            input["limit"] = json!(rng.random_range(1..3u64));
+                        }
+                        ("list", input)
+                    }
+                };
+                if let (Some(expected), "put" | "patch" | "delete") = (if_match, call.0) {
+                    call.1["if_match"] = json!(expected);
+                }
+                call
+            }
+        }
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Ending {
+        Ok,
+        Fail,
+        Info,
+        Pending,
+    }
+
+    /// A valid history of `model`, simulated from `seed`.
+    pub(super) fn generate(seed: u64, model: ModelName) -> (History, ReferenceState) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let client_count = rng.random_range(1..4u64);
+        let operation_count = rng.random_range(1..8usize);
+        let with_lists = rng.random_bool(0.5);
+        let mut initial = ReferenceState::default();
+        let mut header = Header::new(model);
+        if model == ModelName::CasRegister && rng.random_bool(0.3) {
+            initial.register = json!(rng.random_range(0..3u64));
+            header.init = Some(initial.register.clone());
+        }
+        let mut next_call_time: BTreeMap<u64, u64> = (0..client_count).map(|client| (client, 0)).collect();
+        // (id, client, function, input, call time, end time, ending, effect point)
+        let mut planned = Vec::new();
+        for id in 0..operation_count as u64 {
+            let clients: Vec<u64> = next_call_time.keys().copied().collect();
+            let Some(&client) = clients.get(rng.random_range(0..clients.len().max(1))) else { break };
+            let call_time = next_call_time[&client] + rng.random_range(0..3);
+            let end_time = call_time + rng.random_range(0..5);
+            let ending = match rng.random_range(0..20) {
+                0..15 => Ending::Ok,
+                15..17 => Ending::Fail,
+                17..19 => Ending::Info,
+                _ => Ending::Pending,
+            };
+            // Points are in tenths of a time unit; the operation index breaks ties.
+            let effect_point = match ending {
+                Ending::Ok => Some(rng.random_range(call_time * 10..=end_time * 10)),
+                Ending::Fail => None,
+                Ending::Info | Ending::Pending => {
+                    rng.random_bool(0.5).then(|| rng.random_range(call_time * 10..=(call_time + 8) * 10))
+                }
+            };
+            if ending == Ending::Pending {
+                next_call_time.remove(&client);
+            } else {
+                next_call_time.insert(client, end_time + 1);
+            }
+            let (function, input) = random_call(&mut rng, model, with_lists);
+            planned.push((id, client, function, input, call_time, end_time, ending, effect_point));
+        }
+        let mut effect_order: Vec<(u64, usize)> = planned
+            .iter()
+            .enumerate()
+            .filter_map(|(index, operation)| operation.7.map(|point| (point, index)))
+            .collect();
+        effect_order.sort();
+        let mut state = initial.clone();
+        let mut outputs: BTreeMap<usize, Value> = BTreeMap::new();
+        for (_, index) in effect_order {
+            let (_, _, function, input, ..) = &planned[index];
+            outputs.insert(index, reference_apply(&mut state, function, input));
+        }
+        // (time, completions after calls, index, event)
+        let mut events: Vec<(u64, u8, usize, Event)> = Vec::new();
+        for (index, (id, client, function, input, call_time, end_time, ending, _)) in planned.iter().enumerate() {
+            let input = (!input.is_null()).then(|| input.clone());
+            events.push((*call_time, 0, index, Event::call(*id, *client, function, input).at(*call_time)));
+            let completion = match ending {
+                Ending::Ok => {
+                    let output = outputs.get(&index).cloned().filter(|output| !output.is_null());
+                    Event::ok(*id, *client, output)
+                }
+                Ending::Fail => Event::fail(*id, *client),
+                Ending::Info => Event::info(*id, *client),
+                Ending::Pending => continue,
+            };
+            events.push((*end_time, 1, index, completion.at(*end_time)));
+        }
+        events.sort_by_key(|(time, kind, index, _)| (*time, *kind, *index));
+        let history = History { header, events: events.into_iter().map(|(.., event)| event).collect() };
+        (history, initial)
+    }
+
+    fn corrupt_value(rng: &mut ChaCha8Rng, value: &mut Value) -> bool {
+        let leaf_count = count_leaves(value);
+        leaf_count > 0 && change_leaf(value, rng.random_range(0..leaf_count), &mut 0)
+    }
+
+    fn count_leaves(value: &Value) -> usize {
+        match value {
+            Value::Object(fields) => fields.values().map(count_leaves).sum(),
+            Value::Array(items) => items.iter().map(count_leaves).sum(),
+            _ => 1,
+        }
+    }
+
+    /// Changes the `index`-th leaf (in walk order) to a different value.
+    fn change_leaf(value: &mut Value, index: usize, seen: &mut usize) -> bool {
+        match value {
+            Value::Object(fields) => fields.values_mut().any(|field| change_leaf(field, index, seen)),
+            Value::Array(items) => items.iter_mut().any(|item| change_leaf(item, index, seen)),
+            leaf => {
+                *seen += 1;
+                if *seen - 1 != index {
+                    return false;
+                }
+                *leaf = match leaf {
+                    Value::Number(number) => match number.as_u64() {
+                        Some(0) | None => json!(1),
+                        Some(n) => json!(n - 1),
+                    },
+                    Value::Bool(flag) => json!(!*flag),
+                    Value::String(code) if code == "not_found" => json!("precondition_failed"),
+                    Value::String(_) => json!("not_found"),
+                    _ => json!(0),
+                };
+                true
+            }
+        }
+    }
+
+    /// Changes one completed operation: a different output, or `fail` instead of `ok`.
+    pub(super) fn corrupt(history: &mut History, seed: u64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let completed: Vec<usize> = (0..history.events.len())
+            .filter(|&index| history.events[index].kind == crate::history::EventKind::Ok)
+            .collect();
+        if completed.is_empty() {
+            return;
+        }
+        let event = &mut history.events[completed[rng.random_range(0..completed.len())]];
+        if rng.random_bool(0.2) {
+            // A `fail` claims no effect, which may contradict what others observed.
+            event.kind = crate::history::EventKind::Fail;
+            event.output = None;
+            return;
+        }
+        match event.output.as_mut() {
+            Some(output) => {
+                if !corrupt_value(&mut rng, output) {
+                    *output = json!({"error": {"code": "not_found"}});
+                }
+            }
+            // A write's output carries nothing to change: say it failed instead.
+            None => event.kind = crate::history::EventKind::Fail,
+        }
+    }
+}
+
+fn compare_with_brute_force(seed: u64, model: ModelName, corrupted: bool) {
+    let (mut history, initial) = brute_force::generate(seed, model);
+    if corrupted {
+        brute_force::corrupt(&mut history, seed);
+    }
+    let operations = history.operations().expect("generated histories are well formed");
+    let expected = brute_force::is_linearizable(&operations, &initial);
+    let verdict = check(&history).unwrap_or_else(|error| panic!("{error}\n{}", history.to_jsonl()));
+    let found = match verdict {
+        Verdict::Linearizable => true,
+        Verdict::NotLinearizable(_) => false,
+        Verdict::Unknown { steps } => panic!("gave up after {steps} steps on\n{}", history.to_jsonl()),
+    };
+    assert_eq!(found, expected, "seed {seed}, corrupted {corrupted}:\n{}", history.to_jsonl());
+    if !corrupted {
+        assert!(expected, "a simulated history is linearizable: seed {seed}\n{}", history.to_jsonl());
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 5000, ..Default::default() })]
+
+    #[test]
+    fn register_verdicts_agree_with_brute_force(seed: u64) {
+        compare_with_brute_force(seed, ModelName::CasRegister, false);
+        compare_with_brute_force(seed, ModelName::CasRegister, true);
+    }
+
+    #[test]
+    fn notes_verdicts_agree_with_brute_force(seed: u64) {
+        compare_with_brute_force(seed, ModelName::Notes, false);
+        compare_with_brute_force(seed, ModelName::Notes, true);
+    }
+}
+
+/// Guards the comparison above against a generator that only makes easy cases.
+#[test]
+fn random_histories_cover_both_verdicts_and_both_notes_strategies() {
+    let mut illegal_by_model: BTreeMap<&str, usize> = BTreeMap::new();
+    let (mut partitioned, mut whole, mut refuted_by_creates) = (0, 0, 0);
+    let seeds = 0..600u64;
+    for seed in seeds.clone() {
+        for (name, model) in [("register", ModelName::CasRegister), ("notes", ModelName::Notes)] {
+            let (mut history, initial) = brute_force::generate(seed, model);
+            brute_force::corrupt(&mut history, seed);
+            let operations = history.operations().expect("well formed");
+            if !brute_force::is_linearizable(&operations, &initial) {
+                *illegal_by_model.entry(name).or_default() += 1;
+            }
+            if model == ModelName::Notes {
+                let (prepared, scopes) = notes::prepare(&operations).expect("valid operations");
+                match notes::plan(&prepared.operations, &scopes) {
+                    notes::NotesPlan::Whole => whole += 1,
+                    notes::NotesPlan::Partitions(_) => partitioned += 1,
+                    notes::NotesPlan::Refuted { .. } => refuted_by_creates += 1,
+                }
+            }
+        }
+    }
+    let seed_count = seeds.count();
+    for name in ["register", "notes"] {
+        let illegal = illegal_by_model.get(name).copied().unwrap_or(0);
+        assert!(illegal * 5 > seed_count && illegal * 5 < seed_count * 4, "{name}: {illegal} of {seed_count} illegal");
+    }
+    assert!(partitioned * 5 > seed_count && whole * 5 > seed_count, "partitioned {partitioned}, whole {whole}");
+    assert!(refuted_by_creates > 0, "no history was refuted by its creates alone");
+}
