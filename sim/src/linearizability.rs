@@ -1,0 +1,39 @@
+//! The bridge to the linearizability checker: one verdict per history.
+
+use crate::checker::{self, Verdict};
+use crate::history::History;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinearizabilityVerdict {
+    Linearizable,
+    NotLinearizable {
+        explanation: String,
+        /// The operations the checker could not linearize together.
+        operation_ids: Vec<u64>,
+    },
+    /// The history could not be checked (the reason says why); never counted as a pass.
+    Unchecked { reason: String },
+}
+
+/// Checks a notes history.
+pub fn check(history: &History) -> LinearizabilityVerdict {
+    match checker::check(history) {
+        Ok(Verdict::Linearizable) => LinearizabilityVerdict::Linearizable,
+        Ok(Verdict::NotLinearizable(counterexample)) => LinearizabilityVerdict::NotLinearizable {
+            explanation: format!(
+                "the history is not linearizable: {} (operations {:?})",
+                counterexample.reason, counterexample.operation_ids
+            ),
+            operation_ids: counterexample.operation_ids,
+        },
+        Ok(Verdict::Unknown { steps }) => {
+            LinearizabilityVerdict::Unchecked { reason: format!("the checker gave up after {steps} steps") }
+        }
+        Err(error) => LinearizabilityVerdict::Unchecked { reason: format!("the checker refused the history: {error}") },
+    }
+}
+
+/// Whether the checker proves `history` not linearizable (for minimization).
+pub fn is_violation(history: &History) -> bool {
+    matches!(check(history), LinearizabilityVerdict::NotLinearizable { .. })
+}
