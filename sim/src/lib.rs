@@ -27,8 +27,6 @@ pub mod runner;
 pub mod trace;
 pub mod workload;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-
 use noted_core::Defect;
 
 pub use options::{SimOptions, parse_seed};
@@ -36,7 +34,7 @@ pub use outcome::{Failure, FailureKind, RunOutcome};
 pub use protocol::SimProtocol;
 
 use crate::linearizability::LinearizabilityVerdict;
-use crate::runner::{RunSettings, panic_message, simulate};
+use crate::runner::{RunSettings, quietly, simulate};
 
 /// The protocols core implements today: the ones `cargo test` sweeps.
 pub const IMPLEMENTED_PROTOCOLS: [SimProtocol; 1] = [SimProtocol::RemoteWrite];
@@ -70,10 +68,10 @@ impl RunRequest {
 /// the run, then linearizability of the recorded history.
 pub fn run(request: &RunRequest) -> RunOutcome {
     let settings = RunSettings { options: request.options(), trace: request.trace };
-    let mut outcome = match catch_unwind(AssertUnwindSafe(|| simulate(&settings))) {
+    let mut outcome = match quietly(|| simulate(&settings)) {
         Ok(outcome) => outcome,
-        Err(payload) => {
-            let message = format!("the simulation panicked: {}", panic_message(payload.as_ref()));
+        Err((message, location)) => {
+            let message = format!("the simulation panicked at {location}: {message}");
             return RunOutcome::without_history(settings.options, Failure::new(FailureKind::Panic, message));
         }
     };

@@ -1,6 +1,6 @@
 //! The bridge to the linearizability checker: one verdict per history.
 
-use crate::checker::{self, Verdict};
+use crate::checker::{self, CheckOptions, Verdict};
 use crate::history::History;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,9 +15,13 @@ pub enum LinearizabilityVerdict {
     Unchecked { reason: String },
 }
 
+/// Search steps allowed per history: enough for the simulator's histories with room to
+/// spare, while bounding the time one pathological history can take.
+pub const STEP_BUDGET: u64 = 5_000_000;
+
 /// Checks a notes history.
 pub fn check(history: &History) -> LinearizabilityVerdict {
-    match checker::check(history) {
+    match checker::check_with(history, &CheckOptions { step_budget: STEP_BUDGET }) {
         Ok(Verdict::Linearizable) => LinearizabilityVerdict::Linearizable,
         Ok(Verdict::NotLinearizable(counterexample)) => LinearizabilityVerdict::NotLinearizable {
             explanation: format!(

@@ -93,6 +93,9 @@ pub struct WorkloadOptions {
     pub conditional_per_mille: u32,
     /// Notes most operations touch.
     pub hot_notes: u64,
+    /// Whether clients list notes. A list reads many notes at once, so the checker must
+    /// search such a history whole: only some seeds list, to keep the others cheap to check.
+    pub lists: bool,
 }
 
 /// Everything one run does, derived from its seed (and the protocol and mode).
@@ -174,12 +177,13 @@ impl SimOptions {
             operations_per_client: rng.random_range(10..=60),
             liveness_operations_per_client: rng.random_range(1..=3),
             think_time_max: Duration::from_millis(rng.random_range(1..=40)),
-            request_timeout: Duration::from_millis(rng.random_range(50..=600)),
-            attempts_max: rng.random_range(1..=5),
+            request_timeout: Duration::from_millis(rng.random_range(150..=1_000)),
+            attempts_max: rng.random_range(2..=6),
             roaming_clients_per_mille: rng.random_range(0..=1000),
             local_reads_per_mille: rng.random_range(0..=100),
             conditional_per_mille: rng.random_range(0..=600),
             hot_notes: rng.random_range(1..=4),
+            lists: rng.random_bool(0.5),
         };
         SimOptions {
             seed,
@@ -253,7 +257,7 @@ impl fmt::Display for SimOptions {
         write!(
             formatter,
             "workload: {} clients x {} (+{} after healing) operations, think {}, timeout {} x {} attempts, \
-             roaming {}‰, local reads {}‰, conditional {}‰, {} hot notes",
+             roaming {}‰, local reads {}‰, conditional {}‰, {} hot notes, lists {}",
             workload.client_count,
             workload.operations_per_client,
             workload.liveness_operations_per_client,
@@ -264,6 +268,7 @@ impl fmt::Display for SimOptions {
             workload.local_reads_per_mille,
             workload.conditional_per_mille,
             workload.hot_notes,
+            workload.lists,
         )
     }
 }

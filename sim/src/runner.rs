@@ -7,8 +7,10 @@
 //! Nothing in a run reads a clock, starts a thread or draws randomness but from
 //! the seed: the same seed gives the same bytes of trace.
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Once;
 
 use noted_core::{
     ClientId, ClientRequest, ClusterId, Config, Freshness, Input, Message, Output, Reply, ReplicaId, RequestNumber,
@@ -336,11 +338,10 @@ impl Simulation {
         let state = &mut self.replicas[at.index()];
         let local_now = state.clock.local(self.now);
         let Some(replica) = state.replica.as_mut() else { return };
-        let outputs = match catch_unwind(AssertUnwindSafe(|| replica.handle(local_now, input))) {
+        let outputs = match quietly(|| replica.handle(local_now, input)) {
             Ok(outputs) => outputs,
-            Err(payload) => {
-                let message = panic_message(payload.as_ref());
-                self.fail(FailureKind::Panic, format!("{at} panicked: {message}"));
+            Err((message, location)) => {
+                self.fail(FailureKind::Panic, format!("{at} panicked at {location}: {message}"));
                 return;
             }
         };
@@ -725,6 +726,39 @@ fn event_kind(event: &SimEvent) -> String {
         SimEvent::RequestArrives { request, .. } => format!("request {}#{}", request.client, request.request_number),
         other => format!("{other:?}"),
     }
+}
+
+thread_local! {
+    /// Set while a replica handles an input: its panics are reported, not printed.
+    static PANICS_ARE_QUIET: Cell<bool> = const { Cell::new(false) };
+    /// Where the last quiet panic happened.
+    static QUIET_PANIC_LOCATION: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+static QUIET_HOOK: Once = Once::new();
+
+/// Runs `action`, catching a panic and returning its message and location instead of
+/// printing them: a replica's failed assertion is a finding the report shows, once.
+/// Panics elsewhere (in tests, on other threads) still go to the previous hook.
+pub fn quietly<T>(action: impl FnOnce() -> T) -> Result<T, (String, String)> {
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if PANICS_ARE_QUIET.with(Cell::get) {
+                let location = info.location().map_or_else(|| "an unknown place".to_string(), ToString::to_string);
+                QUIET_PANIC_LOCATION.with(|last| *last.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let was_quiet = PANICS_ARE_QUIET.with(|quiet| quiet.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(action));
+    PANICS_ARE_QUIET.with(|quiet| quiet.set(was_quiet));
+    result.map_err(|payload| {
+        let location = QUIET_PANIC_LOCATION.with(|last| last.borrow().clone());
+        (panic_message(payload.as_ref()), location)
+    })
 }
 
 /// The text of a panic payload (`panic!` with a message gives a `String` or a `&str`).

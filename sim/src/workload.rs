@@ -74,12 +74,12 @@ impl Workload {
             return linearizable(Operation::Create { body });
         }
         let operation = match choice {
-            15..=39 => Operation::Get { id: self.pick_id() },
-            40..=47 => {
+            40..=47 if self.options.lists => {
                 let after = if self.rng.random_bool(0.5) { None } else { Some(NoteId(self.pick_id().0 - 1)) };
                 let limit = if self.rng.random_bool(0.5) { None } else { Some(self.rng.random_range(1..=3)) };
                 Operation::List { after, limit }
             }
+            15..=47 => Operation::Get { id: self.pick_id() },
             48..=67 => {
                 let id = self.pick_id();
                 let body = json!({ "token": token, "title": self.word() });
