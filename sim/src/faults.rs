@@ -70,7 +70,10 @@ impl FaultInjector {
         let lasting = self.spread(self.options.mean_duration);
         match kinds[self.rng.random_range(0..kinds.len())] {
             0 if cluster.partitioned => Some(FaultAction::HealPartition),
-            0 => Some(FaultAction::Partition { partition: Partition::random(&mut self.rng, cluster.replica_count), lasting }),
+            0 => Some(FaultAction::Partition {
+                partition: Partition::random(&mut self.rng, cluster.replica_count),
+                lasting,
+            }),
             1 => self.crashable(cluster).map(|replica| FaultAction::Crash { replica, lasting }),
             _ => {
                 let candidates: Vec<ReplicaId> = (0..cluster.replica_count)
@@ -119,7 +122,8 @@ mod tests {
 
     #[test]
     fn never_crashes_the_protected_replica() {
-        let mut injector = FaultInjector::new(options(CrashBudget::AllExcept(ReplicaId(0))), ChaCha8Rng::seed_from_u64(1));
+        let mut injector =
+            FaultInjector::new(options(CrashBudget::AllExcept(ReplicaId(0))), ChaCha8Rng::seed_from_u64(1));
         let view = ClusterView { replica_count: 3, crashed: &[false; 3], paused: &[false; 3], partitioned: false };
         for _ in 0..200 {
             if let Some(FaultAction::Crash { replica, .. }) = injector.choose(view) {
@@ -131,7 +135,8 @@ mod tests {
     #[test]
     fn a_minority_budget_stops_at_a_minority() {
         let mut injector = FaultInjector::new(options(CrashBudget::Minority), ChaCha8Rng::seed_from_u64(1));
-        let view = ClusterView { replica_count: 3, crashed: &[true, false, false], paused: &[false; 3], partitioned: false };
+        let view =
+            ClusterView { replica_count: 3, crashed: &[true, false, false], paused: &[false; 3], partitioned: false };
         assert_eq!(injector.choose(view), None);
     }
 }

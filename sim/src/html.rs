@@ -79,7 +79,8 @@ pub fn timeline(title: &str, history: &History, violating: &BTreeSet<u64>) -> St
         count = bars.len(),
     );
     for (client, lane) in &lane_of {
-        let _ = writeln!(html, "<div class=\"lane\" style=\"top:{}px\">client {client}</div>", lane * LANE_HEIGHT_PX + 4);
+        let _ =
+            writeln!(html, "<div class=\"lane\" style=\"top:{}px\">client {client}</div>", lane * LANE_HEIGHT_PX + 4);
     }
     for bar in bars.values() {
         let left = scale(bar.start);

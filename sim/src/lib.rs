@@ -83,7 +83,10 @@ pub fn run(request: &RunRequest) -> RunOutcome {
         let verdict = linearizability::check(&outcome.history);
         if let LinearizabilityVerdict::NotLinearizable { explanation, .. } = &verdict {
             // A safety violation outranks a liveness one: report it first, and keep the other in the message.
-            let also = outcome.failure.as_ref().map_or(String::new(), |other| format!(" (also {}: {})", other.kind, other.message));
+            let also = outcome
+                .failure
+                .as_ref()
+                .map_or(String::new(), |other| format!(" (also {}: {})", other.kind, other.message));
             outcome.failure = Some(Failure::new(FailureKind::Linearizability, format!("{explanation}{also}")));
         }
         outcome.linearizability = Some(verdict);

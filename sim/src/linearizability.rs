@@ -12,7 +12,9 @@ pub enum LinearizabilityVerdict {
         operation_ids: Vec<u64>,
     },
     /// The history could not be checked (the reason says why); never counted as a pass.
-    Unchecked { reason: String },
+    Unchecked {
+        reason: String,
+    },
 }
 
 /// Search steps allowed per history: enough for the simulator's histories with room to

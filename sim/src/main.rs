@@ -65,7 +65,9 @@ fn main() -> ExitCode {
         Command::Run { protocol, seed, trace, history, html, beyond_model } => {
             run_one(protocol, seed, trace, history, html, beyond_model)
         }
-        Command::Explore { protocol, seeds, from, jobs, beyond_model } => explore(protocol, seeds, from, jobs, beyond_model),
+        Command::Explore { protocol, seeds, from, jobs, beyond_model } => {
+            explore(protocol, seeds, from, jobs, beyond_model)
+        }
         Command::Check { files } => check(&files),
     }
 }
@@ -155,7 +157,10 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
                     let outcome = run(&request);
                     operations.fetch_add(outcome.operations(), Ordering::Relaxed);
                     events.fetch_add(outcome.events, Ordering::Relaxed);
-                    if matches!(outcome.linearizability, Some(noted_sim::linearizability::LinearizabilityVerdict::Unchecked { .. })) {
+                    if matches!(
+                        outcome.linearizability,
+                        Some(noted_sim::linearizability::LinearizabilityVerdict::Unchecked { .. })
+                    ) {
                         unchecked.fetch_add(1, Ordering::Relaxed);
                     }
                     if let Some(failure) = &outcome.failure {
@@ -206,7 +211,10 @@ fn check(files: &[PathBuf]) -> ExitCode {
                     Verdict::Linearizable => "linearizable".to_string(),
                     Verdict::NotLinearizable(counterexample) => {
                         all_linearizable = false;
-                        format!("NOT linearizable: {} (operations {:?})", counterexample.reason, counterexample.operation_ids)
+                        format!(
+                            "NOT linearizable: {} (operations {:?})",
+                            counterexample.reason, counterexample.operation_ids
+                        )
                     }
                     Verdict::Unknown { steps } => {
                         all_linearizable = false;

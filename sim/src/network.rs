@@ -93,7 +93,10 @@ impl fmt::Display for Partition {
 pub enum Fate {
     Lost,
     /// Delivered after the first delay, and a second copy after the second one if duplicated.
-    Delivered { delay: Duration, duplicate_delay: Option<Duration> },
+    Delivered {
+        delay: Duration,
+        duplicate_delay: Option<Duration>,
+    },
 }
 
 #[derive(Debug)]

@@ -4,9 +4,9 @@
 use core::fmt::Write as _;
 use std::collections::BTreeSet;
 
-use crate::history::{Event, EventKind, History};
+use crate::history::History;
 use crate::linearizability::is_violation;
-use crate::minimize::{minimize, operation_ids};
+use crate::minimize::{Minimized, minimize, operation_ids};
 use crate::outcome::{FailureKind, RunOutcome};
 use crate::{RunRequest, run};
 
@@ -20,8 +20,8 @@ pub struct FailureReport {
     pub kind: FailureKind,
     pub message: String,
     pub replay_command: String,
-    /// The shortest failing sub-history found (linearizability failures), else `None`.
-    pub minimized: Option<History>,
+    /// The shortest failing history found (linearizability failures), else `None`.
+    pub minimized: Option<Minimized>,
     /// Trace lines that mention the requests and notes involved.
     pub trace_excerpt: Vec<String>,
 }
@@ -32,8 +32,12 @@ pub fn failure_report(request: &RunRequest, outcome: &RunOutcome) -> Option<Fail
     let failure = outcome.failure.as_ref()?;
     let minimized = (failure.kind == FailureKind::Linearizability)
         .then(|| minimize(&outcome.history, MINIMIZE_CHECKS_MAX, is_violation));
-    let traced = if outcome.trace.is_empty() { run(&RunRequest { trace: true, ..*request }).trace } else { outcome.trace.clone() };
-    let focus = minimized.as_ref().map(|history| focus_words(history, outcome));
+    let traced = if outcome.trace.is_empty() {
+        run(&RunRequest { trace: true, ..*request }).trace
+    } else {
+        outcome.trace.clone()
+    };
+    let focus = minimized.as_ref().map(|minimized| focus_words(&minimized.whole, &minimized.history, outcome));
     let trace_excerpt = match focus {
         Some(words) => traced.lines().filter(|line| mentions_any(line, &words)).map(str::to_string).collect(),
         // Without a history to focus on, the end of the trace shows what led to the failure.
@@ -52,14 +56,14 @@ pub fn failure_report(request: &RunRequest, outcome: &RunOutcome) -> Option<Fail
 }
 
 /// Words that name the involved requests (`C3#17`) and notes (`note-2`) in trace lines.
-fn focus_words(history: &History, outcome: &RunOutcome) -> BTreeSet<String> {
+fn focus_words(whole: &BTreeSet<u64>, history: &History, outcome: &RunOutcome) -> BTreeSet<String> {
     let mut words = BTreeSet::new();
-    for id in operation_ids(history) {
-        if let Some((client, request_number)) = outcome.origins.get(&id) {
+    for id in whole {
+        if let Some((client, request_number)) = outcome.origins.get(id) {
             words.insert(format!("{client}#{request_number}"));
         }
     }
-    for event in &history.events {
+    for event in history.events.iter().filter(|event| whole.contains(&event.id)) {
         for value in [&event.input, &event.output].into_iter().flatten() {
             collect_note_ids(value, &mut words);
         }
@@ -100,11 +104,12 @@ impl FailureReport {
         if let Some(minimized) = &self.minimized {
             let _ = writeln!(
                 text,
-                "shortest failing history ({} of {} operations):",
-                operation_ids(minimized).len(),
-                outcome.operations()
+                "shortest failing history: {} of {} operations, with {} other writes kept as unknown outcomes:",
+                minimized.whole.len(),
+                outcome.operations(),
+                operation_ids(&minimized.history).len() - minimized.whole.len()
             );
-            for line in minimized.to_jsonl().lines() {
+            for line in minimized.history.to_jsonl().lines() {
                 let _ = writeln!(text, "  {line}");
             }
         }
@@ -119,10 +124,5 @@ impl FailureReport {
 
 /// Operation ids the report marks as violating (for the HTML timeline).
 pub fn violating_operations(report: Option<&FailureReport>) -> BTreeSet<u64> {
-    report
-        .and_then(|report| report.minimized.as_ref())
-        .map(|history| {
-            history.events.iter().filter(|event: &&Event| event.kind == EventKind::Call).map(|event| event.id).collect()
-        })
-        .unwrap_or_default()
+    report.and_then(|report| report.minimized.as_ref()).map(|minimized| minimized.whole.clone()).unwrap_or_default()
 }

@@ -13,7 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Once;
 
 use noted_core::{
-    ClientId, ClientRequest, ClusterId, Config, Freshness, Input, Message, Output, Reply, ReplicaId, RequestNumber,
+    ClientId, ClientRequest, ClusterId, Config, Freshness, Input, Message, Output, ReplicaId, Reply, RequestNumber,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -36,19 +36,47 @@ const LIVENESS_PROBE_NANOS: u64 = 20_000_000;
 #[derive(Clone, Debug)]
 enum SimEvent {
     /// A peer message reaches `to`.
-    Deliver { from: ReplicaId, to: ReplicaId, message: Message },
+    Deliver {
+        from: ReplicaId,
+        to: ReplicaId,
+        message: Message,
+    },
     /// A client's request reaches a replica.
-    RequestArrives { to: ReplicaId, request: ClientRequest },
+    RequestArrives {
+        to: ReplicaId,
+        request: ClientRequest,
+    },
     /// A replica's answer reaches its client.
-    ReplyArrives { from: ReplicaId, client: ClientId, request_number: RequestNumber, reply: Reply, stale: bool },
+    ReplyArrives {
+        from: ReplicaId,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        stale: bool,
+    },
     /// A replica's deadline; ignored unless `token` is still the replica's current one.
-    ReplicaTimer { replica: ReplicaId, token: u64 },
-    ClientIssue { client_index: usize },
-    ClientTimeout { client_index: usize, request_number: RequestNumber, attempt: u32 },
+    ReplicaTimer {
+        replica: ReplicaId,
+        token: u64,
+    },
+    ClientIssue {
+        client_index: usize,
+    },
+    ClientTimeout {
+        client_index: usize,
+        request_number: RequestNumber,
+        attempt: u32,
+    },
     FaultTick,
-    HealPartition { generation: u64 },
-    Restart { replica: ReplicaId },
-    Resume { replica: ReplicaId },
+    HealPartition {
+        generation: u64,
+    },
+    Restart {
+        replica: ReplicaId,
+    },
+    Resume {
+        replica: ReplicaId,
+    },
     StartLiveness,
     LivenessProbe,
 }
@@ -163,13 +191,22 @@ impl Simulation {
             let clock = ReplicaClock::random(&mut clock_rng, skew_max_nanos, options.faults.clock_drift_max_ppm);
             let replica = noted_core::Replica::new(config.clone(), clock.local(0))
                 .map_err(|error| Failure::new(FailureKind::Setup, format!("invalid configuration: {error}")))?;
-            replicas.push(SimReplica { config, clock, replica: Some(replica), paused: false, held: Vec::new(), timer: None });
+            replicas.push(SimReplica {
+                config,
+                clock,
+                replica: Some(replica),
+                paused: false,
+                held: Vec::new(),
+                timer: None,
+            });
         }
         let mut workload = Workload::new(options.workload, ChaCha8Rng::seed_from_u64(options.streams.workload));
         let clients = (0..options.workload.client_count)
             .map(|index| SimClient {
                 id: ClientId(index + 1),
-                home: ReplicaId(u8::try_from(workload.random_index(usize::from(options.replica_count))).expect("few replicas")),
+                home: ReplicaId(
+                    u8::try_from(workload.random_index(usize::from(options.replica_count))).expect("few replicas"),
+                ),
                 history_client: index,
                 next_request_number: 1,
                 operations_left: options.workload.operations_per_client,
@@ -255,7 +292,8 @@ impl Simulation {
         match event {
             SimEvent::Deliver { from, to, message } => {
                 if self.network.is_cut(from, to) {
-                    self.trace.line(self.now, format_args!("{from} -/-> {to} cut by the partition: {}", message.kind()));
+                    self.trace
+                        .line(self.now, format_args!("{from} -/-> {to} cut by the partition: {}", message.kind()));
                     return;
                 }
                 if self.hold_or_drop(to, &SimEvent::Deliver { from, to, message: message.clone() }) {
@@ -379,7 +417,14 @@ impl Simulation {
         }
     }
 
-    fn send_reply(&mut self, from: ReplicaId, client: ClientId, request_number: RequestNumber, reply: Reply, stale: bool) {
+    fn send_reply(
+        &mut self,
+        from: ReplicaId,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        stale: bool,
+    ) {
         match self.network.fate() {
             Fate::Lost => self.trace.line(self.now, format_args!("{from} -x-> {client}#{request_number} reply lost")),
             Fate::Delivered { delay, duplicate_delay } => {
@@ -460,13 +505,13 @@ impl Simulation {
         let request = in_flight.request.clone();
         let attempt = in_flight.attempts;
         let client_id = client.id;
-        self.trace.line(
-            self.now,
-            format_args!("{client_id}#{} sends to {to} (attempt {attempt})", request.request_number),
-        );
+        self.trace
+            .line(self.now, format_args!("{client_id}#{} sends to {to} (attempt {attempt})", request.request_number));
         let request_number = request.request_number;
         match self.network.fate() {
-            Fate::Lost => self.trace.line(self.now, format_args!("{client_id}#{request_number} -x-> {to} request lost")),
+            Fate::Lost => {
+                self.trace.line(self.now, format_args!("{client_id}#{request_number} -x-> {to} request lost"))
+            }
             Fate::Delivered { delay, duplicate_delay } => {
                 if let Some(duplicate_delay) = duplicate_delay {
                     self.schedule(nanos(duplicate_delay), SimEvent::RequestArrives { to, request: request.clone() });
@@ -502,7 +547,14 @@ impl Simulation {
         self.schedule_next_issue(client_index);
     }
 
-    fn on_reply(&mut self, from: ReplicaId, client: ClientId, request_number: RequestNumber, reply: Reply, stale: bool) {
+    fn on_reply(
+        &mut self,
+        from: ReplicaId,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        stale: bool,
+    ) {
         let client_index = usize::try_from(client.0 - 1).expect("client ids start at 1");
         let Some(state) = self.clients.get(client_index) else { return };
         let current = state.in_flight.as_ref().filter(|in_flight| in_flight.request.request_number == request_number);

@@ -64,7 +64,8 @@ impl Trace {
     /// Appends one line stamped with simulated true time in milliseconds.
     pub fn line(&mut self, true_nanos: u64, arguments: fmt::Arguments<'_>) {
         if self.enabled {
-            let _ = writeln!(self.text, "{:>9}.{:03}ms {arguments}", true_nanos / 1_000_000, (true_nanos / 1_000) % 1_000);
+            let _ =
+                writeln!(self.text, "{:>9}.{:03}ms {arguments}", true_nanos / 1_000_000, (true_nanos / 1_000) % 1_000);
         }
     }
 
@@ -103,7 +104,9 @@ pub fn describe_operation(operation: &Operation) -> String {
 
 pub fn describe_reply(reply: &Reply) -> String {
     match reply {
-        Reply::Note { note } => format!("{} v{} {}", note.id, note.version, serde_json::Value::Object(note.body.clone())),
+        Reply::Note { note } => {
+            format!("{} v{} {}", note.id, note.version, serde_json::Value::Object(note.body.clone()))
+        }
         Reply::Page { page } => {
             let notes: Vec<String> = page.notes.iter().map(|note| format!("{} v{}", note.id, note.version)).collect();
             format!("page [{}]", notes.join(", "))
