@@ -86,20 +86,11 @@ fn run_one(
     if trace {
         print!("{}", outcome.trace);
     }
-    let report = failure_report(&request, &outcome);
     if let Some(path) = &history_path
         && let Err(error) = std::fs::write(path, outcome.history.to_jsonl())
     {
         eprintln!("cannot write {}: {error}", path.display());
         return ExitCode::from(2);
-    }
-    if let Some(path) = &html_path {
-        let title = format!("noted-sim {protocol} seed {seed}");
-        let page = timeline(&title, &outcome.history, &violating_operations(report.as_ref()));
-        if let Err(error) = std::fs::write(path, page) {
-            eprintln!("cannot write {}: {error}", path.display());
-            return ExitCode::from(2);
-        }
     }
     println!(
         "{} events, {} operations, {:.3}s simulated; linearizability: {:?}",
@@ -108,6 +99,15 @@ fn run_one(
         outcome.simulated_nanos as f64 / 1e9,
         outcome.linearizability
     );
+    let report = failure_report(&request, &outcome);
+    if let Some(path) = &html_path {
+        let title = format!("noted-sim {protocol} seed {seed}");
+        let page = timeline(&title, &outcome.history, &violating_operations(report.as_ref()));
+        if let Err(error) = std::fs::write(path, page) {
+            eprintln!("cannot write {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    }
     match report {
         None => {
             println!("PASS {}", request.options().replay_command());

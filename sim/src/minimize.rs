@@ -108,12 +108,27 @@ pub struct Minimized {
 
 /// The smallest set of whole operations found for which `fails` holds of the relaxed
 /// history; `fails(history)` must hold. `checks_max` bounds the calls to `fails`.
-pub fn minimize(history: &History, checks_max: usize, mut fails: impl FnMut(&History) -> bool) -> Minimized {
+///
+/// `hint`, when given, is a set of operations the checker already blamed (one partition
+/// of the history): the search starts from it when it fails on its own.
+pub fn minimize(
+    history: &History,
+    hint: Option<&[u64]>,
+    checks_max: usize,
+    mut fails: impl FnMut(&History) -> bool,
+) -> Minimized {
     let mut checks = 0usize;
     let mut still_fails = |whole: &BTreeSet<u64>| {
         checks += 1;
         checks <= checks_max && fails(&relaxed_history(history, whole))
     };
+    let hinted: Option<BTreeSet<u64>> = hint.map(|ids| ids.iter().copied().collect());
+    if let Some(hinted) = hinted.filter(|hinted| hinted.len() < operation_ids(history).len() && still_fails(hinted)) {
+        let operations: Vec<u64> = operation_ids(history).into_iter().filter(|id| hinted.contains(id)).collect();
+        let operations = ddmin(operations, |candidate| still_fails(&candidate.iter().copied().collect()));
+        let whole: BTreeSet<u64> = operations.into_iter().collect();
+        return Minimized { history: relaxed_history(history, &whole), whole };
+    }
     let clients: Vec<u64> =
         history.events.iter().map(|event| event.client).collect::<BTreeSet<_>>().into_iter().collect();
     let operations_of = |clients: &[u64]| -> BTreeSet<u64> {

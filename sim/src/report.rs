@@ -5,13 +5,13 @@ use core::fmt::Write as _;
 use std::collections::BTreeSet;
 
 use crate::history::History;
-use crate::linearizability::is_violation;
+use crate::linearizability::{LinearizabilityVerdict, is_violation};
 use crate::minimize::{Minimized, minimize, operation_ids};
 use crate::outcome::{FailureKind, RunOutcome};
 use crate::{RunRequest, run};
 
 /// Checks allowed while minimizing one history.
-const MINIMIZE_CHECKS_MAX: usize = 2_000;
+const MINIMIZE_CHECKS_MAX: usize = 600;
 /// Trace lines shown in a report; the full trace is one `--trace` away.
 const TRACE_LINES_MAX: usize = 400;
 
@@ -30,8 +30,12 @@ pub struct FailureReport {
 /// the trace on to pick out the lines of the notes involved.
 pub fn failure_report(request: &RunRequest, outcome: &RunOutcome) -> Option<FailureReport> {
     let failure = outcome.failure.as_ref()?;
+    let hint = match &outcome.linearizability {
+        Some(LinearizabilityVerdict::NotLinearizable { operation_ids, .. }) => Some(operation_ids.as_slice()),
+        _ => None,
+    };
     let minimized = (failure.kind == FailureKind::Linearizability)
-        .then(|| minimize(&outcome.history, MINIMIZE_CHECKS_MAX, is_violation));
+        .then(|| minimize(&outcome.history, hint, MINIMIZE_CHECKS_MAX, is_violation));
     let traced = if outcome.trace.is_empty() {
         run(&RunRequest { trace: true, ..*request }).trace
     } else {
