@@ -36,8 +36,9 @@ pub fn check_within(history: &History, step_budget: u64) -> LinearizabilityVerdi
         Ok(Verdict::Linearizable) => LinearizabilityVerdict::Linearizable,
         Ok(Verdict::NotLinearizable(counterexample)) => LinearizabilityVerdict::NotLinearizable {
             explanation: format!(
-                "the history is not linearizable: {} (operations {:?})",
-                counterexample.reason, counterexample.operation_ids
+                "the history is not linearizable: {} ({})",
+                counterexample.reason,
+                operation_list(&counterexample.operation_ids)
             ),
             operation_ids: counterexample.operation_ids,
         },
@@ -51,4 +52,13 @@ pub fn check_within(history: &History, step_budget: u64) -> LinearizabilityVerdi
 /// Whether the checker proves `history` not linearizable quickly (for minimization).
 pub fn is_violation(history: &History) -> bool {
     matches!(check_within(history, MINIMIZE_STEP_BUDGET), LinearizabilityVerdict::NotLinearizable { .. })
+}
+
+/// A short list of operation ids for messages: the first few and how many in all.
+pub fn operation_list(operation_ids: &[u64]) -> String {
+    const SHOWN_MAX: usize = 8;
+    let shown: Vec<String> = operation_ids.iter().take(SHOWN_MAX).map(ToString::to_string).collect();
+    let more =
+        if operation_ids.len() > SHOWN_MAX { format!(", ... {} in all", operation_ids.len()) } else { String::new() };
+    format!("operations {}{more}", shown.join(", "))
 }

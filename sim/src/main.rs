@@ -186,7 +186,7 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
     found.sort_by_key(|found| found.seed);
     let events = events.load(Ordering::Relaxed);
     println!(
-        "{seeds} seeds ({:.0}/s), {} operations checked, {:.0} simulated events/s, {} unchecked histories, {} failures",
+        "{seeds} seeds ({:.1}/s), {} operations checked, {:.0} simulated events/s, {} unchecked histories, {} failures",
         seeds as f64 / elapsed,
         operations.load(Ordering::Relaxed),
         events as f64 / elapsed,
@@ -212,8 +212,9 @@ fn check(files: &[PathBuf]) -> ExitCode {
                     Verdict::NotLinearizable(counterexample) => {
                         all_linearizable = false;
                         format!(
-                            "NOT linearizable: {} (operations {:?})",
-                            counterexample.reason, counterexample.operation_ids
+                            "NOT linearizable: {} ({})",
+                            counterexample.reason,
+                            noted_sim::linearizability::operation_list(&counterexample.operation_ids)
                         )
                     }
                     Verdict::Unknown { steps } => {
