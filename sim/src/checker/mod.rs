@@ -5,7 +5,7 @@
 //!
 //! Wing & Gong's search with Lowe's just-in-time linearization and memoization of
 //! (set of linearized operations, model state) — the algorithm of Porcupine — in
-//! [`search`](self::search): iterative, with an explicit undo stack and a step budget
+//! `search`: iterative, with an explicit undo stack and a step budget
 //! ([`CheckOptions::step_budget`]) after which the verdict is [`Verdict::Unknown`]
 //! rather than a hang.
 //!
@@ -18,46 +18,54 @@
 //!
 //! # Models
 //!
-//! `cas-register` ([`register`]) and `notes` ([`notes`]), as `HISTORY-FORMAT.md`
-//! specifies them. Model states hold interned JSON values ([`values`]), so that they
+//! `cas-register` (module `register`) and `notes` (module `notes`), as `HISTORY-FORMAT.md`
+//! specifies them. Model states hold interned JSON values (module `values`), so that they
 //! are small, ordered and cheap to clone, and the memo is an ordered set.
 //!
 //! # Partitions of a notes history (P-compositionality)
 //!
 //! Operations on different notes commute, but two kinds of operation couple notes:
 //! a create takes the next id from a counter shared by all notes, and a list reads
-//! many notes. The checker splits a notes history only when neither coupling can
-//! hide a violation:
+//! many notes. The checker splits a notes history only where neither coupling can
+//! hide a violation (`notes::plan`):
 //!
-//! - If the history has a `list` that completed, or a create whose id is unknown
-//!   (unknown outcome, or a completion without an id), the whole history is searched
-//!   at once: the unknown create may have consumed any id or none, and a list observes
-//!   the presence and absence of many notes.
-//! - Otherwise every create took effect and reported its id. The ids must then be
-//!   exactly `1..=N` for `N` creates, and a create that returned before another was
-//!   called must have the smaller id; either failure refutes the history outright.
-//!   Creates whose intervals overlap, directly or through a chain of overlapping
-//!   creates, form one group; each group is a partition together with every
-//!   get/put/patch/delete on the ids its creates made. In a partition the k-th create
-//!   linearized is given the k-th smallest id of the group, so the search itself
-//!   enforces the id order inside the group. Operations on an id that no create made
-//!   form a partition of their own, where that note never exists.
+//! - A history with a `list` that completed is searched whole: a list observes the
+//!   presence and absence of many notes at one instant.
+//! - Otherwise, creates are grouped: creates whose intervals overlap, directly or
+//!   through a chain of overlapping creates, form one group. A create whose id is
+//!   unknown (unknown outcome, or a completion without an id) may take effect until
+//!   the end of time and may consume an id or not, so it and every create called
+//!   after it fall into the last group, the *open* group. The creates of the other,
+//!   *closed*, groups all took effect, reported their ids, and returned before any
+//!   create of a later group was called; so their ids must be exactly `1..=M`, and a
+//!   create that returned before another was called must have the smaller id. Either
+//!   failure refutes the history outright.
+//! - Each closed group is a partition together with every get/put/patch/delete on
+//!   the ids its creates made; in it, the k-th create linearized gets the k-th
+//!   smallest of those ids, so the search enforces the id order inside the group.
+//!   The open group is a partition with every operation on an id above `M`; in it
+//!   the k-th create linearized gets id `M + 1 + k`, exactly the whole history's
+//!   counter. Without an open group, operations on an id no create made form a
+//!   partition of their own, where that note never exists.
 //!
 //! Why this is exact. *Sound* (a linearizable history passes): restricting a
 //! linearization of the whole history to a partition's operations gives a sequence
-//! that respects real time, in which the group's creates appear in id order (the
-//! counter only grows), so each gets the id the partition model gives it; and each
-//! note's operations see the same note as before, because no other operation touches
-//! that note. The two global rules hold in any linearization. *Complete* (a history
-//! whose partitions all pass is linearizable): choose in each partition's
-//! linearization a point inside every operation's interval, in linearization order,
-//! and merge all partitions by these points. Real time is respected, each note's
-//! operations keep their order, and the creates come out in id order: within a group
-//! because the partition enforced it, across groups because creates of different
-//! groups do not overlap, so the earlier-returning one comes first, and it has the
-//! smaller id by the global rule. So the k-th create of the merged order gets id k
-//! from the counter, exactly as reported. Per-note versions in the outputs then order
-//! each note's writes, which the search exploits by pruning at the first mismatch.
+//! that respects real time, in which the partition's creates appear in counter order;
+//! the closed groups' creates precede all later creates in real time, so they took ids
+//! `1..=M` and each later create gets the id the partition model gives it; and each
+//! note's operations see the same note as before, because no other partition touches
+//! that note. The global rules hold in any linearization. *Complete* (a history whose
+//! partitions all pass is linearizable): choose in each partition's linearization a
+//! point inside every operation's interval, in linearization order, and merge all
+//! partitions by these points. Real time is respected, each note's operations keep
+//! their order, and the effective creates come out in id order: within a partition
+//! because its model enforced it, across groups because creates of different groups
+//! do not overlap, so the earlier-returning one comes first, and it has the smaller
+//! id by the global rule (or because the open group's ids start above `M`). So the
+//! k-th create of the merged order gets id k from the counter, as its partition said.
+//! Per-note versions in the outputs then order each note's writes, which the search
+//! exploits by pruning at the first mismatch. A random comparison with a brute-force
+//! checker (in `tests`) backs this argument.
 //!
 //! The `cas-register` model is a single object and is never split.
 
@@ -203,7 +211,7 @@ fn check_notes(operations: &[Operation], steps_left: &mut u64) -> Result<Verdict
             for partition in partitions {
                 let partition_operations: Vec<_> =
                     partition.operation_indices.iter().map(|&index| prepared.operations[index].clone()).collect();
-                prepared.model.id_sequence = Some(partition.id_sequence);
+                prepared.model.ids = partition.ids;
                 match run(&mut prepared.model, &partition_operations, steps_left) {
                     Verdict::Linearizable => {}
                     Verdict::NotLinearizable(counterexample) => return Ok(Verdict::NotLinearizable(counterexample)),

@@ -96,17 +96,25 @@ enum NotesResult {
 #[derive(Debug)]
 pub(crate) struct NotesModel {
     values: ValueTable,
-    /// `None`: creates get ids 1, 2, 3, ... in order. `Some(ids)`: in a partition, the k-th create
-    /// linearized gets `ids[k]` (the ids its creates reported, in increasing order), which is what
-    /// the whole history's counter gives them (see the module documentation of `checker`).
-    pub(crate) id_sequence: Option<Vec<u64>>,
+    /// Which id each create gets.
+    pub(crate) ids: IdAssignment,
+}
+
+/// How the model numbers creates: the whole history's counter, or what that counter gives a
+/// partition's creates (see the module documentation of `checker`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IdAssignment {
+    /// The k-th create linearized (from 0) gets `first_id + k`.
+    Counter { first_id: u64 },
+    /// The k-th create linearized gets `ids[k]`: the ids the partition's creates reported, increasing.
+    Sequence(Vec<u64>),
 }
 
 impl NotesModel {
     fn assigned_id(&self, creates_done: u64) -> u64 {
-        match &self.id_sequence {
-            None => creates_done + 1,
-            Some(ids) => {
+        match &self.ids {
+            IdAssignment::Counter { first_id } => first_id + creates_done,
+            IdAssignment::Sequence(ids) => {
                 usize::try_from(creates_done).ok().and_then(|index| ids.get(index)).copied().unwrap_or(u64::MAX)
             }
         }
@@ -399,7 +407,13 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         prepared.push(base_operation(operation, NotesOperation { call, observation }));
         scopes.push(scope);
     }
-    Ok((PreparedOperations { model: NotesModel { values, id_sequence: None }, operations: prepared }, scopes))
+    Ok((
+        PreparedOperations {
+            model: NotesModel { values, ids: IdAssignment::Counter { first_id: 1 } },
+            operations: prepared,
+        },
+        scopes,
+    ))
 }
 
 /// How to check a notes history.
@@ -415,96 +429,139 @@ pub(crate) enum NotesPlan {
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct NotesPartition {
-    /// The ids of the partition's creates, increasing.
-    pub(crate) id_sequence: Vec<u64>,
+    pub(crate) ids: IdAssignment,
     /// Indices into the prepared operations.
     pub(crate) operation_indices: Vec<usize>,
 }
 
 /// Decides between partitions and the whole-history search (see the `checker` module documentation).
 pub(crate) fn plan<O>(operations: &[SearchOperation<O>], scopes: &[Scope]) -> NotesPlan {
-    let mut creates: Vec<(u64, usize)> = Vec::new();
-    for (index, scope) in scopes.iter().enumerate() {
-        match *scope {
-            Scope::List | Scope::Create { known_id: None } => return NotesPlan::Whole,
-            Scope::Create { known_id: Some(id) } => creates.push((id, index)),
-            Scope::Note(_) => {}
+    if scopes.contains(&Scope::List) {
+        return NotesPlan::Whole;
+    }
+    // Creates in call order, each with its id if known.
+    let mut creates: Vec<(Option<u64>, usize)> = scopes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, scope)| match *scope {
+            Scope::Create { known_id } => Some((known_id, index)),
+            _ => None,
+        })
+        .collect();
+    creates.sort_by_key(|&(_, index)| operations[index].call_position);
+    // Creates whose intervals overlap, directly or through others, form a group. A create whose
+    // id is unknown may take effect until the end of time, so it and every create called after
+    // it form the last group: the open group.
+    let mut groups: Vec<Vec<(Option<u64>, usize)>> = Vec::new();
+    let mut group_end: Option<usize> = None;
+    for (known_id, index) in creates {
+        let end = if known_id.is_some() { operations[index].return_position.unwrap_or(usize::MAX) } else { usize::MAX };
+        match (groups.last_mut(), group_end) {
+            (Some(group), Some(current_end)) if operations[index].call_position < current_end => {
+                group.push((known_id, index));
+                group_end = Some(current_end.max(end));
+            }
+            _ => {
+                groups.push(vec![(known_id, index)]);
+                group_end = Some(end);
+            }
         }
     }
-    // Every create took effect and reported its id: the ids must be exactly 1..=N.
-    creates.sort();
-    for (rank, window) in creates.iter().enumerate() {
-        let (id, index) = *window;
-        let expected = rank as u64 + 1;
-        if id != expected {
+    let open_group = match groups.last() {
+        Some(group) if group.iter().any(|(known_id, _)| known_id.is_none()) => groups.pop(),
+        _ => None,
+    };
+    // The closed groups' creates all took effect before any create of the open group was called.
+    let mut closed_creates: Vec<(u64, usize)> =
+        groups.iter().flatten().filter_map(|&(known_id, index)| known_id.map(|id| (id, index))).collect();
+    if let Some(refutation) = refute_by_creates(operations, &mut closed_creates) {
+        return refutation;
+    }
+    let closed_count = closed_creates.len() as u64;
+    let mut partitions: Vec<NotesPartition> = groups
+        .iter()
+        .map(|group| {
+            let mut ids: Vec<u64> = group.iter().filter_map(|&(known_id, _)| known_id).collect();
+            ids.sort_unstable();
+            NotesPartition {
+                ids: IdAssignment::Sequence(ids),
+                operation_indices: group.iter().map(|&(_, index)| index).collect(),
+            }
+        })
+        .collect();
+    let mut partition_of_id: BTreeMap<u64, usize> = BTreeMap::new();
+    for (partition_index, group) in groups.iter().enumerate() {
+        for &(known_id, _) in group {
+            partition_of_id.extend(known_id.map(|id| (id, partition_index)));
+        }
+    }
+    // The open group continues the counter after the closed groups' ids, and holds every
+    // operation on a later id, as any of its creates may have made that note.
+    let open_partition_index = open_group.map(|group| {
+        partitions.push(NotesPartition {
+            ids: IdAssignment::Counter { first_id: closed_count + 1 },
+            operation_indices: group.iter().map(|&(_, index)| index).collect(),
+        });
+        partitions.len() - 1
+    });
+    // Without an open group, a note that no create made never exists: each is its own partition.
+    let mut orphan_partition_by_id: BTreeMap<u64, usize> = BTreeMap::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        let Scope::Note(id) = *scope else { continue };
+        let partition_index = match (partition_of_id.get(&id), open_partition_index) {
+            (Some(&partition_index), _) => partition_index,
+            (None, Some(open_index)) if id > closed_count => open_index,
+            (None, _) => *orphan_partition_by_id.entry(id).or_insert_with(|| {
+                partitions
+                    .push(NotesPartition { ids: IdAssignment::Sequence(Vec::new()), operation_indices: Vec::new() });
+                partitions.len() - 1
+            }),
+        };
+        partitions[partition_index].operation_indices.push(index);
+    }
+    for partition in &mut partitions {
+        partition.operation_indices.sort_unstable();
+    }
+    NotesPlan::Partitions(partitions)
+}
+
+/// The global rules for creates that all took effect and reported their ids, before any other
+/// create was called: the ids are exactly `1..=N`, and a create that returned before another was
+/// called has the smaller id.
+fn refute_by_creates<O>(operations: &[SearchOperation<O>], creates: &mut [(u64, usize)]) -> Option<NotesPlan> {
+    creates.sort_unstable();
+    for (rank, &(id, index)) in creates.iter().enumerate() {
+        if id != rank as u64 + 1 {
             let mut operation_ids = vec![operations[index].id];
             if rank > 0 && creates[rank - 1].0 == id {
                 operation_ids.insert(0, operations[creates[rank - 1].1].id);
             }
-            return NotesPlan::Refuted {
-                reason: format!(
-                    "{} creates took effect, so their ids are 1..={}, but a create returned id {id}",
-                    creates.len(),
-                    creates.len()
-                ),
-                operation_ids,
-            };
+            let reason = format!(
+                "{count} creates took effect before any other was called, so their ids are 1..={count}, \
+                 but create {} returned id {id}",
+                operations[index].id,
+                count = creates.len(),
+            );
+            return Some(NotesPlan::Refuted { reason, operation_ids });
         }
     }
-    // A create that returned before another was called took effect first: smaller id.
     let mut earliest_return_above: Option<usize> = None;
     for &(id, index) in creates.iter().rev() {
         if let Some(later) = earliest_return_above
             && operations[later].return_position < Some(operations[index].call_position)
         {
-            return NotesPlan::Refuted {
+            return Some(NotesPlan::Refuted {
                 reason: format!(
                     "create {} returned id {id} but create {} returned a larger id before it was called",
                     operations[index].id, operations[later].id
                 ),
                 operation_ids: vec![operations[index].id, operations[later].id],
-            };
+            });
         }
         let return_position = operations[index].return_position;
         if earliest_return_above.is_none_or(|later| return_position < operations[later].return_position) {
             earliest_return_above = Some(index);
         }
     }
-    // Creates whose intervals overlap, directly or through others, share a partition.
-    let mut by_call: Vec<(u64, usize)> = creates.clone();
-    by_call.sort_by_key(|&(_, index)| operations[index].call_position);
-    let mut partition_of_id: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut partitions: Vec<NotesPartition> = Vec::new();
-    let mut group_end: Option<usize> = None;
-    for (id, index) in by_call {
-        let overlaps = group_end.is_some_and(|end| operations[index].call_position < end);
-        if !overlaps {
-            partitions.push(NotesPartition { id_sequence: Vec::new(), operation_indices: Vec::new() });
-        }
-        let partition_index = partitions.len() - 1;
-        partitions[partition_index].id_sequence.push(id);
-        partitions[partition_index].operation_indices.push(index);
-        partition_of_id.insert(id, partition_index);
-        let end = operations[index].return_position.unwrap_or(usize::MAX);
-        group_end = Some(group_end.filter(|_| overlaps).map_or(end, |previous| previous.max(end)));
-    }
-    // Notes that no create made: each is its own partition, where the note never exists.
-    let mut orphan_partition_by_id: BTreeMap<u64, usize> = BTreeMap::new();
-    for (index, scope) in scopes.iter().enumerate() {
-        if let Scope::Note(id) = *scope {
-            let partition_index = match partition_of_id.get(&id) {
-                Some(&partition_index) => partition_index,
-                None => *orphan_partition_by_id.entry(id).or_insert_with(|| {
-                    partitions.push(NotesPartition { id_sequence: Vec::new(), operation_indices: Vec::new() });
-                    partitions.len() - 1
-                }),
-            };
-            partitions[partition_index].operation_indices.push(index);
-        }
-    }
-    for partition in &mut partitions {
-        partition.id_sequence.sort_unstable();
-        partition.operation_indices.sort_unstable();
-    }
-    NotesPlan::Partitions(partitions)
+    None
 }

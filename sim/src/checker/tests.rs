@@ -670,3 +670,45 @@ fn random_histories_cover_both_verdicts_and_both_notes_strategies() {
     assert!(partitioned * 5 > seed_count && whole * 5 > seed_count, "partitioned {partitioned}, whole {whole}");
     assert!(refuted_by_creates > 0, "no history was refuted by its creates alone");
 }
+
+#[test]
+fn check_file_picks_the_reader_by_extension_and_counts_operations() {
+    let from_log = verdict_of_file("jepsen-etcd/etcd_000.log");
+    let from_jsonl = verdict_of_file("jepsen-etcd/etcd_000.jsonl");
+    assert_eq!((from_log.model, from_log.operation_count, from_log.expect), (ModelName::CasRegister, 85, None));
+    assert_eq!(from_jsonl.operation_count, 85);
+    assert_eq!(from_jsonl.expect, Some(Expectation::Illegal));
+    assert!(matches!(check_file(&data_path("no-such-file.jsonl")), Err(CheckFileError::Io { .. })));
+}
+
+#[test]
+fn closed_groups_are_split_from_the_open_group_of_an_unknown_create() {
+    let build = |ghost_body: Value| {
+        let mut script = Script::new(ModelName::Notes);
+        script.call(0, 0, "create", json!({"body": {"a": 1}})).ok(0, 0, json!({"id": 1, "version": 1}));
+        script.call(1, 0, "create", json!({"body": {"b": 1}})).ok(1, 0, json!({"id": 2, "version": 1}));
+        script.call(2, 1, "create", json!({"body": {"u": 1}})).info(2, 1);
+        script.call(3, 0, "create", json!({"body": {"c": 1}})).ok(3, 0, json!({"id": 4, "version": 1}));
+        script.call(4, 0, "get", json!({"id": 3})).ok(4, 0, json!({"note": ghost_body, "version": 1}));
+        script.call(5, 0, "get", json!({"id": 1})).ok(5, 0, json!({"note": {"a": 1}, "version": 1}));
+        script
+    };
+    let script = build(json!({"u": 1}));
+    let operations = script.history.operations().expect("well formed");
+    let (prepared, scopes) = notes::prepare(&operations).expect("valid");
+    let notes::NotesPlan::Partitions(partitions) = notes::plan(&prepared.operations, &scopes) else {
+        panic!("expected partitions");
+    };
+    let shapes: Vec<(notes::IdAssignment, usize)> =
+        partitions.into_iter().map(|partition| (partition.ids, partition.operation_indices.len())).collect();
+    assert_eq!(
+        shapes,
+        vec![
+            (notes::IdAssignment::Sequence(vec![1]), 2),
+            (notes::IdAssignment::Sequence(vec![2]), 1),
+            (notes::IdAssignment::Counter { first_id: 3 }, 3),
+        ]
+    );
+    assert!(is_linearizable(&script));
+    assert!(!is_linearizable(&build(json!({"c": 1}))), "note 3 can only be the unknown create's");
+}
