@@ -138,7 +138,7 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
     let next = AtomicU64::new(0);
     let operations = AtomicU64::new(0);
     let events = AtomicU64::new(0);
-    let unchecked = AtomicU64::new(0);
+    let unchecked: Mutex<Vec<u64>> = Mutex::new(Vec::new());
     let found: Mutex<Vec<Found>> = Mutex::new(Vec::new());
     // Wall-clock time is measured here only, around whole runs, to report throughput;
     // nothing inside a run reads it.
@@ -161,7 +161,7 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
                         outcome.linearizability,
                         Some(noted_sim::linearizability::LinearizabilityVerdict::Unchecked { .. })
                     ) {
-                        unchecked.fetch_add(1, Ordering::Relaxed);
+                        unchecked.lock().expect("no thread panics while holding the list").push(seed);
                     }
                     if let Some(failure) = &outcome.failure {
                         let line = format!("seed {seed}: {} — {}", failure.kind, outcome.options.replay_command());
@@ -190,9 +190,14 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
         seeds as f64 / elapsed,
         operations.load(Ordering::Relaxed),
         events as f64 / elapsed,
-        unchecked.load(Ordering::Relaxed),
+        unchecked.lock().expect("every thread finished").len(),
         found.len()
     );
+    let mut unchecked = unchecked.into_inner().expect("every thread finished");
+    unchecked.sort_unstable();
+    if !unchecked.is_empty() {
+        println!("  the checker gave up on seeds {unchecked:?}");
+    }
     for failure in &found {
         println!("  seed {} {}: {}\n    {}", failure.seed, failure.kind, failure.message, failure.command);
     }
