@@ -101,6 +101,8 @@ struct InFlight {
     /// The history operation id; `None` for unrecorded (local) reads.
     history_id: Option<u64>,
     attempts: u32,
+    /// Copies of the request the network carried (attempts and duplicates).
+    copies_sent: u32,
 }
 
 #[derive(Debug)]
@@ -489,7 +491,8 @@ impl Simulation {
         } else {
             None
         };
-        self.clients[client_index].in_flight = Some(InFlight { request, planned, history_id, attempts: 0 });
+        self.clients[client_index].in_flight =
+            Some(InFlight { request, planned, history_id, attempts: 0, copies_sent: 0 });
         self.send_attempt(client_index);
     }
 
@@ -513,6 +516,10 @@ impl Simulation {
                 self.trace.line(self.now, format_args!("{client_id}#{request_number} -x-> {to} request lost"))
             }
             Fate::Delivered { delay, duplicate_delay } => {
+                let copies = if duplicate_delay.is_some() { 2 } else { 1 };
+                if let Some(in_flight) = self.clients[client_index].in_flight.as_mut() {
+                    in_flight.copies_sent += copies;
+                }
                 if let Some(duplicate_delay) = duplicate_delay {
                     self.schedule(nanos(duplicate_delay), SimEvent::RequestArrives { to, request: request.clone() });
                 }
@@ -570,8 +577,9 @@ impl Simulation {
             );
         }
         let completion = history_completion(&in_flight.planned.operation, &reply);
-        if completion == Completion::Fail && in_flight.attempts > 1 {
-            // An earlier attempt may have taken effect: only a first attempt's refusal proves nothing happened.
+        if completion == Completion::Fail && in_flight.copies_sent > 1 {
+            // Another copy of the request (an earlier attempt, or a duplicate the network made) may have
+            // taken effect: a refusal proves nothing happened only when it answers the one copy sent.
             // The client tries again when its timeout fires.
             return;
         }
