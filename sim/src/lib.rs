@@ -10,6 +10,26 @@
 //! ```
 //!
 //! One seed determines everything; the same seed gives the same bytes of trace.
+//!
+//! # Command line
+//!
+//! ```text
+//! noted-sim run --protocol remote-write --seed 42 [--trace] [--history h.jsonl] [--html h.html] [--beyond-model]
+//! noted-sim explore --protocol remote-write --seeds 10000 [--from 0] [--jobs 2] [--beyond-model]
+//! noted-sim check FILE...        # lin-history v1 (.jsonl) or Jepsen etcd logs (.log)
+//! ```
+//!
+//! A seed is a decimal `u64` or a hexadecimal git hash (its first 16 digits). Exit codes
+//! of `run` and `explore`: 0 every check passed, 10 not linearizable, 11 a replica
+//! panicked (a broken invariant), 12 no convergence, 13 a request unanswered after the
+//! faults healed, 14 the run could not start. `check` exits 0 when every file is
+//! linearizable and 1 otherwise.
+//!
+//! # Adding a protocol
+//!
+//! Give [`SimProtocol`] its core `ProtocolKind` and its fault budget (in
+//! [`protocol`]), describe its messages in [`trace::describe_message`], and add it
+//! to [`IMPLEMENTED_PROTOCOLS`] so that `cargo test` sweeps it.
 
 pub mod checker;
 pub mod clock;
