@@ -165,7 +165,12 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
                     }
                     if let Some(failure) = &outcome.failure {
                         let line = format!("seed {seed}: {} — {}", failure.kind, outcome.options.replay_command());
-                        progress.println(line);
+                        // A hidden bar (output not a terminal) prints nothing: print the line itself.
+                        if progress.is_hidden() {
+                            println!("{line}");
+                        } else {
+                            progress.println(line);
+                        }
                         let mut found = found.lock().expect("no thread panics while holding the list");
                         found.push(Found {
                             seed,
