@@ -144,3 +144,45 @@ fn a_protocol_core_does_not_implement_is_a_setup_failure() {
     let outcome = run(&RunRequest::new(SimProtocol::Vr, 1));
     assert_eq!(outcome.failure.map(|failure| failure.kind), Some(FailureKind::Setup));
 }
+
+#[test]
+fn the_swarm_covers_every_fault_and_every_operation() {
+    let mut all_traces = String::new();
+    let mut all_histories = String::new();
+    for seed in 0..80 {
+        let outcome = run(&RunRequest { trace: true, ..RunRequest::new(SimProtocol::RemoteWrite, seed) });
+        all_traces.push_str(&outcome.trace);
+        all_histories.push_str(&outcome.history.to_jsonl());
+    }
+    for fault in [
+        "FAULT partition",
+        "-/->",
+        "bridged by",
+        "FAULT crash",
+        "HEAL restart",
+        "FAULT pause",
+        "holding",
+        "lost",
+        "duplicated",
+        "installed a snapshot",
+        "given up",
+        "LIVENESS",
+    ] {
+        assert!(all_traces.contains(fault), "no seed of 80 shows {fault:?}");
+    }
+    for operation in [
+        "\"f\":\"create\"",
+        "\"f\":\"get\"",
+        "\"f\":\"list\"",
+        "\"f\":\"put\"",
+        "\"f\":\"patch\"",
+        "\"f\":\"delete\"",
+        "\"if_match\"",
+        "\"ev\":\"info\"",
+        "precondition_failed",
+        "not_found",
+    ] {
+        assert!(all_histories.contains(operation), "no history of 80 seeds has {operation}");
+    }
+    assert!(all_traces.contains("request Local"), "local reads are issued (and left out of the history)");
+}
