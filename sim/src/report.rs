@@ -118,7 +118,12 @@ impl FailureReport {
             }
         }
         let shown = self.trace_excerpt.len().min(TRACE_LINES_MAX);
-        let _ = writeln!(text, "message trace of the requests and notes involved ({shown} lines):");
+        let heading = if self.minimized.is_some() {
+            "message trace of the requests and notes involved"
+        } else {
+            "the message trace up to the failure"
+        };
+        let _ = writeln!(text, "{heading} ({shown} lines):");
         for line in self.trace_excerpt.iter().take(TRACE_LINES_MAX) {
             let _ = writeln!(text, "  {line}");
         }

@@ -111,7 +111,8 @@ impl Simulation {
         reply: Reply,
         stale: bool,
     ) {
-        let client_index = usize::try_from(client.0 - 1).expect("client ids start at 1");
+        // Client ids start at 1; an id that names no client of this run is ignored.
+        let Some(client_index) = client.0.checked_sub(1).and_then(|index| usize::try_from(index).ok()) else { return };
         let Some(state) = self.clients.get(client_index) else { return };
         let current = state.in_flight.as_ref().filter(|in_flight| in_flight.request.request_number == request_number);
         let Some(in_flight) = current else {
