@@ -1,0 +1,142 @@
+//! Fault injection during the safety phase: when the next fault strikes, which one,
+//! and how long it lasts — always within the run's fault budget.
+
+use core::time::Duration;
+
+use noted_core::ReplicaId;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::network::Partition;
+use crate::options::FaultOptions;
+use crate::protocol::CrashBudget;
+
+/// One fault to inject now; the runner schedules its end after `lasting`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultAction {
+    Partition { partition: Partition, lasting: Duration },
+    HealPartition,
+    Crash { replica: ReplicaId, lasting: Duration },
+    Pause { replica: ReplicaId, lasting: Duration },
+}
+
+/// What the injector needs to know of the cluster to stay within budget.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterView<'a> {
+    pub replica_count: u8,
+    pub crashed: &'a [bool],
+    pub paused: &'a [bool],
+    pub partitioned: bool,
+}
+
+#[derive(Debug)]
+pub struct FaultInjector {
+    options: FaultOptions,
+    rng: ChaCha8Rng,
+}
+
+impl FaultInjector {
+    pub fn new(options: FaultOptions, rng: ChaCha8Rng) -> FaultInjector {
+        FaultInjector { options, rng }
+    }
+
+    /// Time until the next fault action; `None` in a calm run.
+    pub fn next_interval(&mut self) -> Option<Duration> {
+        let mean = self.options.mean_interval?;
+        Some(self.spread(mean))
+    }
+
+    /// Uniform in `(0, 2 * mean]`: the mean is kept, and short and long gaps both occur.
+    fn spread(&mut self, mean: Duration) -> Duration {
+        let mean_nanos = u64::try_from(mean.as_nanos()).unwrap_or(u64::MAX / 2).max(1);
+        Duration::from_nanos(self.rng.random_range(1..=2 * mean_nanos))
+    }
+
+    /// Draws the next fault action; `None` when the drawn kind has nothing to do.
+    pub fn choose(&mut self, cluster: ClusterView<'_>) -> Option<FaultAction> {
+        let mut kinds = Vec::new();
+        if self.options.partitions {
+            kinds.push(0);
+        }
+        if self.options.crashes != CrashBudget::None {
+            kinds.push(1);
+        }
+        if self.options.pauses {
+            kinds.push(2);
+        }
+        if kinds.is_empty() {
+            return None;
+        }
+        let lasting = self.spread(self.options.mean_duration);
+        match kinds[self.rng.random_range(0..kinds.len())] {
+            0 if cluster.partitioned => Some(FaultAction::HealPartition),
+            0 => Some(FaultAction::Partition {
+                partition: Partition::random(&mut self.rng, cluster.replica_count),
+                lasting,
+            }),
+            1 => self.crashable(cluster).map(|replica| FaultAction::Crash { replica, lasting }),
+            _ => {
+                let candidates: Vec<ReplicaId> = (0..cluster.replica_count)
+                    .map(ReplicaId)
+                    .filter(|replica| !cluster.crashed[replica.index()] && !cluster.paused[replica.index()])
+                    .collect();
+                self.pick(&candidates).map(|replica| FaultAction::Pause { replica, lasting })
+            }
+        }
+    }
+
+    /// A replica that may crash now without leaving the crash budget.
+    fn crashable(&mut self, cluster: ClusterView<'_>) -> Option<ReplicaId> {
+        let down = cluster.crashed.iter().filter(|crashed| **crashed).count();
+        let up = (0..cluster.replica_count).map(ReplicaId).filter(|replica| !cluster.crashed[replica.index()]);
+        let candidates: Vec<ReplicaId> = match self.options.crashes {
+            CrashBudget::None => return None,
+            CrashBudget::AllExcept(protected) => up.filter(|replica| *replica != protected).collect(),
+            CrashBudget::Minority if down >= usize::from(cluster.replica_count.saturating_sub(1) / 2) => return None,
+            CrashBudget::Minority | CrashBudget::Unlimited => up.collect(),
+        };
+        self.pick(&candidates)
+    }
+
+    fn pick(&mut self, candidates: &[ReplicaId]) -> Option<ReplicaId> {
+        if candidates.is_empty() { None } else { Some(candidates[self.rng.random_range(0..candidates.len())]) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn options(crashes: CrashBudget) -> FaultOptions {
+        FaultOptions {
+            mean_interval: Some(Duration::from_millis(10)),
+            mean_duration: Duration::from_millis(10),
+            partitions: false,
+            crashes,
+            pauses: false,
+            clock_skew_max: Duration::ZERO,
+            clock_drift_max_ppm: 0,
+        }
+    }
+
+    #[test]
+    fn never_crashes_the_protected_replica() {
+        let mut injector =
+            FaultInjector::new(options(CrashBudget::AllExcept(ReplicaId(0))), ChaCha8Rng::seed_from_u64(1));
+        let view = ClusterView { replica_count: 3, crashed: &[false; 3], paused: &[false; 3], partitioned: false };
+        for _ in 0..200 {
+            if let Some(FaultAction::Crash { replica, .. }) = injector.choose(view) {
+                assert_ne!(replica, ReplicaId(0));
+            }
+        }
+    }
+
+    #[test]
+    fn a_minority_budget_stops_at_a_minority() {
+        let mut injector = FaultInjector::new(options(CrashBudget::Minority), ChaCha8Rng::seed_from_u64(1));
+        let view =
+            ClusterView { replica_count: 3, crashed: &[true, false, false], paused: &[false; 3], partitioned: false };
+        assert_eq!(injector.choose(view), None);
+    }
+}

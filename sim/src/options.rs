@@ -1,0 +1,301 @@
+//! Swarm options: one seed becomes the whole shape of a run — cluster size,
+//! protocol timing, workload, and every fault rate — so that some seeds are calm
+//! and some are storms, and every combination gets its turn.
+
+use core::fmt;
+use core::time::Duration;
+
+use noted_core::{Defect, Timing};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::protocol::{CrashBudget, FaultBudget, SimProtocol};
+
+/// Parses a seed: a decimal `u64`, or a hexadecimal git hash of which the first 16
+/// digits are taken (so a commit hash names a seed).
+pub fn parse_seed(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if let Ok(seed) = text.parse::<u64>() {
+        return Ok(seed);
+    }
+    let hex = text.strip_prefix("0x").unwrap_or(text);
+    if !hex.is_empty() && hex.chars().all(|character| character.is_ascii_hexdigit()) {
+        let digits = &hex[..hex.len().min(16)];
+        return u64::from_str_radix(digits, 16).map_err(|error| error.to_string());
+    }
+    Err(format!("seed {text:?} is neither a decimal u64 nor a hexadecimal hash"))
+}
+
+/// Independent random streams, one per concern, all derived from the seed: changing
+/// how the workload draws never shifts the network's draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamSeeds {
+    pub network: u64,
+    pub faults: u64,
+    pub workload: u64,
+    pub clocks: u64,
+    /// Base of the replicas' own seeds (timer jitter).
+    pub replicas: u64,
+}
+
+/// How messages travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkOptions {
+    /// Every message takes at least this long.
+    pub delay_min: Duration,
+    /// Upper bound of the ordinary, uniformly drawn extra delay.
+    pub delay_spread: Duration,
+    /// Per mille of messages that fall in the long tail.
+    pub tail_per_mille: u32,
+    /// The long tail: up to this much extra delay.
+    pub tail_max: Duration,
+    pub loss_per_mille: u32,
+    pub duplicate_per_mille: u32,
+    /// Whether a paused replica's messages wait for it (true) or are dropped.
+    pub hold_while_paused: bool,
+}
+
+/// How often, and which, faults strike during the safety phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultOptions {
+    /// Mean time between fault actions; `None` for a calm run.
+    pub mean_interval: Option<Duration>,
+    /// Mean time a partition, crash or pause lasts.
+    pub mean_duration: Duration,
+    pub partitions: bool,
+    pub crashes: CrashBudget,
+    pub pauses: bool,
+    /// Largest clock offset between replicas.
+    pub clock_skew_max: Duration,
+    /// Largest clock rate error, in parts per million.
+    pub clock_drift_max_ppm: u32,
+}
+
+/// What the clients do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkloadOptions {
+    pub client_count: u64,
+    /// Operations each client issues during the safety phase.
+    pub operations_per_client: u32,
+    /// Operations each client issues after the faults heal.
+    pub liveness_operations_per_client: u32,
+    /// Longest pause between a client's operations.
+    pub think_time_max: Duration,
+    /// How long a client waits for an answer before sending the request again.
+    pub request_timeout: Duration,
+    /// Attempts before a client gives up during the safety phase (the outcome is then unknown).
+    pub attempts_max: u32,
+    /// Per mille of clients that choose a replica per request rather than staying with one.
+    pub roaming_clients_per_mille: u32,
+    /// Per mille of reads sent with `Consistency::Local` (never recorded in the history).
+    pub local_reads_per_mille: u32,
+    /// Per mille of writes made conditional with `if_match`.
+    pub conditional_per_mille: u32,
+    /// Notes most operations touch.
+    pub hot_notes: u64,
+    /// Whether clients list notes. A list reads many notes at once, so the checker must
+    /// search such a history whole: only some seeds list, to keep the others cheap to check.
+    pub lists: bool,
+}
+
+/// Everything one run does, derived from its seed (and the protocol and mode).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub protocol: SimProtocol,
+    pub beyond_model: bool,
+    pub replica_count: u8,
+    pub timing: Timing,
+    pub network: NetworkOptions,
+    pub faults: FaultOptions,
+    pub workload: WorkloadOptions,
+    /// Length of the phase with faults.
+    pub safety_duration: Duration,
+    /// Once faults heal, every request must complete and the replicas converge within this.
+    pub liveness_bound: Duration,
+    /// A deliberate bug switched on in every replica (simulator self-tests only).
+    pub defect: Option<Defect>,
+    pub streams: StreamSeeds,
+}
+
+impl SimOptions {
+    /// Draws the options of the run `seed` of `protocol`.
+    pub fn from_seed(protocol: SimProtocol, seed: u64, beyond_model: bool) -> SimOptions {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let streams = StreamSeeds {
+            network: rng.random(),
+            faults: rng.random(),
+            workload: rng.random(),
+            clocks: rng.random(),
+            replicas: rng.random(),
+        };
+        let budget = if beyond_model { FaultBudget::UNLIMITED } else { protocol.fault_budget() };
+        let replica_count = if rng.random_bool(0.7) { 3 } else { 5 };
+        let timing = Timing {
+            retransmit_timeout: Duration::from_millis(rng.random_range(10..=100)),
+            heartbeat_interval: Duration::from_millis(rng.random_range(20..=200)),
+        };
+        // Weather: a third of the seeds are calm, a third moderate, a third storms.
+        let weather = rng.random_range(0..3u32);
+        let network = NetworkOptions {
+            delay_min: Duration::from_micros(rng.random_range(50..=1_000)),
+            delay_spread: if budget.message_reordering {
+                Duration::from_micros(rng.random_range(0..=[500, 5_000, 20_000][weather as usize]))
+            } else {
+                Duration::ZERO
+            },
+            tail_per_mille: if budget.message_reordering { [0, 10, 50][weather as usize] } else { 0 },
+            tail_max: Duration::from_millis(rng.random_range(50..=500)),
+            loss_per_mille: if budget.message_loss { rng.random_range(0..=[0, 50, 200][weather as usize]) } else { 0 },
+            duplicate_per_mille: if budget.message_duplication {
+                rng.random_range(0..=[0, 50, 150][weather as usize])
+            } else {
+                0
+            },
+            hold_while_paused: rng.random_bool(0.5),
+        };
+        let crashes_enabled = rng.random_bool(0.6);
+        let faults = FaultOptions {
+            mean_interval: match weather {
+                0 => None,
+                1 => Some(Duration::from_millis(rng.random_range(200..=800))),
+                _ => Some(Duration::from_millis(rng.random_range(30..=200))),
+            },
+            mean_duration: Duration::from_millis(rng.random_range(50..=600)),
+            partitions: budget.partitions && rng.random_bool(0.7),
+            crashes: if crashes_enabled { budget.crashes } else { CrashBudget::None },
+            pauses: budget.pauses && rng.random_bool(0.5),
+            clock_skew_max: if budget.clock_skew {
+                Duration::from_millis(rng.random_range(0..=500))
+            } else {
+                Duration::ZERO
+            },
+            clock_drift_max_ppm: if budget.clock_skew { rng.random_range(0..=50_000) } else { 0 },
+        };
+        let workload = WorkloadOptions {
+            client_count: rng.random_range(2..=6),
+            operations_per_client: rng.random_range(10..=60),
+            liveness_operations_per_client: rng.random_range(1..=3),
+            think_time_max: Duration::from_millis(rng.random_range(1..=40)),
+            request_timeout: Duration::from_millis(rng.random_range(150..=1_000)),
+            attempts_max: rng.random_range(2..=6),
+            roaming_clients_per_mille: rng.random_range(0..=1000),
+            local_reads_per_mille: rng.random_range(0..=100),
+            conditional_per_mille: rng.random_range(0..=600),
+            hot_notes: rng.random_range(1..=4),
+            lists: rng.random_bool(0.5),
+        };
+        SimOptions {
+            seed,
+            protocol,
+            beyond_model,
+            replica_count,
+            timing,
+            network,
+            faults,
+            workload,
+            safety_duration: Duration::from_millis(rng.random_range(500..=3_000)),
+            liveness_bound: Duration::from_secs(10),
+            defect: None,
+            streams,
+        }
+    }
+
+    /// The one command that replays this run.
+    pub fn replay_command(&self) -> String {
+        let beyond = if self.beyond_model { " --beyond-model" } else { "" };
+        format!("noted-sim run --protocol {} --seed {}{beyond}", self.protocol, self.seed)
+    }
+}
+
+fn millis(duration: Duration) -> String {
+    format!("{}ms", duration.as_micros() as f64 / 1000.0)
+}
+
+impl fmt::Display for SimOptions {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (network, faults, workload) = (&self.network, &self.faults, &self.workload);
+        writeln!(
+            formatter,
+            "seed {} protocol {} replicas {}{}{}",
+            self.seed,
+            self.protocol,
+            self.replica_count,
+            if self.beyond_model { " beyond-model" } else { "" },
+            self.defect.map_or(String::new(), |defect| format!(" defect {defect:?}")),
+        )?;
+        writeln!(
+            formatter,
+            "timing: retransmit {} heartbeat {}; safety phase {}, liveness bound {}",
+            millis(self.timing.retransmit_timeout),
+            millis(self.timing.heartbeat_interval),
+            millis(self.safety_duration),
+            millis(self.liveness_bound),
+        )?;
+        writeln!(
+            formatter,
+            "network: delay {}+{} tail {}‰ up to {}, loss {}‰, duplication {}‰, paused replicas {} messages",
+            millis(network.delay_min),
+            millis(network.delay_spread),
+            network.tail_per_mille,
+            millis(network.tail_max),
+            network.loss_per_mille,
+            network.duplicate_per_mille,
+            if network.hold_while_paused { "hold" } else { "drop" },
+        )?;
+        writeln!(
+            formatter,
+            "faults: every {} lasting {}, partitions {}, crashes {:?}, pauses {}, clock skew {} drift {}ppm",
+            faults.mean_interval.map_or("never".to_string(), millis),
+            millis(faults.mean_duration),
+            faults.partitions,
+            faults.crashes,
+            faults.pauses,
+            millis(faults.clock_skew_max),
+            faults.clock_drift_max_ppm,
+        )?;
+        write!(
+            formatter,
+            "workload: {} clients x {} (+{} after healing) operations, think {}, timeout {} x {} attempts, \
+             roaming {}‰, local reads {}‰, conditional {}‰, {} hot notes, lists {}",
+            workload.client_count,
+            workload.operations_per_client,
+            workload.liveness_operations_per_client,
+            millis(workload.think_time_max),
+            millis(workload.request_timeout),
+            workload.attempts_max,
+            workload.roaming_clients_per_mille,
+            workload.local_reads_per_mille,
+            workload.conditional_per_mille,
+            workload.hot_notes,
+            workload.lists,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_decimal_or_the_first_sixteen_hex_digits_of_a_hash() {
+        assert_eq!(parse_seed("42"), Ok(42));
+        assert_eq!(parse_seed("5b9e8b1"), Ok(0x5b9e8b1));
+        assert_eq!(parse_seed("0e92d3b0e92d3b0e92d3b0e92d3b0e92d3b0e92d"), Ok(0x0e92d3b0e92d3b0e));
+        assert!(parse_seed("not-a-seed").is_err());
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_options() {
+        let first = SimOptions::from_seed(SimProtocol::RemoteWrite, 7, false);
+        assert_eq!(first, SimOptions::from_seed(SimProtocol::RemoteWrite, 7, false));
+    }
+
+    #[test]
+    fn crashes_stay_inside_the_budget() {
+        for seed in 0..200 {
+            let options = SimOptions::from_seed(SimProtocol::LocalWrite, seed, false);
+            assert_eq!(options.faults.crashes, CrashBudget::None);
+        }
+    }
+}

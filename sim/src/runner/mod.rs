@@ -1,0 +1,496 @@
+//! One simulated run: seed -> options -> a cluster of replicas, clients and a
+//! network on one event queue -> a safety phase with faults -> a liveness phase
+//! with every fault healed -> the history and the checks' verdicts.
+//!
+//! Every event sits in one queue ordered by (simulated true time, sequence
+//! number), so events at the same instant run in the order they were scheduled.
+//! Nothing in a run reads a clock, starts a thread or draws randomness but from
+//! the seed: the same seed gives the same bytes of trace.
+
+mod clients;
+mod fault_actions;
+mod liveness;
+mod panics;
+
+use std::collections::BTreeMap;
+
+pub use panics::{panic_message, quietly};
+
+use noted_core::{
+    ClientId, ClientRequest, ClusterId, Config, Freshness, Input, Message, Output, ReplicaId, Reply, RequestNumber,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::clock::ReplicaClock;
+use crate::faults::FaultInjector;
+use crate::history::{Event as HistoryEvent, Header, History, ModelName};
+use crate::network::{Fate, Network};
+use crate::options::SimOptions;
+use crate::outcome::{Failure, FailureKind, RunOutcome};
+use crate::trace::{Trace, describe_event, describe_message, describe_operation};
+use crate::workload::{PlannedOperation, Workload};
+
+/// A run that processes more events than this is stuck in a loop (a replica asking
+/// for a timeout that never advances): reported as a liveness failure.
+const EVENTS_MAX: u64 = 20_000_000;
+/// How often the liveness phase checks whether the run is done.
+const LIVENESS_PROBE_NANOS: u64 = 20_000_000;
+
+#[derive(Clone, Debug)]
+enum SimEvent {
+    /// A peer message reaches `to`.
+    Deliver {
+        from: ReplicaId,
+        to: ReplicaId,
+        message: Message,
+    },
+    /// A client's request reaches a replica.
+    RequestArrives {
+        to: ReplicaId,
+        request: ClientRequest,
+    },
+    /// A replica's answer reaches its client.
+    ReplyArrives {
+        from: ReplicaId,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        stale: bool,
+    },
+    /// A replica's deadline; ignored unless `token` is still the replica's current one.
+    ReplicaTimer {
+        replica: ReplicaId,
+        token: u64,
+    },
+    ClientIssue {
+        client_index: usize,
+    },
+    ClientTimeout {
+        client_index: usize,
+        request_number: RequestNumber,
+        attempt: u32,
+    },
+    FaultTick,
+    HealPartition {
+        generation: u64,
+    },
+    Restart {
+        replica: ReplicaId,
+    },
+    Resume {
+        replica: ReplicaId,
+    },
+    StartLiveness,
+    LivenessProbe,
+}
+
+#[derive(Debug)]
+struct SimReplica {
+    config: Config,
+    clock: ReplicaClock,
+    /// `None` while crashed.
+    replica: Option<noted_core::Replica>,
+    paused: bool,
+    /// Events that arrived while paused and wait for the resume.
+    held: Vec<SimEvent>,
+    /// The scheduled timer: (true time, token).
+    timer: Option<(u64, u64)>,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    request: ClientRequest,
+    planned: PlannedOperation,
+    /// The history operation id; `None` for unrecorded (local) reads.
+    history_id: Option<u64>,
+    attempts: u32,
+    /// Copies of the request the network carried (attempts and duplicates).
+    copies_sent: u32,
+}
+
+#[derive(Debug)]
+struct SimClient {
+    id: ClientId,
+    home: ReplicaId,
+    /// The client's number in the history; a client that gives up continues under a new one,
+    /// so that every history client has at most one operation in flight.
+    history_client: u64,
+    next_request_number: RequestNumber,
+    operations_left: u32,
+    in_flight: Option<InFlight>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness { deadline: u64 },
+    Finished,
+}
+
+/// What a run is asked to do beyond its seed.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    pub options: SimOptions,
+    pub trace: bool,
+}
+
+#[derive(Debug)]
+struct Simulation {
+    options: SimOptions,
+    now: u64,
+    sequence: u64,
+    queue: BTreeMap<(u64, u64), SimEvent>,
+    replicas: Vec<SimReplica>,
+    clients: Vec<SimClient>,
+    network: Network,
+    faults: FaultInjector,
+    workload: Workload,
+    phase: Phase,
+    partition_generation: u64,
+    next_timer_token: u64,
+    next_history_client: u64,
+    history: History,
+    next_history_id: u64,
+    /// The client request behind each history operation, to find its lines in the trace.
+    origins: BTreeMap<u64, (ClientId, RequestNumber)>,
+    trace: Trace,
+    events: u64,
+    failure: Option<Failure>,
+}
+
+/// Runs one seed to its end and returns what happened. Panics inside a replica are
+/// caught and reported as [`FailureKind::Panic`].
+pub fn simulate(settings: &RunSettings) -> RunOutcome {
+    let mut simulation = match Simulation::new(settings) {
+        Ok(simulation) => simulation,
+        Err(failure) => {
+            return RunOutcome::without_history(settings.options.clone(), failure);
+        }
+    };
+    simulation.run();
+    simulation.finish()
+}
+
+impl Simulation {
+    fn new(settings: &RunSettings) -> Result<Simulation, Failure> {
+        let options = settings.options.clone();
+        let Some(protocol) = options.protocol.kind() else {
+            return Err(Failure::new(
+                FailureKind::Setup,
+                format!("protocol {} is not implemented by noted-core yet", options.protocol),
+            ));
+        };
+        let mut clock_rng = ChaCha8Rng::seed_from_u64(options.streams.clocks);
+        let skew_max_nanos = u64::try_from(options.faults.clock_skew_max.as_nanos()).unwrap_or(u64::MAX);
+        let mut replicas = Vec::new();
+        for index in 0..options.replica_count {
+            let mut config = Config::new(
+                ClusterId(options.seed),
+                ReplicaId(index),
+                options.replica_count,
+                protocol,
+                options.streams.replicas.wrapping_add(u64::from(index)),
+            );
+            config.timing = options.timing;
+            config.defect = options.defect;
+            let clock = ReplicaClock::random(&mut clock_rng, skew_max_nanos, options.faults.clock_drift_max_ppm);
+            let replica = noted_core::Replica::new(config.clone(), clock.local(0))
+                .map_err(|error| Failure::new(FailureKind::Setup, format!("invalid configuration: {error}")))?;
+            replicas.push(SimReplica {
+                config,
+                clock,
+                replica: Some(replica),
+                paused: false,
+                held: Vec::new(),
+                timer: None,
+            });
+        }
+        let mut workload = Workload::new(options.workload, ChaCha8Rng::seed_from_u64(options.streams.workload));
+        let clients = (0..options.workload.client_count)
+            .map(|index| SimClient {
+                id: ClientId(index + 1),
+                home: ReplicaId(
+                    u8::try_from(workload.random_index(usize::from(options.replica_count))).expect("few replicas"),
+                ),
+                history_client: index,
+                next_request_number: 1,
+                operations_left: options.workload.operations_per_client,
+                in_flight: None,
+            })
+            .collect();
+        let mut header = Header::new(ModelName::Notes);
+        header.source = Some(options.replay_command());
+        let mut simulation = Simulation {
+            network: Network::new(options.network, ChaCha8Rng::seed_from_u64(options.streams.network)),
+            faults: FaultInjector::new(options.faults, ChaCha8Rng::seed_from_u64(options.streams.faults)),
+            workload,
+            now: 0,
+            sequence: 0,
+            queue: BTreeMap::new(),
+            replicas,
+            clients,
+            phase: Phase::Safety,
+            partition_generation: 0,
+            next_timer_token: 0,
+            next_history_client: options.workload.client_count,
+            history: History::new(header),
+            next_history_id: 0,
+            origins: BTreeMap::new(),
+            trace: Trace::new(settings.trace),
+            events: 0,
+            failure: None,
+            options,
+        };
+        simulation.trace.note(format_args!("{}", simulation.options));
+        for replica in &simulation.replicas {
+            simulation.trace.note(format_args!(
+                "clock {}: offset {}us drift {}ppm",
+                replica.config.replica,
+                replica.clock.offset_nanos() / 1_000,
+                replica.clock.drift_ppm()
+            ));
+        }
+        for index in 0..simulation.replicas.len() {
+            simulation.reschedule_timer(ReplicaId(u8::try_from(index).expect("few replicas")));
+        }
+        for client_index in 0..simulation.clients.len() {
+            let think = simulation.workload.think_time_nanos();
+            simulation.schedule(think, SimEvent::ClientIssue { client_index });
+        }
+        if let Some(interval) = simulation.faults.next_interval() {
+            simulation.schedule(nanos(interval), SimEvent::FaultTick);
+        }
+        simulation.schedule(nanos(simulation.options.safety_duration), SimEvent::StartLiveness);
+        Ok(simulation)
+    }
+
+    fn schedule(&mut self, after_nanos: u64, event: SimEvent) {
+        self.sequence += 1;
+        self.queue.insert((self.now.saturating_add(after_nanos), self.sequence), event);
+    }
+
+    fn run(&mut self) {
+        while self.phase != Phase::Finished {
+            let Some(((time, _), event)) = self.queue.pop_first() else {
+                self.fail(FailureKind::Liveness, "nothing left to simulate, yet the run is not done".into());
+                break;
+            };
+            self.now = time;
+            self.events += 1;
+            if self.events > EVENTS_MAX {
+                self.fail(FailureKind::Liveness, format!("more than {EVENTS_MAX} events: the run does not settle"));
+                break;
+            }
+            self.dispatch(event);
+        }
+    }
+
+    fn fail(&mut self, kind: FailureKind, message: String) {
+        self.trace.line(self.now, format_args!("FAILURE {kind}: {message}"));
+        if self.failure.is_none() {
+            self.failure = Some(Failure::new(kind, message));
+        }
+        self.phase = Phase::Finished;
+    }
+
+    fn dispatch(&mut self, event: SimEvent) {
+        match event {
+            SimEvent::Deliver { from, to, message } => {
+                if self.network.is_cut(from, to) {
+                    self.trace
+                        .line(self.now, format_args!("{from} -/-> {to} cut by the partition: {}", message.kind()));
+                    return;
+                }
+                if self.hold_or_drop(to, &SimEvent::Deliver { from, to, message: message.clone() }) {
+                    return;
+                }
+                if self.trace.is_enabled() {
+                    self.trace.line(self.now, format_args!("{from} --> {to} {}", describe_message(&message)));
+                }
+                self.input(to, Input::Message { from, message });
+            }
+            SimEvent::RequestArrives { to, request } => {
+                if self.hold_or_drop(to, &SimEvent::RequestArrives { to, request: request.clone() }) {
+                    return;
+                }
+                if self.trace.is_enabled() {
+                    self.trace.line(
+                        self.now,
+                        format_args!(
+                            "{}#{} --> {to} request {:?} {}",
+                            request.client,
+                            request.request_number,
+                            request.consistency,
+                            describe_operation(&request.operation)
+                        ),
+                    );
+                }
+                self.input(to, Input::Request(request));
+            }
+            SimEvent::ReplyArrives { from, client, request_number, reply, stale } => {
+                self.on_reply(from, client, request_number, reply, stale)
+            }
+            SimEvent::ReplicaTimer { replica, token } => {
+                let state = &mut self.replicas[replica.index()];
+                if state.timer.map(|(_, current)| current) != Some(token) || state.paused || state.replica.is_none() {
+                    return;
+                }
+                state.timer = None;
+                self.input(replica, Input::Timeout);
+            }
+            SimEvent::ClientIssue { client_index } => self.issue(client_index),
+            SimEvent::ClientTimeout { client_index, request_number, attempt } => {
+                self.on_client_timeout(client_index, request_number, attempt)
+            }
+            SimEvent::FaultTick => self.fault_tick(),
+            SimEvent::HealPartition { generation } => {
+                if generation == self.partition_generation && self.network.partition().is_some() {
+                    self.heal_partition();
+                }
+            }
+            SimEvent::Restart { replica } => self.restart(replica),
+            SimEvent::Resume { replica } => self.resume(replica),
+            SimEvent::StartLiveness => self.start_liveness(),
+            SimEvent::LivenessProbe => self.liveness_probe(),
+        }
+    }
+
+    /// A crashed replica loses what reaches it; a paused one holds or loses it. True when the
+    /// event must not be handled now.
+    fn hold_or_drop(&mut self, to: ReplicaId, event: &SimEvent) -> bool {
+        let hold = self.options.network.hold_while_paused;
+        let state = &mut self.replicas[to.index()];
+        if state.replica.is_none() {
+            self.trace.line(self.now, format_args!("{to} is down: lost {}", event_kind(event)));
+            return true;
+        }
+        if state.paused {
+            if hold {
+                state.held.push(event.clone());
+                self.trace.line(self.now, format_args!("{to} is paused: holding {}", event_kind(event)));
+            } else {
+                self.trace.line(self.now, format_args!("{to} is paused: lost {}", event_kind(event)));
+            }
+            return true;
+        }
+        false
+    }
+
+    /// Gives one input to a replica at its own clock's reading and carries out its outputs.
+    fn input(&mut self, at: ReplicaId, input: Input) {
+        let state = &mut self.replicas[at.index()];
+        let local_now = state.clock.local(self.now);
+        let Some(replica) = state.replica.as_mut() else { return };
+        let outputs = match quietly(|| replica.handle(local_now, input)) {
+            Ok(outputs) => outputs,
+            Err((message, location)) => {
+                self.fail(FailureKind::Panic, format!("{at} panicked at {location}: {message}"));
+                return;
+            }
+        };
+        for output in outputs {
+            match output {
+                Output::Send { to, message } => self.send(at, to, message),
+                Output::Reply { client, request_number, reply, freshness } => {
+                    let stale = matches!(freshness, Freshness::PossiblyStale { .. });
+                    self.send_reply(at, client, request_number, reply, stale);
+                }
+                Output::Event(event) => {
+                    if self.trace.is_enabled() {
+                        self.trace.line(self.now, format_args!("{at} {}", describe_event(&event)));
+                    }
+                }
+            }
+        }
+        self.reschedule_timer(at);
+    }
+
+    fn send(&mut self, from: ReplicaId, to: ReplicaId, message: Message) {
+        if self.network.is_cut(from, to) {
+            self.trace.line(self.now, format_args!("{from} -/-> {to} cut by the partition: {}", message.kind()));
+            return;
+        }
+        match self.network.fate() {
+            Fate::Lost => self.trace.line(self.now, format_args!("{from} -x-> {to} lost: {}", message.kind())),
+            Fate::Delivered { delay, duplicate_delay } => {
+                if let Some(duplicate_delay) = duplicate_delay {
+                    self.trace.line(self.now, format_args!("{from} ==> {to} duplicated: {}", message.kind()));
+                    self.schedule(nanos(duplicate_delay), SimEvent::Deliver { from, to, message: message.clone() });
+                }
+                self.schedule(nanos(delay), SimEvent::Deliver { from, to, message });
+            }
+        }
+    }
+
+    fn send_reply(
+        &mut self,
+        from: ReplicaId,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        stale: bool,
+    ) {
+        match self.network.fate() {
+            Fate::Lost => self.trace.line(self.now, format_args!("{from} -x-> {client}#{request_number} reply lost")),
+            Fate::Delivered { delay, duplicate_delay } => {
+                if let Some(duplicate_delay) = duplicate_delay {
+                    let event = SimEvent::ReplyArrives { from, client, request_number, reply: reply.clone(), stale };
+                    self.schedule(nanos(duplicate_delay), event);
+                }
+                self.schedule(nanos(delay), SimEvent::ReplyArrives { from, client, request_number, reply, stale });
+            }
+        }
+    }
+
+    /// Schedules the replica's next deadline, converted from its clock to true time.
+    fn reschedule_timer(&mut self, at: ReplicaId) {
+        let now = self.now;
+        let state = &mut self.replicas[at.index()];
+        let deadline = state.replica.as_ref().and_then(|replica| replica.next_timeout());
+        let Some(deadline) = deadline else {
+            state.timer = None;
+            return;
+        };
+        let fires_at = state.clock.true_time_of(deadline).max(now);
+        if state.timer.is_some_and(|(scheduled, _)| scheduled == fires_at) {
+            return;
+        }
+        self.next_timer_token += 1;
+        let token = self.next_timer_token;
+        state.timer = Some((fires_at, token));
+        self.sequence += 1;
+        self.queue.insert((fires_at, self.sequence), SimEvent::ReplicaTimer { replica: at, token });
+    }
+
+    fn finish(mut self) -> RunOutcome {
+        // Requests still unanswered have an unknown outcome.
+        for client in &self.clients {
+            if let Some(id) = client.in_flight.as_ref().and_then(|in_flight| in_flight.history_id) {
+                self.history.events.push(HistoryEvent::info(id, client.history_client).at(self.now / 1_000));
+            }
+        }
+        RunOutcome {
+            options: self.options,
+            failure: self.failure,
+            history: self.history,
+            origins: self.origins,
+            linearizability: None,
+            trace: self.trace.into_text(),
+            events: self.events,
+            simulated_nanos: self.now,
+        }
+    }
+}
+
+fn nanos(duration: core::time::Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn event_kind(event: &SimEvent) -> String {
+    match event {
+        SimEvent::Deliver { from, message, .. } => format!("{} from {from}", message.kind()),
+        SimEvent::RequestArrives { request, .. } => format!("request {}#{}", request.client, request.request_number),
+        other => format!("{other:?}"),
+    }
+}
