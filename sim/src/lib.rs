@@ -57,7 +57,8 @@ use crate::linearizability::LinearizabilityVerdict;
 use crate::runner::{RunSettings, quietly, simulate};
 
 /// The protocols core implements today: the ones `cargo test` sweeps.
-pub const IMPLEMENTED_PROTOCOLS: [SimProtocol; 1] = [SimProtocol::RemoteWrite];
+pub const IMPLEMENTED_PROTOCOLS: [SimProtocol; 3] =
+    [SimProtocol::Vr, SimProtocol::RemoteWrite, SimProtocol::LocalWrite];
 
 /// What to run: a protocol and a seed, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -131,9 +131,11 @@ impl SimOptions {
         };
         let budget = if beyond_model { FaultBudget::UNLIMITED } else { protocol.fault_budget() };
         let replica_count = if rng.random_bool(0.7) { 3 } else { 5 };
+        let heartbeat_interval = Duration::from_millis(rng.random_range(20..=200));
         let timing = Timing {
             retransmit_timeout: Duration::from_millis(rng.random_range(10..=100)),
-            heartbeat_interval: Duration::from_millis(rng.random_range(20..=200)),
+            heartbeat_interval,
+            view_change_timeout: heartbeat_interval * rng.random_range(3..=8),
         };
         // Weather: a third of the seeds are calm, a third moderate, a third storms.
         let weather = rng.random_range(0..3u32);

@@ -79,7 +79,7 @@ impl SimProtocol {
         match self {
             SimProtocol::RemoteWrite => Some(ProtocolKind::RemoteWrite { primary: REMOTE_WRITE_PRIMARY }),
             SimProtocol::LocalWrite => Some(ProtocolKind::LocalWrite),
-            SimProtocol::Vr => None,
+            SimProtocol::Vr => Some(ProtocolKind::Vr),
         }
     }
 

@@ -7,7 +7,7 @@
 
 use core::fmt::{self, Write as _};
 
-use noted_core::protocol::remote_write;
+use noted_core::protocol::{remote_write, vr};
 use noted_core::{Event, Message, Operation, Reply};
 
 /// FNV-1a, 64 bits: a fixed, explicit hash, the same on every platform and run.
@@ -155,6 +155,63 @@ pub fn describe_message(message: &Message) -> String {
             }
         },
         Message::LocalWrite(message) => message.kind().to_string(),
+        Message::Vr(message) => describe_vr_message(message),
+    }
+}
+
+fn describe_vr_message(message: &vr::Message) -> String {
+    let entries = |entries: &[vr::Entry]| -> String {
+        let described: Vec<String> = entries
+            .iter()
+            .map(|entry| {
+                format!(
+                    "op{} v{} {}#{} {}",
+                    entry.op_number,
+                    entry.view,
+                    entry.client,
+                    entry.request_number,
+                    describe_operation(&entry.operation)
+                )
+            })
+            .collect();
+        described.join("; ")
+    };
+    match message {
+        vr::Message::Prepare { view, commit_number, entries: prepared } => {
+            format!("prepare v{view} [{}] commit {commit_number}", entries(prepared))
+        }
+        vr::Message::PrepareOk { view, op_number } => format!("prepare_ok v{view} op{op_number}"),
+        vr::Message::Commit { view, commit_number } => format!("commit v{view} commit {commit_number}"),
+        vr::Message::StartViewChange { view } => format!("start_view_change v{view}"),
+        vr::Message::DoViewChange { view, last_normal_view, commit_number, checkpoint, entries: log } => format!(
+            "do_view_change v{view} last normal v{last_normal_view} commit {commit_number} log after op{checkpoint}: {} entries",
+            log.len()
+        ),
+        vr::Message::StartView { view, commit_number, checkpoint, entries: log } => {
+            format!("start_view v{view} commit {commit_number} log after op{checkpoint}: {} entries", log.len())
+        }
+        vr::Message::Recovery { nonce } => format!("recovery nonce {nonce:x}"),
+        vr::Message::RecoveryResponse { view, responder, primary_state, .. } => format!(
+            "recovery_response v{view} {:?} op{} commit {}{}",
+            responder.status,
+            responder.op_number,
+            responder.commit_number,
+            if primary_state.is_some() { " with the primary's state" } else { "" }
+        ),
+        vr::Message::GetState { view, op_number } => format!("get_state v{view} after op{op_number}"),
+        vr::Message::NewState { view, commit_number, after, snapshot, entries: log } => format!(
+            "new_state v{view} commit {commit_number}{} then [{}] after op{after}",
+            if snapshot.is_some() { " with a snapshot" } else { "" },
+            entries(log)
+        ),
+        vr::Message::ConfirmView { view, round } => format!("confirm_view v{view} round {round}"),
+        vr::Message::ConfirmViewOk { view, round } => format!("confirm_view_ok v{view} round {round}"),
+        vr::Message::Forward { request } => {
+            format!("forward {}#{} {}", request.client, request.request_number, describe_operation(&request.operation))
+        }
+        vr::Message::ForwardReply { client, request_number, reply } => {
+            format!("forward_reply {client}#{request_number} {}", describe_reply(reply))
+        }
     }
 }
 
@@ -176,6 +233,9 @@ pub fn describe_event(event: &Event) -> String {
         Event::OwnershipAcquired { item, epoch, from } => format!("acquired {item} (epoch {epoch}) from {from}"),
         Event::OwnershipHandedOff { item, epoch, to } => format!("handed {item} (epoch {epoch}) off to {to}"),
         Event::Overloaded { queue } => format!("overloaded: {queue} queue full"),
+        Event::ViewChangeStarted { view } => format!("started a view change to v{view}"),
+        Event::ViewStarted { view, primary } => format!("view v{view} started with {primary} as primary"),
+        Event::Recovered { view, op_number } => format!("recovered in v{view} at op{op_number}"),
     }
 }
 

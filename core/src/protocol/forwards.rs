@@ -7,17 +7,25 @@ use crate::time::Instant;
 /// Requests this replica sent on to the replica that orders them, kept until the
 /// answer comes back and sent again when it is late. One per client: a client has
 /// at most one request in flight, and a newer request replaces an older one.
+///
+/// A request is sent at most [`FORWARD_ATTEMPTS_MAX`] times, then forgotten without
+/// an answer: the ordering replica stays silent about a request its client has
+/// moved past, and a client that still waits retries on its own.
 #[derive(Debug)]
 pub(crate) struct PendingForwards {
     entries: BTreeMap<ClientId, PendingForward>,
     entries_max: usize,
 }
 
+/// How many times one request is sent on before it is forgotten.
+pub(crate) const FORWARD_ATTEMPTS_MAX: u32 = 32;
+
 #[derive(Debug)]
 pub(crate) struct PendingForward {
     pub(crate) request: ClientRequest,
     pub(crate) to: ReplicaId,
     pub(crate) retry_at: Instant,
+    attempts: u32,
 }
 
 impl PendingForwards {
@@ -35,7 +43,7 @@ impl PendingForwards {
         {
             return true;
         }
-        self.entries.insert(request.client, PendingForward { request, to, retry_at });
+        self.entries.insert(request.client, PendingForward { request, to, retry_at, attempts: 1 });
         true
     }
 
@@ -49,12 +57,15 @@ impl PendingForwards {
         }
     }
 
-    /// The requests whose answer is late at `now`, rescheduled for `next_retry_at`.
+    /// The requests whose answer is late at `now`, rescheduled for `next_retry_at`;
+    /// those sent `FORWARD_ATTEMPTS_MAX` times are forgotten instead.
     pub(crate) fn due(&mut self, now: Instant, next_retry_at: Instant) -> Vec<(ReplicaId, ClientRequest)> {
+        self.entries.retain(|_, pending| pending.retry_at > now || pending.attempts < FORWARD_ATTEMPTS_MAX);
         let mut due = Vec::new();
         for pending in self.entries.values_mut() {
             if pending.retry_at <= now {
                 pending.retry_at = next_retry_at;
+                pending.attempts += 1;
                 due.push((pending.to, pending.request.clone()));
             }
         }
@@ -78,5 +89,29 @@ impl PendingForwards {
 
     pub(crate) fn check_invariants(&self) {
         assert!(self.entries.len() <= self.entries_max, "pending forwards stay within their bound");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operation::{Consistency, Operation};
+
+    #[test]
+    fn a_request_is_sent_at_most_forward_attempts_max_times() {
+        let mut forwards = PendingForwards::new(4);
+        let request = ClientRequest {
+            client: ClientId(1),
+            request_number: 1,
+            operation: Operation::Get { id: crate::ids::NoteId(1) },
+            consistency: Consistency::Linearizable,
+        };
+        assert!(forwards.insert(request, ReplicaId(0), Instant::from_millis(1)));
+        let mut sent = 1;
+        for millis in 1..100 {
+            sent += forwards.due(Instant::from_millis(millis), Instant::from_millis(millis + 1)).len();
+        }
+        assert_eq!(sent, FORWARD_ATTEMPTS_MAX as usize);
+        assert_eq!(forwards.len(), 0);
     }
 }

@@ -359,6 +359,14 @@ impl RemoteWrite {
                 }
             }
         }
+        self.apply_buffered(from, outputs);
+        let behind = self.applied < latest_sequence;
+        outputs.send(from, wrap(Message::UpdateAck { applied: self.applied, behind }));
+    }
+
+    /// Applies buffered updates that follow what is applied, in sequence order.
+    fn apply_buffered(&mut self, from: ReplicaId, outputs: &mut Outputs) {
+        let RoleState::Backup(backup) = &mut self.role else { return };
         while let Some(entry) = backup.buffered.first_entry() {
             if *entry.key() > self.applied + 1 {
                 break;
@@ -375,8 +383,6 @@ impl RemoteWrite {
             self.client_table.record(update.client, update.request_number, reply);
             self.applied = update.sequence;
         }
-        let behind = self.applied < latest_sequence;
-        outputs.send(from, wrap(Message::UpdateAck { applied: self.applied, behind }));
     }
 
     fn on_snapshot(
@@ -399,6 +405,7 @@ impl RemoteWrite {
             self.applied = sequence;
             backup.buffered.retain(|buffered_sequence, _| *buffered_sequence > sequence);
             outputs.event(Event::SnapshotInstalled { from, sequence });
+            self.apply_buffered(from, outputs);
         }
         outputs.send(from, wrap(Message::UpdateAck { applied: self.applied, behind: false }));
     }

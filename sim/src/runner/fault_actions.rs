@@ -12,7 +12,15 @@ impl Simulation {
         if self.phase != Phase::Safety {
             return;
         }
-        let crashed: Vec<bool> = self.replicas.iter().map(|replica| replica.replica.is_none()).collect();
+        // A replica that restarted but is still recovering its state counts as down:
+        // a crash budget bounds how many replicas lack their state at once.
+        let crashed: Vec<bool> = self
+            .replicas
+            .iter()
+            .map(|replica| {
+                replica.replica.as_ref().is_none_or(|replica| replica.status().role == noted_core::Role::Recovering)
+            })
+            .collect();
         let paused: Vec<bool> = self.replicas.iter().map(|replica| replica.paused).collect();
         let view = ClusterView {
             replica_count: self.options.replica_count,
