@@ -798,12 +798,12 @@ impl LocalWrite {
             Item::Note(id) => self.store.get(id),
             Item::Counter => None,
         };
-        if sequence != state.sequence || note_here != note.as_ref() {
-            // Not what this replica applied: the sender transfers only what every replica has.
+        if sequence != state.sequence || note_here != note.as_ref() || clients != state.clients {
+            // Not what this replica applied: the sender transfers only what every replica
+            // has. The item's client table stays the one recorded here, never a peer's.
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         state.change_owner(me, epoch);
-        state.clients = clients;
         // Nothing can follow what the old owner transferred but this replica's own updates.
         self.buffered -= state.buffered.len();
         state.buffered.clear();
