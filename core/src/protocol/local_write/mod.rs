@@ -158,11 +158,12 @@ pub enum Message {
         requester: ReplicaId,
         hops: u8,
     },
-    /// The ownership of `item` at `epoch`, with the state the new owner must already
-    /// hold: the sequence applied, the note (none for the counter or a deleted note)
-    /// and the item's client table.
+    /// The ownership of `item` at `epoch`, for the new owner `to`, with the state it
+    /// must already hold: the sequence applied, the note (none for the counter or a
+    /// deleted note) and the item's client table.
     Transfer {
         item: Item,
+        to: ReplicaId,
         epoch: u64,
         sequence: u64,
         note: Option<Note>,
@@ -359,6 +360,13 @@ impl LocalWrite {
         known.expect("the counter is always known").owner
     }
 
+    /// How many updates an owner keeps unacknowledged at most: no update can be more
+    /// than this far ahead of what its receiver applied (and acknowledged).
+    fn unacknowledged_max(&self) -> usize {
+        let limits = &self.config.limits;
+        limits.pending_requests_max.min(limits.log_entries_max)
+    }
+
     fn accepts_writes(&self, item: Item) -> bool {
         self.owned.get(&item).is_some_and(|owned| owned.hand_off_to.is_none())
     }
@@ -406,10 +414,14 @@ impl LocalWrite {
             Admission::Stale => return,
             Admission::Execute => {}
         }
-        let limits = &self.config.limits;
-        if self.waiting.len() >= limits.pending_requests_max.min(limits.log_entries_max) {
+        if self.waiting.len() >= self.unacknowledged_max() {
             outputs.event(Event::Overloaded { queue: "replication".into() });
             let refusal = Refusal::unavailable("this owner's replication queue is full");
+            return outputs.refuse(client, request_number, refusal);
+        }
+        if self.store.last_timestamp() == Timestamp(u64::MAX) {
+            // No later timestamp exists, and a note's writes need strictly later ones.
+            let refusal = Refusal::unavailable("timestamps are exhausted");
             return outputs.refuse(client, request_number, refusal);
         }
         let update = Update {
@@ -422,6 +434,9 @@ impl LocalWrite {
             operation,
         };
         let reply = self.apply(self.me(), &update);
+        if let (Operation::Create { .. }, Reply::Note { note }) = (&update.operation, &reply) {
+            self.discard_early(note.id, outputs);
+        }
         outputs.event(Event::Ordered {
             sequence: update.sequence,
             client,
@@ -495,7 +510,8 @@ impl LocalWrite {
         let state = self.items.get_mut(&item).expect("an owned item is known");
         let epoch = state.epoch + 1;
         state.change_owner(to, epoch);
-        let message = Message::Transfer { item, epoch, sequence: state.sequence, note, clients: state.clients.clone() };
+        let message =
+            Message::Transfer { item, to, epoch, sequence: state.sequence, note, clients: state.clients.clone() };
         outputs.send(to, wrap(message.clone()));
         outputs.event(Event::OwnershipHandedOff { item: item.to_string(), epoch, to });
         self.transfers.insert(item, TransferInFlight { to, epoch, message, retry_at });
@@ -619,11 +635,29 @@ impl LocalWrite {
         if !belongs_to_item(&update) {
             return outputs.drop_message(from, DropReason::Conflicting);
         }
+        if !epoch_possible(update.epoch) {
+            return outputs.drop_message(from, DropReason::StaleEpoch);
+        }
         let buffer_full = self.buffered >= self.config.limits.log_entries_max;
         let item = update.item;
         let owned_here = self.owned.contains_key(&item);
+        let ahead_max = u64::try_from(self.unacknowledged_max()).unwrap_or(u64::MAX);
+        let next_id = self.store.next_id();
         let Some(state) = self.items.get_mut(&item) else {
-            let Item::Note(id) = item else { unreachable!("the counter is always known") };
+            let Item::Note(id) = item else { return outputs.drop_message(from, DropReason::StaleEpoch) };
+            if id < next_id {
+                // Every id below the next one was created here, so this one never was.
+                return outputs.drop_message(from, DropReason::StaleEpoch);
+            }
+            // Its create is one of the counter updates this replica has not applied, and
+            // the note cannot have moved or had more writes than its creator keeps
+            // unacknowledged, since this replica acknowledged none of them.
+            if id.0 - next_id.0 >= ahead_max || update.sequence > ahead_max {
+                return outputs.drop_message(from, DropReason::TooFarAhead);
+            }
+            if update.epoch != CREATED_EPOCH {
+                return outputs.drop_message(from, DropReason::StaleEpoch);
+            }
             if self.early.contains_key(&(id, update.sequence)) {
                 return;
             }
@@ -637,6 +671,10 @@ impl LocalWrite {
         if update.sequence <= state.sequence {
             acknowledgements.insert((from, item));
             return;
+        }
+        if update.sequence - state.sequence > ahead_max {
+            // Its owner waits for this replica's acknowledgement before it gets that far.
+            return outputs.drop_message(from, DropReason::TooFarAhead);
         }
         if update.epoch < state.epoch {
             // The old owner handed over only after this replica applied all its updates.
@@ -707,9 +745,21 @@ impl LocalWrite {
     fn release_early(&mut self, id: NoteId, acknowledgements: &mut Acknowledgements, outputs: &mut Outputs) {
         let keys: Vec<(NoteId, u64)> = self.early.range((id, 0)..=(id, u64::MAX)).map(|(key, _)| *key).collect();
         for key in keys {
-            let (sender, update) = self.early.remove(&key).expect("listed just now");
+            let Some((sender, update)) = self.early.remove(&key) else { continue };
             self.buffered -= 1;
             self.receive(sender, update, acknowledgements, outputs);
+        }
+    }
+
+    /// A note created here: no other replica can have written it, so updates that
+    /// claimed to come early for it were forged or misdirected.
+    fn discard_early(&mut self, id: NoteId, outputs: &mut Outputs) {
+        let keys: Vec<(NoteId, u64)> = self.early.range((id, 0)..=(id, u64::MAX)).map(|(key, _)| *key).collect();
+        for key in keys {
+            if let Some((sender, _)) = self.early.remove(&key) {
+                self.buffered -= 1;
+                outputs.drop_message(sender, DropReason::Conflicting);
+            }
         }
     }
 
@@ -783,6 +833,9 @@ impl LocalWrite {
         let Some(state) = self.items.get_mut(&item) else {
             return outputs.drop_message(from, DropReason::StaleEpoch);
         };
+        if !epoch_possible(epoch) {
+            return outputs.drop_message(from, DropReason::StaleEpoch);
+        }
         if epoch <= state.epoch {
             let duplicate = state.owner == me && epoch == state.epoch;
             if !duplicate {
@@ -894,6 +947,12 @@ impl LocalWrite {
     }
 }
 
+/// Whether an epoch can be held: every epoch must leave room for the hand-off that
+/// follows it, so `u64::MAX`, which no hand-off can reach by counting, is forged.
+fn epoch_possible(epoch: u64) -> bool {
+    epoch < u64::MAX
+}
+
 /// Whether an update's operation is a write of the item it names.
 fn belongs_to_item(update: &Update) -> bool {
     match (update.item, &update.operation) {
@@ -937,7 +996,11 @@ impl Protocol for LocalWrite {
             Message::Update { entries } => self.on_update(from, entries, outputs),
             Message::UpdateAck { item, sequence } => self.on_update_ack(now, from, item, sequence, outputs),
             Message::Acquire { item, requester, hops } => self.on_acquire(now, from, item, requester, hops, outputs),
-            Message::Transfer { item, epoch, sequence, note, clients } => {
+            Message::Transfer { item, to, epoch, sequence, note, clients } => {
+                if to != self.me() {
+                    // Misdelivered: only the replica it names may take the item.
+                    return outputs.drop_message(from, DropReason::NotPrimary);
+                }
                 self.on_transfer(from, item, epoch, sequence, note, clients, outputs)
             }
             Message::TransferAck { item, epoch } => self.on_transfer_ack(item, epoch, from),

@@ -110,7 +110,7 @@ fn a_write_at_a_non_owner_moves_the_note_there_first() {
 
     let created = cluster.replica(R0).store().get(NoteId(1)).cloned();
     let clients = untouched_clients();
-    let transfer = Message::Transfer { item: NOTE_1, epoch: 2, sequence: 0, note: created.clone(), clients };
+    let transfer = Message::Transfer { item: NOTE_1, to: R1, epoch: 2, sequence: 0, note: created.clone(), clients };
     assert_eq!(
         cluster.input(R0, message(R1, acquire)),
         vec![
@@ -166,10 +166,11 @@ fn concurrent_acquirers_both_write_and_a_stale_transfer_is_dropped() {
     assert_eq!((final_note.body["from_r1"].clone(), final_note.body["from_r2"].clone()), (json!(true), json!(true)));
     cluster.assert_converged();
 
-    let stale = Message::Transfer { item: NOTE_1, epoch: 2, sequence: 0, note: created, clients: first_clients };
     for at in [R1, R2] {
+        let (note, clients) = (created.clone(), first_clients.clone());
+        let stale = Message::Transfer { item: NOTE_1, to: at, epoch: 2, sequence: 0, note, clients };
         assert_eq!(
-            cluster.input(at, message(R0, stale.clone())),
+            cluster.input(at, message(R0, stale)),
             vec![
                 Output::Event(Event::Dropped { from: R0, reason: DropReason::StaleEpoch }),
                 send(R0, Message::TransferAck { item: NOTE_1, epoch: 2 }),
@@ -348,6 +349,7 @@ fn bad_messages_are_dropped_and_counted() {
     );
     let transfer_of_unknown = Message::Transfer {
         item: Item::Note(NoteId(4)),
+        to: R1,
         epoch: 9,
         sequence: 0,
         note: None,
