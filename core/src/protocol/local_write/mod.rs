@@ -16,7 +16,7 @@
 //!                                                          stops writing note 7,
 //!                                                          waits until every update of 7
 //!                                                          it sent is acknowledged by all
-//!                            R1 ◀── Transfer{7, e+1, s} ── R0   (R0 now believes: owner R1, e+1)
+//!                            R1 ◀── Transfer{7, R1, e+1, s} ── R0 (R0 now believes: owner R1, e+1)
 //!                            R1 ── TransferAck{7, e+1} ──▶ R0
 //!                            R1 executes the queued write as update s+1
 //!      R0 ◀── Update{7, e+1, s+1} ── R1 ── Update{7, e+1, s+1} ──▶ R2
@@ -25,12 +25,13 @@
 //! ```
 //!
 //! **Safety.** At most one replica writes an item at a time: the old owner stops
-//! before it sends `Transfer`, the new owner starts only when it receives it, and a
-//! `Transfer` whose epoch is not above the receiver's is stale and dropped (and
-//! acknowledged, so that its sender stops sending it). Because the old owner hands
-//! over only once every replica has applied every update of the item, the new owner
-//! already holds the item's state and its client table; `Transfer` carries them
-//! anyway and the receiver refuses one that disagrees with what it applied. An
+//! before it sends `Transfer`, the new owner starts only when it receives it, a
+//! `Transfer` names its new owner and any other replica drops it, and a `Transfer`
+//! whose epoch is not above the receiver's is stale and dropped (and acknowledged, so
+//! that its sender stops sending it). Because the old owner hands over only once every
+//! replica has applied every update of the item, the new owner already holds the
+//! item's state and its client table; `Transfer` carries them anyway and the receiver
+//! refuses one that disagrees with what it applied, and keeps its own. An
 //! `Acquire` that reaches a replica that is not the owner is passed on towards the
 //! owner it believes in (a bounded number of hops); the requester sends it again
 //! after `retransmit_timeout`, and an owner that receives it while its `Transfer` to
@@ -80,6 +81,22 @@
 //! The `sequence` in [`Event::Ordered`] and [`Event::Acknowledged`] is the item's own
 //! sequence. `Status::applied` counts updates applied over all items.
 //!
+//! **Bad input.** A peer message is checked against what this replica can know
+//! before it changes anything, and dropped with a [`DropReason`] when it cannot be
+//! right: a sender or a named replica outside the cluster; a `Transfer` for another
+//! replica, or disagreeing with what was applied here; an epoch of `u64::MAX` (no
+//! hand-off could follow it); an update further ahead of what this replica applied
+//! than an owner keeps unacknowledged (`min(pending_requests_max, log_entries_max)`),
+//! which also bounds how far ahead of this store's next id a not-yet-created note
+//! can be; an update of a note id below that next id that this replica never created;
+//! an update whose operation does not write its item, whose client request this
+//! item's client table does not admit, or whose timestamp does not follow the note's;
+//! an acknowledgement of a sequence not yet executed. Nothing a peer sends is
+//! recorded into a client table: the tables are only ever recorded here, after
+//! `admit`. Messages within those bounds but forged can still make replicas disagree
+//! (and then an item stop moving), but never make one panic. An owner whose store
+//! has seen the timestamp `u64::MAX` refuses further writes, as no later one exists.
+//!
 //! Known costs: a late duplicate of an `Acquire` that was already served can move an
 //! item once more than needed (safe, and bounded by the duplicates); every note keeps
 //! its own client table (bounded by `clients_max` each); the derived replica-wide
@@ -88,12 +105,15 @@
 //!
 //! # Fault model
 //!
-//! Tolerated: message loss, duplication, reordering and delay; partitions (a write
+//! Tolerated: message loss, duplication, reordering and delay; delivery to a replica
+//! a message was not addressed to (what it says is still true, and a `Transfer`
+//! names its receiver); partitions (a write
 //! whose item cannot move, or whose backups cannot be reached, waits; nothing is
 //! lost); pauses; clock skew (time only drives retransmission, and timestamps come
 //! from a hybrid logical clock that never goes backwards across owners).
 //!
-//! Not tolerated: any crash. An item's owner holds in memory the only copy of its
+//! Not tolerated: any crash, nor forged messages (see **Bad input** for what still
+//! holds then). An item's owner holds in memory the only copy of its
 //! unacknowledged updates and of the right to write it, and the counter's owner the
 //! right to assign ids; a replica that restarts empty believes replica 0 owns the
 //! counter at epoch 0 and knows no notes.
