@@ -16,7 +16,7 @@
 //!                                                          stops writing note 7,
 //!                                                          waits until every update of 7
 //!                                                          it sent is acknowledged by all
-//!                            R1 ◀── Transfer{7, e+1, s} ── R0   (R0 now believes: owner R1, e+1)
+//!                            R1 ◀── Transfer{7, R1, e+1, s} ── R0 (R0 now believes: owner R1, e+1)
 //!                            R1 ── TransferAck{7, e+1} ──▶ R0
 //!                            R1 executes the queued write as update s+1
 //!      R0 ◀── Update{7, e+1, s+1} ── R1 ── Update{7, e+1, s+1} ──▶ R2
@@ -25,12 +25,13 @@
 //! ```
 //!
 //! **Safety.** At most one replica writes an item at a time: the old owner stops
-//! before it sends `Transfer`, the new owner starts only when it receives it, and a
-//! `Transfer` whose epoch is not above the receiver's is stale and dropped (and
-//! acknowledged, so that its sender stops sending it). Because the old owner hands
-//! over only once every replica has applied every update of the item, the new owner
-//! already holds the item's state and its client table; `Transfer` carries them
-//! anyway and the receiver refuses one that disagrees with what it applied. An
+//! before it sends `Transfer`, the new owner starts only when it receives it, a
+//! `Transfer` names its new owner and any other replica drops it, and a `Transfer`
+//! whose epoch is not above the receiver's is stale and dropped (and acknowledged, so
+//! that its sender stops sending it). Because the old owner hands over only once every
+//! replica has applied every update of the item, the new owner already holds the
+//! item's state and its client table; `Transfer` carries them anyway and the receiver
+//! refuses one that disagrees with what it applied, and keeps its own. An
 //! `Acquire` that reaches a replica that is not the owner is passed on towards the
 //! owner it believes in (a bounded number of hops); the requester sends it again
 //! after `retransmit_timeout`, and an owner that receives it while its `Transfer` to
@@ -80,6 +81,22 @@
 //! The `sequence` in [`Event::Ordered`] and [`Event::Acknowledged`] is the item's own
 //! sequence. `Status::applied` counts updates applied over all items.
 //!
+//! **Bad input.** A peer message is checked against what this replica can know
+//! before it changes anything, and dropped with a [`DropReason`] when it cannot be
+//! right: a sender or a named replica outside the cluster; a `Transfer` for another
+//! replica, or disagreeing with what was applied here; an epoch of `u64::MAX` (no
+//! hand-off could follow it); an update further ahead of what this replica applied
+//! than an owner keeps unacknowledged (`min(pending_requests_max, log_entries_max)`),
+//! which also bounds how far ahead of this store's next id a not-yet-created note
+//! can be; an update of a note id below that next id that this replica never created;
+//! an update whose operation does not write its item, whose client request this
+//! item's client table does not admit, or whose timestamp does not follow the note's;
+//! an acknowledgement of a sequence not yet executed. Nothing a peer sends is
+//! recorded into a client table: the tables are only ever recorded here, after
+//! `admit`. Messages within those bounds but forged can still make replicas disagree
+//! (and then an item stop moving), but never make one panic. An owner whose store
+//! has seen the timestamp `u64::MAX` refuses further writes, as no later one exists.
+//!
 //! Known costs: a late duplicate of an `Acquire` that was already served can move an
 //! item once more than needed (safe, and bounded by the duplicates); every note keeps
 //! its own client table (bounded by `clients_max` each); the derived replica-wide
@@ -88,12 +105,15 @@
 //!
 //! # Fault model
 //!
-//! Tolerated: message loss, duplication, reordering and delay; partitions (a write
+//! Tolerated: message loss, duplication, reordering and delay; delivery to a replica
+//! a message was not addressed to (what it says is still true, and a `Transfer`
+//! names its receiver); partitions (a write
 //! whose item cannot move, or whose backups cannot be reached, waits; nothing is
 //! lost); pauses; clock skew (time only drives retransmission, and timestamps come
 //! from a hybrid logical clock that never goes backwards across owners).
 //!
-//! Not tolerated: any crash. An item's owner holds in memory the only copy of its
+//! Not tolerated: any crash, nor forged messages (see **Bad input** for what still
+//! holds then). An item's owner holds in memory the only copy of its
 //! unacknowledged updates and of the right to write it, and the counter's owner the
 //! right to assign ids; a replica that restarts empty believes replica 0 owns the
 //! counter at epoch 0 and knows no notes.
@@ -158,11 +178,12 @@ pub enum Message {
         requester: ReplicaId,
         hops: u8,
     },
-    /// The ownership of `item` at `epoch`, with the state the new owner must already
-    /// hold: the sequence applied, the note (none for the counter or a deleted note)
-    /// and the item's client table.
+    /// The ownership of `item` at `epoch`, for the new owner `to`, with the state it
+    /// must already hold: the sequence applied, the note (none for the counter or a
+    /// deleted note) and the item's client table.
     Transfer {
         item: Item,
+        to: ReplicaId,
         epoch: u64,
         sequence: u64,
         note: Option<Note>,
@@ -359,6 +380,13 @@ impl LocalWrite {
         known.expect("the counter is always known").owner
     }
 
+    /// How many updates an owner keeps unacknowledged at most: no update can be more
+    /// than this far ahead of what its receiver applied (and acknowledged).
+    fn unacknowledged_max(&self) -> usize {
+        let limits = &self.config.limits;
+        limits.pending_requests_max.min(limits.log_entries_max)
+    }
+
     fn accepts_writes(&self, item: Item) -> bool {
         self.owned.get(&item).is_some_and(|owned| owned.hand_off_to.is_none())
     }
@@ -406,10 +434,14 @@ impl LocalWrite {
             Admission::Stale => return,
             Admission::Execute => {}
         }
-        let limits = &self.config.limits;
-        if self.waiting.len() >= limits.pending_requests_max.min(limits.log_entries_max) {
+        if self.waiting.len() >= self.unacknowledged_max() {
             outputs.event(Event::Overloaded { queue: "replication".into() });
             let refusal = Refusal::unavailable("this owner's replication queue is full");
+            return outputs.refuse(client, request_number, refusal);
+        }
+        if self.store.last_timestamp() == Timestamp(u64::MAX) {
+            // No later timestamp exists, and a note's writes need strictly later ones.
+            let refusal = Refusal::unavailable("timestamps are exhausted");
             return outputs.refuse(client, request_number, refusal);
         }
         let update = Update {
@@ -422,6 +454,9 @@ impl LocalWrite {
             operation,
         };
         let reply = self.apply(self.me(), &update);
+        if let (Operation::Create { .. }, Reply::Note { note }) = (&update.operation, &reply) {
+            self.discard_early(note.id, outputs);
+        }
         outputs.event(Event::Ordered {
             sequence: update.sequence,
             client,
@@ -495,7 +530,8 @@ impl LocalWrite {
         let state = self.items.get_mut(&item).expect("an owned item is known");
         let epoch = state.epoch + 1;
         state.change_owner(to, epoch);
-        let message = Message::Transfer { item, epoch, sequence: state.sequence, note, clients: state.clients.clone() };
+        let message =
+            Message::Transfer { item, to, epoch, sequence: state.sequence, note, clients: state.clients.clone() };
         outputs.send(to, wrap(message.clone()));
         outputs.event(Event::OwnershipHandedOff { item: item.to_string(), epoch, to });
         self.transfers.insert(item, TransferInFlight { to, epoch, message, retry_at });
@@ -619,11 +655,29 @@ impl LocalWrite {
         if !belongs_to_item(&update) {
             return outputs.drop_message(from, DropReason::Conflicting);
         }
+        if !epoch_possible(update.epoch) {
+            return outputs.drop_message(from, DropReason::StaleEpoch);
+        }
         let buffer_full = self.buffered >= self.config.limits.log_entries_max;
         let item = update.item;
         let owned_here = self.owned.contains_key(&item);
+        let ahead_max = u64::try_from(self.unacknowledged_max()).unwrap_or(u64::MAX);
+        let next_id = self.store.next_id();
         let Some(state) = self.items.get_mut(&item) else {
-            let Item::Note(id) = item else { unreachable!("the counter is always known") };
+            let Item::Note(id) = item else { return outputs.drop_message(from, DropReason::StaleEpoch) };
+            if id < next_id {
+                // Every id below the next one was created here, so this one never was.
+                return outputs.drop_message(from, DropReason::StaleEpoch);
+            }
+            // Its create is one of the counter updates this replica has not applied, and
+            // the note cannot have moved or had more writes than its creator keeps
+            // unacknowledged, since this replica acknowledged none of them.
+            if id.0 - next_id.0 >= ahead_max || update.sequence > ahead_max {
+                return outputs.drop_message(from, DropReason::TooFarAhead);
+            }
+            if update.epoch != CREATED_EPOCH {
+                return outputs.drop_message(from, DropReason::StaleEpoch);
+            }
             if self.early.contains_key(&(id, update.sequence)) {
                 return;
             }
@@ -637,6 +691,10 @@ impl LocalWrite {
         if update.sequence <= state.sequence {
             acknowledgements.insert((from, item));
             return;
+        }
+        if update.sequence - state.sequence > ahead_max {
+            // Its owner waits for this replica's acknowledgement before it gets that far.
+            return outputs.drop_message(from, DropReason::TooFarAhead);
         }
         if update.epoch < state.epoch {
             // The old owner handed over only after this replica applied all its updates.
@@ -707,9 +765,21 @@ impl LocalWrite {
     fn release_early(&mut self, id: NoteId, acknowledgements: &mut Acknowledgements, outputs: &mut Outputs) {
         let keys: Vec<(NoteId, u64)> = self.early.range((id, 0)..=(id, u64::MAX)).map(|(key, _)| *key).collect();
         for key in keys {
-            let (sender, update) = self.early.remove(&key).expect("listed just now");
+            let Some((sender, update)) = self.early.remove(&key) else { continue };
             self.buffered -= 1;
             self.receive(sender, update, acknowledgements, outputs);
+        }
+    }
+
+    /// A note created here: no other replica can have written it, so updates that
+    /// claimed to come early for it were forged or misdirected.
+    fn discard_early(&mut self, id: NoteId, outputs: &mut Outputs) {
+        let keys: Vec<(NoteId, u64)> = self.early.range((id, 0)..=(id, u64::MAX)).map(|(key, _)| *key).collect();
+        for key in keys {
+            if let Some((sender, _)) = self.early.remove(&key) {
+                self.buffered -= 1;
+                outputs.drop_message(sender, DropReason::Conflicting);
+            }
         }
     }
 
@@ -783,6 +853,9 @@ impl LocalWrite {
         let Some(state) = self.items.get_mut(&item) else {
             return outputs.drop_message(from, DropReason::StaleEpoch);
         };
+        if !epoch_possible(epoch) {
+            return outputs.drop_message(from, DropReason::StaleEpoch);
+        }
         if epoch <= state.epoch {
             let duplicate = state.owner == me && epoch == state.epoch;
             if !duplicate {
@@ -798,12 +871,12 @@ impl LocalWrite {
             Item::Note(id) => self.store.get(id),
             Item::Counter => None,
         };
-        if sequence != state.sequence || note_here != note.as_ref() {
-            // Not what this replica applied: the sender transfers only what every replica has.
+        if sequence != state.sequence || note_here != note.as_ref() || clients != state.clients {
+            // Not what this replica applied: the sender transfers only what every replica
+            // has. The item's client table stays the one recorded here, never a peer's.
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         state.change_owner(me, epoch);
-        state.clients = clients;
         // Nothing can follow what the old owner transferred but this replica's own updates.
         self.buffered -= state.buffered.len();
         state.buffered.clear();
@@ -894,6 +967,12 @@ impl LocalWrite {
     }
 }
 
+/// Whether an epoch can be held: every epoch must leave room for the hand-off that
+/// follows it, so `u64::MAX`, which no hand-off can reach by counting, is forged.
+fn epoch_possible(epoch: u64) -> bool {
+    epoch < u64::MAX
+}
+
 /// Whether an update's operation is a write of the item it names.
 fn belongs_to_item(update: &Update) -> bool {
     match (update.item, &update.operation) {
@@ -937,7 +1016,11 @@ impl Protocol for LocalWrite {
             Message::Update { entries } => self.on_update(from, entries, outputs),
             Message::UpdateAck { item, sequence } => self.on_update_ack(now, from, item, sequence, outputs),
             Message::Acquire { item, requester, hops } => self.on_acquire(now, from, item, requester, hops, outputs),
-            Message::Transfer { item, epoch, sequence, note, clients } => {
+            Message::Transfer { item, to, epoch, sequence, note, clients } => {
+                if to != self.me() {
+                    // Misdelivered: only the replica it names may take the item.
+                    return outputs.drop_message(from, DropReason::NotPrimary);
+                }
                 self.on_transfer(from, item, epoch, sequence, note, clients, outputs)
             }
             Message::TransferAck { item, epoch } => self.on_transfer_ack(item, epoch, from),

@@ -110,7 +110,7 @@ fn a_write_at_a_non_owner_moves_the_note_there_first() {
 
     let created = cluster.replica(R0).store().get(NoteId(1)).cloned();
     let clients = untouched_clients();
-    let transfer = Message::Transfer { item: NOTE_1, epoch: 2, sequence: 0, note: created.clone(), clients };
+    let transfer = Message::Transfer { item: NOTE_1, to: R1, epoch: 2, sequence: 0, note: created.clone(), clients };
     assert_eq!(
         cluster.input(R0, message(R1, acquire)),
         vec![
@@ -166,10 +166,11 @@ fn concurrent_acquirers_both_write_and_a_stale_transfer_is_dropped() {
     assert_eq!((final_note.body["from_r1"].clone(), final_note.body["from_r2"].clone()), (json!(true), json!(true)));
     cluster.assert_converged();
 
-    let stale = Message::Transfer { item: NOTE_1, epoch: 2, sequence: 0, note: created, clients: first_clients };
     for at in [R1, R2] {
+        let (note, clients) = (created.clone(), first_clients.clone());
+        let stale = Message::Transfer { item: NOTE_1, to: at, epoch: 2, sequence: 0, note, clients };
         assert_eq!(
-            cluster.input(at, message(R0, stale.clone())),
+            cluster.input(at, message(R0, stale)),
             vec![
                 Output::Event(Event::Dropped { from: R0, reason: DropReason::StaleEpoch }),
                 send(R0, Message::TransferAck { item: NOTE_1, epoch: 2 }),
@@ -348,6 +349,7 @@ fn bad_messages_are_dropped_and_counted() {
     );
     let transfer_of_unknown = Message::Transfer {
         item: Item::Note(NoteId(4)),
+        to: R1,
         epoch: 9,
         sequence: 0,
         note: None,
@@ -358,6 +360,79 @@ fn bad_messages_are_dropped_and_counted() {
         vec![Output::Event(Event::Dropped { from: R2, reason: DropReason::StaleEpoch })]
     );
     assert_eq!(cluster.replica(R1).counters().messages_dropped, 3);
+}
+
+/// A `Transfer` delivered to a replica it does not name, or carrying a client table
+/// other than the one the receiver recorded, is dropped; the real one still works.
+#[test]
+fn a_misdelivered_or_forged_transfer_is_dropped() {
+    let mut cluster = cluster_with_note_1(12);
+    let acquire = Message::Acquire { item: NOTE_1, requester: R1, hops: 0 };
+    cluster.input(R1, request(8, 1, replace(1, json!({"title": "b"}), None)));
+    let outputs = cluster.input(R0, message(R1, acquire));
+    let Some(Output::Send { message: AnyMessage::LocalWrite(transfer), .. }) = outputs.first().cloned() else {
+        panic!("R0 hands note 1 over: {outputs:?}")
+    };
+    assert_eq!(
+        cluster.input(R2, message(R0, transfer.clone())),
+        vec![Output::Event(Event::Dropped { from: R0, reason: DropReason::NotPrimary })],
+        "the Transfer names R1"
+    );
+    let Message::Transfer { item, to, epoch, sequence, note, .. } = transfer.clone() else { panic!("a Transfer") };
+    let mut clients = untouched_clients();
+    clients.record(ClientId(9), 1_000, Reply::Deleted { id: NoteId(1) });
+    assert_eq!(
+        cluster.input(R1, message(R0, Message::Transfer { item, to, epoch, sequence, note, clients })),
+        vec![Output::Event(Event::Dropped { from: R0, reason: DropReason::ImpossibleSequence })],
+        "R1 recorded no request of client 9 on note 1"
+    );
+    let accepted = cluster.input(R1, message(R0, transfer));
+    assert!(accepted.contains(&Output::Event(Event::OwnershipAcquired { item: "note-1".into(), epoch: 2, from: R0 })));
+    cluster.run(1_000);
+    assert!(matches!(cluster.reply(8, 1), Some(Reply::Note { .. })));
+    assert_eq!(cluster.replica(R2).counters().messages_dropped, 1);
+    cluster.assert_converged();
+}
+
+/// Updates no owner could have sent to this replica yet are dropped before they
+/// change anything: an epoch no hand-off could follow, a sequence further ahead than
+/// an owner keeps unacknowledged, a note id that was never created although lower
+/// ids were, and a note id too far past the next one.
+#[test]
+fn impossible_updates_are_dropped() {
+    let mut cluster = cluster_with_note_1(13);
+    let limits = crate::config::Limits::default();
+    let ahead_max = limits.pending_requests_max.min(limits.log_entries_max) as u64;
+    let update = |item: Item, epoch: u64, sequence: u64| Update {
+        item,
+        epoch,
+        sequence,
+        client: ClientId(3),
+        request_number: 1,
+        operation: match item {
+            Item::Note(id) => patch(id.0, json!({"forged": true}), None),
+            Item::Counter => create(json!({})),
+        },
+        timestamp: Timestamp(u64::MAX - 1),
+    };
+    let cases = [
+        (update(NOTE_1, u64::MAX, 1), DropReason::StaleEpoch),
+        (update(NOTE_1, 1, 1 + ahead_max), DropReason::TooFarAhead),
+        (update(Item::Counter, 0, 1 + ahead_max + 1), DropReason::TooFarAhead),
+        (update(Item::Note(NoteId(0)), 1, 1), DropReason::StaleEpoch),
+        (update(Item::Note(NoteId(2 + ahead_max)), 1, 1), DropReason::TooFarAhead),
+        (update(Item::Note(NoteId(2)), 2, 1), DropReason::StaleEpoch),
+    ];
+    for (update, reason) in cases {
+        assert_eq!(
+            cluster.input(R1, message(R0, Message::Update { entries: vec![update.clone()] })),
+            vec![Output::Event(Event::Dropped { from: R0, reason })],
+            "{update:?}"
+        );
+    }
+    assert_eq!(cluster.replica(R1).status().applied, 1, "only the create of note 1");
+    cluster.run(1_000);
+    cluster.assert_converged();
 }
 
 /// Three replicas, every kind of write, with messages lost, duplicated and
