@@ -1,7 +1,9 @@
 use std::collections::BTreeMap;
 
 use crate::ids::{ClientId, ReplicaId, RequestNumber};
-use crate::operation::ClientRequest;
+use crate::operation::{ClientRequest, Refusal, Reply};
+use crate::protocol::Outputs;
+use crate::replica::Freshness;
 use crate::time::Instant;
 
 /// Requests this replica sent on to the replica that orders them, kept until the
@@ -45,6 +47,30 @@ impl PendingForwards {
         }
         self.entries.insert(request.client, PendingForward { request, to, retry_at, attempts: 1 });
         true
+    }
+
+    /// Gives the client the ordering replica's answer to a forwarded request.
+    ///
+    /// A refusal as unavailable is not passed on: the ordering replica could not
+    /// take this copy of the request, but another copy (a retransmission, or a
+    /// duplicate the network made) may still reach it and take effect, so telling
+    /// the client "unavailable", which promises no effect, could be false. The
+    /// request stays pending and is sent again; if it never succeeds, the client's
+    /// own timeout leaves its outcome unknown, as it is. A reply to a request no
+    /// longer pending is a duplicate: the client was answered.
+    pub(crate) fn answer(
+        &mut self,
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+        outputs: &mut Outputs,
+    ) {
+        if matches!(reply, Reply::Refused { refusal: Refusal::Unavailable { .. } }) {
+            return;
+        }
+        if self.take(client, request_number).is_some() {
+            outputs.reply(client, request_number, reply, Freshness::Ordered);
+        }
     }
 
     /// Takes the pending request `(client, request_number)` when its answer arrives.

@@ -409,19 +409,6 @@ impl RemoteWrite {
         }
         outputs.send(from, wrap(Message::UpdateAck { applied: self.applied, behind: false }));
     }
-
-    fn on_forward_reply(
-        &mut self,
-        client: ClientId,
-        request_number: RequestNumber,
-        reply: Reply,
-        outputs: &mut Outputs,
-    ) {
-        // A reply to a request no longer pending is a duplicate: the client was answered.
-        if self.forwards.take(client, request_number).is_some() {
-            outputs.reply(client, request_number, reply, Freshness::Ordered);
-        }
-    }
 }
 
 fn wrap(message: Message) -> AnyMessage {
@@ -468,7 +455,7 @@ impl Protocol for RemoteWrite {
                 if from != self.primary {
                     return outputs.drop_message(from, DropReason::NotPrimary);
                 }
-                self.on_forward_reply(client, request_number, reply, outputs);
+                self.forwards.answer(client, request_number, reply, outputs);
             }
             Message::Update { entries, latest_sequence } => self.on_update(from, entries, latest_sequence, outputs),
             Message::UpdateAck { applied, behind } => self.on_update_ack(now, from, applied, behind, outputs),

@@ -118,6 +118,10 @@ struct Timers {
 #[derive(Debug)]
 struct PrimaryRole {
     backups: BTreeMap<ReplicaId, BackupProgress>,
+    /// Backups heard from in this view. The primary orders nothing until, with itself,
+    /// they are a quorum: a primary that no quorum can follow stays empty, and a
+    /// new cluster whose other replicas are still starting can still form.
+    heard_from: BTreeSet<ReplicaId>,
     /// Clients whose request is in the log, waiting for its commit to be answered.
     waiting: BTreeMap<ClientId, Waiter>,
     reads: ReadRounds,
@@ -308,18 +312,6 @@ impl Vr {
         outputs.send(primary, wrap(Message::Forward { request }));
     }
 
-    fn on_forward_reply(
-        &mut self,
-        client: ClientId,
-        request_number: RequestNumber,
-        reply: Reply,
-        outputs: &mut Outputs,
-    ) {
-        if self.forwards.take(client, request_number).is_some() {
-            outputs.reply(client, request_number, reply, Freshness::Ordered);
-        }
-    }
-
     /// Whether a message of `view` from `from` may be processed now. Older views are
     /// dropped and counted; newer views make this replica catch up first.
     fn stale_view(&self, view: u64, from: ReplicaId, outputs: &mut Outputs) -> bool {
@@ -402,7 +394,7 @@ impl Vr {
                 }
             }
             Message::ForwardReply { client, request_number, reply } => {
-                self.on_forward_reply(client, request_number, reply, outputs)
+                self.forwards.answer(client, request_number, reply, outputs)
             }
         }
     }

@@ -1,6 +1,8 @@
 //! §4.1 Normal operation: Prepare, PrepareOk, Commit; pipelined, and batched when
 //! requests arrive faster than backups acknowledge.
 
+use std::collections::BTreeSet;
+
 use super::log::{Entry, consecutive};
 use super::{BackupProgress, Message, PrimaryRole, ReplicaStatus, Vr, Waiter, wrap};
 use crate::client_table::Admission;
@@ -12,8 +14,9 @@ use crate::replica::{DropReason, Event};
 use crate::time::Instant;
 
 impl Vr {
-    /// Becomes primary of the current view with the current log (§4.2 step 4, or a fresh start).
-    pub(super) fn become_primary(&mut self, now: Instant) {
+    /// Becomes primary of the current view with the current log (§4.2 step 4, or a
+    /// fresh start), having heard from `heard_from` in this view.
+    pub(super) fn become_primary(&mut self, now: Instant, heard_from: BTreeSet<ReplicaId>) {
         let op_number = self.log.op_number();
         // Backups acknowledge the log of StartView; if they do not, send it again.
         let retransmit_at = (op_number > self.commit_number).then(|| now + self.config.timing.retransmit_timeout);
@@ -24,9 +27,11 @@ impl Vr {
             .collect();
         self.primary = Some(PrimaryRole {
             backups,
+            heard_from,
             waiting: Default::default(),
             reads: Default::default(),
-            heartbeat_at: now + self.config.timing.heartbeat_interval,
+            // At once: backups answer the heartbeat, and the primary needs to hear a quorum.
+            heartbeat_at: now,
         });
         self.timers.primary_silence_at = None;
     }
@@ -40,6 +45,10 @@ impl Vr {
         outputs: &mut Outputs,
     ) {
         let ClientRequest { client, request_number, operation, .. } = request;
+        if !self.heard_from_quorum() {
+            let refusal = Refusal::unavailable("the primary has not heard from a quorum in this view");
+            return self.answer(origin, client, request_number, Reply::refused(refusal), outputs);
+        }
         if operation.is_read() {
             return self.enqueue_read(now, origin, client, request_number, operation, outputs);
         }
@@ -144,6 +153,7 @@ impl Vr {
         if op_number > log_op_number {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
+        primary.heard_from.insert(from);
         let progress = primary.backups.get_mut(&from).expect("senders are validated peers");
         if op_number > progress.acknowledged {
             progress.acknowledged = op_number;
@@ -226,6 +236,12 @@ impl Vr {
             self.request_state_soon(now, outputs);
         }
         self.commit_through(commit_number, outputs);
+        // The answer tells a primary that has not heard from this replica in its view yet.
+        outputs.send(from, wrap(Message::PrepareOk { view, op_number: self.log.op_number() }));
+    }
+
+    pub(super) fn heard_from_quorum(&self) -> bool {
+        self.primary.as_ref().is_some_and(|primary| primary.heard_from.len() + 1 >= self.quorum())
     }
 
     /// The primary's timers: heartbeat commits, retransmission to late backups, read rounds.

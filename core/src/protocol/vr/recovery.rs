@@ -119,8 +119,11 @@ impl Vr {
         self.recovery = None;
         self.timers.recovery_at = None;
         self.enter_view(now);
-        if self.primary_of(self.view) == self.me() {
-            self.become_primary(now);
+        let primary = self.primary_of(self.view);
+        if primary == self.me() {
+            self.become_primary(now, Default::default());
+        } else {
+            outputs.send(primary, wrap(Message::PrepareOk { view: self.view, op_number: 0 }));
         }
         outputs.event(Event::Recovered { view: self.view, op_number: 0 });
     }

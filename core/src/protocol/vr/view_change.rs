@@ -167,8 +167,9 @@ impl Vr {
         for entry in adopted {
             self.log.append(entry);
         }
+        let heard_from = self.view_change.do_view_change_from.keys().copied().filter(|id| *id != self.me()).collect();
         self.enter_view(now);
-        self.become_primary(now);
+        self.become_primary(now, heard_from);
         outputs.event(Event::ViewStarted { view: self.view, primary: self.me() });
         self.commit_through(commit_number, outputs);
         for peer in self.config.peers() {
