@@ -421,6 +421,23 @@ impl LocalWrite {
         self.queued += 1;
     }
 
+    /// Whether `(client, request_number)` may execute on `item`. A write to a note
+    /// id that did not exist yet was answered (not found) by the counter's owner and
+    /// recorded in the counter's client table; once the note exists, a retry of that
+    /// request reaches the note's owner, which must answer it the same way. The
+    /// note's owner has applied the note's create, and so every counter update
+    /// ordered before it, that answer included.
+    fn admit(&self, item: Item, client: ClientId, request_number: RequestNumber) -> Admission {
+        let in_item = self.items.get(&item).expect("an owned item is known").clients.admit(client, request_number);
+        match (item, in_item) {
+            (Item::Note(_), Admission::Execute) => {
+                let counter = self.items.get(&Item::Counter).expect("the counter is always known");
+                counter.clients.admit(client, request_number)
+            }
+            (_, admission) => admission,
+        }
+    }
+
     /// Executes a write at the item's owner and sends it to every other replica.
     fn execute(&mut self, now: Instant, item: Item, request: ClientRequest, outputs: &mut Outputs) {
         let ClientRequest { client, request_number, operation, .. } = request;
@@ -428,12 +445,12 @@ impl LocalWrite {
             // A retry of a write still being replicated: it is answered when acknowledged.
             return;
         }
-        let state = self.items.get(&item).expect("an owned item is known");
-        match state.clients.admit(client, request_number) {
+        match self.admit(item, client, request_number) {
             Admission::Retry(reply) => return outputs.reply(client, request_number, reply, Freshness::Ordered),
             Admission::Stale => return,
             Admission::Execute => {}
         }
+        let state = self.items.get(&item).expect("an owned item is known");
         if self.waiting.len() >= self.unacknowledged_max() {
             outputs.event(Event::Overloaded { queue: "replication".into() });
             let refusal = Refusal::unavailable("this owner's replication queue is full");
