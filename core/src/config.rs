@@ -107,7 +107,8 @@ pub struct Config {
 #[serde(rename_all = "kebab-case")]
 pub enum Defect {
     /// A replica answers linearizable reads from its own copy instead of sending
-    /// them to the replica that orders writes: reads can be stale.
+    /// them to the replica that orders writes, and calls them fresh: reads can be
+    /// stale (remote-write).
     ServeReadsLocally,
 }
 

@@ -2,11 +2,11 @@
 //! linearizability checker on, one thread. `cargo bench -p noted-sim`;
 //! `NOTED_SIM_SEEDS` sets the number of seeds (default 500).
 
-use noted_sim::{IMPLEMENTED_PROTOCOLS, RunRequest, run};
+use noted_sim::{RunRequest, SimProtocol, run};
 
 fn main() {
     let seeds: u64 = std::env::var("NOTED_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(500);
-    for protocol in IMPLEMENTED_PROTOCOLS {
+    for protocol in SimProtocol::ALL {
         // A benchmark measures wall-clock time around whole runs; nothing inside a run reads it.
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();

@@ -27,9 +27,9 @@
 //!
 //! # Adding a protocol
 //!
-//! Give [`SimProtocol`] its core `ProtocolKind` and its fault budget (in
-//! [`protocol`]), describe its messages in [`trace::describe_message`], and add it
-//! to [`IMPLEMENTED_PROTOCOLS`] so that `cargo test` sweeps it.
+//! Give [`SimProtocol`] a variant with its core `ProtocolKind` and its fault budget
+//! (in [`protocol`]), and describe its messages in [`trace::describe_message`];
+//! `cargo test` sweeps every variant in [`SimProtocol::ALL`].
 
 pub mod checker;
 pub mod clock;
@@ -55,10 +55,6 @@ pub use protocol::SimProtocol;
 
 use crate::linearizability::LinearizabilityVerdict;
 use crate::runner::{RunSettings, quietly, simulate};
-
-/// The protocols core implements today: the ones `cargo test` sweeps.
-pub const IMPLEMENTED_PROTOCOLS: [SimProtocol; 3] =
-    [SimProtocol::Vr, SimProtocol::RemoteWrite, SimProtocol::LocalWrite];
 
 /// What to run: a protocol and a seed, and how.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

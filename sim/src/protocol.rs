@@ -74,12 +74,12 @@ impl SimProtocol {
         }
     }
 
-    /// The core's protocol configuration; `None` while core does not implement it yet.
-    pub fn kind(self) -> Option<ProtocolKind> {
+    /// The core's protocol configuration.
+    pub fn kind(self) -> ProtocolKind {
         match self {
-            SimProtocol::RemoteWrite => Some(ProtocolKind::RemoteWrite { primary: REMOTE_WRITE_PRIMARY }),
-            SimProtocol::LocalWrite => Some(ProtocolKind::LocalWrite),
-            SimProtocol::Vr => Some(ProtocolKind::Vr),
+            SimProtocol::RemoteWrite => ProtocolKind::RemoteWrite { primary: REMOTE_WRITE_PRIMARY },
+            SimProtocol::LocalWrite => ProtocolKind::LocalWrite,
+            SimProtocol::Vr => ProtocolKind::Vr,
         }
     }
 

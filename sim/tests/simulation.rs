@@ -2,25 +2,16 @@
 //! pass, runs are deterministic, the trace format is locked, and a deliberate bug is
 //! caught with a short history.
 
-use std::collections::BTreeMap;
-
 use noted_core::Defect;
 use noted_sim::history::History;
 use noted_sim::linearizability::{LinearizabilityVerdict, is_violation};
 use noted_sim::minimize::operation_ids;
 use noted_sim::report::failure_report;
 use noted_sim::trace::Fnv1a;
-use noted_sim::{FailureKind, IMPLEMENTED_PROTOCOLS, RunRequest, SimProtocol, run};
+use noted_sim::{FailureKind, RunRequest, SimProtocol, run};
 
 /// Seeds per protocol unless `NOTED_SIM_SEEDS` says otherwise.
 const SEEDS_DEFAULT: u64 = 2_000;
-
-/// Bugs found in core that core has not fixed yet: (protocol, the panic's message).
-/// A seed failing with one of these is counted and listed, not failed, so that the
-/// sweep keeps guarding everything else; remove the entry once core is fixed.
-/// Reproduce: `noted-sim run --protocol remote-write --seed 61`.
-const KNOWN_CORE_BUGS: [(SimProtocol, &str); 1] =
-    [(SimProtocol::RemoteWrite, "a buffered update waits for a gap before it")];
 
 fn seed_count() -> u64 {
     std::env::var("NOTED_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(SEEDS_DEFAULT)
@@ -29,12 +20,11 @@ fn seed_count() -> u64 {
 #[test]
 fn every_seed_inside_the_fault_model_passes() {
     let seeds = seed_count();
-    for protocol in IMPLEMENTED_PROTOCOLS {
+    for protocol in SimProtocol::ALL {
         // Wall-clock time only measures the sweep's throughput for the test log; nothing in a run reads it.
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();
         let mut failures = Vec::new();
-        let mut known: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         let mut unchecked = 0u64;
         let (mut operations, mut events) = (0u64, 0u64);
         for seed in 0..seeds {
@@ -45,13 +35,7 @@ fn every_seed_inside_the_fault_model_passes() {
                 unchecked += 1;
             }
             let Some(failure) = &outcome.failure else { continue };
-            let known_bug = KNOWN_CORE_BUGS
-                .iter()
-                .find(|(bug_protocol, message)| *bug_protocol == protocol && failure.message.contains(message));
-            match known_bug {
-                Some((_, message)) => known.entry(message).or_default().push(seed),
-                None => failures.push(format!("{}: {}", outcome.options.replay_command(), failure.message)),
-            }
+            failures.push(format!("{}: {}", outcome.options.replay_command(), failure.message));
         }
         let elapsed = started.elapsed().as_secs_f64();
         println!(
@@ -60,13 +44,6 @@ fn every_seed_inside_the_fault_model_passes() {
             seeds as f64 / elapsed,
             events as f64 / elapsed
         );
-        for (message, seeds) in &known {
-            println!(
-                "{protocol}: known core bug on {} seeds ({message}), e.g. seeds {:?}",
-                seeds.len(),
-                &seeds[..seeds.len().min(10)]
-            );
-        }
         assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
         assert!(unchecked * 100 <= seeds, "the checker gave up on {unchecked} of {seeds} histories");
     }
@@ -137,12 +114,6 @@ fn crashing_the_remote_write_primary_beyond_the_model_is_caught() {
         run(&request).failure.is_some_and(|failure| failure.kind != FailureKind::Panic)
     });
     assert!(caught.is_some(), "a primary that restarts empty breaks linearizability, liveness or convergence");
-}
-
-#[test]
-fn a_protocol_core_does_not_implement_is_a_setup_failure() {
-    let outcome = run(&RunRequest::new(SimProtocol::Vr, 1));
-    assert_eq!(outcome.failure.map(|failure| failure.kind), Some(FailureKind::Setup));
 }
 
 #[test]

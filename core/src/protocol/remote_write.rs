@@ -417,12 +417,15 @@ fn wrap(message: Message) -> AnyMessage {
 
 impl Protocol for RemoteWrite {
     fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
-        let serve_locally =
-            request.consistency == Consistency::Local || self.config.defect == Some(Defect::ServeReadsLocally);
-        if request.operation.is_read() && serve_locally {
+        if request.operation.is_read() && request.consistency == Consistency::Local {
             let reply = self.store.query(&request.operation);
             let freshness = Freshness::PossiblyStale { applied: self.applied };
             return outputs.reply(request.client, request.request_number, reply, freshness);
+        }
+        if request.operation.is_read() && self.config.defect == Some(Defect::ServeReadsLocally) {
+            // The deliberate bug: a local read passed off as a linearizable one.
+            let reply = self.store.query(&request.operation);
+            return outputs.reply(request.client, request.request_number, reply, Freshness::Ordered);
         }
         if matches!(self.role, RoleState::Primary(_)) {
             return self.order(now, self.me(), request, outputs);

@@ -126,8 +126,14 @@ impl Simulation {
                 format_args!("{from} --> {client}#{request_number} reply{freshness}: {}", describe_reply(&reply)),
             );
         }
-        let completion = history_completion(&in_flight.planned.operation, &reply);
-        if completion == Completion::Fail && in_flight.copies_sent > 1 {
+        let mut completion = history_completion(&in_flight.planned.operation, &reply);
+        if stale {
+            // A reply marked possibly stale (local-write serves every list from the local
+            // copy) promises nothing about order: the read is recorded as having had no
+            // effect and telling nothing, which reads may always be.
+            completion = Completion::Fail;
+        }
+        if completion == Completion::Fail && in_flight.copies_sent > 1 && !stale {
             // Another copy of the request (an earlier attempt, or a duplicate the network made) may have
             // taken effect: a refusal proves nothing happened only when it answers the one copy sent.
             // The client tries again when its timeout fires.

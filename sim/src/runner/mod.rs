@@ -175,12 +175,7 @@ pub fn simulate(settings: &RunSettings) -> RunOutcome {
 impl Simulation {
     fn new(settings: &RunSettings) -> Result<Simulation, Failure> {
         let options = settings.options.clone();
-        let Some(protocol) = options.protocol.kind() else {
-            return Err(Failure::new(
-                FailureKind::Setup,
-                format!("protocol {} is not implemented by noted-core yet", options.protocol),
-            ));
-        };
+        let protocol = options.protocol.kind();
         let mut clock_rng = ChaCha8Rng::seed_from_u64(options.streams.clocks);
         let skew_max_nanos = u64::try_from(options.faults.clock_skew_max.as_nanos()).unwrap_or(u64::MAX);
         let mut replicas = Vec::new();
