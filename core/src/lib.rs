@@ -49,5 +49,5 @@ pub use ids::{ClientId, ClusterId, NoteId, ReplicaId, RequestNumber, Version};
 pub use message::Message;
 pub use operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
 pub use replica::{Counters, DropReason, Event, Freshness, Input, Output, Replica, Role, Status};
-pub use store::{Note, NotePage, NoteStore};
+pub use store::{Change, Note, NotePage, NoteStore};
 pub use time::Instant;

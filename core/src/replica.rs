@@ -11,7 +11,7 @@ use crate::protocol::local_write::LocalWrite;
 use crate::protocol::remote_write::RemoteWrite;
 use crate::protocol::vr::Vr;
 use crate::protocol::{Outputs, Protocol};
-use crate::store::NoteStore;
+use crate::store::{Change, NoteStore};
 use crate::time::Instant;
 
 /// Everything that can happen to a replica.
@@ -122,6 +122,11 @@ pub enum Event {
         view: u64,
         op_number: u64,
     },
+    /// A write took effect on this replica's store: the change feed, in the order
+    /// this replica applied writes.
+    Committed {
+        change: Change,
+    },
     /// A request was refused because a bounded queue was full.
     Overloaded {
         queue: String,
@@ -226,6 +231,9 @@ impl Replica {
             Input::Timeout => protocol.on_timeout(now, &mut outputs),
         }
         self.protocol_mut().check_invariants();
+        for change in self.protocol_mut().store_mut().take_changes() {
+            outputs.event(Event::Committed { change });
+        }
         let outputs = outputs.into_vec();
         for output in &outputs {
             match output {

@@ -83,7 +83,38 @@ pub struct NoteStore {
     notes: BTreeMap<NoteId, Note>,
     /// The latest timestamp of any applied write; the floor for the next one.
     last_timestamp: Timestamp,
+    /// Successful writes applied: the position of the change feed.
+    changes_applied: u64,
+    /// Changes applied since the host last took them; not part of the replicated state.
+    #[serde(skip)]
+    outbox: ChangeOutbox,
 }
+
+/// One successful write, as the change feed shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// The store's `changes_applied` after this change: 1 for the first write. Replicas
+    /// that apply writes in one order (vr, remote-write) number them alike.
+    pub commit: u64,
+    /// `create`, `replace`, `patch` or `delete`.
+    pub operation: String,
+    pub id: NoteId,
+    /// The note after the change; `None` after a delete.
+    pub note: Option<Note>,
+}
+
+/// Changes waiting for the host. Two stores with the same notes are equal whatever
+/// their hosts have taken, so the outbox never counts in a comparison.
+#[derive(Clone, Debug, Default)]
+struct ChangeOutbox(Vec<Change>);
+
+impl PartialEq for ChangeOutbox {
+    fn eq(&self, _other: &ChangeOutbox) -> bool {
+        true
+    }
+}
+
+impl Eq for ChangeOutbox {}
 
 #[derive(Deserialize)]
 struct NoteStoreWire {
@@ -91,6 +122,7 @@ struct NoteStoreWire {
     next_id: NoteId,
     notes: BTreeMap<NoteId, Note>,
     last_timestamp: Timestamp,
+    changes_applied: u64,
 }
 
 impl TryFrom<NoteStoreWire> for NoteStore {
@@ -110,13 +142,22 @@ impl TryFrom<NoteStoreWire> for NoteStore {
             next_id: wire.next_id,
             notes: wire.notes,
             last_timestamp: wire.last_timestamp,
+            changes_applied: wire.changes_applied,
+            outbox: ChangeOutbox::default(),
         })
     }
 }
 
 impl NoteStore {
     pub fn new(limits: StoreLimits) -> NoteStore {
-        NoteStore { limits, next_id: NoteId(1), notes: BTreeMap::new(), last_timestamp: Timestamp(0) }
+        NoteStore {
+            limits,
+            next_id: NoteId(1),
+            notes: BTreeMap::new(),
+            last_timestamp: Timestamp(0),
+            changes_applied: 0,
+            outbox: ChangeOutbox::default(),
+        }
     }
 
     pub fn get(&self, id: NoteId) -> Option<&Note> {
@@ -179,8 +220,24 @@ impl NoteStore {
             Operation::Patch { id, patch, if_match } => self.patch(*id, patch, *if_match, timestamp),
             Operation::Delete { id, if_match } => self.delete(*id, *if_match),
         };
+        if let Some((id, note)) = changed_note(&reply) {
+            self.changes_applied += 1;
+            let change = Change { commit: self.changes_applied, operation: operation.name().into(), id, note };
+            self.outbox.0.push(change);
+        }
         self.check_invariants();
         reply
+    }
+
+    /// The changes applied since the last call, in order. The replica hands them to
+    /// its host as [`crate::Event::Committed`] after every input.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.outbox.0)
+    }
+
+    /// Successful writes applied so far: the change feed's latest commit.
+    pub fn changes_applied(&self) -> u64 {
+        self.changes_applied
     }
 
     fn create(&mut self, body: &Value, timestamp: Timestamp) -> Reply {
@@ -282,10 +339,11 @@ impl NoteStore {
     }
 
     /// Replaces the notes with a snapshot's, as state transfer does. The limits are
-    /// this replica's own.
+    /// this replica's own; changes the host has not taken yet are still handed over.
     pub fn restore(&mut self, snapshot: NoteStore) {
         let limits = self.limits;
-        *self = NoteStore { limits, ..snapshot };
+        let outbox = std::mem::take(&mut self.outbox);
+        *self = NoteStore { limits, outbox, ..snapshot };
         self.check_invariants();
     }
 
@@ -294,6 +352,15 @@ impl NoteStore {
             assert!(*last_id < self.next_id, "every stored id was assigned before next_id");
         }
         assert!(self.next_id.0 >= 1, "ids start at 1");
+    }
+}
+
+/// The note a successful write left, or `None` with its id for a delete.
+fn changed_note(reply: &Reply) -> Option<(NoteId, Option<Note>)> {
+    match reply {
+        Reply::Note { note } => Some((note.id, Some(note.clone()))),
+        Reply::Deleted { id } => Some((*id, None)),
+        Reply::Page { .. } | Reply::Refused { .. } => None,
     }
 }
 
@@ -435,6 +502,23 @@ mod tests {
         create(&mut store, json!({}), 50);
         let replace = Operation::Replace { id: NoteId(1), body: json!({"a": 1}), if_match: None };
         assert_eq!(store.execute(&replace, Timestamp(10)), note_reply(1, 2, 50, 51, json!({"a": 1})));
+    }
+
+    #[test]
+    fn successful_writes_are_numbered_changes() {
+        let mut store = store();
+        create(&mut store, json!({"a": 1}), 10);
+        store.execute(&Operation::Get { id: NoteId(1) }, Timestamp(11));
+        store.execute(&Operation::Delete { id: NoteId(7), if_match: None }, Timestamp(12));
+        store.execute(&Operation::Delete { id: NoteId(1), if_match: None }, Timestamp(13));
+        let changes = store.take_changes();
+        let summary: Vec<(u64, &str, u64, bool)> = changes
+            .iter()
+            .map(|change| (change.commit, change.operation.as_str(), change.id.0, change.note.is_some()))
+            .collect();
+        assert_eq!(summary, vec![(1, "create", 1, true), (2, "delete", 1, false)]);
+        assert_eq!(store.take_changes(), vec![], "taken once");
+        assert_eq!(store.changes_applied(), 2);
     }
 
     #[test]

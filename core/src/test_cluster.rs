@@ -32,8 +32,10 @@ pub(crate) struct TestCluster {
     /// Messages are delivered in a random order rather than as sent.
     pub(crate) reorder: bool,
     pub(crate) delivered: u64,
-    /// Every message sent, in order, when `record_sent` is on.
+    /// Every message sent, in order.
     sent: Vec<(ReplicaId, ReplicaId, Message)>,
+    /// Each replica's change feed, in order.
+    pub(crate) changes: Vec<Vec<crate::store::Change>>,
     /// Links `(from, to)` that lose every message: partitions.
     blocked: BTreeSet<(ReplicaId, ReplicaId)>,
     configs: Vec<Config>,
@@ -75,6 +77,7 @@ impl TestCluster {
             delivered: 0,
             blocked: BTreeSet::new(),
             sent: Vec::new(),
+            changes: vec![Vec::new(); usize::from(replica_count)],
             configs,
         }
     }
@@ -140,8 +143,17 @@ impl TestCluster {
     }
 
     /// Gives `input` to replica `at` and queues what it sends.
+    /// Gives `input` to replica `at`, queues what it sends, and returns its outputs
+    /// but for the change feed, which is collected in [`TestCluster::changes`].
     pub(crate) fn input(&mut self, at: ReplicaId, input: crate::replica::Input) -> Vec<Output> {
-        let outputs = self.replicas[at.index()].handle(self.now, input);
+        let mut outputs = self.replicas[at.index()].handle(self.now, input);
+        outputs.retain(|output| match output {
+            Output::Event(crate::replica::Event::Committed { change }) => {
+                self.changes[at.index()].push(change.clone());
+                false
+            }
+            _ => true,
+        });
         for output in &outputs {
             match output {
                 Output::Send { to, message } => {

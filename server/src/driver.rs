@@ -199,6 +199,9 @@ impl Driver {
             Event::ViewStarted { view, primary } => info!(view, %primary, "view started"),
             Event::Recovered { view, op_number } => info!(view, op_number, "recovered"),
             Event::Overloaded { queue } => warn!(queue, "overloaded; request refused"),
+            Event::Committed { change } => {
+                debug!(commit = change.commit, operation = change.operation, id = %change.id, "applied")
+            }
         }
     }
 }
@@ -225,6 +228,7 @@ fn event_kind(event: &Event) -> &'static str {
         Event::ViewStarted { .. } => "view_started",
         Event::Recovered { .. } => "recovered",
         Event::Overloaded { .. } => "overloaded",
+        Event::Committed { .. } => "committed",
     }
 }
 

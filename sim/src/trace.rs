@@ -236,6 +236,7 @@ pub fn describe_event(event: &Event) -> String {
         Event::ViewChangeStarted { view } => format!("started a view change to v{view}"),
         Event::ViewStarted { view, primary } => format!("view v{view} started with {primary} as primary"),
         Event::Recovered { view, op_number } => format!("recovered in v{view} at op{op_number}"),
+        Event::Committed { change } => format!("applied change {}: {} {}", change.commit, change.operation, change.id),
     }
 }
 

@@ -31,6 +31,7 @@ pub(crate) trait Protocol: core::fmt::Debug {
     fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs);
     fn next_timeout(&self) -> Option<Instant>;
     fn store(&self) -> &NoteStore;
+    fn store_mut(&mut self) -> &mut NoteStore;
     fn client_table(&self) -> &ClientTable;
     fn status(&self) -> Status;
     /// Asserts the protocol's invariants, and remembers what the next check compares

@@ -510,6 +510,10 @@ impl Protocol for RemoteWrite {
         &self.store
     }
 
+    fn store_mut(&mut self) -> &mut NoteStore {
+        &mut self.store
+    }
+
     fn client_table(&self) -> &ClientTable {
         &self.client_table
     }

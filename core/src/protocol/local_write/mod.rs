@@ -1072,6 +1072,10 @@ impl Protocol for LocalWrite {
         &self.store
     }
 
+    fn store_mut(&mut self) -> &mut NoteStore {
+        &mut self.store
+    }
+
     fn client_table(&self) -> &ClientTable {
         self.recent_clients.table()
     }

@@ -480,6 +480,10 @@ impl Protocol for Vr {
         &self.store
     }
 
+    fn store_mut(&mut self) -> &mut NoteStore {
+        &mut self.store
+    }
+
     fn client_table(&self) -> &ClientTable {
         &self.client_table
     }

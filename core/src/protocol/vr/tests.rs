@@ -338,3 +338,21 @@ fn acknowledged_writes_survive_random_faults_within_the_model() {
         cluster.assert_converged();
     }
 }
+
+/// The change feed: every replica reports the same changes in the same order.
+#[test]
+fn every_replica_reports_the_same_change_feed() {
+    let mut cluster = settled_cluster(3, 11);
+    cluster.request(R1, 1, 1, create(json!({"a": 1})));
+    cluster.run_for(Duration::from_millis(300));
+    cluster.request(R2, 1, 2, patch(1, json!({"b": 2}), None));
+    cluster.run_for(Duration::from_millis(300));
+    cluster.request(R0, 1, 3, delete(1, None));
+    cluster.run_for(Duration::from_millis(300));
+    let feed = |id: ReplicaId| -> Vec<(u64, String)> {
+        cluster.changes[id.index()].iter().map(|change| (change.commit, change.operation.clone())).collect()
+    };
+    assert_eq!(feed(R0), vec![(1, "create".to_string()), (2, "patch".to_string()), (3, "delete".to_string())]);
+    assert_eq!(feed(R1), feed(R0));
+    assert_eq!(feed(R2), feed(R0));
+}
