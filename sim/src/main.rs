@@ -214,8 +214,15 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
 
 fn check(files: &[PathBuf]) -> ExitCode {
     let mut all_linearizable = true;
+    // Wall-clock time is measured here only, around each whole check, to report it.
+    #[allow(clippy::disallowed_types)]
+    let all_started = std::time::Instant::now();
     for file in files {
-        match check_file(file) {
+        #[allow(clippy::disallowed_types)]
+        let started = std::time::Instant::now();
+        let result = check_file(file);
+        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
             Ok(report) => {
                 let verdict = match &report.verdict {
                     Verdict::Linearizable => "linearizable".to_string(),
@@ -232,13 +239,20 @@ fn check(files: &[PathBuf]) -> ExitCode {
                         format!("unknown: the search gave up after {steps} steps")
                     }
                 };
-                println!("{}: {} operations, {verdict}", file.display(), report.operation_count);
+                println!(
+                    "{}: {} operations, {verdict} ({elapsed_ms:.1} ms)",
+                    file.display(),
+                    report.operation_count
+                );
             }
             Err(error) => {
                 all_linearizable = false;
                 println!("{error}");
             }
         }
+    }
+    if files.len() > 1 {
+        println!("{} files in {:.1} ms", files.len(), all_started.elapsed().as_secs_f64() * 1000.0);
     }
     if all_linearizable { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
