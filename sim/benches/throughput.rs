@@ -1,7 +1,9 @@
 //! Simulator throughput: simulated events per second and seeds per minute, with the
-//! linearizability checker on, one thread. `cargo bench -p noted-sim`;
+//! linearizability checker on, one thread; then the checker alone on the Jepsen etcd
+//! histories in `../shared/data/jepsen-etcd/`. `cargo bench -p noted-sim`;
 //! `NOTED_SIM_SEEDS` sets the number of seeds (default 500).
 
+use noted_sim::checker::Verdict;
 use noted_sim::{RunRequest, SimProtocol, run};
 
 fn main() {
@@ -24,4 +26,41 @@ fn main() {
             operations as f64 / elapsed
         );
     }
+    check_jepsen_histories();
+}
+
+/// The checker's time on each Jepsen etcd log, best of five, and the total.
+fn check_jepsen_histories() {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/jepsen-etcd");
+    let Ok(entries) = std::fs::read_dir(&directory) else {
+        return println!("checker: no Jepsen histories at {}", directory.display());
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .collect();
+    paths.sort();
+    let mut total_seconds = 0.0;
+    for path in &paths {
+        let mut best = f64::MAX;
+        let mut verdict = "";
+        for _ in 0..5 {
+            #[allow(clippy::disallowed_types)]
+            let started = std::time::Instant::now();
+            let report = noted_sim::checker::check_file(path).expect("the sample histories parse");
+            best = best.min(started.elapsed().as_secs_f64());
+            verdict = match report.verdict {
+                Verdict::Linearizable => "linearizable",
+                Verdict::NotLinearizable(_) => "not linearizable",
+                Verdict::Unknown { .. } => "unknown",
+            };
+        }
+        total_seconds += best;
+        println!(
+            "checker: {} {verdict} in {:.2} ms",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            best * 1e3
+        );
+    }
+    println!("checker: {} Jepsen histories in {:.1} ms", paths.len(), total_seconds * 1e3);
 }

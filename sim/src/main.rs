@@ -239,11 +239,7 @@ fn check(files: &[PathBuf]) -> ExitCode {
                         format!("unknown: the search gave up after {steps} steps")
                     }
                 };
-                println!(
-                    "{}: {} operations, {verdict} ({elapsed_ms:.1} ms)",
-                    file.display(),
-                    report.operation_count
-                );
+                println!("{}: {} operations, {verdict} ({elapsed_ms:.1} ms)", file.display(), report.operation_count);
             }
             Err(error) => {
                 all_linearizable = false;
