@@ -49,7 +49,11 @@
 //! **Exactly once.** Each item has a client table, recorded as its updates apply, in
 //! the same order on every replica, so whichever replica owns the item knows whether
 //! `(client, request_number)` already executed on it and answers a retry with the
-//! recorded reply. The replica-wide [`ClientTable`] is derived from the applied
+//! recorded reply. A write to a note that did not exist yet was answered by the
+//! counter's owner and recorded in the counter's table; a note's owner consults
+//! that table too, so a retry that reaches the note once it exists gets the same
+//! answer (it has applied the note's create, hence every counter update before it).
+//! The replica-wide [`ClientTable`] is derived from the applied
 //! updates independently of their interleaving across items (see
 //! `local_write/recent_clients.rs`), so it too is identical everywhere once every update is
 //! applied.
