@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::config::{Config, ProtocolKind};
 use crate::ids::{ClientId, ClusterId, NoteId, ReplicaId, RequestNumber, Version};
 use crate::message::Message;
-use crate::operation::{ClientRequest, Consistency, Operation, Reply};
+use crate::operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
 use crate::replica::{Output, Replica};
 use crate::time::Instant;
 
@@ -279,4 +279,38 @@ pub(crate) fn delete(id: u64, if_match: Option<Version>) -> Operation {
 
 pub(crate) fn get(id: u64) -> Operation {
     Operation::Get { id: NoteId(id) }
+}
+
+/// The script every protocol's convergence test runs, as client 100 through every
+/// replica, under whatever faults the cluster injects: two creates, a replace, a
+/// conditional patch, a conditional replace that must fail, a conditional delete,
+/// and reads. `settle` runs the cluster after each request. Every request is
+/// answered with what a single copy would answer, and the replicas end alike.
+pub(crate) fn every_kind_of_write(cluster: &mut TestCluster, seed: u64, settle: fn(&mut TestCluster)) {
+    let script = [
+        (R1, create(serde_json::json!({"title": "one"}))),
+        (R2, create(serde_json::json!({"title": "two"}))),
+        (R0, replace(1, serde_json::json!({"title": "uno"}), None)),
+        (R2, patch(1, serde_json::json!({"tags": ["x"]}), Some(2))),
+        (R1, replace(2, serde_json::json!({"title": "dos"}), Some(7))),
+        (R1, delete(2, Some(1))),
+        (R0, get(2)),
+        (R2, get(1)),
+    ];
+    for (request_number, (at, operation)) in (1..).zip(script) {
+        cluster.request(at, 100, request_number, operation);
+        settle(cluster);
+        assert!(cluster.reply(100, request_number).is_some(), "seed {seed}: request {request_number} answered");
+    }
+    cluster.loss_per_mille = 0;
+    cluster.duplicate_per_mille = 0;
+    settle(cluster);
+    assert_eq!(cluster.version_of(R0, 1), Some(3), "seed {seed}");
+    assert_eq!(cluster.version_of(R0, 2), None, "seed {seed}: note 2 deleted");
+    let refused = |refusal| Some(Reply::refused(refusal));
+    let mismatch = Refusal::VersionMismatch { id: NoteId(2), expected: 7, actual: 1 };
+    assert_eq!(cluster.reply(100, 5).cloned(), refused(mismatch), "seed {seed}");
+    assert_eq!(cluster.reply(100, 7).cloned(), refused(Refusal::NotFound { id: NoteId(2) }), "seed {seed}");
+    assert!(matches!(cluster.reply(100, 8), Some(Reply::Note { note }) if note.version == 3), "seed {seed}");
+    cluster.assert_converged();
 }

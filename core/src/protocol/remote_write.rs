@@ -726,27 +726,7 @@ mod tests {
             cluster.loss_per_mille = 200;
             cluster.duplicate_per_mille = 200;
             cluster.reorder = true;
-            let script = [
-                (R1, create(json!({"title": "one"}))),
-                (R2, create(json!({"title": "two"}))),
-                (R0, replace(1, json!({"title": "uno"}), None)),
-                (R2, patch(1, json!({"tags": ["x"]}), Some(2))),
-                (R1, replace(2, json!({"title": "dos"}), Some(7))),
-                (R1, delete(2, Some(1))),
-                (R2, get(1)),
-            ];
-            for (request_number, (at, operation)) in (1..).zip(script) {
-                cluster.request(at, 100, request_number, operation);
-                cluster.run(10_000);
-                assert!(cluster.reply(100, request_number).is_some(), "seed {seed}: request {request_number} answered");
-            }
-            assert_eq!(cluster.version_of(R0, 1), Some(3), "seed {seed}");
-            assert_eq!(cluster.version_of(R0, 2), None, "seed {seed}: note 2 deleted");
-            assert_eq!(
-                cluster.reply(100, 5),
-                Some(&Reply::refused(Refusal::VersionMismatch { id: NoteId(2), expected: 7, actual: 1 }))
-            );
-            cluster.assert_converged();
+            every_kind_of_write(&mut cluster, seed, |cluster| cluster.run(10_000));
         }
     }
 
