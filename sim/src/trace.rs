@@ -183,8 +183,8 @@ fn describe_vr_message(message: &vr::Message) -> String {
         vr::Message::PrepareOk { view, op_number } => format!("prepare_ok v{view} op{op_number}"),
         vr::Message::Commit { view, commit_number } => format!("commit v{view} commit {commit_number}"),
         vr::Message::StartViewChange { view } => format!("start_view_change v{view}"),
-        vr::Message::DoViewChange { view, last_normal_view, commit_number, checkpoint, entries: log } => format!(
-            "do_view_change v{view} last normal v{last_normal_view} commit {commit_number} log after op{checkpoint}: {} entries",
+        vr::Message::DoViewChange { view, log_view, commit_number, checkpoint, entries: log } => format!(
+            "do_view_change v{view} log of v{log_view} commit {commit_number} log after op{checkpoint}: {} entries",
             log.len()
         ),
         vr::Message::StartView { view, commit_number, checkpoint, entries: log } => {
@@ -199,8 +199,8 @@ fn describe_vr_message(message: &vr::Message) -> String {
             if primary_state.is_some() { " with the primary's state" } else { "" }
         ),
         vr::Message::GetState { view, op_number } => format!("get_state v{view} after op{op_number}"),
-        vr::Message::NewState { view, commit_number, after, snapshot, entries: log } => format!(
-            "new_state v{view} commit {commit_number}{} then [{}] after op{after}",
+        vr::Message::NewState { view, op_number, commit_number, after, snapshot, entries: log } => format!(
+            "new_state v{view} op{op_number} commit {commit_number}{} then [{}] after op{after}",
             if snapshot.is_some() { " with a snapshot" } else { "" },
             entries(log)
         ),

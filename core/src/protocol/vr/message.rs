@@ -32,10 +32,11 @@ pub enum Message {
     StartViewChange {
         view: u64,
     },
-    /// §4.2 step 2: the sender's log (entries after `checkpoint`) for the new primary.
+    /// §4.2 step 2: the sender's log (entries after `checkpoint`) for the new primary,
+    /// and the view it is the log of (the paper's v').
     DoViewChange {
         view: u64,
-        last_normal_view: u64,
+        log_view: u64,
         commit_number: u64,
         checkpoint: u64,
         entries: Vec<Entry>,
@@ -64,9 +65,12 @@ pub enum Message {
         op_number: u64,
     },
     /// §5.2: entries after `after`, preceded by a snapshot when the requester is
-    /// behind the responder's checkpoint (§5.1 keeps the log bounded).
+    /// behind the responder's checkpoint (§5.1 keeps the log bounded). `op_number`
+    /// is the sender's last op: a replica catching up in a new view holds that
+    /// view's log once it has reached it.
     NewState {
         view: u64,
+        op_number: u64,
         commit_number: u64,
         after: u64,
         snapshot: Option<Snapshot>,
@@ -107,9 +111,9 @@ impl Message {
             Message::PrepareOk { view, op_number } => within(*view) && within(*op_number),
             Message::Commit { view, commit_number } => within(*view) && within(*commit_number),
             Message::StartViewChange { view } => within(*view),
-            Message::DoViewChange { view, last_normal_view, commit_number, checkpoint, entries } => {
+            Message::DoViewChange { view, log_view, commit_number, checkpoint, entries } => {
                 within(*view)
-                    && within(*last_normal_view)
+                    && within(*log_view)
                     && within(*commit_number)
                     && within(*checkpoint)
                     && entries_within(entries)
@@ -127,8 +131,9 @@ impl Message {
                         .is_none_or(|state| within(state.snapshot.commit_number) && entries_within(&state.entries))
             }
             Message::GetState { view, op_number } => within(*view) && within(*op_number),
-            Message::NewState { view, commit_number, after, snapshot, entries } => {
+            Message::NewState { view, op_number, commit_number, after, snapshot, entries } => {
                 within(*view)
+                    && within(*op_number)
                     && within(*commit_number)
                     && within(*after)
                     && snapshot.as_ref().is_none_or(|snapshot| within(snapshot.commit_number))

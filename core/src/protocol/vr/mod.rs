@@ -79,8 +79,12 @@ pub struct Vr {
     config: Config,
     status: ReplicaStatus,
     view: u64,
-    /// The latest view in which this replica's status was normal (§4.2's v').
-    last_normal_view: u64,
+    /// The view whose log this replica holds: §4.2's v', the latest view in which it
+    /// was normal, except that a replica that joined a view by state transfer (§5.2)
+    /// claims it only once it holds that view's log up to where its primary was.
+    /// Claiming it earlier, with a shorter log, could outrank a longer log of an
+    /// older view that holds committed entries.
+    log_view: u64,
     log: Log,
     /// Every entry up to here is committed and executed on `store` and `client_table`.
     commit_number: u64,
@@ -156,7 +160,7 @@ struct ViewChangeProgress {
 
 #[derive(Clone, Debug)]
 struct DoViewChange {
-    last_normal_view: u64,
+    log_view: u64,
     commit_number: u64,
     checkpoint: u64,
     entries: Vec<Entry>,
@@ -188,7 +192,7 @@ impl Vr {
         let vr = Vr {
             status: ReplicaStatus::Recovering,
             view: 0,
-            last_normal_view: 0,
+            log_view: 0,
             log: Log::new(0),
             commit_number: 0,
             store: NoteStore::new(config.limits.store),
@@ -370,8 +374,8 @@ impl Vr {
             Message::PrepareOk { view, op_number } => self.on_prepare_ok(now, from, view, op_number, outputs),
             Message::Commit { view, commit_number } => self.on_commit(now, from, view, commit_number, outputs),
             Message::StartViewChange { view } => self.on_start_view_change(now, from, view, outputs),
-            Message::DoViewChange { view, last_normal_view, commit_number, checkpoint, entries } => {
-                let message = DoViewChange { last_normal_view, commit_number, checkpoint, entries };
+            Message::DoViewChange { view, log_view, commit_number, checkpoint, entries } => {
+                let message = DoViewChange { log_view, commit_number, checkpoint, entries };
                 self.on_do_view_change(now, from, view, message, outputs)
             }
             Message::StartView { view, commit_number, checkpoint, entries } => {
@@ -380,8 +384,8 @@ impl Vr {
             Message::Recovery { nonce } => self.on_recovery(from, nonce, outputs),
             Message::RecoveryResponse { .. } => {}
             Message::GetState { view, op_number } => self.on_get_state(from, view, op_number, outputs),
-            Message::NewState { view, commit_number, after, snapshot, entries } => {
-                self.on_new_state(now, from, view, commit_number, after, snapshot, entries, outputs)
+            Message::NewState { view, op_number, commit_number, after, snapshot, entries } => {
+                self.on_new_state(now, from, view, op_number, commit_number, after, snapshot, entries, outputs)
             }
             Message::ConfirmView { view, round } => self.on_confirm_view(now, from, view, round, outputs),
             Message::ConfirmViewOk { view, round } => self.on_confirm_view_ok(from, view, round, outputs),
@@ -517,7 +521,7 @@ impl Protocol for Vr {
         self.forwards.check_invariants();
         assert!(self.commit_number <= self.log.op_number(), "only entries in the log are committed");
         assert!(self.log.checkpoint() <= self.commit_number, "only committed entries are discarded");
-        assert!(self.last_normal_view <= self.view, "the last normal view is not in the future");
+        assert!(self.log_view <= self.view, "the log's view is not in the future");
         assert!(self.view <= SEQUENCE_NUMBER_MAX + 1, "views come from messages within bounds, plus one");
         let limits = &self.config.limits;
         assert!(
@@ -531,7 +535,9 @@ impl Protocol for Vr {
         );
         match self.status {
             ReplicaStatus::Normal => {
-                assert_eq!(self.last_normal_view, self.view, "a normal replica is normal in its view");
+                if self.is_primary() {
+                    assert_eq!(self.log_view, self.view, "a primary holds its view's log");
+                }
                 assert_eq!(
                     self.is_primary(),
                     self.primary_of(self.view) == self.me(),

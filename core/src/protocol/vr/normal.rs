@@ -209,7 +209,7 @@ impl Vr {
                 self.log.append(entry);
             }
         }
-        outputs.send(from, wrap(Message::PrepareOk { view, op_number: self.log.op_number() }));
+        self.acknowledge(from, outputs);
         self.commit_through(commit_number, outputs);
     }
 
@@ -237,7 +237,17 @@ impl Vr {
         }
         self.commit_through(commit_number, outputs);
         // The answer tells a primary that has not heard from this replica in its view yet.
-        outputs.send(from, wrap(Message::PrepareOk { view, op_number: self.log.op_number() }));
+        self.acknowledge(from, outputs);
+    }
+
+    /// §4.1 step 4: tells the primary how far this replica's log reaches. Only a
+    /// replica that holds the view's log acknowledges: an acknowledgement counts
+    /// towards a commit, and a later view change must find that commit in a log
+    /// labelled with this view.
+    pub(super) fn acknowledge(&self, primary: ReplicaId, outputs: &mut Outputs) {
+        if self.log_view == self.view {
+            outputs.send(primary, wrap(Message::PrepareOk { view: self.view, op_number: self.log.op_number() }));
+        }
     }
 
     pub(super) fn heard_from_quorum(&self) -> bool {

@@ -20,7 +20,7 @@ impl Vr {
             return;
         }
         if self.config.replica_count == 1 {
-            return self.start_empty_cluster(now, outputs);
+            return self.start_empty(now, true, 0, outputs);
         }
         let nonce = match &self.recovery {
             Some(recovery) => recovery.nonce,
@@ -88,7 +88,10 @@ impl Vr {
                 .values()
                 .all(|answer| answer.responder.status == ReplicaStatus::Recovering || answer.responder.is_empty());
         if all_empty {
-            return self.start_empty_cluster(now, outputs);
+            let everyone_recovering =
+                recovery.responses.values().all(|answer| answer.responder.status == ReplicaStatus::Recovering);
+            let latest_view = recovery.responses.values().map(|answer| answer.view).max().unwrap_or(0);
+            return self.start_empty(now, everyone_recovering, latest_view, outputs);
         }
         let normal: Vec<(&ReplicaId, &RecoveryAnswer)> =
             recovery.responses.iter().filter(|(_, answer)| answer.responder.status == ReplicaStatus::Normal).collect();
@@ -109,22 +112,40 @@ impl Vr {
         for entry in state.entries {
             self.log.append(entry);
         }
-        self.enter_view(now);
+        self.enter_view(now, true);
         outputs.event(Event::Recovered { view: self.view, op_number: self.log.op_number() });
-        outputs.send(primary, wrap(Message::PrepareOk { view: self.view, op_number: self.log.op_number() }));
+        self.acknowledge(primary, outputs);
     }
 
-    /// Every replica is new: the cluster starts empty in view 0.
-    fn start_empty_cluster(&mut self, now: Instant, outputs: &mut Outputs) {
+    /// No replica holds anything: this one starts empty.
+    ///
+    /// When every other replica is recovering too, the cluster is new and starts in
+    /// view 0. Otherwise some replica has started, and this one's earlier life may
+    /// have led a view whose messages are still in flight: it must not lead that
+    /// view again with another log. So it joins the latest view any replica knows as
+    /// a backup catching up (§5.2), or, when it would be that view's primary, starts
+    /// a view change to the next one.
+    fn start_empty(&mut self, now: Instant, everyone_recovering: bool, latest_view: u64, outputs: &mut Outputs) {
         self.recovery = None;
         self.timers.recovery_at = None;
-        self.enter_view(now);
-        let primary = self.primary_of(self.view);
-        if primary == self.me() {
-            self.become_primary(now, Default::default());
-        } else {
-            outputs.send(primary, wrap(Message::PrepareOk { view: self.view, op_number: 0 }));
+        if everyone_recovering {
+            self.enter_view(now, true);
+            let primary = self.primary_of(self.view);
+            if primary == self.me() {
+                self.become_primary(now, Default::default());
+            } else {
+                self.acknowledge(primary, outputs);
+            }
+            return outputs.event(Event::Recovered { view: self.view, op_number: 0 });
         }
-        outputs.event(Event::Recovered { view: self.view, op_number: 0 });
+        self.view = latest_view;
+        if self.primary_of(latest_view) == self.me() {
+            self.status = ReplicaStatus::ViewChange;
+            outputs.event(Event::Recovered { view: latest_view, op_number: 0 });
+            return self.start_view_change(now, latest_view + 1, outputs);
+        }
+        self.enter_view(now, latest_view == 0);
+        outputs.event(Event::Recovered { view: latest_view, op_number: 0 });
+        self.request_state(now, outputs);
     }
 }

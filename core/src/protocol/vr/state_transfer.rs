@@ -62,8 +62,14 @@ impl Vr {
         };
         let entries = self.log.entries_after(after, count_max);
         let reached = after + entries.len() as u64;
-        let message =
-            Message::NewState { view: self.view, commit_number: self.commit_number, after, snapshot, entries };
+        let message = Message::NewState {
+            view: self.view,
+            op_number: self.log.op_number(),
+            commit_number: self.commit_number,
+            after,
+            snapshot,
+            entries,
+        };
         outputs.send(to, wrap(message));
         reached
     }
@@ -74,6 +80,7 @@ impl Vr {
         now: Instant,
         from: ReplicaId,
         view: u64,
+        op_number: u64,
         commit_number: u64,
         after: u64,
         snapshot: Option<Snapshot>,
@@ -118,9 +125,13 @@ impl Vr {
             }
             ReplicaStatus::Normal => {
                 let primary = self.primary_of(self.view);
-                outputs.send(primary, wrap(Message::PrepareOk { view, op_number: self.log.op_number() }));
+                if from == primary && self.log.op_number() >= op_number {
+                    // Everything the primary had when it answered: this is the view's log.
+                    self.log_view = self.view;
+                }
+                self.acknowledge(primary, outputs);
                 self.commit_through(commit_number, outputs);
-                if self.log.op_number() < commit_number {
+                if self.log.op_number() < op_number {
                     self.request_state(now, outputs);
                 }
             }

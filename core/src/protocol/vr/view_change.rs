@@ -54,7 +54,7 @@ impl Vr {
             return;
         }
         let do_view_change = DoViewChange {
-            last_normal_view: self.last_normal_view,
+            log_view: self.log_view,
             commit_number: self.commit_number,
             checkpoint: self.log.checkpoint(),
             entries: self.log.all_entries(),
@@ -64,9 +64,8 @@ impl Vr {
         if new_primary == self.me() {
             self.record_do_view_change(now, new_primary, do_view_change, outputs);
         } else {
-            let DoViewChange { last_normal_view, commit_number, checkpoint, entries } = do_view_change;
-            let message =
-                Message::DoViewChange { view: self.view, last_normal_view, commit_number, checkpoint, entries };
+            let DoViewChange { log_view, commit_number, checkpoint, entries } = do_view_change;
+            let message = Message::DoViewChange { view: self.view, log_view, commit_number, checkpoint, entries };
             outputs.send(new_primary, wrap(message));
         }
     }
@@ -101,7 +100,7 @@ impl Vr {
         outputs: &mut Outputs,
     ) {
         if !well_formed(message.checkpoint, message.commit_number, &message.entries, self.entries_max())
-            || message.last_normal_view >= view
+            || message.log_view >= view
         {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
@@ -141,7 +140,7 @@ impl Vr {
         let mut best: Option<(ReplicaId, &DoViewChange)> = None;
         for (sender, message) in received {
             let better = best.is_none_or(|(_, current)| {
-                (message.last_normal_view, message.op_number()) > (current.last_normal_view, current.op_number())
+                (message.log_view, message.op_number()) > (current.log_view, current.op_number())
             });
             if better {
                 best = Some((*sender, message));
@@ -168,7 +167,7 @@ impl Vr {
             self.log.append(entry);
         }
         let heard_from = self.view_change.do_view_change_from.keys().copied().filter(|id| *id != self.me()).collect();
-        self.enter_view(now);
+        self.enter_view(now, true);
         self.become_primary(now, heard_from);
         outputs.event(Event::ViewStarted { view: self.view, primary: self.me() });
         self.commit_through(commit_number, outputs);
@@ -183,10 +182,13 @@ impl Vr {
         }
     }
 
-    /// Normal status in the current view, as primary or backup.
-    pub(super) fn enter_view(&mut self, now: Instant) {
+    /// Normal status in the current view, as primary or backup. The caller says
+    /// whether this replica now holds the view's log.
+    pub(super) fn enter_view(&mut self, now: Instant, holds_the_log: bool) {
         self.status = ReplicaStatus::Normal;
-        self.last_normal_view = self.view;
+        if holds_the_log {
+            self.log_view = self.view;
+        }
         self.view_change = ViewChangeProgress::default();
         self.timers.view_change_at = None;
         self.timers.view_change_resend_at = None;
@@ -217,8 +219,8 @@ impl Vr {
         if self.stale_view(view, from, outputs) {
             return;
         }
-        if view == self.view && self.status == ReplicaStatus::Normal {
-            return; // Already in this view: a duplicate.
+        if view == self.view && self.status == ReplicaStatus::Normal && self.log_view == view {
+            return; // Already in this view with its log: a duplicate.
         }
         if self.commit_number < checkpoint {
             return self.catch_up_with_view(now, view, outputs);
@@ -234,9 +236,9 @@ impl Vr {
         for entry in entries.into_iter().filter(|entry| entry.op_number > self.commit_number) {
             self.log.append(entry);
         }
-        self.enter_view(now);
+        self.enter_view(now, true);
         outputs.event(Event::ViewStarted { view, primary: from });
-        outputs.send(from, wrap(Message::PrepareOk { view, op_number: self.log.op_number() }));
+        self.acknowledge(from, outputs);
         self.commit_through(commit_number, outputs);
     }
 
@@ -247,7 +249,8 @@ impl Vr {
         self.step_down(outputs);
         self.view = view;
         self.log.truncate_after(self.commit_number);
-        self.enter_view(now);
+        // The log is now a committed prefix; the view's log comes with NewState.
+        self.enter_view(now, false);
         assert!(self.primary_of(view) != self.me(), "a view starts only at its primary");
         outputs.event(Event::ViewStarted { view, primary: self.primary_of(view) });
         self.request_state(now, outputs);
