@@ -3,6 +3,7 @@
 pub mod error;
 pub mod notes;
 pub mod status;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ pub struct AppState {
 pub fn router(app: AppState, request_body_bytes_max: usize) -> Router {
     Router::new()
         .route("/notes", get(notes::list).post(notes::create))
+        .route("/notes/watch", get(watch::watch))
         .route("/notes/{id}", get(notes::get).put(notes::replace).patch(notes::patch).delete(notes::delete))
         .route("/status", get(status::status))
         .route("/metrics", get(status::metrics))
@@ -60,6 +62,7 @@ async fn record_request(State(app): State<AppState>, request: Request, next: Nex
 fn route_label(path: &str) -> &'static str {
     match path {
         "/notes" => "/notes",
+        "/notes/watch" => "/notes/watch",
         "/status" => "/status",
         "/metrics" => "/metrics",
         "/healthz" => "/healthz",
