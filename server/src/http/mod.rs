@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod notes;
+pub mod page;
 pub mod status;
 pub mod watch;
 
@@ -34,6 +35,7 @@ pub struct AppState {
 
 pub fn router(app: AppState, request_body_bytes_max: usize) -> Router {
     Router::new()
+        .route("/", get(page::index))
         .route("/notes", get(notes::list).post(notes::create))
         .route("/notes/watch", get(watch::watch))
         .route("/notes/{id}", get(notes::get).put(notes::replace).patch(notes::patch).delete(notes::delete))
@@ -61,6 +63,7 @@ async fn record_request(State(app): State<AppState>, request: Request, next: Nex
 /// (Metrics are recorded around the router, before it has matched the path.)
 fn route_label(path: &str) -> &'static str {
     match path {
+        "/" => "/",
         "/notes" => "/notes",
         "/notes/watch" => "/notes/watch",
         "/status" => "/status",
