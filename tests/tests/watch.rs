@@ -143,4 +143,10 @@ fn watchers_on_different_replicas_see_the_same_changes_and_resume_without_gaps_o
     assert_eq!(plain.error_code(), Some("websocket_required"), "{}", plain.text);
     let bad_query = cluster.client(0).get_path("/notes/watch?from=yesterday").unwrap();
     assert_eq!(bad_query.error_code(), Some("invalid_query"), "{}", bad_query.text);
+
+    // The web page that uses the feed is served by every replica.
+    let page = cluster.client(2).get_path("/").unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(page.text.contains("/notes/watch"), "the page watches the feed");
 }
