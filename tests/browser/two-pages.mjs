@@ -130,9 +130,10 @@ function stopProcess(child) {
   });
 }
 
-async function openPage(context, url, errors) {
+async function openPage(context, url, errors, beforeLoading = async () => {}) {
   const page = await context.newPage();
   page.on("pageerror", (error) => errors.push(`${url}: ${error.message}`));
+  await beforeLoading(page);
   await page.goto(url);
   await page.locator("#feed-state.live").waitFor({ timeout: 15_000 });
   // The cluster panel has a row per replica once /status answered.
@@ -192,7 +193,12 @@ async function main() {
   cleanups.push(() => context.close());
   const errors = [];
   const first = await openPage(context, urls[0], errors);
-  const second = await openPage(context, urls[1], errors);
+  // The second page's feed goes through a route, so that the test can drop it.
+  const feeds = [];
+  const second = await openPage(context, urls[1], errors, (page) =>
+    page.routeWebSocket(/\/notes\/watch/, (feed) => {
+      feeds.push({ url: feed.url(), page: feed, server: feed.connectToServer() });
+    }));
 
   const stamp = Date.now().toString(36);
   const title = `Shopping list ${stamp}`;
@@ -209,6 +215,25 @@ async function main() {
   await second.getByRole("button", { name: "Save" }).click();
   if ((await patched).status() !== 200) throw new Error("the edit was refused");
   await expectLive(first, edited, Date.now(), "an edit on replica 1");
+
+  // A dropped feed reconnects and resumes after the last commit it saw: a note
+  // written while it was away arrives once.
+  // (Its own edit arrives through its feed too: after this, nothing is in flight.)
+  await noteTitled(second, edited).waitFor();
+  const seen = await second.evaluate(() => document.getElementById("feed-state").textContent);
+  const dropped = feeds.at(-1);
+  await dropped.server.close();
+  await dropped.page.close({ code: 4000, reason: "dropped by the test" });
+  const away = `Written while the feed was away ${stamp}`;
+  await createNote(first, away, "");
+  await noteTitled(second, away).waitFor({ timeout: 10_000 });
+  const resumedAt = new URL(feeds.at(-1).url).searchParams.get("from");
+  if (feeds.length !== 2 || `feed: live at commit ${resumedAt}` !== seen) {
+    throw new Error(`the feed should resume after the last commit seen (${seen}), not ${feeds.map((feed) => feed.url)}`);
+  }
+  const counts = await Promise.all([first, second].map((page) => page.locator("#notes li").count()));
+  if (counts[0] !== counts[1]) throw new Error(`after resuming the pages show ${counts[0]} and ${counts[1]} notes`);
+  console.log(`  a dropped feed resumed with ?from=${resumedAt} and missed nothing`);
 
   await first.locator("#replicas tr").nth(2).waitFor();
   const roles = await first.locator("#replicas td:nth-child(2)").allTextContents();
