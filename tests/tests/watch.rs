@@ -150,3 +150,69 @@ fn watchers_on_different_replicas_see_the_same_changes_and_resume_without_gaps_o
     assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(page.text.contains("/notes/watch"), "the page watches the feed");
 }
+
+/// The notes a watcher knows after applying `messages` (snapshots and changes) to `notes`.
+fn apply(notes: &mut std::collections::BTreeMap<u64, Value>, messages: &[Value]) {
+    for message in messages {
+        if let Some(snapshot) = message.get("snapshot") {
+            notes.clear();
+            for note in snapshot["notes"].as_array().expect("a snapshot's notes") {
+                notes.insert(note["id"].as_u64().unwrap(), note.clone());
+            }
+        } else if message["op"] == "delete" {
+            notes.remove(&message["id"].as_u64().unwrap());
+        } else {
+            notes.insert(message["id"].as_u64().unwrap(), message["note"].clone());
+        }
+    }
+}
+
+#[test]
+fn a_watcher_of_a_restarted_replica_resumes_and_ends_with_the_clusters_notes() {
+    let mut cluster = Cluster::start(ClusterOptions::vr());
+    let backup = (0..3).find(|replica| Some(*replica) != cluster.primary()).expect("a backup");
+    let writer = (0..3).find(|replica| *replica != backup).expect("another replica");
+    let writing = cluster.client(writer);
+    let create = |title: &str| {
+        let created = writing.json(Method::POST, "/notes", &json!({ "title": title })).unwrap();
+        assert_eq!(created.status, 201, "{}", created.text);
+    };
+    let mut watcher = Watcher::connect(&cluster, backup, "");
+    let mut messages = vec![watcher.next_message(FEED_TIMEOUT)];
+    for title in ["one", "two", "three"] {
+        create(title);
+    }
+    messages.extend(watcher.changes_through(3));
+    watcher.close();
+
+    // The backup restarts with empty memory and recovers from its peers; the watcher
+    // resumes after commit 3 and must end with the cluster's notes, with nothing twice.
+    cluster.kill(backup);
+    cluster.restart(backup);
+    cluster.wait_until_serving();
+    let mut watcher = Watcher::connect(&cluster, backup, "?from=3");
+    for title in ["four", "five"] {
+        create(title);
+    }
+    let mut resumed = Vec::new();
+    while resumed.last().is_none_or(|message: &Value| {
+        let commit = message["commit"].as_u64().or_else(|| message["snapshot"]["commit"].as_u64());
+        commit < Some(5)
+    }) {
+        resumed.push(watcher.next_message(FEED_TIMEOUT));
+    }
+    let resumed_commits: Vec<u64> = resumed
+        .iter()
+        .map(|message| message["commit"].as_u64().or_else(|| message["snapshot"]["commit"].as_u64()).unwrap())
+        .collect();
+    assert!(resumed_commits.windows(2).all(|pair| pair[0] < pair[1]), "in order, none twice: {resumed_commits:?}");
+    assert!(resumed_commits.iter().all(|commit| *commit > 3), "nothing the watcher had: {resumed_commits:?}");
+
+    let mut known = std::collections::BTreeMap::new();
+    apply(&mut known, &messages);
+    apply(&mut known, &resumed);
+    let listed = cluster.client(writer).get_path("/notes").unwrap();
+    let expected: Vec<Value> = listed.body["notes"].as_array().unwrap().clone();
+    assert_eq!(known.into_values().collect::<Vec<_>>(), expected, "the watcher's notes are the cluster's");
+    watcher.close();
+}
