@@ -13,7 +13,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-CHROMIUM=/usr/bin/chromium
+# Debian's package puts it here; CHROMIUM overrides (tests/browser reads it too).
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
 # Installs Debian packages when running as root with apt-get; otherwise does nothing.
 apt_install() {
