@@ -4,19 +4,22 @@
 //! Sockets and HTTP handlers send it [`DriverInput`]s over a bounded channel; it
 //! feeds them to the replica with the current time, carries out the outputs
 //! (peer messages to the [`Outbox`], replies to the waiting HTTP handler, events
-//! to logs and metrics), and sleeps until the replica's next timeout.
+//! to logs and metrics, committed changes to the [`Feed`]), and sleeps until the
+//! replica's next timeout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use noted_core::{
-    ClientId, ClientRequest, Event, Freshness, Input, Message, Output, Replica, ReplicaId, Reply, RequestNumber, Status,
+    Change, ClientId, ClientRequest, Event, Freshness, Input, Message, Output, Replica, ReplicaId, Reply,
+    RequestNumber, Status,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::HostClock;
+use crate::feed::{Feed, Subscription};
 use crate::metrics::Metrics;
 use crate::peer::Outbox;
 
@@ -34,8 +37,19 @@ pub struct Answer {
 
 #[derive(Debug)]
 pub enum DriverInput {
-    Request { request: ClientRequest, answer_to: oneshot::Sender<Answer> },
-    Message { from: ReplicaId, message: Message },
+    Request {
+        request: ClientRequest,
+        answer_to: oneshot::Sender<Answer>,
+    },
+    Message {
+        from: ReplicaId,
+        message: Message,
+    },
+    /// A new watcher of the change feed; `from` is the last commit it has seen.
+    Watch {
+        from: Option<u64>,
+        subscribed: oneshot::Sender<Subscription>,
+    },
 }
 
 /// How the rest of the server talks to a driver. Cheap to clone.
@@ -58,6 +72,14 @@ impl DriverHandle {
         self.inputs.send(DriverInput::Message { from, message }).await.is_ok()
     }
 
+    /// Subscribes to the change feed after commit `from` (or from a snapshot);
+    /// `None` once the driver has stopped.
+    pub async fn watch(&self, from: Option<u64>) -> Option<Subscription> {
+        let (subscribed, subscription) = oneshot::channel();
+        self.inputs.send(DriverInput::Watch { from, subscribed }).await.ok()?;
+        subscription.await.ok()
+    }
+
     /// The replica's status after its latest input.
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
@@ -74,6 +96,7 @@ pub struct Driver {
     waiting: HashMap<(ClientId, RequestNumber), Vec<oneshot::Sender<Answer>>>,
     status: watch::Sender<Status>,
     metrics: Arc<Metrics>,
+    feed: Feed,
 }
 
 impl std::fmt::Debug for Driver {
@@ -93,7 +116,8 @@ impl Driver {
         let replica = Replica::new(config, clock.now())?;
         let (inputs_sender, inputs) = mpsc::channel(INPUTS_MAX);
         let (status, status_receiver) = watch::channel(replica.status());
-        let driver = Driver { replica, clock, inputs, outbox, waiting: HashMap::new(), status, metrics };
+        let driver =
+            Driver { replica, clock, inputs, outbox, waiting: HashMap::new(), status, metrics, feed: Feed::new() };
         Ok((driver, DriverHandle { inputs: inputs_sender, status: status_receiver }))
     }
 
@@ -125,6 +149,11 @@ impl Driver {
                     self.handle(Input::Request(request));
                 }
                 DriverInput::Message { from, message } => self.handle(Input::Message { from, message }),
+                DriverInput::Watch { from, subscribed } => {
+                    debug!(?from, published = self.feed.published(), "watcher subscribed");
+                    // A watcher that already left needs nothing.
+                    let _ = subscribed.send(self.feed.subscribe(from, self.replica.store()));
+                }
             }
         }
         let status = self.replica.status();
@@ -144,6 +173,7 @@ impl Driver {
     fn handle(&mut self, input: Input) {
         let now = self.clock.now();
         let outputs = self.replica.handle(now, input);
+        let mut changes: Vec<Change> = Vec::new();
         for output in outputs {
             match output {
                 Output::Send { to, message } => {
@@ -153,9 +183,15 @@ impl Driver {
                 Output::Reply { client, request_number, reply, freshness } => {
                     self.answer(client, request_number, reply, freshness)
                 }
-                Output::Event(event) => self.log_event(&event),
+                Output::Event(event) => {
+                    self.log_event(&event);
+                    if let Event::Committed { change } = event {
+                        changes.push(change);
+                    }
+                }
             }
         }
+        self.feed.publish(changes, self.replica.store());
         self.status.send_replace(self.replica.status());
     }
 

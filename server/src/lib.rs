@@ -3,7 +3,8 @@
 //! One [`driver`] task per replica owns the sans-IO core and is its only writer;
 //! [`http`] carries clients' requests to it, [`peer`] carries protocol messages
 //! between replicas (authenticated TCP) and heartbeats (UDP), and [`metrics`] and
-//! `tracing` report what happens. [`node`] wires one replica together; [`dev`]
+//! `tracing` report what happens, and [`feed`] streams committed changes to
+//! watchers. [`node`] wires one replica together; [`dev`]
 //! runs three in one process; [`commands`] implements `noted serve` and
 //! `noted config init`.
 
@@ -13,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod dev;
 pub mod driver;
+pub mod feed;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -2,7 +2,9 @@
 
 pub mod error;
 pub mod notes;
+pub mod page;
 pub mod status;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +35,9 @@ pub struct AppState {
 
 pub fn router(app: AppState, request_body_bytes_max: usize) -> Router {
     Router::new()
+        .route("/", get(page::index))
         .route("/notes", get(notes::list).post(notes::create))
+        .route("/notes/watch", get(watch::watch))
         .route("/notes/{id}", get(notes::get).put(notes::replace).patch(notes::patch).delete(notes::delete))
         .route("/status", get(status::status))
         .route("/metrics", get(status::metrics))
@@ -59,7 +63,9 @@ async fn record_request(State(app): State<AppState>, request: Request, next: Nex
 /// (Metrics are recorded around the router, before it has matched the path.)
 fn route_label(path: &str) -> &'static str {
     match path {
+        "/" => "/",
         "/notes" => "/notes",
+        "/notes/watch" => "/notes/watch",
         "/status" => "/status",
         "/metrics" => "/metrics",
         "/healthz" => "/healthz",
