@@ -49,17 +49,19 @@ fn every_seed_inside_the_fault_model_passes() {
     }
 }
 
-fn traced(seed: u64) -> (u64, u64) {
-    let outcome = run(&RunRequest { trace: true, ..RunRequest::new(SimProtocol::RemoteWrite, seed) });
+fn traced(protocol: SimProtocol, seed: u64) -> (u64, u64) {
+    let outcome = run(&RunRequest { trace: true, ..RunRequest::new(protocol, seed) });
     (Fnv1a::hash(outcome.trace.as_bytes()), Fnv1a::hash(outcome.history.to_jsonl().as_bytes()))
 }
 
 #[test]
 fn the_same_seed_gives_the_same_bytes_of_trace_and_history() {
-    for seed in [3, 17, 12_345] {
-        assert_eq!(traced(seed), traced(seed), "seed {seed} ran differently twice");
+    for protocol in SimProtocol::ALL {
+        for seed in [3, 17, 12_345] {
+            assert_eq!(traced(protocol, seed), traced(protocol, seed), "{protocol} seed {seed} ran differently twice");
+        }
+        assert_ne!(traced(protocol, 3), traced(protocol, 4), "{protocol}: different seeds give different runs");
     }
-    assert_ne!(traced(3), traced(4), "different seeds give different runs");
 }
 
 #[test]
