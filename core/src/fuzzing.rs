@@ -9,11 +9,16 @@ use std::collections::VecDeque;
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{Value, json};
 
+use crate::client_table::ClientTable;
 use crate::config::{Config, ProtocolKind};
+use crate::hlc::Timestamp;
 use crate::ids::{ClientId, ClusterId, NoteId, ReplicaId};
 use crate::message::Message;
-use crate::operation::{ClientRequest, Consistency, Operation};
+use crate::operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
+use crate::protocol::remote_write;
 use crate::replica::{Input, Output, Replica};
+use crate::request_body::{self, BodyKind};
+use crate::store::{METADATA_KEYS, Note, NoteStore, StoreLimits};
 use crate::time::Instant;
 use crate::wire;
 
@@ -29,6 +34,174 @@ pub fn wire_decode(bytes: &[u8]) {
     assert_eq!(used_again, encoded.len());
     assert_eq!(decoded_again, envelope, "decoding inverts encoding");
     assert_eq!(wire::encode(&decoded_again), encoded, "encoding is canonical");
+}
+
+/// Content-Type values the `http_body` target picks from: both accepted media
+/// types, one with parameters and odd case, others, and none.
+const CONTENT_TYPES: [Option<&str>; 6] = [
+    Some(request_body::JSON_MEDIA_TYPE),
+    Some(request_body::MERGE_PATCH_MEDIA_TYPE),
+    Some("Application/JSON; charset=utf-8"),
+    Some("text/plain"),
+    Some(""),
+    None,
+];
+
+/// Request bodies through [`request_body::parse`], the server's parser, and what it
+/// accepts through the note store and the peer frames:
+///
+/// ```text
+/// [content types][size limit / 16][note body bytes] 0xFF [merge patch bytes]
+/// ```
+///
+/// (0xFF never occurs in UTF-8.) Refusals must be clear; an accepted body must be a
+/// bounded object that re-parses to itself, is stored as sent, travels in frames,
+/// and can be read back and sent again; an applied merge patch must satisfy RFC
+/// 7396: members it sets are replaced, members it nulls are gone, objects merge
+/// member by member, everything else is untouched, and applying it twice changes
+/// nothing more.
+pub fn http_body(bytes: &[u8]) {
+    let [content_types, limit, rest @ ..] = bytes else { return };
+    let bytes_max = 16 * (usize::from(*limit) + 1);
+    let content_type = |index: usize| CONTENT_TYPES[index % CONTENT_TYPES.len()];
+    let (body_type, patch_type) =
+        (content_type(usize::from(*content_types)), content_type(usize::from(*content_types) / CONTENT_TYPES.len()));
+    let (body_bytes, patch_bytes) = match rest.iter().position(|byte| *byte == 0xFF) {
+        Some(split) => (&rest[..split], Some(&rest[split + 1..])),
+        None => (rest, None),
+    };
+    let Some(body) = accepted(BodyKind::Create, body_type, body_bytes, bytes_max) else { return };
+    let mut store = NoteStore::new(StoreLimits { body_bytes_max: bytes_max, ..StoreLimits::default() });
+    let created = store.execute(&Operation::Create { body: body.clone() }, Timestamp(1));
+    let has_metadata = METADATA_KEYS.iter().any(|key| body.get(*key).is_some());
+    let note = match created {
+        Reply::Note { note } => note,
+        Reply::Refused { refusal: Refusal::Invalid { reason } } if has_metadata => {
+            assert!(reason.contains("set by the store"), "{reason}");
+            return;
+        }
+        other => panic!("an accepted body without metadata is stored: {other:?}"),
+    };
+    assert!(!has_metadata, "metadata keys in a create are refused");
+    assert_eq!(Value::Object(note.body.clone()), body, "a note is stored as sent");
+    travels_in_frames(&store, Operation::Create { body });
+    let note = read_back_and_sent_again(&mut store, &note, bytes_max);
+    if let Some(patch_bytes) = patch_bytes
+        && let Some(patch) = accepted(BodyKind::MergePatch, patch_type, patch_bytes, bytes_max)
+    {
+        merge_patch_obeys_rfc_7396(&mut store, &note, &patch, bytes_max);
+    }
+}
+
+/// The parsed body, after checking what `request_body::parse` promises.
+fn accepted(kind: BodyKind, content_type: Option<&str>, bytes: &[u8], bytes_max: usize) -> Option<Value> {
+    let value = match request_body::parse(kind, content_type, bytes, bytes_max) {
+        Ok(value) => value,
+        Err(error) => {
+            let message = error.to_string();
+            assert!(!message.is_empty() && message.len() < 400, "a short, clear message: {message}");
+            assert!(!error.code().is_empty());
+            return None;
+        }
+    };
+    assert!(value.is_object(), "only objects are accepted");
+    assert!(request_body::depth(&value) <= request_body::DEPTH_MAX, "nesting is bounded");
+    let canonical = serde_json::to_vec(&value).expect("a value encodes");
+    let reparsed = request_body::parse(kind, Some(request_body::JSON_MEDIA_TYPE), &canonical, bytes_max);
+    assert_eq!(reparsed.as_ref(), Ok(&value), "an accepted body re-parses to itself");
+    Some(value)
+}
+
+/// The request, and a snapshot of the store, survive a peer frame.
+fn travels_in_frames(store: &NoteStore, operation: Operation) {
+    let request =
+        ClientRequest { client: ClientId(1), request_number: 1, operation, consistency: Consistency::default() };
+    let messages = [
+        remote_write::Message::Forward { request },
+        remote_write::Message::Snapshot { sequence: 1, store: store.clone(), client_table: ClientTable::new(1) },
+    ];
+    for message in messages {
+        let envelope = wire::Envelope {
+            cluster: ClusterId(1),
+            from: ReplicaId(0),
+            to: ReplicaId(1),
+            message: Message::RemoteWrite(message),
+        };
+        let (decoded, _) = wire::decode(&wire::encode(&envelope)).expect("an accepted body decodes on every replica");
+        assert_eq!(decoded, envelope, "a frame carries the body unchanged");
+    }
+}
+
+/// A client reads the note and sends it back whole, metadata included: accepted,
+/// and the body is unchanged.
+fn read_back_and_sent_again(store: &mut NoteStore, note: &Note, bytes_max: usize) -> Note {
+    let read = serde_json::to_vec(&note.to_json()).expect("a note encodes");
+    let sent_again = request_body::parse(BodyKind::Replace, Some(request_body::JSON_MEDIA_TYPE), &read, bytes_max)
+        .expect("a note read back is accepted");
+    let replace = Operation::Replace { id: note.id, body: sent_again, if_match: Some(note.version) };
+    let Reply::Note { note: replaced } = store.execute(&replace, Timestamp(2)) else {
+        panic!("a note read back replaces itself")
+    };
+    assert_eq!(replaced.body, note.body);
+    assert_eq!(replaced.version, note.version + 1);
+    replaced
+}
+
+fn merge_patch_obeys_rfc_7396(store: &mut NoteStore, note: &Note, patch: &Value, bytes_max: usize) {
+    let operation = Operation::Patch { id: note.id, patch: patch.clone(), if_match: Some(note.version) };
+    let patched = match store.execute(&operation, Timestamp(10)) {
+        Reply::Note { note } => note,
+        Reply::Refused { refusal: Refusal::Invalid { reason } } => {
+            let names_metadata = METADATA_KEYS.iter().any(|key| patch.get(*key).is_some());
+            assert!(
+                names_metadata || reason.contains(&format!("over the limit of {bytes_max} bytes")),
+                "a patch is refused only for metadata or size: {reason}"
+            );
+            return;
+        }
+        other => panic!("a patch of an existing note at its version is applied or invalid: {other:?}"),
+    };
+    assert_eq!(patched.version, note.version + 1);
+    let mut top_level = patch.as_object().expect("patches are objects").clone();
+    // Metadata keys in an applied patch echoed the stored values and were set aside.
+    top_level.retain(|key, _| !METADATA_KEYS.contains(&key.as_str()));
+    let original = Value::Object(note.body.clone());
+    assert_merged(Some(&original), &Value::Object(top_level), Some(&Value::Object(patched.body.clone())));
+    travels_in_frames(store, operation);
+    let again = Operation::Patch { id: note.id, patch: patch.clone(), if_match: Some(patched.version) };
+    let Reply::Note { note: twice } = store.execute(&again, Timestamp(11)) else {
+        panic!("a patch that applied once applies again")
+    };
+    assert_eq!(twice.body, patched.body, "a merge patch is idempotent");
+}
+
+/// RFC 7396 section 2, checked member by member rather than recomputed.
+fn assert_merged(original: Option<&Value>, patch: &Value, result: Option<&Value>) {
+    let Value::Object(patch_members) = patch else {
+        assert_eq!(result, Some(patch), "a patch that is not an object replaces the target");
+        return;
+    };
+    let Some(Value::Object(result_members)) = result else { panic!("an object patch leaves an object: {result:?}") };
+    let original_members = original.and_then(Value::as_object);
+    for (key, patch_value) in patch_members {
+        let result_value = result_members.get(key);
+        if patch_value.is_null() {
+            assert_eq!(result_value, None, "a null member removes {key:?}");
+        } else {
+            assert_merged(original_members.and_then(|members| members.get(key)), patch_value, result_value);
+        }
+    }
+    for (key, result_value) in result_members {
+        if !patch_members.contains_key(key) {
+            let original_value = original_members.and_then(|members| members.get(key));
+            assert_eq!(original_value, Some(result_value), "{key:?} is not in the patch and is untouched");
+        }
+    }
+    if let Some(original_members) = original_members {
+        for key in original_members.keys().filter(|key| !patch_members.contains_key(*key)) {
+            assert!(result_members.contains_key(key), "{key:?} is not in the patch and is kept");
+        }
+    }
 }
 
 /// A small cluster of any protocol driven by an arbitrary sequence of client
@@ -309,6 +482,11 @@ mod tests {
     }
 
     #[test]
+    fn replays_the_http_body_corpus() {
+        assert!(replay("http_body", http_body) > 0, "fuzz/corpus/http_body is checked in");
+    }
+
+    #[test]
     fn replays_the_replica_inputs_corpus() {
         assert!(replay("replica_inputs", replica_inputs) > 0, "fuzz/corpus/replica_inputs is checked in");
     }
@@ -351,6 +529,48 @@ mod tests {
                     std::fs::write(wire_dir.join(name), wire::encode(&envelope)).expect("write corpus file");
                 }
             }
+        }
+        let body_dir = fuzz_dir.join("http_body");
+        std::fs::create_dir_all(&body_dir).expect("corpus directory");
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(40), "]".repeat(40));
+        let long_integer = format!("{{\"a\":{}}}", "9".repeat(100));
+        // (name, content types: body + 6 * patch, size limit / 16 - 1, body, patch)
+        let seeds: [(&str, u8, u8, &[u8], Option<&[u8]>); 14] = [
+            (
+                "create-and-patch",
+                6,
+                255,
+                br#"{"title":"a","tags":["x",1.5,null],"n":{"deep":{"er":true}}}"#,
+                Some(br#"{"title":"b","tags":null,"n":{"deep":{"er":null,"x":1}}}"#),
+            ),
+            (
+                "rfc-7396-section-3",
+                6,
+                255,
+                br#"{"title":"Goodbye!","author":{"givenName":"John","familyName":"Doe"},"tags":["example","sample"],"content":"This will be unchanged"}"#,
+                Some(br#"{"title":"Hello!","phoneNumber":"+01-123-456-7890","author":{"familyName":null},"tags":["example"]}"#),
+            ),
+            ("nested-too-deep", 0, 255, deep.as_bytes(), None),
+            ("number-overflowing-a-double", 0, 255, br#"{"a":1e999999}"#, None),
+            ("integer-of-100-digits", 0, 255, long_integer.as_bytes(), None),
+            ("invalid-utf8", 0, 255, b"{\"a\":\"\xc3\x28\"}", None),
+            ("not-an-object", 0, 255, b"[1,2]", None),
+            ("metadata-in-a-create", 0, 255, br#"{"id":1,"a":1}"#, None),
+            ("patch-echoing-metadata", 0, 255, br#"{"a":1,"b":2}"#, Some(br#"{"id":1,"a":null}"#)),
+            ("text-plain", 3, 255, br#"{"a":1}"#, None),
+            ("media-type-parameters", 2 + 6 * 2, 255, br#"{"a":1}"#, Some(br#"{"b":[]}"#)),
+            ("over-the-size-limit", 0, 0, br#"{"title":"longer than sixteen bytes"}"#, None),
+            ("patch-over-the-size-limit", 6, 1, br#"{"a":"0123456789"}"#, Some(br#"{"b":"0123456789012345"}"#)),
+            ("escapes-and-brackets-in-strings", 6, 255, br#"{"s":"\"[[{{\u0041\\"}"#, Some(br#"{"s":{"t":"]]}}"}}"#)),
+        ];
+        for (name, content_types, limit, body, patch) in seeds {
+            let mut bytes = vec![content_types, limit];
+            bytes.extend_from_slice(body);
+            if let Some(patch) = patch {
+                bytes.push(0xFF);
+                bytes.extend_from_slice(patch);
+            }
+            std::fs::write(body_dir.join(name), bytes).expect("write corpus file");
         }
         let scenario_dir = fuzz_dir.join("replica_inputs");
         std::fs::create_dir_all(&scenario_dir).expect("corpus directory");

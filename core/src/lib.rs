@@ -37,6 +37,7 @@ pub mod message;
 pub mod operation;
 pub mod protocol;
 pub mod replica;
+pub mod request_body;
 pub mod store;
 pub mod time;
 pub mod wire;

@@ -152,6 +152,20 @@ pub enum DropReason {
     StaleEpoch,
 }
 
+impl DropReason {
+    /// The reason as a metrics label, as it is spelt in JSON.
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::WrongProtocol => "wrong_protocol",
+            DropReason::NotPrimary => "not_primary",
+            DropReason::ImpossibleSequence => "impossible_sequence",
+            DropReason::Conflicting => "conflicting",
+            DropReason::TooFarAhead => "too_far_ahead",
+            DropReason::StaleEpoch => "stale_epoch",
+        }
+    }
+}
+
 /// Counts of things that went wrong or were refused, kept by the replica itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
@@ -281,6 +295,25 @@ impl Replica {
             Engine::RemoteWrite(engine) => engine,
             Engine::LocalWrite(engine) => engine,
             Engine::Vr(engine) => engine,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason;
+
+    #[test]
+    fn drop_reason_labels_are_their_json_names() {
+        for reason in [
+            DropReason::WrongProtocol,
+            DropReason::NotPrimary,
+            DropReason::ImpossibleSequence,
+            DropReason::Conflicting,
+            DropReason::TooFarAhead,
+            DropReason::StaleEpoch,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.label());
         }
     }
 }

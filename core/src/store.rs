@@ -13,6 +13,7 @@ use crate::hlc::Timestamp;
 use crate::ids::{NoteId, Version};
 use crate::merge_patch;
 use crate::operation::{Operation, Refusal, Reply};
+use crate::request_body;
 
 /// Keys the store owns: clients may echo them unchanged but never set them.
 pub const METADATA_KEYS: [&str; 4] = ["id", "version", "created_at", "updated_at"];
@@ -328,6 +329,14 @@ impl NoteStore {
             return Err(Refusal::invalid("a note must be a JSON object"));
         };
         let members = strip_metadata(members, existing)?;
+        // Merging never nests deeper than the note and the patch already were, so
+        // only a host that skipped `request_body::parse` can trip this.
+        if request_body::depth(body) > request_body::DEPTH_MAX {
+            return Err(Refusal::invalid(format!(
+                "a note's body nests arrays and objects deeper than {} levels",
+                request_body::DEPTH_MAX
+            )));
+        }
         let size = serde_json::to_vec(&members).map_or(usize::MAX, |bytes| bytes.len());
         if size > self.limits.body_bytes_max {
             return Err(Refusal::invalid(format!(
@@ -476,6 +485,20 @@ mod tests {
             Reply::refused(Refusal::invalid("a note must be a JSON object"))
         );
         assert_eq!(store.next_id(), NoteId(2), "refused creates assign no id");
+    }
+
+    #[test]
+    fn bodies_nested_deeper_than_frames_can_carry_are_invalid() {
+        let mut store = store();
+        let mut nested = json!(1);
+        for _ in 0..request_body::DEPTH_MAX {
+            nested = json!([nested]);
+        }
+        let Reply::Refused { refusal: Refusal::Invalid { reason } } = create(&mut store, json!({ "a": nested }), 1)
+        else {
+            panic!("a body nested too deep is invalid");
+        };
+        assert!(reason.contains("deeper than"), "{reason}");
     }
 
     #[test]

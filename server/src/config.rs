@@ -19,7 +19,9 @@
 //! - optional `timing` (`retransmit_timeout_ms`, `heartbeat_interval_ms`,
 //!   `view_change_timeout_ms`), `limits` (core's [`noted_core::Limits`] field names),
 //!   `request_timeout_ms` (how long an HTTP request waits for the replica, then 503),
-//!   `request_body_bytes_max`, `peer_queue_frames_max`, and `test_faults`
+//!   `request_body_bytes_max`, `header_read_timeout_ms` (how long a client may take to
+//!   send a request's headers before its connection is closed),
+//!   `peer_queue_frames_max`, and `test_faults`
 //!   (see [`crate::peer::faults`]; for tests only).
 //!
 //! Unknown fields are errors, so that a misspelt option is never silently ignored.
@@ -56,6 +58,8 @@ pub struct ClusterFile {
     pub request_timeout_ms: u64,
     #[serde(default = "default_request_body_bytes_max")]
     pub request_body_bytes_max: usize,
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
     #[serde(default = "default_peer_queue_frames_max")]
     pub peer_queue_frames_max: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +98,10 @@ fn default_request_body_bytes_max() -> usize {
     256 * 1024
 }
 
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+
 fn default_peer_queue_frames_max() -> usize {
     4096
 }
@@ -122,6 +130,7 @@ pub struct NodeSettings {
     pub replicas: Vec<ReplicaAddresses>,
     pub request_timeout: Duration,
     pub request_body_bytes_max: usize,
+    pub header_read_timeout: Duration,
     pub peer_queue_frames_max: usize,
     pub test_faults: TestFaults,
 }
@@ -162,6 +171,7 @@ impl ClusterFile {
             limits: None,
             request_timeout_ms: default_request_timeout_ms(),
             request_body_bytes_max: default_request_body_bytes_max(),
+            header_read_timeout_ms: default_header_read_timeout_ms(),
             peer_queue_frames_max: default_peer_queue_frames_max(),
             test_faults: None,
         }
@@ -199,6 +209,9 @@ impl ClusterFile {
         if self.request_body_bytes_max == 0 {
             return Err(invalid("request_body_bytes_max", "must be greater than zero"));
         }
+        if self.header_read_timeout_ms == 0 {
+            return Err(invalid("header_read_timeout_ms", "must be greater than zero"));
+        }
         if self.peer_queue_frames_max == 0 {
             return Err(invalid("peer_queue_frames_max", "must be greater than zero"));
         }
@@ -228,6 +241,7 @@ impl ClusterFile {
             replicas: self.replicas.clone(),
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             request_body_bytes_max: self.request_body_bytes_max,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             peer_queue_frames_max: self.peer_queue_frames_max,
             test_faults,
         })

@@ -207,7 +207,7 @@ impl Driver {
         self.metrics.event(event_kind(event));
         match event {
             Event::Dropped { from, reason } => {
-                self.metrics.peer_dropped("core", &format!("{reason:?}"));
+                self.metrics.peer_dropped("core", reason.label());
                 debug!(%from, ?reason, "dropped a peer message");
             }
             Event::Forwarded { client, request_number, to } => {

@@ -1,6 +1,5 @@
 //! One replica, wired up: its driver, its peer transport, its HTTP API.
 
-use std::future::IntoFuture;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +94,7 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         me,
         replica_count,
         auth: auth.clone(),
+        guard: Arc::default(),
         driver: driver_handle.clone(),
         peers: Arc::clone(&peers),
         metrics: Arc::clone(&metrics),
@@ -133,21 +133,19 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         cluster: cluster.0,
         replicas: Arc::new(settings.replicas.clone()),
         request_timeout: settings.request_timeout,
+        note_bytes_max: settings.core.limits.store.body_bytes_max,
     };
     let router = http::router(app, settings.request_body_bytes_max);
-    let stop_accepting = shutdown.clone();
-    let server =
-        axum::serve(sockets.http, router).with_graceful_shutdown(async move { stop_accepting.cancelled().await });
+    let server = http::serve::serve(sockets.http, router, settings.header_read_timeout, shutdown.clone());
     let drain_limit = settings.request_timeout + SHUTDOWN_GRACE;
-    let served = tokio::select! {
-        served = server.into_future() => served.map_err(|error| format!("HTTP server failed: {error}")),
+    tokio::select! {
+        () = server => {}
         () = async { shutdown.cancelled().await; tokio::time::sleep(drain_limit).await } => {
             warn!("requests still in flight after the grace period; closing anyway");
-            Ok(())
         }
-    };
+    }
     info!(replica = %me, "stopped accepting requests; closing peers");
     internals.cancel();
     let _ = driver_task.await;
-    served
+    Ok(())
 }

@@ -1,13 +1,9 @@
 //! Checks shared by the tests of each protocol.
 
-use std::io::Write;
-use std::net::TcpStream;
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::cluster::Cluster;
 use crate::wait_until;
@@ -181,53 +177,4 @@ pub fn bad_input_is_refused(cluster: &Cluster) {
 fn oversized_body() -> Vec<u8> {
     let filler = "x".repeat(400 * 1024);
     json!({ "title": filler }).to_string().into_bytes()
-}
-
-/// Frames with a wrong HMAC or cluster id are dropped and counted; the cluster keeps serving.
-pub fn forged_peer_frames_are_dropped(cluster: &Cluster) {
-    let target = 1;
-    let envelope = json!({
-        "cluster": cluster.cluster_id, "from": 0, "to": target,
-        "message": { "Vr": { "Commit": { "view": 99, "commit_number": 1000 } } }
-    });
-    let inner = {
-        let payload = envelope.to_string().into_bytes();
-        let mut frame = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
-        frame.extend_from_slice(&payload);
-        frame
-    };
-    let bad_mac = seal(cluster.cluster_id, b"not the cluster's secret", &inner);
-    let wrong_cluster = seal(cluster.cluster_id + 1, cluster.secret.as_bytes(), &inner);
-    let mut stream = TcpStream::connect(cluster.addresses[target].peer).expect("connect to a peer port");
-    stream.write_all(&bad_mac).unwrap();
-    stream.write_all(&wrong_cluster).unwrap();
-    stream.write_all(&bad_mac).unwrap();
-    stream.flush().unwrap();
-
-    let counter = |reason: &str| {
-        metric(
-            cluster,
-            target,
-            &format!("noted_peer_messages_dropped_total{{stage=\"transport\",reason=\"{reason}\"}}"),
-        )
-    };
-    wait_until("forged frames to be counted", Duration::from_secs(10), || {
-        counter("bad_mac") >= 2 && counter("wrong_cluster") >= 1
-    });
-    let created = cluster.client(target).json(Method::POST, "/notes", &json!({ "after": "forgery" })).unwrap();
-    assert_eq!(created.status, 201, "the cluster still serves: {}", created.text);
-}
-
-/// An authenticated frame as noted's transport writes it (see `noted_server::peer::auth`).
-fn seal(cluster: u64, secret: &[u8], inner: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
-    mac.update(&cluster.to_be_bytes());
-    mac.update(inner);
-    let tag = mac.finalize().into_bytes();
-    let length = u32::try_from(8 + tag.len() + inner.len()).unwrap();
-    let mut frame = length.to_be_bytes().to_vec();
-    frame.extend_from_slice(&cluster.to_be_bytes());
-    frame.extend_from_slice(&tag);
-    frame.extend_from_slice(inner);
-    frame
 }

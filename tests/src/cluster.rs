@@ -50,11 +50,20 @@ pub struct ClusterOptions {
     pub request_timeout_ms: u64,
     /// Test-only transport faults, e.g. `{"loss": 0.1, "delay_ms": 5}`.
     pub test_faults: Option<Value>,
+    /// How long a client may take to send request headers; the server's default when `None`.
+    pub header_read_timeout_ms: Option<u64>,
 }
 
 impl ClusterOptions {
     pub fn vr() -> ClusterOptions {
-        ClusterOptions { protocol: "vr", primary: None, replicas: 3, request_timeout_ms: 2_000, test_faults: None }
+        ClusterOptions {
+            protocol: "vr",
+            primary: None,
+            replicas: 3,
+            request_timeout_ms: 2_000,
+            test_faults: None,
+            header_read_timeout_ms: None,
+        }
     }
 
     pub fn local_write() -> ClusterOptions {
@@ -152,6 +161,9 @@ impl Cluster {
         }
         if let Some(faults) = &options.test_faults {
             file["test_faults"] = faults.clone();
+        }
+        if let Some(timeout) = options.header_read_timeout_ms {
+            file["header_read_timeout_ms"] = timeout.into();
         }
         let config_path = directory.join("cluster.json");
         fs::write(&config_path, serde_json::to_string_pretty(&file).expect("json")).expect("write the cluster file");

@@ -18,6 +18,7 @@ pub mod checks;
 pub mod client;
 pub mod cluster;
 pub mod history;
+pub mod hostile;
 pub mod workload;
 
 pub use client::{HttpResponse, NotesClient};

@@ -4,9 +4,9 @@
 //! documented behaviour instead of recovery.
 
 use noted_tests::checks::{
-    bad_input_is_refused, converged_notes, every_operation_through, forged_peer_frames_are_dropped,
-    retried_create_is_exactly_once,
+    bad_input_is_refused, converged_notes, every_operation_through, retried_create_is_exactly_once,
 };
+use noted_tests::hostile::{hostile_http_input_is_refused, hostile_peer_frames_are_dropped};
 use noted_tests::{Cluster, ClusterOptions};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -31,7 +31,8 @@ fn every_operation_through_every_replica_leaves_identical_stores() {
 fn bad_input_is_refused_and_the_cluster_keeps_serving() {
     let cluster = Cluster::start(ClusterOptions::remote_write());
     bad_input_is_refused(&cluster);
-    forged_peer_frames_are_dropped(&cluster);
+    hostile_http_input_is_refused(&cluster);
+    hostile_peer_frames_are_dropped(&cluster);
 }
 
 #[test]

@@ -4,8 +4,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use noted_tests::checks::{
-    bad_input_is_refused, converged_notes, every_operation_through, forged_peer_frames_are_dropped, http2_is_served,
-    metric, retried_create_is_exactly_once,
+    bad_input_is_refused, converged_notes, every_operation_through, http2_is_served, metric,
+    retried_create_is_exactly_once,
+};
+use noted_tests::hostile::{
+    hostile_http_input_is_refused, hostile_peer_frames_are_dropped, replayed_old_view_messages_are_dropped,
+    slow_clients_are_cut_off,
 };
 use noted_tests::workload::Workload;
 use noted_tests::{Cluster, ClusterOptions, wait_until};
@@ -66,9 +70,18 @@ fn under_test_faults_in_the_transport_the_history_stays_linearizable() {
 
 #[test]
 fn bad_input_is_refused_and_the_cluster_keeps_serving() {
-    let cluster = Cluster::start(ClusterOptions::vr());
+    let header_read_timeout = Duration::from_secs(1);
+    let options = ClusterOptions {
+        header_read_timeout_ms: Some(u64::try_from(header_read_timeout.as_millis()).unwrap()),
+        ..ClusterOptions::vr()
+    };
+    let cluster = Cluster::start(options);
     bad_input_is_refused(&cluster);
-    forged_peer_frames_are_dropped(&cluster);
+    hostile_http_input_is_refused(&cluster);
+    slow_clients_are_cut_off(&cluster, header_read_timeout);
+    replayed_old_view_messages_are_dropped(&cluster);
+    // Last: the flood it ends with leaves this host's allowance of rejected frames spent for a while.
+    hostile_peer_frames_are_dropped(&cluster);
 }
 
 #[test]

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use noted_core::Refusal;
+use noted_core::request_body::BodyError;
 use serde_json::json;
 
 /// Seconds a client is told to wait before retrying a 503.
@@ -61,6 +62,21 @@ impl From<Refusal> for ApiError {
             Refusal::Invalid { reason } => ApiError::bad_request("invalid", reason),
             Refusal::Unavailable { reason } => ApiError::unavailable(reason),
         }
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(error: BodyError) -> ApiError {
+        let status = match error {
+            BodyError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::NotUtf8 { .. }
+            | BodyError::TooDeep
+            | BodyError::Malformed { .. }
+            | BodyError::NumberOutOfRange { .. }
+            | BodyError::NotAnObject => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, error.code(), error.to_string())
     }
 }
 

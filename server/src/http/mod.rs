@@ -3,6 +3,7 @@
 pub mod error;
 pub mod notes;
 pub mod page;
+pub mod serve;
 pub mod status;
 pub mod watch;
 
@@ -31,6 +32,8 @@ pub struct AppState {
     pub cluster: u64,
     pub replicas: Arc<Vec<ReplicaAddresses>>,
     pub request_timeout: Duration,
+    /// Largest note body, as core counts it: bodies over it are refused before they are replicated.
+    pub note_bytes_max: usize,
 }
 
 pub fn router(app: AppState, request_body_bytes_max: usize) -> Router {

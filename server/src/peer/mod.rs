@@ -9,12 +9,15 @@
 //!   protocols retransmit what matters).
 //! - [`auth`]: every frame carries the cluster id and an HMAC-SHA256 with the
 //!   cluster's shared secret; anything else is dropped and counted.
+//! - [`guard`]: per address, a cap on open connections and a slowly refilled
+//!   allowance of rejected frames; a flooding connection is closed.
 //! - [`udp`]: heartbeats only (who is alive, at which view and op number), for
 //!   `/status`; losing them costs nothing.
 //! - [`faults`]: test-only loss and delay of outgoing frames.
 
 pub mod auth;
 pub mod faults;
+pub mod guard;
 pub mod tcp;
 pub mod udp;
 

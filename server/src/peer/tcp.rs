@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::auth::{FRAME_BODY_BYTES_MAX, FrameAuth, LENGTH_PREFIX_BYTES, Rejection};
+use super::guard::{Admitted, InboundGuard};
 use super::{PeerTable, SendQueue};
 use crate::driver::DriverHandle;
 use crate::metrics::Metrics;
@@ -92,12 +93,13 @@ pub async fn send_forever(
 }
 
 /// What reading a peer connection needs: who this replica is, how to check
-/// frames, and where authenticated messages go.
+/// frames, what each address may cost, and where authenticated messages go.
 #[derive(Clone, Debug)]
 pub struct Inbound {
     pub me: ReplicaId,
     pub replica_count: u8,
     pub auth: FrameAuth,
+    pub guard: Arc<InboundGuard>,
     pub driver: DriverHandle,
     pub peers: Arc<PeerTable>,
     pub metrics: Arc<Metrics>,
@@ -118,20 +120,28 @@ pub async fn receive_forever(listener: TcpListener, inbound: Inbound, shutdown: 
                 continue;
             }
         };
+        let admitted = match inbound.guard.admit(remote.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                inbound.metrics.peer_dropped("transport", refusal.label());
+                debug!(%remote, reason = refusal.label(), "refused a peer connection");
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let connection = inbound.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = connection.read(stream, remote) => {}
+                () = connection.read(stream, remote, &admitted) => {}
             }
         });
     }
 }
 
 impl Inbound {
-    async fn read(self, stream: TcpStream, remote: SocketAddr) {
+    async fn read(self, stream: TcpStream, remote: SocketAddr, admitted: &Admitted) {
         debug!(%remote, "peer connection accepted");
         let mut reader = BufReader::new(stream);
         let mut body = Vec::new();
@@ -148,18 +158,27 @@ impl Inbound {
                 warn!(%remote, length, "peer frame over the size limit; closing the connection");
                 return;
             }
-            body.resize(length, 0);
-            if reader.read_exact(&mut body).await.is_err() {
+            // Grown as the bytes arrive: a length prefix alone allocates nothing.
+            body.clear();
+            let read = (&mut reader).take(u64::try_from(length).unwrap_or(u64::MAX)).read_to_end(&mut body).await;
+            if read.is_err() || body.len() != length {
                 return;
             }
-            let envelope = match self.auth.open(&body, self.me) {
-                Ok(envelope) if envelope.from != self.me && envelope.from.0 < self.replica_count => envelope,
-                Ok(_) => {
-                    self.reject(remote, Rejection::WrongSender);
-                    continue;
-                }
+            let opened = match self.auth.open(&body, self.me) {
+                Ok(envelope) if envelope.from != self.me && envelope.from.0 < self.replica_count => Ok(envelope),
+                Ok(_) => Err(Rejection::WrongSender),
+                Err(rejection) => Err(rejection),
+            };
+            let envelope = match opened {
+                Ok(envelope) => envelope,
                 Err(rejection) => {
-                    self.reject(remote, rejection);
+                    self.metrics.peer_dropped("transport", rejection.label());
+                    warn!(%remote, reason = rejection.label(), "dropped a peer frame");
+                    if let Err(refusal) = admitted.rejected() {
+                        self.metrics.peer_dropped("transport", refusal.label());
+                        warn!(%remote, "too many rejected peer frames from this address; closing the connection");
+                        return;
+                    }
                     continue;
                 }
             };
@@ -169,11 +188,6 @@ impl Inbound {
                 return;
             }
         }
-    }
-
-    fn reject(&self, remote: SocketAddr, rejection: Rejection) {
-        self.metrics.peer_dropped("transport", rejection.label());
-        warn!(%remote, reason = rejection.label(), "dropped a peer frame");
     }
 }
 
