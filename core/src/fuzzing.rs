@@ -534,8 +534,9 @@ mod tests {
         std::fs::create_dir_all(&body_dir).expect("corpus directory");
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(40), "]".repeat(40));
         let long_integer = format!("{{\"a\":{}}}", "9".repeat(100));
-        // (name, content types: body + 6 * patch, size limit / 16 - 1, body, patch)
-        let seeds: [(&str, u8, u8, &[u8], Option<&[u8]>); 14] = [
+        /// (name, content types: body + 6 * patch, size limit / 16 - 1, body, patch)
+        type Seed<'a> = (&'a str, u8, u8, &'a [u8], Option<&'a [u8]>);
+        let seeds: [Seed; 14] = [
             (
                 "create-and-patch",
                 6,
