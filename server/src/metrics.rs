@@ -26,7 +26,8 @@ struct MetricsState {
     peer_sent: BTreeMap<(String, String), u64>,
     peer_received: BTreeMap<(String, String), u64>,
     /// (stage, reason) -> frames: `transport` (queue overflow, injected faults, failed
-    /// authentication) or `core` (refused by the protocol).
+    /// authentication, oversized frames, floods and connections over the per-address
+    /// limits) or `core` (refused by the protocol, e.g. of a view it has left).
     peer_dropped: BTreeMap<(String, String), u64>,
     heartbeats_received: u64,
     heartbeats_rejected: u64,
