@@ -218,9 +218,15 @@ impl Driver {
 
     fn answer(&mut self, client: ClientId, request_number: RequestNumber, reply: Reply, freshness: Freshness) {
         info!(%client, request_number, reply = reply_summary(&reply), ?freshness, "reply");
-        for answer_to in self.waiting.remove(&(client, request_number)).unwrap_or_default() {
-            // The client may have given up; its retry will be answered from the client table.
+        let mut waiting = self.waiting.remove(&(client, request_number)).unwrap_or_default();
+        // The client may have given up; its retry will be answered from the client table.
+        // Nearly always one waits: the last one gets the reply itself, not a copy.
+        let last = waiting.pop();
+        for answer_to in waiting {
             let _ = answer_to.send(Answer { reply: reply.clone(), freshness });
+        }
+        if let Some(answer_to) = last {
+            let _ = answer_to.send(Answer { reply, freshness });
         }
     }
 
