@@ -16,6 +16,7 @@ if [[ -z ${NOTED_BIN:-} ]]; then
 fi
 # shellcheck source=bench/cluster.sh
 source "$ROOT/bench/cluster.sh"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 start_cluster
 
 RESULTS="$WORK/results.jsonl"
@@ -26,7 +27,7 @@ for mix in writes reads; do
   done
 done
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); load average before: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$RESULTS" <<'PY'
 import json, sys
 print(f"{'mix':<8} {'conns':>5} {'ops/s':>9} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'p99.9 ms':>8} {'max ms':>7} {'failed':>6}")
