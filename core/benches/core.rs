@@ -76,7 +76,7 @@ fn vr_commits() {
     let mut now = Instant::from_millis(1);
     let mut messages: VecDeque<(ReplicaId, ReplicaId, Message)> = VecDeque::new();
     let mut replies = 0u64;
-    let mut deliver = |replicas: &mut Vec<Replica>, messages: &mut VecDeque<_>, now: Instant| -> u64 {
+    let deliver = |replicas: &mut [Replica], messages: &mut VecDeque<_>, now: Instant| -> u64 {
         let mut replies = 0;
         while let Some((from, to, message)) = messages.pop_front() {
             let to: ReplicaId = to;

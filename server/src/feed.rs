@@ -166,7 +166,7 @@ mod tests {
     use noted_core::Operation;
     use noted_core::hlc::Timestamp;
     use noted_core::store::StoreLimits;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 

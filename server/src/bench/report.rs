@@ -97,7 +97,7 @@ impl Report {
         let answered: u64 = self.tally.answered.iter().sum();
         let by_operation: serde_json::Map<String, Value> = OperationKind::ALL
             .iter()
-            .filter(|kind| self.tally.latency[kind.index()].len() > 0)
+            .filter(|kind| !self.tally.latency[kind.index()].is_empty())
             .map(|kind| {
                 let index = kind.index();
                 let entry = json!({
