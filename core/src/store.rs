@@ -40,6 +40,12 @@ impl Note {
         Value::Object(object)
     }
 
+    /// The same object as [`Note::to_json`], serialised straight from the note
+    /// without copying its body: what the server writes on every answer.
+    pub fn client_view(&self) -> ClientView<'_> {
+        ClientView(self)
+    }
+
     fn metadata_value(&self, key: &str) -> Value {
         match key {
             "id" => Value::from(self.id.0),
@@ -49,6 +55,45 @@ impl Note {
             _ => Value::Null,
         }
     }
+}
+
+/// A note as clients see it, serialised with keys in the same (sorted) order as
+/// [`Note::to_json`]'s object.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientView<'a>(&'a Note);
+
+impl Serialize for ClientView<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let note = self.0;
+        let (created_at, updated_at) = (note.created_at.to_rfc3339(), note.updated_at.to_rfc3339());
+        // Sorted like METADATA_KEYS are among themselves; merged below with the body's sorted keys.
+        let metadata: [(&str, MetadataValue<'_>); 4] = [
+            ("created_at", MetadataValue::Text(&created_at)),
+            ("id", MetadataValue::Number(note.id.0)),
+            ("updated_at", MetadataValue::Text(&updated_at)),
+            ("version", MetadataValue::Number(note.version)),
+        ];
+        let mut map = serializer.serialize_map(Some(note.body.len() + metadata.len()))?;
+        let mut metadata = metadata.iter().peekable();
+        for (key, value) in &note.body {
+            while let Some((name, metadata_value)) = metadata.next_if(|(name, _)| *name < key.as_str()) {
+                map.serialize_entry(name, metadata_value)?;
+            }
+            map.serialize_entry(key, value)?;
+        }
+        for (name, metadata_value) in metadata {
+            map.serialize_entry(name, metadata_value)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(untagged)]
+enum MetadataValue<'a> {
+    Number(u64),
+    Text(&'a str),
 }
 
 /// One page of a list, ordered by id.
@@ -433,6 +478,19 @@ mod tests {
         assert_eq!(store.execute(&replace, Timestamp(20)), note_reply(1, 2, 10, 20, json!({"a": 5})));
         let patch = Operation::Patch { id: NoteId(1), patch: json!({"a": null, "c": {"d": 1}}), if_match: Some(2) };
         assert_eq!(store.execute(&patch, Timestamp(30)), note_reply(1, 3, 10, 30, json!({"c": {"d": 1}})));
+    }
+
+    #[test]
+    fn the_client_view_serialises_like_to_json() {
+        let mut store = store();
+        for body in
+            [json!({}), json!({"a": 1, "id_x": [1], "title": "t", "zz": {"k": null}}), json!({"version_note": "v"})]
+        {
+            create(&mut store, body, 10);
+        }
+        for note in store.notes() {
+            assert_eq!(serde_json::to_string(&note.client_view()).unwrap(), note.to_json().to_string());
+        }
     }
 
     #[test]

@@ -39,14 +39,20 @@ pub enum WireError {
     WrongReceiver { expected: ReplicaId, found: ReplicaId },
 }
 
-/// Encodes `envelope` as one frame.
+/// Room reserved up front for a frame: most messages (acknowledgements, commits,
+/// prepares of a few small notes) fit, so the buffer rarely grows while encoding.
+const FRAME_BYTES_TYPICAL: usize = 512;
+
+/// Encodes `envelope` as one frame. The payload is written in place after room
+/// for the length prefix, which is filled in last: no second copy.
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
-    let payload = serde_json::to_vec(envelope).expect("messages are plain data and always encode");
-    assert!(payload.len() <= FRAME_PAYLOAD_BYTES_MAX, "a replica never builds a message over the frame limit");
-    let length = u32::try_from(payload.len()).expect("the frame limit fits in u32");
-    let mut frame = Vec::with_capacity(LENGTH_PREFIX_BYTES + payload.len());
-    frame.extend_from_slice(&length.to_be_bytes());
-    frame.extend_from_slice(&payload);
+    let mut frame = Vec::with_capacity(FRAME_BYTES_TYPICAL);
+    frame.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
+    serde_json::to_writer(&mut frame, envelope).expect("messages are plain data and always encode");
+    let payload_length = frame.len() - LENGTH_PREFIX_BYTES;
+    assert!(payload_length <= FRAME_PAYLOAD_BYTES_MAX, "a replica never builds a message over the frame limit");
+    let length = u32::try_from(payload_length).expect("the frame limit fits in u32");
+    frame[..LENGTH_PREFIX_BYTES].copy_from_slice(&length.to_be_bytes());
     frame
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::bench::mix::OperationMix;
 use crate::peer::faults::TestFaults;
 
 /// noted: a replicated notes store.
@@ -35,6 +36,8 @@ pub enum Command {
     Dev(DevArgs),
     /// Run one replica of a cluster described by a cluster file.
     Serve(ServeArgs),
+    /// Load a running cluster with requests and report throughput and latency percentiles.
+    Bench(BenchArgs),
     /// Work with cluster files.
     Config {
         #[command(subcommand)]
@@ -108,6 +111,63 @@ pub struct ServeArgs {
     /// Test only: drop or delay outgoing peer frames, e.g. `loss=0.1,delay-ms=5`.
     #[arg(long, env = "NOTED_TEST_FAULTS")]
     pub test_faults: Option<TestFaults>,
+}
+
+/// `noted bench`: what load to send where, and what to report.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Replica URLs (http://HOST:PORT), repeated or comma-separated; connections are spread over them.
+    #[arg(
+        long = "url",
+        value_delimiter = ',',
+        default_values_t = ["http://127.0.0.1:7001".to_string(), "http://127.0.0.1:7002".to_string(), "http://127.0.0.1:7003".to_string()]
+    )]
+    pub urls: Vec<String>,
+    /// Concurrent keep-alive connections, each with one request in flight.
+    #[arg(long, short = 'c', default_value_t = 16)]
+    pub connections: usize,
+    /// Seconds to measure for (ignored with --operations).
+    #[arg(long, short = 'd', default_value_t = 10.0)]
+    pub duration: f64,
+    /// Measure this many operations instead of a duration.
+    #[arg(long, short = 'n')]
+    pub operations: Option<u64>,
+    /// Operation mix: a preset (read-heavy, write-heavy, reads, writes) or weights
+    /// like `create=1,get=8,list=1` of create, get, list, replace, patch, delete.
+    #[arg(long, default_value = "read-heavy")]
+    pub mix: OperationMix,
+    /// Approximate size of a note's JSON in bytes.
+    #[arg(long, default_value_t = 100)]
+    pub note_bytes: usize,
+    /// Notes created before measuring, for reads and updates to find.
+    #[arg(long, default_value_t = 100)]
+    pub prefill: u64,
+    /// Consistency of reads.
+    #[arg(long, value_enum, default_value_t = ConsistencyArg::Linearizable)]
+    pub consistency: ConsistencyArg,
+    /// A request not answered in this many milliseconds counts as failed (unknown outcome).
+    #[arg(long, default_value_t = 5_000)]
+    pub timeout_ms: u64,
+    /// Seed of the operation draws (random when absent).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Record every operation as a lin-history v1 file (meant for runs of modest length).
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+    /// Check the recorded history with the linearizability checker; fails unless linearizable.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConsistencyArg {
+    /// Confirmed by a quorum (VR read rounds).
+    Linearizable,
+    /// Answered by the replica asked, possibly stale.
+    Local,
 }
 
 #[derive(Debug, Subcommand)]

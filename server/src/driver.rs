@@ -25,6 +25,9 @@ use crate::peer::Outbox;
 
 /// Inputs waiting for the driver; senders wait when it is full (back-pressure).
 const INPUTS_MAX: usize = 4096;
+/// Inputs taken at once, without going back to waiting on the channel, the shutdown
+/// and the timer: under load the channel is rarely empty.
+const INPUTS_PER_WAKE: usize = 256;
 /// Waiting clients past which the driver forgets those that gave up.
 const WAITING_SWEEP_THRESHOLD: usize = 1024;
 
@@ -136,28 +139,38 @@ impl Driver {
                     continue;
                 }
             };
-            match input {
-                DriverInput::Request { request, answer_to } => {
-                    info!(
-                        client = %request.client,
-                        request_number = request.request_number,
-                        operation = request.operation.name(),
-                        consistency = ?request.consistency,
-                        "client request"
-                    );
-                    self.remember(request.client, request.request_number, answer_to);
-                    self.handle(Input::Request(request));
-                }
-                DriverInput::Message { from, message } => self.handle(Input::Message { from, message }),
-                DriverInput::Watch { from, subscribed } => {
-                    debug!(?from, published = self.feed.published(), "watcher subscribed");
-                    // A watcher that already left needs nothing.
-                    let _ = subscribed.send(self.feed.subscribe(from, self.replica.store()));
+            self.dispatch(input);
+            for _ in 1..INPUTS_PER_WAKE {
+                match self.inputs.try_recv() {
+                    Ok(input) => self.dispatch(input),
+                    Err(_) => break,
                 }
             }
         }
         let status = self.replica.status();
         info!(replica = %status.replica, waiting = self.waiting.len(), "replica stopped");
+    }
+
+    fn dispatch(&mut self, input: DriverInput) {
+        match input {
+            DriverInput::Request { request, answer_to } => {
+                info!(
+                    client = %request.client,
+                    request_number = request.request_number,
+                    operation = request.operation.name(),
+                    consistency = ?request.consistency,
+                    "client request"
+                );
+                self.remember(request.client, request.request_number, answer_to);
+                self.handle(Input::Request(request));
+            }
+            DriverInput::Message { from, message } => self.handle(Input::Message { from, message }),
+            DriverInput::Watch { from, subscribed } => {
+                debug!(?from, published = self.feed.published(), "watcher subscribed");
+                // A watcher that already left needs nothing.
+                let _ = subscribed.send(self.feed.subscribe(from, self.replica.store()));
+            }
+        }
     }
 
     fn remember(&mut self, client: ClientId, request_number: RequestNumber, answer_to: oneshot::Sender<Answer>) {
@@ -192,14 +205,28 @@ impl Driver {
             }
         }
         self.feed.publish(changes, self.replica.store());
-        self.status.send_replace(self.replica.status());
+        let status = self.replica.status();
+        // Readers of the status are woken only when it changed.
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            if changed {
+                *current = status;
+            }
+            changed
+        });
     }
 
     fn answer(&mut self, client: ClientId, request_number: RequestNumber, reply: Reply, freshness: Freshness) {
         info!(%client, request_number, reply = reply_summary(&reply), ?freshness, "reply");
-        for answer_to in self.waiting.remove(&(client, request_number)).unwrap_or_default() {
-            // The client may have given up; its retry will be answered from the client table.
+        let mut waiting = self.waiting.remove(&(client, request_number)).unwrap_or_default();
+        // The client may have given up; its retry will be answered from the client table.
+        // Nearly always one waits: the last one gets the reply itself, not a copy.
+        let last = waiting.pop();
+        for answer_to in waiting {
             let _ = answer_to.send(Answer { reply: reply.clone(), freshness });
+        }
+        if let Some(answer_to) = last {
+            let _ = answer_to.send(Answer { reply, freshness });
         }
     }
 

@@ -13,7 +13,7 @@
 
 use axum::extract::ws::Utf8Bytes;
 use noted_core::{Change, NoteStore};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::VecDeque;
 use tokio::sync::broadcast;
 
@@ -79,7 +79,8 @@ impl Feed {
             if change.commit != self.published + 1 {
                 break;
             }
-            let message = FeedMessage { commit: change.commit, json: change_json(&change).to_string().into() };
+            let json = serde_json::to_string(&change_message(&change)).expect("a change serialises");
+            let message = FeedMessage { commit: change.commit, json: json.into() };
             self.published = change.commit;
             self.remember(message.clone());
             // No watcher is no error: the change is kept for those who resume.
@@ -131,20 +132,30 @@ impl Feed {
 }
 
 /// `{"commit":N,"op":"patch","id":7,"version":3,"note":{...}}`; a delete has a null
-/// version and note.
-pub fn change_json(change: &Change) -> Value {
-    json!({
-        "commit": change.commit,
-        "op": change.operation,
-        "id": change.id.0,
-        "version": change.note.as_ref().map(|note| note.version),
-        "note": change.note.as_ref().map(noted_core::Note::to_json),
-    })
+/// version and note. Serialised straight from the change (keys sorted, as a JSON
+/// object of serde_json would have them): the feed serialises every change the
+/// replica applies.
+fn change_message(change: &Change) -> impl serde::Serialize + '_ {
+    #[derive(serde::Serialize)]
+    struct ChangeMessage<'a> {
+        commit: u64,
+        id: u64,
+        note: Option<noted_core::store::ClientView<'a>>,
+        op: &'a str,
+        version: Option<u64>,
+    }
+    ChangeMessage {
+        commit: change.commit,
+        id: change.id.0,
+        note: change.note.as_ref().map(noted_core::Note::client_view),
+        op: &change.operation,
+        version: change.note.as_ref().map(|note| note.version),
+    }
 }
 
 /// `{"snapshot":{"commit":N,"notes":[...]}}`: every note at the store's latest commit.
 pub fn snapshot_message(store: &NoteStore) -> FeedMessage {
-    let notes: Vec<Value> = store.notes().map(noted_core::Note::to_json).collect();
+    let notes: Vec<_> = store.notes().map(noted_core::Note::client_view).collect();
     let commit = store.changes_applied();
     let json = json!({ "snapshot": { "commit": commit, "notes": notes } });
     FeedMessage { commit, json: json.to_string().into() }
@@ -155,7 +166,7 @@ mod tests {
     use noted_core::Operation;
     use noted_core::hlc::Timestamp;
     use noted_core::store::StoreLimits;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 

@@ -6,8 +6,9 @@
 //! `tracing` report what happens, and [`feed`] streams committed changes to
 //! watchers. [`node`] wires one replica together; [`dev`]
 //! runs three in one process; [`commands`] implements `noted serve` and
-//! `noted config init`.
+//! `noted config init`; [`bench`] is `noted bench`, a load generator.
 
+pub mod bench;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -1,7 +1,9 @@
 //! Counters and histograms of one replica, rendered in the Prometheus text format.
 //!
 //! A mutex around ordered maps is plenty at the rates one replica sees, and keeps
-//! the output sorted and the code free of a metrics framework.
+//! the output sorted and the code free of a metrics framework. Labels on the
+//! per-request and per-message paths are static strings and replica numbers, so
+//! counting allocates nothing once a series exists.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,11 +22,11 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 struct MetricsState {
     /// (route, method, status) -> requests.
-    http_requests: BTreeMap<(String, String, u16), u64>,
-    http_latency: BTreeMap<String, Histogram>,
+    http_requests: BTreeMap<(&'static str, &'static str, u16), u64>,
+    http_latency: BTreeMap<&'static str, Histogram>,
     /// (peer, kind) -> frames.
-    peer_sent: BTreeMap<(String, String), u64>,
-    peer_received: BTreeMap<(String, String), u64>,
+    peer_sent: BTreeMap<(u8, &'static str), u64>,
+    peer_received: BTreeMap<(u8, &'static str), u64>,
     /// (stage, reason) -> frames: `transport` (queue overflow, injected faults, failed
     /// authentication, oversized frames, floods and connections over the per-address
     /// limits) or `core` (refused by the protocol, e.g. of a view it has left).
@@ -34,7 +36,7 @@ struct MetricsState {
     peer_connections: u64,
     view_changes: u64,
     /// Core events by kind.
-    events: BTreeMap<String, u64>,
+    events: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Debug, Default)]
@@ -63,19 +65,19 @@ impl Metrics {
         update(&mut state)
     }
 
-    pub fn http_request(&self, route: &str, method: &str, status: u16, latency: Duration) {
+    pub fn http_request(&self, route: &'static str, method: &'static str, status: u16, latency: Duration) {
         self.with(|state| {
-            *state.http_requests.entry((route.into(), method.into(), status)).or_default() += 1;
-            state.http_latency.entry(route.into()).or_default().observe(latency.as_secs_f64());
+            *state.http_requests.entry((route, method, status)).or_default() += 1;
+            state.http_latency.entry(route).or_default().observe(latency.as_secs_f64());
         });
     }
 
-    pub fn peer_sent(&self, peer: &str, kind: &str) {
-        self.with(|state| *state.peer_sent.entry((peer.into(), kind.into())).or_default() += 1);
+    pub fn peer_sent(&self, peer: u8, kind: &'static str) {
+        self.with(|state| *state.peer_sent.entry((peer, kind)).or_default() += 1);
     }
 
-    pub fn peer_received(&self, peer: &str, kind: &str) {
-        self.with(|state| *state.peer_received.entry((peer.into(), kind.into())).or_default() += 1);
+    pub fn peer_received(&self, peer: u8, kind: &'static str) {
+        self.with(|state| *state.peer_received.entry((peer, kind)).or_default() += 1);
     }
 
     pub fn peer_dropped(&self, stage: &str, reason: &str) {
@@ -98,8 +100,8 @@ impl Metrics {
         self.with(|state| state.view_changes += 1);
     }
 
-    pub fn event(&self, kind: &str) {
-        self.with(|state| *state.events.entry(kind.into()).or_default() += 1);
+    pub fn event(&self, kind: &'static str) {
+        self.with(|state| *state.events.entry(kind).or_default() += 1);
     }
 
     /// The Prometheus text exposition format (version 0.0.4).

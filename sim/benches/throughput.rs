@@ -1,7 +1,8 @@
-//! Simulator throughput: simulated events per second and seeds per minute, with the
-//! linearizability checker on, one thread; then the checker alone on the Jepsen etcd
-//! histories in `../shared/data/jepsen-etcd/`. `cargo bench -p noted-sim`;
-//! `NOTED_SIM_SEEDS` sets the number of seeds (default 500).
+//! Simulator throughput: simulated events and message deliveries per second and
+//! seeds per minute, with the linearizability checker on, one thread; then the
+//! checker alone on the Jepsen etcd histories in `../shared/data/jepsen-etcd/`.
+//! `cargo bench -p noted-sim --bench throughput`; `NOTED_SIM_SEEDS` sets the number
+//! of seeds (default 500).
 
 use noted_sim::checker::Verdict;
 use noted_sim::{RunRequest, SimProtocol, run};
@@ -12,17 +13,19 @@ fn main() {
         // A benchmark measures wall-clock time around whole runs; nothing inside a run reads it.
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();
-        let (mut events, mut operations) = (0u64, 0u64);
+        let (mut events, mut deliveries, mut operations) = (0u64, 0u64, 0u64);
         for seed in 0..seeds {
             let outcome = run(&RunRequest::new(protocol, seed));
             events += outcome.events;
+            deliveries += outcome.deliveries;
             operations += outcome.operations();
         }
         let elapsed = started.elapsed().as_secs_f64();
         println!(
-            "{protocol}: {seeds} seeds in {elapsed:.2}s: {:.0} seeds/minute, {:.0} simulated events/s, {:.0} operations checked/s",
+            "{protocol}: {seeds} seeds in {elapsed:.2}s: {:.0} seeds/minute, {:.0} simulated events/s, {:.0} message deliveries/s, {:.0} operations checked/s",
             seeds as f64 * 60.0 / elapsed,
             events as f64 / elapsed,
+            deliveries as f64 / elapsed,
             operations as f64 / elapsed
         );
     }

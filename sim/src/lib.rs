@@ -42,6 +42,7 @@ pub mod network;
 pub mod options;
 pub mod outcome;
 pub mod protocol;
+pub mod recording;
 pub mod report;
 pub mod runner;
 pub mod trace;

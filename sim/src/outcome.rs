@@ -78,6 +78,8 @@ pub struct RunOutcome {
     pub trace: String,
     /// Simulated events processed.
     pub events: u64,
+    /// Messages handed to a replica (not cut, dropped or held back).
+    pub deliveries: u64,
     pub simulated_nanos: u64,
 }
 
@@ -93,6 +95,7 @@ impl RunOutcome {
             linearizability: None,
             trace: String::new(),
             events: 0,
+            deliveries: 0,
             simulated_nanos: 0,
         }
     }

@@ -20,7 +20,7 @@ use noted_sim::checker::{Verdict, check};
 use crate::checks::converged_notes;
 use crate::client::NotesClient;
 use crate::cluster::Cluster;
-use crate::history::{Recorder, model_output};
+use crate::history::{Recorder, model_output, recorder};
 
 /// How long one operation is retried before the client gives up on it.
 pub const OPERATION_DEADLINE: Duration = Duration::from_secs(10);
@@ -52,7 +52,7 @@ impl Workload {
     pub fn new(urls: Vec<String>, source: &str) -> Workload {
         Workload {
             urls,
-            recorder: Arc::new(Recorder::new(source)),
+            recorder: Arc::new(recorder(source)),
             stop: Arc::new(AtomicBool::new(false)),
             observed: Arc::new(Mutex::new(Observed::default())),
             highest_id: Arc::new(AtomicU64::new(0)),

@@ -56,10 +56,25 @@ pub fn router(app: AppState, request_body_bytes_max: usize) -> Router {
 async fn record_request(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = route_label(request.uri().path());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let response = next.run(request).await.into_response();
-    app.metrics.http_request(route, &method, response.status().as_u16(), started.elapsed());
+    app.metrics.http_request(route, method, response.status().as_u16(), started.elapsed());
     response
+}
+
+/// The method as a metrics label of bounded cardinality.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The route a path belongs to, as a metrics label of bounded cardinality.

@@ -11,7 +11,7 @@ use noted_core::{
     ClientId, ClientRequest, Consistency, Freshness, Note, NoteId, Operation, Reply, RequestNumber, Version,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
@@ -189,7 +189,7 @@ fn write_body(app: &AppState, headers: &HeaderMap, body: Body, kind: BodyKind) -
 fn respond(answer: Answer, success: StatusCode) -> Result<Response, ApiError> {
     let mut response = match answer.reply {
         Reply::Note { note } => {
-            let mut response = (success, etag(&note), Json(note.to_json())).into_response();
+            let mut response = (success, etag(&note), Json(note.client_view())).into_response();
             if success == StatusCode::CREATED {
                 let location = HeaderValue::from_str(&format!("/notes/{}", note.id.0)).expect("digits are a header");
                 response.headers_mut().insert(header::LOCATION, location);
@@ -197,8 +197,14 @@ fn respond(answer: Answer, success: StatusCode) -> Result<Response, ApiError> {
             response
         }
         Reply::Page { page } => {
-            let notes: Vec<Value> = page.notes.iter().map(Note::to_json).collect();
-            Json(json!({ "notes": notes, "next_after": page.next_after.map(|id| id.0) })).into_response()
+            /// Keys in sorted order, as a serde_json object would have them.
+            #[derive(serde::Serialize)]
+            struct PageBody<'a> {
+                next_after: Option<u64>,
+                notes: Vec<noted_core::store::ClientView<'a>>,
+            }
+            let notes = page.notes.iter().map(Note::client_view).collect();
+            Json(PageBody { next_after: page.next_after.map(|id| id.0), notes }).into_response()
         }
         Reply::Deleted { .. } => StatusCode::NO_CONTENT.into_response(),
         Reply::Refused { refusal } => return Err(refusal.into()),

@@ -124,12 +124,18 @@ impl SendQueue {
         overflowed
     }
 
-    /// Waits for the next frame.
-    pub async fn pop(&self) -> Vec<u8> {
+    /// Waits for frames, then moves every queued frame to the end of `batch`, so
+    /// that one write carries them all.
+    pub async fn pop_all(&self, batch: &mut Vec<u8>) {
         loop {
-            let frame = self.frames.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pop_front();
-            if let Some(frame) = frame {
-                return frame;
+            {
+                let mut frames = self.frames.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if !frames.is_empty() {
+                    for frame in frames.drain(..) {
+                        batch.extend_from_slice(&frame);
+                    }
+                    return;
+                }
             }
             self.ready.notified().await;
         }
@@ -166,7 +172,7 @@ impl Outbox {
         };
         let kind = message.kind();
         let frame = self.auth.seal(&Envelope { cluster: self.cluster, from: self.me, to, message });
-        self.metrics.peer_sent(&to.to_string(), kind);
+        self.metrics.peer_sent(to.0, kind);
         match self.faults.decide() {
             FaultDecision::Deliver => self.enqueue(queue, frame),
             FaultDecision::Drop => self.metrics.peer_dropped("transport", "test_fault_loss"),
@@ -200,7 +206,22 @@ mod tests {
         assert!(!queue.push(vec![1]));
         assert!(!queue.push(vec![2]));
         assert!(queue.push(vec![3]));
-        assert_eq!(queue.pop().await, vec![2]);
-        assert_eq!(queue.pop().await, vec![3]);
+        let mut batch = Vec::new();
+        queue.pop_all(&mut batch).await;
+        assert_eq!(batch, vec![2, 3]);
+    }
+
+    #[tokio::test]
+    async fn queued_frames_leave_together() {
+        let queue = SendQueue::new(4);
+        queue.push(vec![1, 2]);
+        queue.push(vec![3]);
+        let mut batch = vec![0];
+        queue.pop_all(&mut batch).await;
+        assert_eq!(batch, vec![0, 1, 2, 3]);
+        queue.push(vec![4]);
+        batch.clear();
+        queue.pop_all(&mut batch).await;
+        assert_eq!(batch, vec![4]);
     }
 }

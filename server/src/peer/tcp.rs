@@ -75,15 +75,19 @@ pub async fn send_forever(
         backoff.reset();
         metrics.peer_connected();
         info!(%peer, %address, "connected to peer");
+        // Frames queued while the previous write was in flight go out in one write:
+        // under load, one system call carries many messages.
+        let mut batch = Vec::new();
         loop {
-            let frame = tokio::select! {
+            batch.clear();
+            tokio::select! {
                 () = shutdown.cancelled() => {
                     let _ = stream.shutdown().await;
                     return;
                 }
-                frame = queue.pop() => frame,
+                () = queue.pop_all(&mut batch) => {}
             };
-            if let Err(error) = stream.write_all(&frame).await {
+            if let Err(error) = stream.write_all(&batch).await {
                 metrics.peer_dropped("transport", "connection_lost");
                 warn!(%peer, %address, %error, "connection to peer lost; will dial again");
                 break;
@@ -183,7 +187,7 @@ impl Inbound {
                 }
             };
             self.peers.message_from(envelope.from);
-            self.metrics.peer_received(&envelope.from.to_string(), envelope.message.kind());
+            self.metrics.peer_received(envelope.from.0, envelope.message.kind());
             if !self.driver.deliver(envelope.from, envelope.message).await {
                 return;
             }

@@ -156,6 +156,7 @@ struct Simulation {
     origins: BTreeMap<u64, (ClientId, RequestNumber)>,
     trace: Trace,
     events: u64,
+    deliveries: u64,
     failure: Option<Failure>,
 }
 
@@ -234,6 +235,7 @@ impl Simulation {
             origins: BTreeMap::new(),
             trace: Trace::new(settings.trace),
             events: 0,
+            deliveries: 0,
             failure: None,
             options,
         };
@@ -303,6 +305,7 @@ impl Simulation {
                 if self.trace.is_enabled() {
                     self.trace.line(self.now, format_args!("{from} --> {to} {}", describe_message(&message)));
                 }
+                self.deliveries += 1;
                 self.input(to, Input::Message { from, message });
             }
             SimEvent::RequestArrives { to, request } => {
@@ -473,6 +476,7 @@ impl Simulation {
             linearizability: None,
             trace: self.trace.into_text(),
             events: self.events,
+            deliveries: self.deliveries,
             simulated_nanos: self.now,
         }
     }

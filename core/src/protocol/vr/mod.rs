@@ -263,11 +263,13 @@ impl Vr {
         let target = commit_number.min(self.log.op_number());
         while self.commit_number < target {
             let op_number = self.commit_number + 1;
-            let entry = self.log.get(op_number).cloned().expect("entries after the commit number are retained");
-            let reply = match self.client_table.admit(entry.client, entry.request_number) {
+            // Borrowed, not cloned: an entry's operation may carry a whole note.
+            let entry = self.log.get(op_number).expect("entries after the commit number are retained");
+            let (client, request_number) = (entry.client, entry.request_number);
+            let reply = match self.client_table.admit(client, request_number) {
                 Admission::Execute => {
                     let reply = self.store.execute(&entry.operation, entry.timestamp);
-                    self.client_table.record(entry.client, entry.request_number, reply.clone());
+                    self.client_table.record(client, request_number, reply.clone());
                     Some(reply)
                 }
                 // The same request twice in the log executes once: the second copy is a no-op.
@@ -276,15 +278,11 @@ impl Vr {
             };
             self.commit_number = op_number;
             if let (Some(primary), Some(reply)) = (&mut self.primary, reply) {
-                let waiter = primary.waiting.get(&entry.client);
-                if waiter.is_some_and(|waiter| waiter.request_number == entry.request_number) {
-                    let waiter = primary.waiting.remove(&entry.client).expect("just found");
-                    outputs.event(Event::Acknowledged {
-                        sequence: op_number,
-                        client: entry.client,
-                        request_number: entry.request_number,
-                    });
-                    self.answer(waiter.origin, entry.client, entry.request_number, reply, outputs);
+                let waiter = primary.waiting.get(&client);
+                if waiter.is_some_and(|waiter| waiter.request_number == request_number) {
+                    let waiter = primary.waiting.remove(&client).expect("just found");
+                    outputs.event(Event::Acknowledged { sequence: op_number, client, request_number });
+                    self.answer(waiter.origin, client, request_number, reply, outputs);
                 }
             }
         }

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Starts a three-replica vr cluster of `noted serve` processes on loopback and
+# waits until it serves. Sourced by run.sh; stops the replicas on exit.
+#   NOTED_BIN   the noted binary (default: target/release/noted)
+#   PORT_BASE   first client port (default 7401; peers +100, heartbeats +200)
+
+NOTED_BIN=${NOTED_BIN:-$ROOT/target/release/noted}
+PORT_BASE=${PORT_BASE:-7401}
+WORK=$(mktemp -d)
+REPLICA_PIDS=()
+
+stop_cluster() {
+  for pid in "${REPLICA_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap stop_cluster EXIT
+
+start_cluster() {
+  "$NOTED_BIN" config init --replicas 3 --port-base "$PORT_BASE" --out "$WORK/cluster.json"
+  for id in 0 1 2; do
+    # Request logs at info cost more than the requests: a benchmark logs warnings only.
+    RUST_LOG=${RUST_LOG:-warn} "$NOTED_BIN" serve --config "$WORK/cluster.json" --id "$id" \
+      >"$WORK/replica-$id.log" 2>&1 &
+    REPLICA_PIDS+=($!)
+  done
+  URLS="http://127.0.0.1:$PORT_BASE,http://127.0.0.1:$((PORT_BASE + 1)),http://127.0.0.1:$((PORT_BASE + 2))"
+  for _ in $(seq 100); do
+    if curl -fs "http://127.0.0.1:$PORT_BASE/status" | grep -q '"role":"primary"' \
+      || curl -fs "http://127.0.0.1:$((PORT_BASE + 1))/status" | grep -q '"role":"primary"' \
+      || curl -fs "http://127.0.0.1:$((PORT_BASE + 2))/status" | grep -q '"role":"primary"'; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "the cluster did not elect a primary; logs in $WORK" >&2
+  tail -n 20 "$WORK"/replica-*.log >&2
+  exit 1
+}
