@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use noted_sim::checker::{Verdict, check};
 
-use crate::checks::converged_notes;
+use crate::checks::{CONVERGENCE_TIMEOUT, notes_once_converged};
 use crate::client::NotesClient;
 use crate::cluster::Cluster;
 use crate::history::{Recorder, model_output};
@@ -36,6 +36,15 @@ pub struct Observed {
     pub delete_attempted: BTreeSet<u64>,
     pub retries: u64,
     pub unknown_outcomes: u64,
+}
+
+/// What [`Workload::finish_and_verify`] found.
+#[derive(Debug)]
+pub struct Findings {
+    /// Each broken guarantee, in words; empty when all held.
+    pub violations: Vec<String>,
+    /// What the workload did, in one line.
+    pub summary: String,
 }
 
 #[derive(Debug)]
@@ -86,20 +95,52 @@ impl Workload {
     /// Stops the clients, reads everything back, waits for the replicas to agree and
     /// checks: no create twice, no acknowledged create lost, and a linearizable history.
     pub fn finish_and_check(&self, cluster: &Cluster, clients: Vec<std::thread::JoinHandle<()>>, seed: u64) {
+        let findings = self.finish_and_verify(cluster, clients, seed, CONVERGENCE_TIMEOUT);
+        assert!(findings.violations.is_empty(), "{}", findings.violations.join("\n"));
+        eprintln!("workload: {}", findings.summary);
+    }
+
+    /// Like [`Workload::finish_and_check`], but returns what is wrong instead of panicking.
+    pub fn finish_and_verify(
+        &self,
+        cluster: &Cluster,
+        clients: Vec<std::thread::JoinHandle<()>>,
+        seed: u64,
+        convergence_timeout: Duration,
+    ) -> Findings {
         self.stop.store(true, Ordering::Relaxed);
         for client in clients {
             client.join().expect("a workload client panicked");
         }
         self.read_back_everything(seed);
+        let mut violations = Vec::new();
         let replicas: Vec<usize> = (0..cluster.replica_count()).collect();
-        let notes = converged_notes(cluster, &replicas);
-        let stored = notes["notes"].as_array().expect("a list");
+        let stored = match notes_once_converged(cluster, &replicas, convergence_timeout) {
+            Ok(notes) => notes["notes"].as_array().cloned().unwrap_or_default(),
+            Err(copies) => {
+                let counts: Vec<String> = copies
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|copy| copy["notes"].as_array().map_or("no answer".into(), |notes| notes.len().to_string()))
+                    .collect();
+                violations.push(format!(
+                    "the replicas did not converge within {convergence_timeout:?} (notes per replica: {})",
+                    counts.join(", ")
+                ));
+                // Judge lost writes by the first replica's copy.
+                copies[0]["notes"].as_array().cloned().unwrap_or_default()
+            }
+        };
         let observed = self.observed.lock().unwrap();
         let mut tokens: Vec<&str> = stored.iter().filter_map(|note| note["token"].as_str()).collect();
         let stored_count = tokens.len();
         tokens.sort_unstable();
         tokens.dedup();
-        assert_eq!(tokens.len(), stored_count, "a retried create made two notes");
+        if tokens.len() != stored_count {
+            violations.push(format!("{} notes are a retried create made twice", stored_count - tokens.len()));
+        }
+        let mut lost = Vec::new();
         for (id, token) in &observed.acknowledged_creates {
             if observed.delete_attempted.contains(id) {
                 continue;
@@ -107,19 +148,45 @@ impl Workload {
             // A put replaces the whole object, token included; a patch keeps it.
             let note = stored.iter().find(|note| note["id"] == *id);
             let intact = note.is_some_and(|note| note.get("token").is_none_or(|stored| stored == token.as_str()));
-            assert!(intact, "acknowledged note {id} ({token}) was lost: {note:?}");
+            if !intact {
+                lost.push(format!("{id} ({token}): now {}", note.map_or("absent".into(), Value::to_string)));
+            }
+        }
+        if !lost.is_empty() {
+            let shown: Vec<&String> = lost.iter().take(5).collect();
+            violations.push(format!("{} acknowledged creates were lost, e.g. {shown:?}", lost.len()));
         }
         let history = self.recorder.history();
         let saved = cluster.save("history.jsonl", &history.to_jsonl());
-        let verdict = check(&history).expect("a well-formed history");
-        assert_eq!(verdict, Verdict::Linearizable, "history in {}", saved.display());
-        eprintln!(
-            "workload: {} events, {} acknowledged creates, {} retries, {} unknown outcomes",
+        match check(&history) {
+            Ok(Verdict::Linearizable) => {}
+            Ok(Verdict::NotLinearizable(counterexample)) => {
+                let ids = &counterexample.operation_ids;
+                violations.push(format!(
+                    "the history is not linearizable: {}; {} operations without a linearization, the first {:?}; \
+                     history in {}",
+                    counterexample.reason,
+                    ids.len(),
+                    &ids[..ids.len().min(12)],
+                    saved.display()
+                ));
+            }
+            Ok(Verdict::Unknown { steps }) => violations.push(format!(
+                "the checker gave up after {steps} search steps, so linearizability is unknown; history in {}",
+                saved.display()
+            )),
+            Err(error) => violations.push(format!("the history is malformed: {error}; in {}", saved.display())),
+        }
+        let summary = format!(
+            "{} events, {} acknowledged creates, {} retries, {} unknown outcomes, {} notes stored; history in {}",
             history.events.len(),
             observed.acknowledged_creates.len(),
             observed.retries,
-            observed.unknown_outcomes
+            observed.unknown_outcomes,
+            stored.len(),
+            saved.display()
         );
+        Findings { violations, summary }
     }
 
     /// Linearizable reads of every note id seen, recorded in the history, so that
