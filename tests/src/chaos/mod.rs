@@ -190,6 +190,7 @@ fn perform(cluster: &mut Cluster, firewall: &Firewall, step: &Step) -> Result<u6
     }
     firewall.block(&blocked)?;
     std::thread::sleep(step.length);
+    partitions_took_effect(cluster, step, &blocked)?;
     let dropped = firewall.heal()?;
     let mut restarted = Vec::new();
     for fault in &step.faults {
@@ -214,6 +215,37 @@ fn perform(cluster: &mut Cluster, firewall: &Firewall, step: &Step) -> Result<u6
     }
     std::thread::sleep(quiet_ends.saturating_duration_since(Instant::now()));
     Ok(dropped)
+}
+
+/// Checks the firewall through the replicas' own `/status`: a receiver cut off
+/// from a sender has not heard from it since the partition began, and a pair left
+/// connected has exchanged heartbeats (one a second) lately. Replicas that this
+/// step stopped are left out, and so are steps too short to tell.
+fn partitions_took_effect(cluster: &Cluster, step: &Step, blocked: &BTreeSet<(u8, u8)>) -> Result<(), String> {
+    if blocked.is_empty() || step.length < Duration::from_secs(2) {
+        return Ok(());
+    }
+    let stopped: Vec<u8> = step.faults.iter().filter_map(Fault::process).collect();
+    let replicas = u8::try_from(cluster.replica_count()).expect("a few replicas");
+    let silent_for_ms = |receiver: u8, sender: u8| -> Option<u64> {
+        let status = cluster.status(usize::from(receiver))?;
+        let peer = status["peers"].as_array()?.iter().find(|peer| peer["replica"] == sender)?.clone();
+        Some(peer["last_contact_ms_ago"].as_u64().unwrap_or(u64::MAX))
+    };
+    let cut_off_for_ms = u64::try_from(step.length.as_millis() / 2).unwrap_or(u64::MAX);
+    for sender in (0..replicas).filter(|replica| !stopped.contains(replica)) {
+        for receiver in (0..replicas).filter(|replica| *replica != sender && !stopped.contains(replica)) {
+            let Some(silent) = silent_for_ms(receiver, sender) else { continue };
+            let is_blocked = blocked.contains(&(sender, receiver));
+            if is_blocked && silent < cut_off_for_ms {
+                return Err(format!("the partition {step:?} let R{sender} reach R{receiver} {silent} ms ago"));
+            }
+            if !is_blocked && silent > 3_000 {
+                return Err(format!("during {step:?}, R{receiver} has not heard from R{sender} for {silent} ms"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How long until a linearizable read succeeds through every replica, within [`RECOVERY_BOUND`].

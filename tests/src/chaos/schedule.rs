@@ -47,7 +47,7 @@ impl Fault {
     }
 
     /// The replica whose process this fault stops, if any.
-    fn process(&self) -> Option<u8> {
+    pub fn process(&self) -> Option<u8> {
         match self {
             Fault::Kill(replica) | Fault::Pause(replica) => Some(*replica),
             _ => None,
