@@ -112,8 +112,10 @@ impl Workload {
         for client in clients {
             client.join().expect("a workload client panicked");
         }
-        self.read_back_everything(seed);
         let mut violations = Vec::new();
+        if let Err(stopped) = self.read_back_everything(seed) {
+            violations.push(stopped);
+        }
         let replicas: Vec<usize> = (0..cluster.replica_count()).collect();
         let stored = match notes_once_converged(cluster, &replicas, convergence_timeout) {
             Ok(notes) => notes["notes"].as_array().cloned().unwrap_or_default(),
@@ -190,8 +192,9 @@ impl Workload {
     }
 
     /// Linearizable reads of every note id seen, recorded in the history, so that
-    /// a lost write shows up in the check.
-    pub fn read_back_everything(&self, seed: u64) {
+    /// a lost write shows up in the check. Gives up (and says so) when
+    /// [`READ_BACK_UNKNOWN_MAX`] reads in a row got no answer: the cluster is down.
+    pub fn read_back_everything(&self, seed: u64) -> Result<(), String> {
         let mut worker = Worker {
             client: 999,
             client_id: seed.wrapping_mul(1000) + 999,
@@ -202,11 +205,22 @@ impl Workload {
             highest_id: Arc::clone(&self.highest_id),
             random: rand::SeedableRng::seed_from_u64(seed),
         };
+        let mut unknown_in_a_row = 0;
         for id in 1..=self.highest_id.load(Ordering::Relaxed) + 1 {
-            worker.perform("get", json!({ "id": id }), Method::GET, format!("/notes/{id}"), None, None);
+            let read = worker.perform("get", json!({ "id": id }), Method::GET, format!("/notes/{id}"), None, None);
+            unknown_in_a_row = if read.is_some() { 0 } else { unknown_in_a_row + 1 };
+            if unknown_in_a_row == READ_BACK_UNKNOWN_MAX {
+                return Err(format!(
+                    "reading every note back stopped at note {id}: {READ_BACK_UNKNOWN_MAX} reads in a row got no answer"
+                ));
+            }
         }
+        Ok(())
     }
 }
+
+/// See [`Workload::read_back_everything`].
+const READ_BACK_UNKNOWN_MAX: u32 = 3;
 
 struct Worker {
     /// The client's number in the history.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 
-use noted_tests::chaos::namespace::{Namespace, unavailable_reason};
+use noted_tests::chaos::namespace::{self, Namespace, unavailable_reason};
 use noted_tests::chaos::{self, ChaosOptions, Protocol};
 
 #[derive(Debug, Parser)]
@@ -88,6 +88,17 @@ fn main() -> ExitCode {
             return ExitCode::from(CANNOT_RUN);
         }
     };
+    // Ctrl-C and SIGTERM end the process without destructors: clean up first.
+    let name = namespace.name.clone();
+    let handler = ctrlc::set_handler(move || {
+        eprintln!("noted-chaos: interrupted; removing namespace {name} and everything in it");
+        namespace::remove(&name);
+        std::process::exit(130);
+    });
+    if let Err(error) = handler {
+        eprintln!("noted-chaos: cannot handle Ctrl-C: {error}");
+        return ExitCode::from(CANNOT_RUN);
+    }
     let seed = arguments.seed.unwrap_or_else(rand::random);
     let mut inner = namespace.command(std::env::current_exe().expect("the binary knows its path"));
     inner

@@ -3,7 +3,8 @@
 //!
 //! The namespace is named `noted-chaos-<pid>-<n>` after the process that made it.
 //! Dropping a [`Namespace`] kills every process still inside and deletes it, also
-//! when the run panics; a run also removes the namespaces of earlier runs whose
+//! when the run panics (the `noted-chaos` binary calls [`remove`] on Ctrl-C and
+//! SIGTERM, which skip destructors); a run also removes the namespaces of earlier runs whose
 //! process is gone (killed before it could clean up).
 
 use std::process::Command;
@@ -90,8 +91,8 @@ fn run(command: &mut Command) -> Result<(), String> {
     }
 }
 
-/// Kills what still runs inside `name`, then deletes it.
-fn remove(name: &str) {
+/// Kills what still runs inside the namespace `name`, then deletes it.
+pub fn remove(name: &str) {
     if let Ok(output) = Command::new("ip").args(["netns", "pids", name]).output() {
         for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
             let _ = Command::new("kill").args(["-KILL", pid]).status();

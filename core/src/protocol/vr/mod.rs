@@ -97,12 +97,18 @@ pub struct Vr {
     view_change: ViewChangeProgress,
     recovery: Option<RecoveryProgress>,
     timers: Timers,
+    /// View changes started since this replica was last normal, less one: each
+    /// doubles the next view change's timeout (see [`Vr::view_change_timeout`]).
+    view_changes_in_a_row: u32,
     /// The time of the input being handled.
     now: Instant,
     /// Values after the previous input, to assert they never go back.
     view_before: u64,
     commit_number_before: u64,
 }
+
+/// The view change timeout grows at most this many times (a power of two).
+const VIEW_CHANGE_BACKOFF_MAX: u32 = 8;
 
 /// The named timers; the replica reports the earliest as its next timeout.
 #[derive(Debug, Default)]
@@ -156,6 +162,8 @@ struct ViewChangeProgress {
     do_view_change_from: BTreeMap<ReplicaId, DoViewChange>,
     /// At the new primary: waiting for a snapshot from this replica before starting the view.
     awaiting_state_from: Option<ReplicaId>,
+    /// How many times the view change messages were sent so far.
+    resends: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -203,6 +211,7 @@ impl Vr {
             view_change: ViewChangeProgress::default(),
             recovery: None,
             timers: Timers { recovery_at: Some(now), ..Timers::default() },
+            view_changes_in_a_row: 0,
             now,
             view_before: 0,
             commit_number_before: 0,
@@ -235,6 +244,17 @@ impl Vr {
     fn jittered(&mut self, now: Instant, timeout: core::time::Duration) -> Instant {
         let jitter_nanos = self.rng.random_range(0..=timeout.as_nanos() as u64 / 2);
         now + timeout + core::time::Duration::from_nanos(jitter_nanos)
+    }
+
+    /// How long a view change may take before the next is tried: the configured
+    /// timeout, doubled for each view change in a row that did not end in a view,
+    /// up to [`VIEW_CHANGE_BACKOFF_MAX`] times. A view change costs time that grows
+    /// with the log it carries (DoViewChange and StartView hold it whole); without
+    /// the back-off, replicas whose view changes take longer than the timeout would
+    /// abandon every one of them and never settle on a view.
+    fn view_change_timeout(&self) -> core::time::Duration {
+        let doublings = self.view_changes_in_a_row.min(VIEW_CHANGE_BACKOFF_MAX.trailing_zeros());
+        self.config.timing.view_change_timeout * (1 << doublings)
     }
 
     fn reset_primary_silence(&mut self, now: Instant) {

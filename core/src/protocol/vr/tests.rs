@@ -334,3 +334,36 @@ fn every_replica_reports_the_same_change_feed() {
     assert_eq!(feed(R1), feed(R0));
     assert_eq!(feed(R2), feed(R0));
 }
+
+/// §4.2 liveness: a view change that cannot finish is abandoned for the next one
+/// after a timeout that doubles each time (up to eight times the configured one),
+/// and its messages are resent with a growing wait. Replicas whose view changes
+/// take longer than the configured timeout (they carry the whole log) thus still
+/// settle on a view; before, they abandoned every view change and never did.
+#[test]
+fn view_changes_in_a_row_back_off() {
+    let mut cluster = settled_cluster(3, 9);
+    cluster.partition(&[R1], &[R0, R2]);
+    cluster.run_for(Duration::from_secs(30));
+    // Timeouts of 0.5, 1, 2, then 4 s (each plus up to half again): at most 10 views
+    // in 30 s; a fixed 0.5 s timeout would have tried over 40.
+    let views_tried = view(&cluster, R1);
+    assert!((4..=10).contains(&views_tried), "R1 tried {views_tried} views");
+    let start_view_changes = cluster
+        .sent_log()
+        .iter()
+        .filter(|(from, _, message)| {
+            *from == R1 && matches!(message, crate::message::Message::Vr(Message::StartViewChange { .. }))
+        })
+        .count();
+    // Every 50 ms to each peer would be 1,200 messages.
+    assert!(start_view_changes <= 200, "R1 sent {start_view_changes} StartViewChange messages");
+
+    cluster.heal();
+    cluster.run_for(Duration::from_secs(10));
+    assert!(matches!(role(&cluster, R1), Role::Primary | Role::Backup), "R1 joined a view after the partition");
+    cluster.request(R1, 1, 1, create(json!({"after": "the partition"})));
+    cluster.run_for(Duration::from_secs(2));
+    assert!(matches!(cluster.reply(1, 1), Some(Reply::Note { .. })), "the cluster serves: {:?}", cluster.reply(1, 1));
+    cluster.assert_converged();
+}
