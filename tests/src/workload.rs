@@ -5,7 +5,7 @@
 //! so the replicated client table answers a retry instead of executing it again.
 //! An operation that never gets a definite answer is recorded as `info`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -142,13 +142,15 @@ impl Workload {
         if tokens.len() != stored_count {
             violations.push(format!("{} notes are a retried create made twice", stored_count - tokens.len()));
         }
+        let by_id: BTreeMap<u64, &Value> =
+            stored.iter().filter_map(|note| Some((note["id"].as_u64()?, note))).collect();
         let mut lost = Vec::new();
         for (id, token) in &observed.acknowledged_creates {
             if observed.delete_attempted.contains(id) {
                 continue;
             }
             // A put replaces the whole object, token included; a patch keeps it.
-            let note = stored.iter().find(|note| note["id"] == *id);
+            let note = by_id.get(id).copied();
             let intact = note.is_some_and(|note| note.get("token").is_none_or(|stored| stored == token.as_str()));
             if !intact {
                 lost.push(format!("{id} ({token}): now {}", note.map_or("absent".into(), Value::to_string)));
@@ -160,7 +162,10 @@ impl Workload {
         }
         let history = self.recorder.history();
         let saved = cluster.save("history.jsonl", &history.to_jsonl());
-        match check(&history) {
+        let checking = Instant::now();
+        let verdict = check(&history);
+        let check_took = checking.elapsed();
+        match verdict {
             Ok(Verdict::Linearizable) => {}
             Ok(Verdict::NotLinearizable(counterexample)) => {
                 let ids = &counterexample.operation_ids;
@@ -180,7 +185,8 @@ impl Workload {
             Err(error) => violations.push(format!("the history is malformed: {error}; in {}", saved.display())),
         }
         let summary = format!(
-            "{} events, {} acknowledged creates, {} retries, {} unknown outcomes, {} notes stored; history in {}",
+            "{} events, {} acknowledged creates, {} retries, {} unknown outcomes, {} notes stored, \
+             checked in {check_took:.1?}; history in {}",
             history.events.len(),
             observed.acknowledged_creates.len(),
             observed.retries,

@@ -100,6 +100,8 @@ pub struct Vr {
     /// View changes started since this replica was last normal, less one: each
     /// doubles the next view change's timeout (see [`Vr::view_change_timeout`]).
     view_changes_in_a_row: u32,
+    /// GetState messages sent for the state this replica is waiting for (each resend waits longer).
+    state_requests_sent: u32,
     /// The time of the input being handled.
     now: Instant,
     /// Values after the previous input, to assert they never go back.
@@ -183,6 +185,8 @@ impl DoViewChange {
 #[derive(Debug)]
 struct RecoveryProgress {
     nonce: u64,
+    /// Recovery messages sent so far (each resend waits longer).
+    requests_sent: u32,
     responses: BTreeMap<ReplicaId, RecoveryAnswer>,
 }
 
@@ -212,6 +216,7 @@ impl Vr {
             recovery: None,
             timers: Timers { recovery_at: Some(now), ..Timers::default() },
             view_changes_in_a_row: 0,
+            state_requests_sent: 0,
             now,
             view_before: 0,
             commit_number_before: 0,
@@ -255,6 +260,18 @@ impl Vr {
     fn view_change_timeout(&self) -> core::time::Duration {
         let doublings = self.view_changes_in_a_row.min(VIEW_CHANGE_BACKOFF_MAX.trailing_zeros());
         self.config.timing.view_change_timeout * (1 << doublings)
+    }
+
+    /// How long to wait before sending a request that went unanswered `attempts`
+    /// times again: the retransmit timeout, doubled for each attempt, up to the
+    /// configured view change timeout. Recovery, state transfer and view change
+    /// requests are answered with a snapshot or a whole log, which take long to
+    /// build and read once the store is large: asking every retransmit timeout
+    /// would keep the replica that answers too busy to lead.
+    fn resend_wait(&self, attempts: u32) -> core::time::Duration {
+        let timing = &self.config.timing;
+        (timing.retransmit_timeout * (1 << attempts.min(16)))
+            .min(timing.view_change_timeout.max(timing.retransmit_timeout))
     }
 
     fn reset_primary_silence(&mut self, now: Instant) {
@@ -442,7 +459,7 @@ impl Vr {
         }
         if due(self.timers.state_transfer_at) {
             self.timers.state_transfer_at = None;
-            self.request_state(now, outputs);
+            self.send_state_request(now, outputs);
         }
         if self.status == ReplicaStatus::Normal {
             let primary = self.primary_of(self.view);

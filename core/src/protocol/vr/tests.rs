@@ -367,3 +367,30 @@ fn view_changes_in_a_row_back_off() {
     assert!(matches!(cluster.reply(1, 1), Some(Reply::Note { .. })), "the cluster serves: {:?}", cluster.reply(1, 1));
     cluster.assert_converged();
 }
+
+/// §4.3 and §5.2 under load: requests answered with a snapshot (Recovery, GetState)
+/// are resent after a growing wait, up to the view change timeout, so that a replica
+/// that restarts empty next to a large store does not keep the primary busy
+/// building snapshots every retransmit timeout (which made its backups start
+/// view changes).
+#[test]
+fn unanswered_recovery_requests_back_off() {
+    let mut cluster = settled_cluster(3, 10);
+    cluster.crash_and_restart(R1);
+    cluster.partition(&[R1], &[R0, R2]);
+    cluster.run_for(Duration::from_secs(10));
+    let recovery_requests = cluster
+        .sent_log()
+        .iter()
+        .filter(|(from, _, message)| {
+            *from == R1 && matches!(message, crate::message::Message::Vr(Message::Recovery { .. }))
+        })
+        .count();
+    // Waits of 50, 100, 200, 400 ms, then 500 ms: 23 rounds to two peers in 10 s,
+    // where every 50 ms would be 400 messages.
+    assert!(recovery_requests <= 60, "R1 sent {recovery_requests} Recovery messages");
+    cluster.heal();
+    cluster.run_for(Duration::from_secs(3));
+    assert!(matches!(role(&cluster, R1), Role::Backup | Role::Primary), "R1 recovered after the partition");
+    cluster.assert_converged();
+}
