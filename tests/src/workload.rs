@@ -55,6 +55,9 @@ pub struct Workload {
     pub observed: Arc<Mutex<Observed>>,
     /// The highest note id any client has seen.
     pub highest_id: Arc<AtomicU64>,
+    /// How long each client waits between two operations: long runs keep their
+    /// history small enough to check.
+    pub think_time: Duration,
 }
 
 impl Workload {
@@ -65,6 +68,7 @@ impl Workload {
             stop: Arc::new(AtomicBool::new(false)),
             observed: Arc::new(Mutex::new(Observed::default())),
             highest_id: Arc::new(AtomicU64::new(0)),
+            think_time: Duration::ZERO,
         }
     }
 
@@ -83,9 +87,11 @@ impl Workload {
                     random: rand::SeedableRng::seed_from_u64(seed ^ client),
                 };
                 let stop = Arc::clone(&self.stop);
+                let think_time = self.think_time;
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         worker.one_operation();
+                        std::thread::sleep(think_time);
                     }
                 })
             })

@@ -57,6 +57,8 @@ pub struct ChaosOptions {
     pub duration: Duration,
     pub seed: u64,
     pub clients: u64,
+    /// Each client's pause between two operations.
+    pub think_time: Duration,
     /// remote-write: kill the fixed primary in every step, beyond the fault model.
     pub crash_primary: bool,
 }
@@ -92,7 +94,12 @@ impl ChaosOptions {
 /// Runs one chaos test; must be called inside a fresh network namespace.
 pub fn run(options: &ChaosOptions) -> Report {
     let schedule = options.schedule();
-    println!("noted chaos: protocol {}, {} clients", options.protocol.name(), options.clients);
+    println!(
+        "noted chaos: protocol {}, {} clients, {:?} between operations",
+        options.protocol.name(),
+        options.clients,
+        options.think_time
+    );
     print!("{schedule}");
     let mut cluster = Cluster::start(ClusterOptions {
         protocol: options.protocol.name(),
@@ -123,7 +130,8 @@ pub fn run(options: &ChaosOptions) -> Report {
         options.seed,
         options.duration
     );
-    let workload = Workload::new(urls, &source);
+    let mut workload = Workload::new(urls, &source);
+    workload.think_time = options.think_time;
     let clients = workload.spawn_clients(options.clients, options.seed);
     let started = Instant::now();
     let mut violations = Vec::new();

@@ -28,6 +28,16 @@ fn view(cluster: &TestCluster, id: ReplicaId) -> u64 {
     cluster.replica(id).status().view.expect("vr reports its view")
 }
 
+/// How many VR messages `sender` has sent that `kind` accepts.
+fn sent_by(cluster: &TestCluster, sender: ReplicaId, kind: impl Fn(&Message) -> bool) -> usize {
+    let log = cluster.sent_log();
+    log.iter()
+        .filter(|(from, _, message)| {
+            *from == sender && matches!(message, crate::message::Message::Vr(message) if kind(message))
+        })
+        .count()
+}
+
 fn vr_send(to: ReplicaId, message: Message) -> Output {
     Output::Send { to, message: wrap(message) }
 }
@@ -349,13 +359,7 @@ fn view_changes_in_a_row_back_off() {
     // in 30 s; a fixed 0.5 s timeout would have tried over 40.
     let views_tried = view(&cluster, R1);
     assert!((4..=10).contains(&views_tried), "R1 tried {views_tried} views");
-    let start_view_changes = cluster
-        .sent_log()
-        .iter()
-        .filter(|(from, _, message)| {
-            *from == R1 && matches!(message, crate::message::Message::Vr(Message::StartViewChange { .. }))
-        })
-        .count();
+    let start_view_changes = sent_by(&cluster, R1, |message| matches!(message, Message::StartViewChange { .. }));
     // Every 50 ms to each peer would be 1,200 messages.
     assert!(start_view_changes <= 200, "R1 sent {start_view_changes} StartViewChange messages");
 
@@ -379,13 +383,7 @@ fn unanswered_recovery_requests_back_off() {
     cluster.crash_and_restart(R1);
     cluster.partition(&[R1], &[R0, R2]);
     cluster.run_for(Duration::from_secs(10));
-    let recovery_requests = cluster
-        .sent_log()
-        .iter()
-        .filter(|(from, _, message)| {
-            *from == R1 && matches!(message, crate::message::Message::Vr(Message::Recovery { .. }))
-        })
-        .count();
+    let recovery_requests = sent_by(&cluster, R1, |message| matches!(message, Message::Recovery { .. }));
     // Waits of 50, 100, 200, 400 ms, then 500 ms: 23 rounds to two peers in 10 s,
     // where every 50 ms would be 400 messages.
     assert!(recovery_requests <= 60, "R1 sent {recovery_requests} Recovery messages");
