@@ -41,8 +41,8 @@ impl Vr {
 
     /// Sends StartViewChange to every replica, and DoViewChange once a quorum is in
     /// this view change; sent again on `resend` while the view change lasts, each
-    /// time after a longer wait (see [`Vr::resend_wait`]): DoViewChange carries the
-    /// whole log.
+    /// time after twice the previous wait, from the retransmit timeout up to this
+    /// view change's timeout: DoViewChange carries the whole log.
     fn send_view_change_messages(&mut self, now: Instant, outputs: &mut Outputs) {
         let retransmit = self.config.timing.retransmit_timeout;
         let wait =
