@@ -4,6 +4,8 @@
 # Installs what is missing first, so it works alone on a fresh machine.
 # NOTED_SKIP_BROWSER=1 skips the browser test, explicitly; without it a machine
 # where Chromium cannot be installed fails the run.
+# NOTED_SKIP_CHAOS=1 skips the chaos test (tests/tests/chaos.rs), explicitly; it
+# needs root, ip and iptables, and without them fails the run and says why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,6 +46,14 @@ if [[ "${NOTED_SKIP_BROWSER:-}" == 1 ]]; then
   echo "browser test: skipped because NOTED_SKIP_BROWSER=1"
 else
   prepare_browser_test
+fi
+
+if [[ "${NOTED_SKIP_CHAOS:-}" == 1 ]]; then
+  echo "chaos test: skipped because NOTED_SKIP_CHAOS=1"
+else
+  # The chaos test partitions replicas with iptables inside its own network namespace.
+  command -v iptables >/dev/null 2>&1 || apt_install iptables
+  command -v ip >/dev/null 2>&1 || apt_install iproute2
 fi
 
 cargo fmt --all --check

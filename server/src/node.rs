@@ -83,11 +83,19 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         .map(|(index, addresses)| (ReplicaId(u8::try_from(index).expect("checked count")), *addresses))
         .filter(|(replica, _)| *replica != me)
         .collect();
+    let local_peer_ip = settings.addresses().peer.ip();
     for (peer, addresses) in &peer_list {
         let queue = Arc::clone(&queues[peer.index()]);
         tokio::spawn(
-            peer::tcp::send_forever(*peer, addresses.peer, queue, Arc::clone(&metrics), internals.clone())
-                .instrument(span.clone()),
+            peer::tcp::send_forever(
+                local_peer_ip,
+                *peer,
+                addresses.peer,
+                queue,
+                Arc::clone(&metrics),
+                internals.clone(),
+            )
+            .instrument(span.clone()),
         );
     }
     let inbound = peer::tcp::Inbound {

@@ -1,12 +1,11 @@
 //! Checks shared by the tests of each protocol.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
-use crate::wait_until;
 
 /// Every operation of the API through `via`, checking statuses, headers and bodies.
 pub fn every_operation_through(cluster: &Cluster, via: usize) {
@@ -117,25 +116,45 @@ pub fn retried_create_is_exactly_once(cluster: &Cluster) {
 
 /// Every replica's local copy of the notes, once they agree.
 pub fn converged_notes(cluster: &Cluster, replicas: &[usize]) -> Value {
-    let mut agreed = Value::Null;
-    wait_until("replicas' stores to converge", Duration::from_secs(20), || {
-        let copies: Vec<Value> = replicas
-            .iter()
-            .map(|replica| {
-                cluster
-                    .client(*replica)
-                    .get_path("/notes?consistency=local")
-                    .map(|response| response.body)
-                    .unwrap_or_default()
-            })
-            .collect();
-        let same = copies.iter().all(|copy| copy == &copies[0] && copy.get("notes").is_some());
-        if same {
-            agreed = copies[0].clone();
+    match notes_once_converged(cluster, replicas, CONVERGENCE_TIMEOUT) {
+        Ok(notes) => notes,
+        Err(copies) => panic!("replicas' stores did not converge within {CONVERGENCE_TIMEOUT:?}: {copies}"),
+    }
+}
+
+/// How long replicas may take to agree once nothing disturbs them.
+pub const CONVERGENCE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Every replica's local copy of the notes once they agree, or, after `timeout`,
+/// the last copies seen (as one JSON array, by replica).
+pub fn notes_once_converged(cluster: &Cluster, replicas: &[usize], timeout: Duration) -> Result<Value, Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let copies: Vec<Value> =
+            replicas.iter().map(|replica| local_copy(cluster, *replica).unwrap_or_default()).collect();
+        if copies.iter().all(|copy| copy == &copies[0] && copy.get("notes").is_some()) {
+            return Ok(copies[0].clone());
         }
-        same
-    });
-    agreed
+        if Instant::now() >= deadline {
+            return Err(Value::Array(copies));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every note `replica` holds, read page by page with `consistency=local`, as
+/// `{"notes": [...]}`; `None` when it does not answer.
+pub fn local_copy(cluster: &Cluster, replica: usize) -> Option<Value> {
+    let mut notes = Vec::new();
+    let mut path = "/notes?consistency=local".to_string();
+    loop {
+        let response = cluster.client(replica).get_path(&path).ok().filter(|response| response.status == 200)?;
+        notes.extend(response.body["notes"].as_array()?.iter().cloned());
+        match response.body["next_after"].as_u64() {
+            Some(after) => path = format!("/notes?consistency=local&after={after}"),
+            None => return Some(json!({ "notes": notes })),
+        }
+    }
 }
 
 /// A request that must be refused: method, path, body, expected status and error code.

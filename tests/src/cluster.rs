@@ -1,7 +1,7 @@
 //! Starting, killing and restarting `noted serve` processes.
 
 use std::fs::{self, File, OpenOptions};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -52,6 +52,9 @@ pub struct ClusterOptions {
     pub test_faults: Option<Value>,
     /// How long a client may take to send request headers; the server's default when `None`.
     pub header_read_timeout_ms: Option<u64>,
+    /// Each replica on its own loopback address, 127.0.0.(id + 1), so that firewall
+    /// rules can tell replicas apart (replicas dial their peers from that address).
+    pub address_per_replica: bool,
 }
 
 impl ClusterOptions {
@@ -63,6 +66,7 @@ impl ClusterOptions {
             request_timeout_ms: 2_000,
             test_faults: None,
             header_read_timeout_ms: None,
+            address_per_replica: false,
         }
     }
 
@@ -92,17 +96,20 @@ pub struct Cluster {
     pub secret: String,
     pub addresses: Vec<Addresses>,
     processes: Vec<Option<Child>>,
+    /// Keep the directory (logs, histories) when dropped; it is also kept after a panic.
+    pub keep_files: bool,
 }
 
 /// Ports chosen by the OS: every socket is held until all are chosen, so they are
 /// distinct, then released for `noted` to bind. Another process could take one in
 /// between; [`Cluster::start`] then starts again with new ports.
-fn free_addresses(count: u8) -> Vec<Addresses> {
-    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+fn free_addresses(count: u8, address_per_replica: bool) -> Vec<Addresses> {
     let mut held_tcp = Vec::new();
     let mut held_udp = Vec::new();
     let mut addresses = Vec::new();
-    for _ in 0..count {
+    for replica in 0..count {
+        let host = if address_per_replica { replica + 1 } else { 1 };
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 0);
         let client = TcpListener::bind(loopback).expect("bind a loopback port");
         let peer = TcpListener::bind(loopback).expect("bind a loopback port");
         let heartbeat = UdpSocket::bind(loopback).expect("bind a loopback port");
@@ -144,7 +151,7 @@ impl Cluster {
 
     fn launch(options: ClusterOptions, binary: &Path) -> Cluster {
         let directory = fresh_directory();
-        let addresses = free_addresses(options.replicas);
+        let addresses = free_addresses(options.replicas, options.address_per_replica);
         let cluster_id = rand::random::<u32>().into();
         let secret = format!("e2e-secret-{}", rand::random::<u64>());
         let mut file = json!({
@@ -167,8 +174,16 @@ impl Cluster {
         }
         let config_path = directory.join("cluster.json");
         fs::write(&config_path, serde_json::to_string_pretty(&file).expect("json")).expect("write the cluster file");
-        let mut cluster =
-            Cluster { options, directory, config_path, cluster_id, secret, addresses, processes: Vec::new() };
+        let mut cluster = Cluster {
+            options,
+            directory,
+            config_path,
+            cluster_id,
+            secret,
+            addresses,
+            processes: Vec::new(),
+            keep_files: false,
+        };
         for replica in 0..cluster.options.replicas {
             let child = cluster.spawn(binary, replica);
             cluster.processes.push(Some(child));
@@ -248,6 +263,28 @@ impl Cluster {
         }
     }
 
+    /// The process id of `replica`, while it runs.
+    pub fn pid(&self, replica: usize) -> Option<u32> {
+        self.processes[replica].as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the replica freezes with its memory and sockets intact.
+    pub fn pause(&self, replica: usize) {
+        self.signal(replica, "STOP");
+    }
+
+    /// SIGCONT after [`Cluster::pause`].
+    pub fn resume(&self, replica: usize) {
+        self.signal(replica, "CONT");
+    }
+
+    fn signal(&self, replica: usize, signal: &str) {
+        if let Some(pid) = self.pid(replica) {
+            let status = Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status();
+            assert!(status.is_ok_and(|status| status.success()), "kill -{signal} {pid} (replica {replica}) failed");
+        }
+    }
+
     /// SIGTERM, then waits up to `timeout` for a clean exit; returns the exit code.
     pub fn terminate(&mut self, replica: usize, timeout: Duration) -> Option<i32> {
         let mut child = self.processes[replica].take()?;
@@ -287,7 +324,7 @@ impl Drop for Cluster {
         for replica in 0..self.processes.len() {
             self.kill(replica);
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() || self.keep_files {
             eprintln!("noted e2e: logs and histories kept in {}", self.directory.display());
         } else {
             let _ = fs::remove_dir_all(&self.directory);

@@ -14,6 +14,7 @@
 //! **Cleanup.** A [`Cluster`] kills every process it started when dropped, also
 //! when a test panics; every wait polls with a deadline, so no test hangs.
 
+pub mod chaos;
 pub mod checks;
 pub mod client;
 pub mod cluster;

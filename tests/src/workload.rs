@@ -5,7 +5,7 @@
 //! so the replicated client table answers a retry instead of executing it again.
 //! An operation that never gets a definite answer is recorded as `info`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use noted_sim::checker::{Verdict, check};
 
-use crate::checks::converged_notes;
+use crate::checks::{CONVERGENCE_TIMEOUT, notes_once_converged};
 use crate::client::NotesClient;
 use crate::cluster::Cluster;
 use crate::history::{Recorder, model_output, recorder};
@@ -38,6 +38,15 @@ pub struct Observed {
     pub unknown_outcomes: u64,
 }
 
+/// What [`Workload::finish_and_verify`] found.
+#[derive(Debug)]
+pub struct Findings {
+    /// Each broken guarantee, in words; empty when all held.
+    pub violations: Vec<String>,
+    /// What the workload did, in one line.
+    pub summary: String,
+}
+
 #[derive(Debug)]
 pub struct Workload {
     pub urls: Vec<String>,
@@ -46,6 +55,9 @@ pub struct Workload {
     pub observed: Arc<Mutex<Observed>>,
     /// The highest note id any client has seen.
     pub highest_id: Arc<AtomicU64>,
+    /// How long each client waits between two operations: long runs keep their
+    /// history small enough to check.
+    pub think_time: Duration,
 }
 
 impl Workload {
@@ -56,6 +68,7 @@ impl Workload {
             stop: Arc::new(AtomicBool::new(false)),
             observed: Arc::new(Mutex::new(Observed::default())),
             highest_id: Arc::new(AtomicU64::new(0)),
+            think_time: Duration::ZERO,
         }
     }
 
@@ -74,9 +87,11 @@ impl Workload {
                     random: rand::SeedableRng::seed_from_u64(seed ^ client),
                 };
                 let stop = Arc::clone(&self.stop);
+                let think_time = self.think_time;
                 std::thread::spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         worker.one_operation();
+                        std::thread::sleep(think_time);
                     }
                 })
             })
@@ -86,45 +101,112 @@ impl Workload {
     /// Stops the clients, reads everything back, waits for the replicas to agree and
     /// checks: no create twice, no acknowledged create lost, and a linearizable history.
     pub fn finish_and_check(&self, cluster: &Cluster, clients: Vec<std::thread::JoinHandle<()>>, seed: u64) {
+        let findings = self.finish_and_verify(cluster, clients, seed, CONVERGENCE_TIMEOUT);
+        assert!(findings.violations.is_empty(), "{}", findings.violations.join("\n"));
+        eprintln!("workload: {}", findings.summary);
+    }
+
+    /// Like [`Workload::finish_and_check`], but returns what is wrong instead of panicking.
+    pub fn finish_and_verify(
+        &self,
+        cluster: &Cluster,
+        clients: Vec<std::thread::JoinHandle<()>>,
+        seed: u64,
+        convergence_timeout: Duration,
+    ) -> Findings {
         self.stop.store(true, Ordering::Relaxed);
         for client in clients {
             client.join().expect("a workload client panicked");
         }
-        self.read_back_everything(seed);
+        let mut violations = Vec::new();
+        if let Err(stopped) = self.read_back_everything(seed) {
+            violations.push(stopped);
+        }
         let replicas: Vec<usize> = (0..cluster.replica_count()).collect();
-        let notes = converged_notes(cluster, &replicas);
-        let stored = notes["notes"].as_array().expect("a list");
+        let stored = match notes_once_converged(cluster, &replicas, convergence_timeout) {
+            Ok(notes) => notes["notes"].as_array().cloned().unwrap_or_default(),
+            Err(copies) => {
+                let counts: Vec<String> = copies
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|copy| copy["notes"].as_array().map_or("no answer".into(), |notes| notes.len().to_string()))
+                    .collect();
+                violations.push(format!(
+                    "the replicas did not converge within {convergence_timeout:?} (notes per replica: {})",
+                    counts.join(", ")
+                ));
+                // Judge lost writes by the first replica's copy.
+                copies[0]["notes"].as_array().cloned().unwrap_or_default()
+            }
+        };
         let observed = self.observed.lock().unwrap();
         let mut tokens: Vec<&str> = stored.iter().filter_map(|note| note["token"].as_str()).collect();
         let stored_count = tokens.len();
         tokens.sort_unstable();
         tokens.dedup();
-        assert_eq!(tokens.len(), stored_count, "a retried create made two notes");
+        if tokens.len() != stored_count {
+            violations.push(format!("{} notes are a retried create made twice", stored_count - tokens.len()));
+        }
+        let by_id: BTreeMap<u64, &Value> =
+            stored.iter().filter_map(|note| Some((note["id"].as_u64()?, note))).collect();
+        let mut lost = Vec::new();
         for (id, token) in &observed.acknowledged_creates {
             if observed.delete_attempted.contains(id) {
                 continue;
             }
             // A put replaces the whole object, token included; a patch keeps it.
-            let note = stored.iter().find(|note| note["id"] == *id);
+            let note = by_id.get(id).copied();
             let intact = note.is_some_and(|note| note.get("token").is_none_or(|stored| stored == token.as_str()));
-            assert!(intact, "acknowledged note {id} ({token}) was lost: {note:?}");
+            if !intact {
+                lost.push(format!("{id} ({token}): now {}", note.map_or("absent".into(), Value::to_string)));
+            }
+        }
+        if !lost.is_empty() {
+            let shown: Vec<&String> = lost.iter().take(5).collect();
+            violations.push(format!("{} acknowledged creates were lost, e.g. {shown:?}", lost.len()));
         }
         let history = self.recorder.history();
         let saved = cluster.save("history.jsonl", &history.to_jsonl());
-        let verdict = check(&history).expect("a well-formed history");
-        assert_eq!(verdict, Verdict::Linearizable, "history in {}", saved.display());
-        eprintln!(
-            "workload: {} events, {} acknowledged creates, {} retries, {} unknown outcomes",
+        let checking = Instant::now();
+        let verdict = check(&history);
+        let check_took = checking.elapsed();
+        match verdict {
+            Ok(Verdict::Linearizable) => {}
+            Ok(Verdict::NotLinearizable(counterexample)) => {
+                let ids = &counterexample.operation_ids;
+                violations.push(format!(
+                    "the history is not linearizable: {}; {} operations without a linearization, the first {:?}; \
+                     history in {}",
+                    counterexample.reason,
+                    ids.len(),
+                    &ids[..ids.len().min(12)],
+                    saved.display()
+                ));
+            }
+            Ok(Verdict::Unknown { steps }) => violations.push(format!(
+                "the checker gave up after {steps} search steps, so linearizability is unknown; history in {}",
+                saved.display()
+            )),
+            Err(error) => violations.push(format!("the history is malformed: {error}; in {}", saved.display())),
+        }
+        let summary = format!(
+            "{} events, {} acknowledged creates, {} retries, {} unknown outcomes, {} notes stored, \
+             checked in {check_took:.1?}; history in {}",
             history.events.len(),
             observed.acknowledged_creates.len(),
             observed.retries,
-            observed.unknown_outcomes
+            observed.unknown_outcomes,
+            stored.len(),
+            saved.display()
         );
+        Findings { violations, summary }
     }
 
     /// Linearizable reads of every note id seen, recorded in the history, so that
-    /// a lost write shows up in the check.
-    pub fn read_back_everything(&self, seed: u64) {
+    /// a lost write shows up in the check. Gives up (and says so) when
+    /// [`READ_BACK_UNKNOWN_MAX`] reads in a row got no answer: the cluster is down.
+    pub fn read_back_everything(&self, seed: u64) -> Result<(), String> {
         let mut worker = Worker {
             client: 999,
             client_id: seed.wrapping_mul(1000) + 999,
@@ -135,11 +217,22 @@ impl Workload {
             highest_id: Arc::clone(&self.highest_id),
             random: rand::SeedableRng::seed_from_u64(seed),
         };
+        let mut unknown_in_a_row = 0;
         for id in 1..=self.highest_id.load(Ordering::Relaxed) + 1 {
-            worker.perform("get", json!({ "id": id }), Method::GET, format!("/notes/{id}"), None, None);
+            let read = worker.perform("get", json!({ "id": id }), Method::GET, format!("/notes/{id}"), None, None);
+            unknown_in_a_row = if read.is_some() { 0 } else { unknown_in_a_row + 1 };
+            if unknown_in_a_row == READ_BACK_UNKNOWN_MAX {
+                return Err(format!(
+                    "reading every note back stopped at note {id}: {READ_BACK_UNKNOWN_MAX} reads in a row got no answer"
+                ));
+            }
         }
+        Ok(())
     }
 }
+
+/// See [`Workload::read_back_everything`].
+const READ_BACK_UNKNOWN_MAX: u32 = 3;
 
 struct Worker {
     /// The client's number in the history.

@@ -1,13 +1,14 @@
 //! Protocol messages over TCP: one outgoing connection per peer, dialled by the
 //! sender, and a listener that reads the peers' connections.
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use noted_core::ReplicaId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -45,8 +46,20 @@ impl Backoff {
     }
 }
 
+/// Dials `address` from `local`, this replica's own peer address (any port), so
+/// that a firewall can tell which replica a connection comes from even when
+/// several replicas share a host. An unspecified `local` leaves the choice to the OS.
+async fn dial(local: IpAddr, address: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if !local.is_unspecified() && local.is_ipv4() == address.is_ipv4() {
+        socket.bind(SocketAddr::new(local, 0))?;
+    }
+    socket.connect(address).await
+}
+
 /// Keeps a connection to `peer` open and writes `queue`'s frames to it, until shutdown.
 pub async fn send_forever(
+    local: IpAddr,
     peer: ReplicaId,
     address: SocketAddr,
     queue: Arc<SendQueue>,
@@ -57,7 +70,7 @@ pub async fn send_forever(
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => return,
-            stream = TcpStream::connect(address) => stream,
+            stream = dial(local, address) => stream,
         };
         let mut stream = match stream {
             Ok(stream) => stream,

@@ -97,12 +97,20 @@ pub struct Vr {
     view_change: ViewChangeProgress,
     recovery: Option<RecoveryProgress>,
     timers: Timers,
+    /// View changes started since this replica was last normal, less one: each
+    /// doubles the next view change's timeout (see [`Vr::view_change_timeout`]).
+    view_changes_in_a_row: u32,
+    /// GetState messages sent for the state this replica is waiting for (each resend waits longer).
+    state_requests_sent: u32,
     /// The time of the input being handled.
     now: Instant,
     /// Values after the previous input, to assert they never go back.
     view_before: u64,
     commit_number_before: u64,
 }
+
+/// The view change timeout grows at most this many times (a power of two).
+const VIEW_CHANGE_BACKOFF_MAX: u32 = 8;
 
 /// The named timers; the replica reports the earliest as its next timeout.
 #[derive(Debug, Default)]
@@ -156,6 +164,8 @@ struct ViewChangeProgress {
     do_view_change_from: BTreeMap<ReplicaId, DoViewChange>,
     /// At the new primary: waiting for a snapshot from this replica before starting the view.
     awaiting_state_from: Option<ReplicaId>,
+    /// How many times the view change messages were sent so far.
+    resends: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -175,6 +185,8 @@ impl DoViewChange {
 #[derive(Debug)]
 struct RecoveryProgress {
     nonce: u64,
+    /// Recovery messages sent so far (each resend waits longer).
+    requests_sent: u32,
     responses: BTreeMap<ReplicaId, RecoveryAnswer>,
 }
 
@@ -203,6 +215,8 @@ impl Vr {
             view_change: ViewChangeProgress::default(),
             recovery: None,
             timers: Timers { recovery_at: Some(now), ..Timers::default() },
+            view_changes_in_a_row: 0,
+            state_requests_sent: 0,
             now,
             view_before: 0,
             commit_number_before: 0,
@@ -235,6 +249,29 @@ impl Vr {
     fn jittered(&mut self, now: Instant, timeout: core::time::Duration) -> Instant {
         let jitter_nanos = self.rng.random_range(0..=timeout.as_nanos() as u64 / 2);
         now + timeout + core::time::Duration::from_nanos(jitter_nanos)
+    }
+
+    /// How long a view change may take before the next is tried: the configured
+    /// timeout, doubled for each view change in a row that did not end in a view,
+    /// up to [`VIEW_CHANGE_BACKOFF_MAX`] times. A view change costs time that grows
+    /// with the log it carries (DoViewChange and StartView hold it whole); without
+    /// the back-off, replicas whose view changes take longer than the timeout would
+    /// abandon every one of them and never settle on a view.
+    fn view_change_timeout(&self) -> core::time::Duration {
+        let doublings = self.view_changes_in_a_row.min(VIEW_CHANGE_BACKOFF_MAX.trailing_zeros());
+        self.config.timing.view_change_timeout * (1 << doublings)
+    }
+
+    /// How long to wait before sending a request that went unanswered `attempts`
+    /// times again: the retransmit timeout, doubled for each attempt, up to the
+    /// configured view change timeout. Recovery, state transfer and view change
+    /// requests are answered with a snapshot or a whole log, which take long to
+    /// build and read once the store is large: asking every retransmit timeout
+    /// would keep the replica that answers too busy to lead.
+    fn resend_wait(&self, attempts: u32) -> core::time::Duration {
+        let timing = &self.config.timing;
+        (timing.retransmit_timeout * (1 << attempts.min(16)))
+            .min(timing.view_change_timeout.max(timing.retransmit_timeout))
     }
 
     fn reset_primary_silence(&mut self, now: Instant) {
@@ -420,7 +457,7 @@ impl Vr {
         }
         if due(self.timers.state_transfer_at) {
             self.timers.state_transfer_at = None;
-            self.request_state(now, outputs);
+            self.send_state_request(now, outputs);
         }
         if self.status == ReplicaStatus::Normal {
             let primary = self.primary_of(self.view);

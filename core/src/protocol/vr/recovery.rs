@@ -13,7 +13,7 @@ use crate::time::Instant;
 use rand::Rng;
 
 impl Vr {
-    /// §4.3 step 1, and again every `retransmit_timeout` until recovered.
+    /// §4.3 step 1, and again until recovered, each time after a longer wait (see [`Vr::resend_wait`]).
     pub(super) fn start_recovery(&mut self, now: Instant, outputs: &mut Outputs) {
         self.timers.recovery_at = None;
         if self.status != ReplicaStatus::Recovering {
@@ -22,15 +22,14 @@ impl Vr {
         if self.config.replica_count == 1 {
             return self.start_empty(now, true, 0, outputs);
         }
-        let nonce = match &self.recovery {
-            Some(recovery) => recovery.nonce,
-            None => {
-                let nonce = self.rng.random::<u64>();
-                self.recovery = Some(RecoveryProgress { nonce, responses: Default::default() });
-                nonce
-            }
-        };
-        self.timers.recovery_at = Some(now + self.config.timing.retransmit_timeout);
+        if self.recovery.is_none() {
+            let nonce = self.rng.random::<u64>();
+            self.recovery = Some(RecoveryProgress { nonce, requests_sent: 0, responses: Default::default() });
+        }
+        let recovery = self.recovery.as_mut().expect("set above");
+        let (nonce, attempts) = (recovery.nonce, recovery.requests_sent);
+        recovery.requests_sent = attempts.saturating_add(1);
+        self.timers.recovery_at = Some(now + self.resend_wait(attempts));
         for peer in self.config.peers() {
             outputs.send(peer, wrap(Message::Recovery { nonce }));
         }

@@ -19,12 +19,20 @@ impl Vr {
     /// Sends GetState to the primary, or, at a new primary missing committed state,
     /// to the replica whose log it adopts.
     pub(super) fn request_state(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.state_requests_sent = 0;
+        self.send_state_request(now, outputs);
+    }
+
+    /// Sends GetState, and again on `state_transfer_at` after a longer wait each
+    /// time (see [`Vr::resend_wait`]) until the state arrives.
+    pub(super) fn send_state_request(&mut self, now: Instant, outputs: &mut Outputs) {
         let (target, op_number) = match (self.status, self.view_change.awaiting_state_from) {
             (ReplicaStatus::ViewChange, Some(sender)) => (sender, self.commit_number),
             (ReplicaStatus::Normal, _) if !self.is_primary() => (self.primary_of(self.view), self.log.op_number()),
             _ => return,
         };
-        self.timers.state_transfer_at = Some(now + self.config.timing.retransmit_timeout);
+        self.timers.state_transfer_at = Some(now + self.resend_wait(self.state_requests_sent));
+        self.state_requests_sent = self.state_requests_sent.saturating_add(1);
         outputs.send(target, wrap(Message::GetState { view: self.view, op_number }));
     }
 

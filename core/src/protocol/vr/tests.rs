@@ -28,6 +28,16 @@ fn view(cluster: &TestCluster, id: ReplicaId) -> u64 {
     cluster.replica(id).status().view.expect("vr reports its view")
 }
 
+/// How many VR messages `sender` has sent that `kind` accepts.
+fn sent_by(cluster: &TestCluster, sender: ReplicaId, kind: impl Fn(&Message) -> bool) -> usize {
+    let log = cluster.sent_log();
+    log.iter()
+        .filter(|(from, _, message)| {
+            *from == sender && matches!(message, crate::message::Message::Vr(message) if kind(message))
+        })
+        .count()
+}
+
 fn vr_send(to: ReplicaId, message: Message) -> Output {
     Output::Send { to, message: wrap(message) }
 }
@@ -333,4 +343,52 @@ fn every_replica_reports_the_same_change_feed() {
     assert_eq!(feed(R0), vec![(1, "create".to_string()), (2, "patch".to_string()), (3, "delete".to_string())]);
     assert_eq!(feed(R1), feed(R0));
     assert_eq!(feed(R2), feed(R0));
+}
+
+/// §4.2 liveness: a view change that cannot finish is abandoned for the next one
+/// after a timeout that doubles each time (up to eight times the configured one),
+/// and its messages are resent with a growing wait. Replicas whose view changes
+/// take longer than the configured timeout (they carry the whole log) thus still
+/// settle on a view; before, they abandoned every view change and never did.
+#[test]
+fn view_changes_in_a_row_back_off() {
+    let mut cluster = settled_cluster(3, 9);
+    cluster.partition(&[R1], &[R0, R2]);
+    cluster.run_for(Duration::from_secs(30));
+    // Timeouts of 0.5, 1, 2, then 4 s (each plus up to half again): at most 10 views
+    // in 30 s; a fixed 0.5 s timeout would have tried over 40.
+    let views_tried = view(&cluster, R1);
+    assert!((4..=10).contains(&views_tried), "R1 tried {views_tried} views");
+    let start_view_changes = sent_by(&cluster, R1, |message| matches!(message, Message::StartViewChange { .. }));
+    // Every 50 ms to each peer would be 1,200 messages.
+    assert!(start_view_changes <= 200, "R1 sent {start_view_changes} StartViewChange messages");
+
+    cluster.heal();
+    cluster.run_for(Duration::from_secs(10));
+    assert!(matches!(role(&cluster, R1), Role::Primary | Role::Backup), "R1 joined a view after the partition");
+    cluster.request(R1, 1, 1, create(json!({"after": "the partition"})));
+    cluster.run_for(Duration::from_secs(2));
+    assert!(matches!(cluster.reply(1, 1), Some(Reply::Note { .. })), "the cluster serves: {:?}", cluster.reply(1, 1));
+    cluster.assert_converged();
+}
+
+/// §4.3 and §5.2 under load: requests answered with a snapshot (Recovery, GetState)
+/// are resent after a growing wait, up to the view change timeout, so that a replica
+/// that restarts empty next to a large store does not keep the primary busy
+/// building snapshots every retransmit timeout (which made its backups start
+/// view changes).
+#[test]
+fn unanswered_recovery_requests_back_off() {
+    let mut cluster = settled_cluster(3, 10);
+    cluster.crash_and_restart(R1);
+    cluster.partition(&[R1], &[R0, R2]);
+    cluster.run_for(Duration::from_secs(10));
+    let recovery_requests = sent_by(&cluster, R1, |message| matches!(message, Message::Recovery { .. }));
+    // Waits of 50, 100, 200, 400 ms, then 500 ms: 23 rounds to two peers in 10 s,
+    // where every 50 ms would be 400 messages.
+    assert!(recovery_requests <= 60, "R1 sent {recovery_requests} Recovery messages");
+    cluster.heal();
+    cluster.run_for(Duration::from_secs(3));
+    assert!(matches!(role(&cluster, R1), Role::Backup | Role::Primary), "R1 recovered after the partition");
+    cluster.assert_converged();
 }

@@ -14,13 +14,15 @@ impl Vr {
         assert!(view > self.view, "a view change moves to a later view");
         assert_ne!(self.status, ReplicaStatus::Recovering, "a recovering replica takes no part in view changes");
         self.step_down(outputs);
+        self.view_changes_in_a_row =
+            if self.status == ReplicaStatus::ViewChange { self.view_changes_in_a_row.saturating_add(1) } else { 0 };
         self.view = view;
         self.status = ReplicaStatus::ViewChange;
         self.view_change = ViewChangeProgress::default();
         self.view_change.start_view_change_from.insert(self.me());
         self.timers.primary_silence_at = None;
         self.timers.state_transfer_at = None;
-        let timeout = self.config.timing.view_change_timeout;
+        let timeout = self.view_change_timeout();
         self.timers.view_change_at = Some(self.jittered(now, timeout));
         outputs.event(Event::ViewChangeStarted { view });
         self.send_view_change_messages(now, outputs);
@@ -38,9 +40,15 @@ impl Vr {
     }
 
     /// Sends StartViewChange to every replica, and DoViewChange once a quorum is in
-    /// this view change; sent again on `resend` while the view change lasts.
+    /// this view change; sent again on `resend` while the view change lasts, each
+    /// time after twice the previous wait, from the retransmit timeout up to this
+    /// view change's timeout: DoViewChange carries the whole log.
     fn send_view_change_messages(&mut self, now: Instant, outputs: &mut Outputs) {
-        self.timers.view_change_resend_at = Some(now + self.config.timing.retransmit_timeout);
+        let retransmit = self.config.timing.retransmit_timeout;
+        let wait =
+            (retransmit * (1 << self.view_change.resends.min(16))).min(self.view_change_timeout().max(retransmit));
+        self.view_change.resends = self.view_change.resends.saturating_add(1);
+        self.timers.view_change_resend_at = Some(now + wait);
         for peer in self.config.peers() {
             outputs.send(peer, wrap(Message::StartViewChange { view: self.view }));
         }
