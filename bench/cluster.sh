@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Starts a three-replica vr cluster of `noted serve` processes on loopback and
-# waits until it serves. Sourced by run.sh; stops the replicas on exit.
-#   NOTED_BIN   the noted binary (default: target/release/noted)
+# waits until it serves. Sourced by run.sh and cpu.sh; stops the replicas on exit.
+#   NOTED_BIN   the noted binary (default: target/release/noted, built first)
 #   PORT_BASE   first client port (default 7401; peers +100, heartbeats +200)
 
+if [[ -z ${NOTED_BIN:-} ]]; then
+  cargo build --release --quiet -p noted-server --bin noted --manifest-path "$ROOT/Cargo.toml"
+fi
 NOTED_BIN=${NOTED_BIN:-$ROOT/target/release/noted}
 PORT_BASE=${PORT_BASE:-7401}
 WORK=$(mktemp -d)

@@ -9,9 +9,6 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OPERATIONS=${OPERATIONS:-40000}
-if [[ -z ${NOTED_BIN:-} ]]; then
-  cargo build --release --quiet -p noted-server --bin noted --manifest-path "$ROOT/Cargo.toml"
-fi
 # shellcheck source=bench/cluster.sh
 source "$ROOT/bench/cluster.sh"
 start_cluster

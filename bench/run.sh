@@ -11,9 +11,6 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-10}
-if [[ -z ${NOTED_BIN:-} ]]; then
-  cargo build --release --quiet -p noted-server --bin noted --manifest-path "$ROOT/Cargo.toml"
-fi
 # shellcheck source=bench/cluster.sh
 source "$ROOT/bench/cluster.sh"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
