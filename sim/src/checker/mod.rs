@@ -31,15 +31,26 @@
 //!
 //! - A history with a `list` that completed is searched whole: a list observes the
 //!   presence and absence of many notes at one instant.
-//! - Otherwise, creates are grouped: creates whose intervals overlap, directly or
-//!   through a chain of overlapping creates, form one group. A create whose id is
-//!   unknown (unknown outcome, or a completion without an id) may take effect until
-//!   the end of time and may consume an id or not, so it and every create called
-//!   after it fall into the last group, the *open* group. The creates of the other,
-//!   *closed*, groups all took effect, reported their ids, and returned before any
-//!   create of a later group was called; so their ids must be exactly `1..=M`, and a
-//!   create that returned before another was called must have the smaller id. Either
-//!   failure refutes the history outright.
+//! - First, ids the creates did not report are bound where the reported ids prove
+//!   them (`notes::bind_gap_fillers`): an id `j` below the largest reported one that
+//!   no create reported went to a create whose id is unknown (unknown outcome, or a
+//!   completion without an id) before the create reporting the next larger id
+//!   returned; if only one such create was called by then, it took effect with id
+//!   `j` by then in every linearization, and is treated as having reported `j` then.
+//!   Every linearization of the history is one of the history so bound, and back.
+//! - Creates whose ids are known are grouped: creates whose intervals overlap,
+//!   directly or through a chain of overlapping creates, form one group. When no
+//!   create's id is unknown, all groups are *closed*. Otherwise, let the anchor be
+//!   the id just below the smallest id no create reported: every id up to the anchor
+//!   went to the create that reported it, so a create whose id is unknown either
+//!   never took effect or took a later id, after the anchor's create. The anchor's
+//!   group, every later group and every create whose id is unknown form the *open*
+//!   group (all creates, when the anchor is 0); the earlier groups are closed. The
+//!   creates of closed groups all took effect, reported their ids, and returned
+//!   before any create of a later group was called, and took smaller ids than the
+//!   open group's; so their ids must be exactly `1..=M`, and a create that returned
+//!   before another was called must have the smaller id. Either failure refutes the
+//!   history outright.
 //! - Each closed group is a partition together with every get/put/patch/delete on
 //!   the ids its creates made; in it, the k-th create linearized gets the k-th
 //!   smallest of those ids, so the search enforces the id order inside the group.
@@ -51,8 +62,9 @@
 //! Why this is exact. *Sound* (a linearizable history passes): restricting a
 //! linearization of the whole history to a partition's operations gives a sequence
 //! that respects real time, in which the partition's creates appear in counter order;
-//! the closed groups' creates precede all later creates in real time, so they took ids
-//! `1..=M` and each later create gets the id the partition model gives it; and each
+//! the closed groups' creates precede the later groups' creates in real time and take
+//! smaller ids than the creates whose ids are unknown (above the anchor), so they took
+//! ids `1..=M` and each later create gets the id the partition model gives it; and each
 //! note's operations see the same note as before, because no other partition touches
 //! that note. The global rules hold in any linearization. *Complete* (a history whose
 //! partitions all pass is linearizable): choose in each partition's linearization a
@@ -61,10 +73,16 @@
 //! their order, and the effective creates come out in id order: within a partition
 //! because its model enforced it, across groups because creates of different groups
 //! do not overlap, so the earlier-returning one comes first, and it has the smaller
-//! id by the global rule (or because the open group's ids start above `M`). So the
+//! id by the global rule (or because the open group's ids start above `M`). A create
+//! of the open group whose id is unknown may have been called before closed creates
+//! returned, but it comes after the anchor's create in its partition (its id is
+//! larger), and the anchor's create was called after every closed create returned. So the
 //! k-th create of the merged order gets id k from the counter, as its partition said.
 //! Per-note versions in the outputs then order each note's writes, which the search
-//! exploits by pruning at the first mismatch. A random comparison with a brute-force
+//! exploits by pruning at the first mismatch. Likewise a create that reported no id
+//! is never given an id another create reported (that create could then not have
+//! its own), which keeps the search from trying creates of unknown outcome at every
+//! point. A random comparison with a brute-force
 //! checker (in `tests`) backs this argument.
 //!
 //! The `cas-register` model is a single object and is never split.

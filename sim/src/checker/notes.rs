@@ -9,7 +9,7 @@
 //! `{"error":{"code":"code",...}}`; the absence of `error` means success. A completion
 //! without `out` constrains nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -98,6 +98,9 @@ pub(crate) struct NotesModel {
     values: ValueTable,
     /// Which id each create gets.
     pub(crate) ids: IdAssignment,
+    /// The ids that creates reported. A create that reported none never gets one of them in a
+    /// linearization (the create that reported it must), so the search need not try.
+    reported_ids: BTreeSet<u64>,
 }
 
 /// How the model numbers creates: the whole history's counter, or what that counter gives a
@@ -237,6 +240,13 @@ impl Model for NotesModel {
     }
 
     fn step(&mut self, state: &NotesState, operation: &NotesOperation) -> Option<NotesState> {
+        let reports_no_id = operation.observation.as_ref().is_none_or(|observed| observed.id.is_none());
+        if let NotesCall::Create { .. } = operation.call
+            && reports_no_id
+            && self.reported_ids.contains(&self.assigned_id(state.creates_done))
+        {
+            return None;
+        }
         let (result, next) = self.apply(state, &operation.call);
         if let Some(observed) = &operation.observation
             && !observation_matches(&result, observed)
@@ -407,13 +417,70 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         prepared.push(base_operation(operation, NotesOperation { call, observation }));
         scopes.push(scope);
     }
-    Ok((
-        PreparedOperations {
-            model: NotesModel { values, ids: IdAssignment::Counter { first_id: 1 } },
-            operations: prepared,
-        },
-        scopes,
-    ))
+    let mut model = NotesModel { values, ids: IdAssignment::Counter { first_id: 1 }, reported_ids: BTreeSet::new() };
+    bind_gap_fillers(&model, &mut prepared, &mut scopes);
+    model.reported_ids = scopes
+        .iter()
+        .filter_map(|scope| match *scope {
+            Scope::Create { known_id } => known_id,
+            _ => None,
+        })
+        .collect();
+    Ok((PreparedOperations { model, operations: prepared }, scopes))
+}
+
+/// Gives a create whose id is unknown the id it must have had, where the other creates' ids
+/// prove it. Ids are handed out one by one, so an id `j` below the largest id a create reported,
+/// that no create reported, went to a create whose id is unknown, which took effect before the
+/// create that reported the next larger id returned. When exactly one create whose id is unknown
+/// was called before that return, it took effect with id `j` before that return in every
+/// linearization: saying so in its observation and its return keeps the same linearizations,
+/// and lets the plan treat it as a create whose id is known.
+fn bind_gap_fillers(model: &NotesModel, operations: &mut [SearchOperation<NotesOperation>], scopes: &mut [Scope]) {
+    let mut known: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut fillers: Vec<usize> = Vec::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        let Scope::Create { known_id } = *scope else { continue };
+        let operation = &operations[index].operation;
+        match known_id {
+            Some(id) => {
+                if known.insert(id, index).is_some() {
+                    return; // Two creates reported one id: the plan refutes that.
+                }
+            }
+            None => {
+                let NotesCall::Create { body } = operation.call else { continue };
+                // A create refused or with a body that is no object never takes an id.
+                let refused = operation.observation.as_ref().is_some_and(|observed| observed.error_code.is_some());
+                if !refused && model.is_object(body) {
+                    fillers.push(index);
+                }
+            }
+        }
+    }
+    let Some((&largest_id, _)) = known.last_key_value() else { return };
+    // More unreported ids than creates to fill them cannot be linearized; the search says so.
+    if largest_id.saturating_sub(known.len() as u64) > fillers.len() as u64 {
+        return;
+    }
+    let mut bindings: Vec<(usize, u64, usize)> = Vec::new();
+    for gap in (1..largest_id).filter(|id| !known.contains_key(id)) {
+        let Some((_, &next_index)) = known.range(gap + 1..).next() else { continue };
+        let Some(deadline) = operations[next_index].return_position else { continue };
+        let mut candidates = fillers.iter().filter(|&&index| operations[index].call_position < deadline);
+        if let (Some(&filler), None) = (candidates.next(), candidates.next()) {
+            if bindings.iter().any(|&(bound, ..)| bound == filler) {
+                return; // One create cannot fill two ids: no linearization; leave that to the search.
+            }
+            bindings.push((filler, gap, deadline));
+        }
+    }
+    for (index, id, deadline) in bindings {
+        let operation = &mut operations[index];
+        operation.return_position = Some(operation.return_position.map_or(deadline, |own| own.min(deadline)));
+        operation.operation.observation.get_or_insert_with(NotesObservation::default).id = Some(id);
+        scopes[index] = Scope::Create { known_id: Some(id) };
+    }
 }
 
 /// How to check a notes history.
@@ -449,10 +516,97 @@ pub(crate) fn plan<O>(operations: &[SearchOperation<O>], scopes: &[Scope]) -> No
         })
         .collect();
     creates.sort_by_key(|&(_, index)| operations[index].call_position);
-    // Creates whose intervals overlap, directly or through others, form a group. A create whose
-    // id is unknown may take effect until the end of time, so it and every create called after
-    // it form the last group: the open group.
-    let mut groups: Vec<Vec<(Option<u64>, usize)>> = Vec::new();
+    let has_unknown_id = creates.iter().any(|(known_id, _)| known_id.is_none());
+    let has_known_id = creates.iter().any(|(known_id, _)| known_id.is_some());
+    let (groups, open_group) = if has_unknown_id && has_known_id {
+        // Ids below the first id no create reported went to the creates that reported them, so a
+        // create whose id is unknown either never took effect or took a later id: it took effect
+        // after the create that reported the id just below, the anchor. The groups of creates
+        // whose ids are known, from the anchor's on, and the creates whose ids are unknown form
+        // the open group; the creates of the groups before took effect before any of its creates.
+        let reported: BTreeSet<u64> = creates.iter().filter_map(|&(known_id, _)| known_id).collect();
+        let first_unreported = (1..).find(|id| !reported.contains(id)).expect("finitely many ids are reported");
+        let anchor = first_unreported - 1;
+        let (known, unknown): (Vec<_>, Vec<_>) = creates.into_iter().partition(|(known_id, _)| known_id.is_some());
+        let mut groups = group_by_overlap(operations, known);
+        let split = if anchor == 0 {
+            0
+        } else {
+            groups
+                .iter()
+                .position(|group| group.iter().any(|&(known_id, _)| known_id == Some(anchor)))
+                .expect("a create reported the anchor")
+        };
+        let mut open_group: CreateGroup = groups.split_off(split).into_iter().flatten().collect();
+        open_group.extend(unknown);
+        (groups, Some(open_group))
+    } else {
+        // A create whose id is unknown may take effect until the end of time, so it and every
+        // create called after it form the last group: the open group.
+        let mut groups = group_by_overlap(operations, creates);
+        let open_group = match groups.last() {
+            Some(group) if group.iter().any(|(known_id, _)| known_id.is_none()) => groups.pop(),
+            _ => None,
+        };
+        (groups, open_group)
+    };
+    // The closed groups' creates all took effect before any create of the open group was called
+    // (or, when the open group's creates whose ids are known are counted in, before any of them).
+    let mut closed_creates: Vec<(u64, usize)> =
+        groups.iter().flatten().filter_map(|&(known_id, index)| known_id.map(|id| (id, index))).collect();
+    if let Some(refutation) = refute_by_creates(operations, &mut closed_creates) {
+        return refutation;
+    }
+    let open_first_id = closed_creates.len() as u64 + 1;
+    let mut partitions: Vec<NotesPartition> = groups
+        .iter()
+        .map(|group| NotesPartition {
+            ids: IdAssignment::Sequence(sorted_known_ids(group)),
+            operation_indices: group.iter().map(|&(_, index)| index).collect(),
+        })
+        .collect();
+    let mut partition_of_id: BTreeMap<u64, usize> = BTreeMap::new();
+    for (partition_index, group) in groups.iter().enumerate() {
+        for &(known_id, _) in group {
+            partition_of_id.extend(known_id.map(|id| (id, partition_index)));
+        }
+    }
+    // The open group continues the counter after the closed groups' ids, and holds every
+    // operation on a later id, as any of its creates may have made that note.
+    let open_partition_index = open_group.map(|group| {
+        partitions.push(NotesPartition {
+            ids: IdAssignment::Counter { first_id: open_first_id },
+            operation_indices: group.iter().map(|&(_, index)| index).collect(),
+        });
+        partitions.len() - 1
+    });
+    // Without an open group, a note that no create made never exists: each is its own partition.
+    let mut orphan_partition_by_id: BTreeMap<u64, usize> = BTreeMap::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        let Scope::Note(id) = *scope else { continue };
+        let partition_index = match (partition_of_id.get(&id), open_partition_index) {
+            (Some(&partition_index), _) => partition_index,
+            (None, Some(open_index)) if id >= open_first_id => open_index,
+            (None, _) => *orphan_partition_by_id.entry(id).or_insert_with(|| {
+                partitions
+                    .push(NotesPartition { ids: IdAssignment::Sequence(Vec::new()), operation_indices: Vec::new() });
+                partitions.len() - 1
+            }),
+        };
+        partitions[partition_index].operation_indices.push(index);
+    }
+    for partition in &mut partitions {
+        partition.operation_indices.sort_unstable();
+    }
+    NotesPlan::Partitions(partitions)
+}
+
+type CreateGroup = Vec<(Option<u64>, usize)>;
+
+/// Groups creates (in call order) whose intervals overlap, directly or through others; a create
+/// whose id is unknown lasts until the end of time.
+fn group_by_overlap<O>(operations: &[SearchOperation<O>], creates: CreateGroup) -> Vec<CreateGroup> {
+    let mut groups: Vec<CreateGroup> = Vec::new();
     let mut group_end: Option<usize> = None;
     for (known_id, index) in creates {
         let end = if known_id.is_some() { operations[index].return_position.unwrap_or(usize::MAX) } else { usize::MAX };
@@ -467,62 +621,13 @@ pub(crate) fn plan<O>(operations: &[SearchOperation<O>], scopes: &[Scope]) -> No
             }
         }
     }
-    let open_group = match groups.last() {
-        Some(group) if group.iter().any(|(known_id, _)| known_id.is_none()) => groups.pop(),
-        _ => None,
-    };
-    // The closed groups' creates all took effect before any create of the open group was called.
-    let mut closed_creates: Vec<(u64, usize)> =
-        groups.iter().flatten().filter_map(|&(known_id, index)| known_id.map(|id| (id, index))).collect();
-    if let Some(refutation) = refute_by_creates(operations, &mut closed_creates) {
-        return refutation;
-    }
-    let closed_count = closed_creates.len() as u64;
-    let mut partitions: Vec<NotesPartition> = groups
-        .iter()
-        .map(|group| {
-            let mut ids: Vec<u64> = group.iter().filter_map(|&(known_id, _)| known_id).collect();
-            ids.sort_unstable();
-            NotesPartition {
-                ids: IdAssignment::Sequence(ids),
-                operation_indices: group.iter().map(|&(_, index)| index).collect(),
-            }
-        })
-        .collect();
-    let mut partition_of_id: BTreeMap<u64, usize> = BTreeMap::new();
-    for (partition_index, group) in groups.iter().enumerate() {
-        for &(known_id, _) in group {
-            partition_of_id.extend(known_id.map(|id| (id, partition_index)));
-        }
-    }
-    // The open group continues the counter after the closed groups' ids, and holds every
-    // operation on a later id, as any of its creates may have made that note.
-    let open_partition_index = open_group.map(|group| {
-        partitions.push(NotesPartition {
-            ids: IdAssignment::Counter { first_id: closed_count + 1 },
-            operation_indices: group.iter().map(|&(_, index)| index).collect(),
-        });
-        partitions.len() - 1
-    });
-    // Without an open group, a note that no create made never exists: each is its own partition.
-    let mut orphan_partition_by_id: BTreeMap<u64, usize> = BTreeMap::new();
-    for (index, scope) in scopes.iter().enumerate() {
-        let Scope::Note(id) = *scope else { continue };
-        let partition_index = match (partition_of_id.get(&id), open_partition_index) {
-            (Some(&partition_index), _) => partition_index,
-            (None, Some(open_index)) if id > closed_count => open_index,
-            (None, _) => *orphan_partition_by_id.entry(id).or_insert_with(|| {
-                partitions
-                    .push(NotesPartition { ids: IdAssignment::Sequence(Vec::new()), operation_indices: Vec::new() });
-                partitions.len() - 1
-            }),
-        };
-        partitions[partition_index].operation_indices.push(index);
-    }
-    for partition in &mut partitions {
-        partition.operation_indices.sort_unstable();
-    }
-    NotesPlan::Partitions(partitions)
+    groups
+}
+
+fn sorted_known_ids(group: &[(Option<u64>, usize)]) -> Vec<u64> {
+    let mut ids: Vec<u64> = group.iter().filter_map(|&(known_id, _)| known_id).collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// The global rules for creates that all took effect and reported their ids, before any other

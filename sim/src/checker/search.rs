@@ -84,8 +84,9 @@ impl EntryList {
             let return_key = operation.return_position.unwrap_or(usize::MAX);
             keyed.push((return_key, operation_index, Entry { operation_index, is_call: false }));
         }
-        // Positions of distinct events are distinct, so ties happen only between returns at the
-        // end of time, whose order does not matter; the operation index makes the order total.
+        // Positions of distinct events are distinct, so ties happen only between returns (at the
+        // end of time, or one given another's position as a deadline), whose order does not
+        // matter; the operation index makes the order total.
         keyed.sort_by_key(|&(position, operation_index, entry)| (position, !entry.is_call, operation_index));
         let entries: Vec<Entry> = keyed.into_iter().map(|(_, _, entry)| entry).collect();
         let count = entries.len();
