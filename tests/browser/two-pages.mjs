@@ -231,6 +231,8 @@ async function main() {
   if (feeds.length !== 2 || `feed: live at commit ${resumedAt}` !== seen) {
     throw new Error(`the feed should resume after the last commit seen (${seen}), not ${feeds.map((feed) => feed.url)}`);
   }
+  // The writing page shows its own note when its feed delivers it, which may come after the other page's.
+  await noteTitled(first, away).waitFor({ timeout: 10_000 });
   const counts = await Promise.all([first, second].map((page) => page.locator("#notes li").count()));
   if (counts[0] !== counts[1]) throw new Error(`after resuming the pages show ${counts[0]} and ${counts[1]} notes`);
   console.log(`  a dropped feed resumed with ?from=${resumedAt} and missed nothing`);
