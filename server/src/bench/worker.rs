@@ -73,11 +73,16 @@ impl Worker {
         Worker { index, client_id, request_number: 0, target, connection: None, shared, random }
     }
 
-    /// Creates `count` notes, unmeasured.
+    /// Creates `count` notes, unmeasured; gives up at the first create that goes
+    /// unanswered while no note exists yet, so that a cluster that is not up is
+    /// reported at once rather than after `count` timeouts.
     pub async fn prefill(mut self, count: u64) -> (Worker, Tally) {
         let mut tally = Tally::default();
         for _ in 0..count {
-            self.perform(OperationKind::Create, &mut tally).await;
+            let answered = self.perform(OperationKind::Create, &mut tally).await;
+            if !answered && self.shared.highest_id.load(Ordering::Relaxed) == 0 {
+                break;
+            }
         }
         (self, Tally::default())
     }
@@ -103,7 +108,8 @@ impl Worker {
         }
     }
 
-    async fn perform(&mut self, kind: OperationKind, tally: &mut Tally) {
+    /// Sends one operation and records it; `true` when the server answered.
+    async fn perform(&mut self, kind: OperationKind, tally: &mut Tally) -> bool {
         let mut request = self.request(kind, self.shared.recorder.is_some());
         self.request_number += 1;
         let shared = Arc::clone(&self.shared);
@@ -142,6 +148,7 @@ impl Worker {
                 None => recorder.info(call, self.index),
             }
         }
+        response.is_some()
     }
 
     async fn send(&mut self, request: &Request) -> Result<Response, String> {
