@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use arbitrary::{Arbitrary, Unstructured};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::client_table::ClientTable;
 use crate::config::{Config, ProtocolKind};
@@ -83,7 +83,7 @@ pub fn http_body(bytes: &[u8]) {
         other => panic!("an accepted body without metadata is stored: {other:?}"),
     };
     assert!(!has_metadata, "metadata keys in a create are refused");
-    assert_eq!(Value::Object(note.body.clone()), body, "a note is stored as sent");
+    assert_eq!(Value::Object(Map::clone(&note.body)), body, "a note is stored as sent");
     travels_in_frames(&store, Operation::Create { body });
     let note = read_back_and_sent_again(&mut store, &note, bytes_max);
     if let Some(patch_bytes) = patch_bytes
@@ -165,8 +165,8 @@ fn merge_patch_obeys_rfc_7396(store: &mut NoteStore, note: &Note, patch: &Value,
     let mut top_level = patch.as_object().expect("patches are objects").clone();
     // Metadata keys in an applied patch echoed the stored values and were set aside.
     top_level.retain(|key, _| !METADATA_KEYS.contains(&key.as_str()));
-    let original = Value::Object(note.body.clone());
-    assert_merged(Some(&original), &Value::Object(top_level), Some(&Value::Object(patched.body.clone())));
+    let original = Value::Object(Map::clone(&note.body));
+    assert_merged(Some(&original), &Value::Object(top_level), Some(&Value::Object(Map::clone(&patched.body))));
     travels_in_frames(store, operation);
     let again = Operation::Patch { id: note.id, patch: patch.clone(), if_match: Some(patched.version) };
     let Reply::Note { note: twice } = store.execute(&again, Timestamp(11)) else {

@@ -43,18 +43,46 @@ mod tests {
 impl Timestamp {
     /// RFC 3339 in UTC with nanoseconds, e.g. `2026-11-21T23:58:29.000000001Z`.
     pub fn to_rfc3339(self) -> String {
+        self.rfc3339().as_str().to_owned()
+    }
+
+    /// The same text as [`Timestamp::to_rfc3339`], on the stack: every note a
+    /// replica answers with carries two of them.
+    pub fn rfc3339(self) -> Rfc3339 {
         const NANOS_PER_SECOND: u64 = 1_000_000_000;
         let seconds = self.0 / NANOS_PER_SECOND;
         let nanos = self.0 % NANOS_PER_SECOND;
         let days = seconds / 86_400;
         let second_of_day = seconds % 86_400;
         let (year, month, day) = civil_from_days(days);
-        format!(
-            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            second_of_day / 3600,
-            (second_of_day / 60) % 60,
-            second_of_day % 60
-        )
+        // u64 nanoseconds end in the year 2554: the year always has four digits.
+        let mut text = *b"0000-00-00T00:00:00.000000000Z";
+        write_digits(&mut text[0..4], year);
+        write_digits(&mut text[5..7], month);
+        write_digits(&mut text[8..10], day);
+        write_digits(&mut text[11..13], second_of_day / 3600);
+        write_digits(&mut text[14..16], (second_of_day / 60) % 60);
+        write_digits(&mut text[17..19], second_of_day % 60);
+        write_digits(&mut text[20..29], nanos);
+        Rfc3339(text)
+    }
+}
+
+/// A timestamp's RFC 3339 text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rfc3339([u8; 30]);
+
+impl Rfc3339 {
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("only ASCII digits and separators are written")
+    }
+}
+
+/// Writes the last `field.len()` decimal digits of `value`, zero-padded, into `field`.
+fn write_digits(field: &mut [u8], mut value: u64) {
+    for digit in field.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
@@ -75,6 +103,24 @@ fn civil_from_days(days_since_epoch: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod rfc3339_tests {
     use super::*;
+
+    #[test]
+    fn the_text_matches_a_formatted_one() {
+        for nanos in [0, 1, 999_999_999, 1_709_210_096_000_000_789, 4_102_444_800_123_456_789, u64::MAX] {
+            let timestamp = Timestamp(nanos);
+            let seconds = nanos / 1_000_000_000;
+            let (year, month, day) = civil_from_days(seconds / 86_400);
+            let second_of_day = seconds % 86_400;
+            let expected = format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+                second_of_day / 3600,
+                (second_of_day / 60) % 60,
+                second_of_day % 60,
+                nanos % 1_000_000_000
+            );
+            assert_eq!(timestamp.to_rfc3339(), expected);
+        }
+    }
 
     #[test]
     fn formats_the_epoch_and_a_leap_day() {

@@ -5,6 +5,7 @@
 //! ordered maps.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -25,14 +26,15 @@ pub struct Note {
     pub version: Version,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
-    /// The client's object, without metadata keys.
-    pub body: Map<String, Value>,
+    /// The client's object, without metadata keys. Shared, not copied, by the
+    /// replies, client table entries and changes that hold the same version.
+    pub body: Arc<Map<String, Value>>,
 }
 
 impl Note {
     /// The note as clients see it: the body with the metadata merged in.
     pub fn to_json(&self) -> Value {
-        let mut object = self.body.clone();
+        let mut object = Map::clone(&self.body);
         object.insert("id".into(), Value::from(self.id.0));
         object.insert("version".into(), Value::from(self.version));
         object.insert("created_at".into(), Value::from(self.created_at.to_rfc3339()));
@@ -66,17 +68,17 @@ impl Serialize for ClientView<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let note = self.0;
-        let (created_at, updated_at) = (note.created_at.to_rfc3339(), note.updated_at.to_rfc3339());
+        let (created_at, updated_at) = (note.created_at.rfc3339(), note.updated_at.rfc3339());
         // Sorted like METADATA_KEYS are among themselves; merged below with the body's sorted keys.
         let metadata: [(&str, MetadataValue<'_>); 4] = [
-            ("created_at", MetadataValue::Text(&created_at)),
+            ("created_at", MetadataValue::Text(created_at.as_str())),
             ("id", MetadataValue::Number(note.id.0)),
-            ("updated_at", MetadataValue::Text(&updated_at)),
+            ("updated_at", MetadataValue::Text(updated_at.as_str())),
             ("version", MetadataValue::Number(note.version)),
         ];
         let mut map = serializer.serialize_map(Some(note.body.len() + metadata.len()))?;
         let mut metadata = metadata.iter().peekable();
-        for (key, value) in &note.body {
+        for (key, value) in note.body.iter() {
             while let Some((name, metadata_value)) = metadata.next_if(|(name, _)| *name < key.as_str()) {
                 map.serialize_entry(name, metadata_value)?;
             }
@@ -296,7 +298,7 @@ impl NoteStore {
             return Reply::refused(Refusal::unavailable("note ids are exhausted"));
         };
         self.next_id = NoteId(next_id);
-        let note = Note { id, version: 1, created_at: timestamp, updated_at: timestamp, body };
+        let note = Note { id, version: 1, created_at: timestamp, updated_at: timestamp, body: Arc::new(body) };
         self.stamp(timestamp);
         self.notes.insert(id, note.clone());
         Reply::Note { note }
@@ -319,15 +321,22 @@ impl NoteStore {
             Err(refusal) => return Reply::refused(refusal),
         };
         let patch = match patch {
-            Value::Object(members) => match strip_metadata(members, Some(note)) {
-                Ok(members) => Value::Object(members),
-                Err(refusal) => return Reply::refused(refusal),
-            },
+            Value::Object(members) => {
+                let mut members = members.clone();
+                if let Err(refusal) = strip_metadata(&mut members, Some(note)) {
+                    return Reply::refused(refusal);
+                }
+                Value::Object(members)
+            }
             other => other.clone(),
         };
-        let mut merged = Value::Object(note.body.clone());
+        let mut merged = Value::Object(Map::clone(&note.body));
         merge_patch::apply(&mut merged, &patch);
-        match self.validate_body(&merged, Some(note)) {
+        let merged = match merged {
+            Value::Object(members) => self.validate_members(members, Some(note)),
+            _ => Err(Refusal::invalid("a note must be a JSON object")),
+        };
+        match merged {
             Ok(body) => self.update(id, body, timestamp),
             Err(refusal) => Reply::refused(refusal),
         }
@@ -357,7 +366,7 @@ impl NoteStore {
         // normally the timestamp given; the floor keeps a note's updated_at moving
         // forward whatever a peer sent, identically on every replica.
         let updated_at = timestamp.max(Timestamp(note.updated_at.0.saturating_add(1)));
-        note.body = body;
+        note.body = Arc::new(body);
         note.version += 1;
         note.updated_at = updated_at;
         let note = note.clone();
@@ -373,16 +382,25 @@ impl NoteStore {
         let Value::Object(members) = body else {
             return Err(Refusal::invalid("a note must be a JSON object"));
         };
-        let members = strip_metadata(members, existing)?;
+        self.validate_members(members.clone(), existing)
+    }
+
+    fn validate_members(
+        &self,
+        mut members: Map<String, Value>,
+        existing: Option<&Note>,
+    ) -> Result<Map<String, Value>, Refusal> {
+        strip_metadata(&mut members, existing)?;
         // Merging never nests deeper than the note and the patch already were, so
         // only a host that skipped `request_body::parse` can trip this.
-        if request_body::depth(body) > request_body::DEPTH_MAX {
+        let depth = 1 + members.values().map(request_body::depth).max().unwrap_or(0);
+        if depth > request_body::DEPTH_MAX {
             return Err(Refusal::invalid(format!(
                 "a note's body nests arrays and objects deeper than {} levels",
                 request_body::DEPTH_MAX
             )));
         }
-        let size = serde_json::to_vec(&members).map_or(usize::MAX, |bytes| bytes.len());
+        let size = compact_json_bytes(&members);
         if size > self.limits.body_bytes_max {
             return Err(Refusal::invalid(format!(
                 "a note's body is {size} bytes, over the limit of {} bytes",
@@ -419,16 +437,34 @@ fn changed_note(reply: &Reply) -> Option<(NoteId, Option<Note>)> {
 }
 
 /// Removes metadata keys that echo the stored values; any other value for them is refused.
-fn strip_metadata(members: &Map<String, Value>, existing: Option<&Note>) -> Result<Map<String, Value>, Refusal> {
-    let mut stripped = members.clone();
+fn strip_metadata(members: &mut Map<String, Value>, existing: Option<&Note>) -> Result<(), Refusal> {
     for key in METADATA_KEYS {
-        let Some(given) = stripped.remove(key) else { continue };
+        let Some(given) = members.remove(key) else { continue };
         let matches_stored = existing.is_some_and(|note| note.metadata_value(key) == given);
         if !matches_stored {
             return Err(Refusal::invalid(format!("`{key}` is set by the store and cannot be changed")));
         }
     }
-    Ok(stripped)
+    Ok(())
+}
+
+/// The length of `members` as compact JSON, counted without building the text.
+fn compact_json_bytes(members: &Map<String, Value>) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, members) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 #[cfg(test)]
@@ -453,7 +489,7 @@ mod tests {
                 version,
                 created_at: Timestamp(created),
                 updated_at: Timestamp(updated),
-                body,
+                body: body.into(),
             },
         }
     }

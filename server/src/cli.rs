@@ -123,6 +123,11 @@ pub struct BenchArgs {
         default_values_t = ["http://127.0.0.1:7001".to_string(), "http://127.0.0.1:7002".to_string(), "http://127.0.0.1:7003".to_string()]
     )]
     pub urls: Vec<String>,
+    /// Which of the --url replicas the connections go to: all of them in turn, or
+    /// only the one whose /status says it is the primary (as a vr client sends to
+    /// the primary of the view; a backup would forward each request to it).
+    #[arg(long, value_enum, default_value_t = SendTo::All)]
+    pub send_to: SendTo,
     /// Concurrent keep-alive connections, each with one request in flight.
     #[arg(long, short = 'c', default_value_t = 16)]
     pub connections: usize,
@@ -160,6 +165,14 @@ pub struct BenchArgs {
     /// Check the recorded history with the linearizability checker; fails unless linearizable.
     #[arg(long)]
     pub check: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SendTo {
+    /// Every --url, round robin over the connections.
+    All,
+    /// The primary among the --url replicas, found once before the run.
+    Primary,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

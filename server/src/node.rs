@@ -11,7 +11,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::{NodeSettings, ReplicaAddresses};
 use crate::driver::Driver;
-use crate::http::{self, AppState};
+use crate::http;
 use crate::metrics::Metrics;
 use crate::peer::auth::FrameAuth;
 use crate::peer::{self, Outbox, PeerTable, SendQueue};
@@ -133,7 +133,7 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         .instrument(span.clone()),
     );
 
-    let app = AppState {
+    let app = Arc::new(http::App {
         driver: driver_handle,
         metrics,
         peers,
@@ -142,7 +142,7 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         replicas: Arc::new(settings.replicas.clone()),
         request_timeout: settings.request_timeout,
         note_bytes_max: settings.core.limits.store.body_bytes_max,
-    };
+    });
     let router = http::router(app, settings.request_body_bytes_max);
     let server = http::serve::serve(sockets.http, router, settings.header_read_timeout, shutdown.clone());
     let drain_limit = settings.request_timeout + SHUTDOWN_GRACE;

@@ -105,7 +105,7 @@ pub fn describe_operation(operation: &Operation) -> String {
 pub fn describe_reply(reply: &Reply) -> String {
     match reply {
         Reply::Note { note } => {
-            format!("{} v{} {}", note.id, note.version, serde_json::Value::Object(note.body.clone()))
+            format!("{} v{} {}", note.id, note.version, serde_json::Value::Object((*note.body).clone()))
         }
         Reply::Page { page } => {
             let notes: Vec<String> = page.notes.iter().map(|note| format!("{} v{}", note.id, note.version)).collect();

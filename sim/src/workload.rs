@@ -224,14 +224,14 @@ pub fn history_completion(operation: &Operation, reply: &Reply) -> Completion {
         },
         Reply::Note { note } => match operation {
             Operation::Create { .. } => json!({ "id": note.id.0, "version": note.version }),
-            Operation::Get { .. } => json!({ "note": Value::Object(note.body.clone()), "version": note.version }),
+            Operation::Get { .. } => json!({ "note": Value::Object((*note.body).clone()), "version": note.version }),
             _ => json!({ "version": note.version }),
         },
         Reply::Page { page } => {
             let notes: Vec<Value> = page
                 .notes
                 .iter()
-                .map(|note| json!({ "id": note.id.0, "version": note.version, "note": Value::Object(note.body.clone()) }))
+                .map(|note| json!({ "id": note.id.0, "version": note.version, "note": Value::Object((*note.body).clone()) }))
                 .collect();
             json!({ "notes": notes })
         }

@@ -585,7 +585,7 @@ mod tests {
     fn created_note(at: Instant) -> Note {
         let timestamp = Timestamp(at.as_nanos());
         let body = json!({"title": "a"}).as_object().cloned().expect("an object");
-        Note { id: NoteId(1), version: 1, created_at: timestamp, updated_at: timestamp, body }
+        Note { id: NoteId(1), version: 1, created_at: timestamp, updated_at: timestamp, body: body.into() }
     }
 
     #[test]

@@ -1,8 +1,16 @@
 //! One keep-alive HTTP/1.1 connection to a replica: a benchmark connection sends
 //! its requests one after the other on the same TCP connection, as a pooled
 //! client would, so connection setup is not part of what is measured.
+//!
+//! The connection's I/O is driven by the task that sends the requests rather than
+//! by a task of its own: a request and its answer then cost no wake-up of another
+//! task (possibly on another thread), which would be load generator overhead
+//! counted against the replicas beside it.
 
+use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::task::Poll;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
@@ -44,10 +52,14 @@ pub struct Response {
     pub body: Bytes,
 }
 
+type Io = TokioIo<TcpStream>;
+
 #[derive(Debug)]
 pub struct Connection {
     target: Target,
     sender: SendRequest<Full<Bytes>>,
+    /// Reads and writes the socket whenever a request is in flight.
+    io: Pin<Box<http1::Connection<Io, Full<Bytes>>>>,
 }
 
 impl Connection {
@@ -57,11 +69,9 @@ impl Connection {
             .map_err(|error| format!("cannot connect to {}: {error}", target.address))?;
         // Requests are small and each waits for its answer: never delay them to coalesce.
         stream.set_nodelay(true).map_err(|error| error.to_string())?;
-        let (sender, connection) =
+        let (sender, io) =
             http1::handshake(TokioIo::new(stream)).await.map_err(|error| format!("HTTP handshake: {error}"))?;
-        // The connection task ends when the sender is dropped or the server closes.
-        tokio::spawn(connection);
-        Ok(Connection { target: target.clone(), sender })
+        Ok(Connection { target: target.clone(), sender, io: Box::pin(io) })
     }
 
     /// Sends one request and reads the whole response. `headers` are added to `Host`
@@ -85,12 +95,43 @@ impl Connection {
             None => Full::new(Bytes::new()),
         };
         let request = request.body(body).map_err(|error| format!("cannot build the request: {error}"))?;
-        self.sender.ready().await.map_err(|error| format!("connection lost: {error}"))?;
-        let response = self.sender.send_request(request).await.map_err(|error| format!("request failed: {error}"))?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|error| format!("reading the response failed: {error}"))?.to_bytes();
-        Ok(Response { status: parts.status, headers: parts.headers, body })
+        let Connection { sender, io, .. } = self;
+        let exchange = async move {
+            sender.ready().await.map_err(|error| format!("connection lost: {error}"))?;
+            let response = sender.send_request(request).await.map_err(|error| format!("request failed: {error}"))?;
+            let (parts, body) = response.into_parts();
+            let body =
+                body.collect().await.map_err(|error| format!("reading the response failed: {error}"))?.to_bytes();
+            Ok(Response { status: parts.status, headers: parts.headers, body })
+        };
+        drive(io.as_mut(), exchange).await
     }
+}
+
+/// Runs `exchange` while driving the connection's I/O, until the exchange is done
+/// or the connection ends (which fails the exchange).
+async fn drive<T>(
+    mut io: Pin<&mut http1::Connection<Io, Full<Bytes>>>,
+    exchange: impl Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    let mut exchange = pin!(exchange);
+    poll_fn(|context| {
+        if let Poll::Ready(outcome) = exchange.as_mut().poll(context) {
+            return Poll::Ready(outcome);
+        }
+        match io.as_mut().poll(context) {
+            Poll::Pending => Poll::Pending,
+            // The connection may have delivered the answer just before it ended.
+            Poll::Ready(ended) => match exchange.as_mut().poll(context) {
+                Poll::Ready(outcome) => Poll::Ready(outcome),
+                Poll::Pending => Poll::Ready(Err(match ended {
+                    Ok(()) => "the server closed the connection".to_string(),
+                    Err(error) => format!("connection lost: {error}"),
+                })),
+            },
+        }
+    })
+    .await
 }
 
 #[cfg(test)]

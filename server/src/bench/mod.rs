@@ -24,8 +24,8 @@ use noted_sim::checker::{self, Verdict};
 use noted_sim::recording::Recorder;
 use serde_json::json;
 
-use crate::cli::BenchArgs;
-use connection::Target;
+use crate::cli::{BenchArgs, SendTo};
+use connection::{Connection, Target};
 use report::{Report, Tally};
 use worker::{Limit, Shared, Worker};
 
@@ -42,6 +42,11 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     }
     if targets.is_empty() {
         return Err("give at least one --url".into());
+    }
+    if args.send_to == SendTo::Primary {
+        let primary = find_primary(&targets).await?;
+        eprintln!("noted bench: sending to the primary, {}", primary.address);
+        targets = vec![primary];
     }
     let recording = args.history.is_some() || args.check;
     let started = Instant::now();
@@ -136,8 +141,9 @@ impl BenchArgs {
             None => format!("--duration {}", self.duration),
         };
         format!(
-            "--url {} --connections {} {limit} --mix {} --note-bytes {} --prefill {} --consistency {:?}",
+            "--url {} --send-to {:?} --connections {} {limit} --mix {} --note-bytes {} --prefill {} --consistency {:?}",
             self.urls.join(","),
+            self.send_to,
             self.connections,
             self.mix,
             self.note_bytes,
@@ -150,6 +156,7 @@ impl BenchArgs {
     fn settings_json(&self, seed: u64) -> serde_json::Value {
         json!({
             "urls": self.urls,
+            "send_to": format!("{:?}", self.send_to).to_lowercase(),
             "connections": self.connections,
             "duration_s": self.operations.is_none().then_some(self.duration),
             "operations": self.operations,
@@ -160,6 +167,40 @@ impl BenchArgs {
             "seed": seed,
         })
     }
+}
+
+/// The target whose `/status` reports the primary role. A cluster in a view change
+/// has none for a moment, so the replicas are asked a few times.
+async fn find_primary(targets: &[Target]) -> Result<Target, String> {
+    const ATTEMPTS: u32 = 50;
+    const PAUSE: Duration = Duration::from_millis(100);
+    let mut last_error = String::new();
+    for _ in 0..ATTEMPTS {
+        for target in targets {
+            match role_of(target).await {
+                Ok(role) if role == "primary" => return Ok(target.clone()),
+                Ok(_) => {}
+                Err(error) => last_error = error,
+            }
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let urls: Vec<String> = targets.iter().map(|target| target.address.to_string()).collect();
+    Err(format!(
+        "none of {} reported the primary role in {:?}{}",
+        urls.join(", "),
+        PAUSE * ATTEMPTS,
+        if last_error.is_empty() { String::new() } else { format!(" (last error: {last_error})") }
+    ))
+}
+
+/// The `role` in a replica's `/status`.
+async fn role_of(target: &Target) -> Result<String, String> {
+    let mut connection = Connection::open(target).await?;
+    let response = connection.send(axum::http::Method::GET, "/status", &[], None).await?;
+    let status: serde_json::Value = serde_json::from_slice(&response.body)
+        .map_err(|error| format!("{} answered /status with no JSON: {error}", target.address))?;
+    Ok(status.get("role").and_then(|role| role.as_str()).unwrap_or_default().to_string())
 }
 
 /// Runs `job` on every worker in its own task and gives each worker back with its tally.

@@ -23,8 +23,13 @@ use crate::metrics::Metrics;
 use crate::peer::PeerTable;
 use error::ApiError;
 
-#[derive(Clone, Debug)]
-pub struct AppState {
+/// What every request handler shares, behind one `Arc`: axum clones the state
+/// for each request, and one reference count is cheaper than a channel sender,
+/// a watch receiver and four `Arc`s.
+pub type AppState = Arc<App>;
+
+#[derive(Debug)]
+pub struct App {
     pub driver: DriverHandle,
     pub metrics: Arc<Metrics>,
     pub peers: Arc<PeerTable>,

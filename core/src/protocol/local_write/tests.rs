@@ -35,7 +35,7 @@ fn reply(client: u64, request_number: RequestNumber, reply: Reply) -> Output {
 
 fn note(id: u64, version: u64, created_at: Timestamp, updated_at: Timestamp, body: serde_json::Value) -> Note {
     let body = body.as_object().cloned().expect("an object");
-    Note { id: NoteId(id), version, created_at, updated_at, body }
+    Note { id: NoteId(id), version, created_at, updated_at, body: body.into() }
 }
 
 /// The client table of an item no write has touched yet.
