@@ -50,3 +50,36 @@ fn a_bench_run_without_a_cluster_fails_with_a_reason() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("the prefill created no note"));
 }
+
+#[test]
+fn sending_to_the_primary_reaches_only_the_primary() {
+    let cluster = Cluster::start(ClusterOptions::vr());
+    cluster.wait_until_serving();
+    let primary = cluster.primary().expect("a primary");
+    let urls: Vec<String> = (0..cluster.replica_count()).map(|replica| cluster.url(replica)).collect();
+    let output = Command::new(noted_binary())
+        .args(["bench", "--url", &urls.join(","), "--send-to", "primary", "--connections", "3"])
+        .args(["--operations", "60", "--mix", "create=1", "--prefill", "6", "--json"])
+        .output()
+        .expect("noted bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "noted bench failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_str(stdout.trim()).expect("--json prints one JSON object");
+    assert_eq!(report["settings"]["send_to"], "primary");
+    assert_eq!(report["answered"], 60);
+
+    // Backups would have counted any create sent to them (and forwarded it).
+    let creates_counted = |replica: usize| -> u64 {
+        let metrics = cluster.client(replica).get_path("/metrics").expect("metrics answer");
+        metrics
+            .text
+            .lines()
+            .filter(|line| line.starts_with("noted_http_requests_total{route=\"/notes\",method=\"POST\""))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(creates_counted(primary), 66, "the prefill's and the measured creates");
+    for backup in (0..cluster.replica_count()).filter(|replica| *replica != primary) {
+        assert_eq!(creates_counted(backup), 0, "replica {backup} is a backup and was sent nothing");
+    }
+}
