@@ -26,6 +26,7 @@ pub struct Note {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     /// The client's object, without metadata keys.
+    #[serde(with = "crate::wire::json_text")]
     pub body: Map<String, Value>,
 }
 
