@@ -84,32 +84,30 @@ pub fn decode(bytes: &[u8]) -> Result<(Envelope, usize), WireError> {
     let Some(payload) = bytes.get(LENGTH_PREFIX_BYTES..frame_length) else {
         return Err(WireError::Incomplete { needed: frame_length - bytes.len() });
     };
-    match postcard::take_from_bytes::<Envelope>(payload) {
-        Ok((envelope, [])) => Ok((envelope, frame_length)),
-        Ok((_, unread)) => Err(WireError::Malformed {
-            reason: format!("{} bytes of the {length}-byte payload follow the envelope", unread.len()),
+    let mut deserializer = postcard::Deserializer::from_bytes(payload);
+    let decoded = Envelope::deserialize(&mut deserializer);
+    let unread = deserializer.finalize().map_or(0, |unread| unread.len());
+    match decoded {
+        Ok(envelope) if unread == 0 => Ok((envelope, frame_length)),
+        Ok(_) => Err(WireError::Malformed {
+            reason: format!("{unread} bytes of the {length}-byte payload follow the envelope"),
         }),
-        Err(_) => Err(WireError::Malformed { reason: malformed_reason(payload) }),
+        Err(error) => Err(WireError::Malformed {
+            reason: format!("{}, after byte {} of {length}", describe(error), length - unread),
+        }),
     }
 }
 
-/// Where and why `payload` fails to decode, found by decoding it again while
-/// tracking the field being read: errors are rare, so the fast path tracks nothing.
-fn malformed_reason(payload: &[u8]) -> String {
-    let mut deserializer = postcard::Deserializer::from_bytes(payload);
-    let error = match serde_path_to_error::deserialize::<_, Envelope>(&mut deserializer) {
-        Ok(_) => return "the payload decodes only when its fields are tracked".into(),
-        Err(error) => error,
-    };
-    let offset = deserializer.finalize().map_or(payload.len(), |unread| payload.len() - unread.len());
-    let field = error.path().to_string();
-    let problem = match error.into_inner() {
-        // Postcard drops the message of an error raised by a type (an unknown
-        // variant, JSON text that does not parse, an inconsistent table or store).
-        postcard::Error::SerdeDeCustom => "a value its type refuses".to_string(),
+fn describe(error: postcard::Error) -> String {
+    match error {
+        // Postcard drops the message of an error raised by a type itself.
+        postcard::Error::SerdeDeCustom => {
+            "a value its type refuses (an unknown variant, JSON text that does not parse, an inconsistent \
+             snapshot)"
+                .into()
+        }
         other => other.to_string(),
-    };
-    format!("{problem}, at `{field}` (byte {offset} of {})", payload.len())
+    }
 }
 
 impl Envelope {
@@ -126,51 +124,4 @@ impl Envelope {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::remote_write;
-
-    fn envelope() -> Envelope {
-        Envelope {
-            cluster: ClusterId(9),
-            from: ReplicaId(1),
-            to: ReplicaId(0),
-            message: Message::RemoteWrite(remote_write::Message::UpdateAck { applied: 3, behind: false }),
-        }
-    }
-
-    #[test]
-    fn a_frame_decodes_to_what_was_encoded() {
-        let mut bytes = encode(&envelope());
-        let frame_length = bytes.len();
-        bytes.extend_from_slice(b"next frame");
-        assert_eq!(decode(&bytes), Ok((envelope(), frame_length)));
-    }
-
-    #[test]
-    fn partial_frames_ask_for_more_bytes() {
-        let bytes = encode(&envelope());
-        assert_eq!(decode(&bytes[..2]), Err(WireError::Incomplete { needed: 2 }));
-        assert_eq!(decode(&bytes[..10]), Err(WireError::Incomplete { needed: bytes.len() - 10 }));
-    }
-
-    #[test]
-    fn oversized_and_malformed_frames_are_errors() {
-        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff]), Err(WireError::TooLarge { length: 0xffff_ffff }));
-        let garbage = [0, 0, 0, 3, b'{', b'x', b'}'];
-        assert!(matches!(decode(&garbage), Err(WireError::Malformed { .. })));
-    }
-
-    #[test]
-    fn the_envelope_names_cluster_and_receiver() {
-        assert_eq!(envelope().check(ClusterId(9), ReplicaId(0)), Ok(()));
-        assert_eq!(
-            envelope().check(ClusterId(8), ReplicaId(0)),
-            Err(WireError::WrongCluster { expected: ClusterId(8), found: ClusterId(9) })
-        );
-        assert_eq!(
-            envelope().check(ClusterId(9), ReplicaId(2)),
-            Err(WireError::WrongReceiver { expected: ReplicaId(2), found: ReplicaId(0) })
-        );
-    }
-}
+mod tests;
