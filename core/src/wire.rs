@@ -4,17 +4,27 @@
 //! [postcard] encoding of an [`Envelope`]: fields in declaration order, integers as
 //! varints, enum variants by index. JSON values inside messages (note bodies,
 //! patches) travel as their compact JSON text (see [`json_text`]), and operations,
-//! replies and refusals take a compact form there ([`compact`]); everything shown
+//! replies and refusals take a compact form there (`wire/compact.rs`); everything shown
 //! as JSON elsewhere keeps its JSON shape. Decoding never panics: a short,
 //! oversized or malformed frame is a [`WireError`].
 //!
 //! Postcard replaced JSON as the payload because it is faster and smaller on every
-//! message replicas exchange. `nice cargo bench -p noted-core` (the `wire` lines:
-//! encode plus decode of one frame) printed:
+//! message replicas exchange: `nice cargo bench -p noted-core` times encode plus
+//! decode of one frame (`wire` lines; vr envelopes, bodies of two short strings,
+//! `NewState 1k` a snapshot of 1,000 notes and 64 clients). On a shared 2-core
+//! machine it printed:
 //!
 //! ```text
-//! WIRE_FIGURES
+//! wire PrepareOk    json:     102 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
+//! wire Commit       json:     103 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
+//! wire ConfirmView  json:      99 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
+//! wire Prepare x1   json:     355 bytes,      1.66 µs   postcard:     126 bytes,      0.49 µs
+//! wire Prepare x64  json:   15664 bytes,     64.30 µs   postcard:    7056 bytes,     28.88 µs
+//! wire NewState 1k  json:  177118 bytes,    833.66 µs   postcard:  110205 bytes,    560.29 µs
 //! ```
+//!
+//! Acknowledgements and commits are 5x faster and 6x smaller; frames carrying
+//! bodies gain less (2x to 3x for prepares), as each body is still JSON text inside.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
