@@ -99,9 +99,9 @@ pub fn decode(bytes: &[u8]) -> Result<(Envelope, usize), WireError> {
     let unread = deserializer.finalize().map_or(0, |unread| unread.len());
     match decoded {
         Ok(envelope) if unread == 0 => Ok((envelope, frame_length)),
-        Ok(_) => Err(WireError::Malformed {
-            reason: format!("{unread} bytes of the {length}-byte payload follow the envelope"),
-        }),
+        Ok(_) => {
+            Err(WireError::Malformed { reason: format!("{unread} of the {length} payload bytes follow the envelope") })
+        }
         Err(error) => Err(WireError::Malformed {
             reason: format!("{}, after byte {} of {length}", describe(error), length - unread),
         }),

@@ -366,7 +366,7 @@ fn malformed_payloads_say_what_is_wrong_and_where() {
     assert_eq!(malformed_reason(&frame(&payload[..6])), "Hit the end of buffer, expected more data, after byte 6 of 6");
     let mut trailing = payload.to_vec();
     trailing.push(0);
-    assert_eq!(malformed_reason(&frame(&trailing)), "1 bytes of the 8-byte payload follow the envelope");
+    assert_eq!(malformed_reason(&frame(&trailing)), "1 of the 8 payload bytes follow the envelope");
     let mut bad_bool = payload.to_vec();
     bad_bool[6] = 2;
     assert_eq!(malformed_reason(&frame(&bad_bool)), "Found a bool that wasn't 0 or 1, after byte 7 of 7");
