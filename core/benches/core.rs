@@ -3,8 +3,9 @@
 //! - store: operations a `NoteStore` applies per second (a write-heavy mix on 1,000 notes);
 //! - vr: writes a three-replica VR cluster commits per second, every message passed
 //!   between the replicas' `handle` in memory (requests 64 at a time, as under load);
-//! - wire: encode plus decode of representative peer frames (JSON), per frame and
-//!   per byte; and the same messages through postcard, a compact binary serde format.
+//! - wire: encode plus decode of representative peer frames, per frame: the frames
+//!   as they are (postcard, `noted_core::wire`) beside the same envelopes as JSON,
+//!   the payload frames carried before.
 
 // A benchmark measures wall-clock time around whole loops; the core never reads it.
 #![allow(clippy::disallowed_types)]
@@ -12,6 +13,7 @@
 use std::collections::VecDeque;
 use std::time::Instant as WallClock;
 
+use noted_core::client_table::ClientTable;
 use noted_core::hlc::Timestamp;
 use noted_core::protocol::vr::{self, Entry};
 use noted_core::store::StoreLimits;
@@ -164,41 +166,63 @@ fn wire_codecs() {
             "Prepare x64",
             envelope(vr::Message::Prepare { view: 1, commit_number: 10, entries: (11..75).map(entry).collect() }),
         ),
+        ("NewState 1k", envelope(new_state_with_snapshot(1_000))),
     ];
     for (name, sample) in &samples {
         let json = measure(|| {
+            let mut frame = vec![0; 4];
+            serde_json::to_writer(&mut frame, sample).expect("messages encode");
+            let decoded: Envelope = serde_json::from_slice(&frame[4..]).expect("JSON decodes");
+            (frame.len(), decoded == *sample)
+        });
+        let postcard = measure(|| {
             let frame = wire::encode(sample);
             let (decoded, _) = wire::decode(&frame).expect("a frame decodes");
             (frame.len(), decoded == *sample)
         });
-        let postcard = measure(|| {
-            let bytes = postcard::to_allocvec(sample).expect("messages encode");
-            match postcard::from_bytes::<Envelope>(&bytes) {
-                Ok(decoded) => (bytes.len(), decoded == *sample),
-                Err(_) => (bytes.len(), false),
-            }
-        });
-        let describe = |(nanos, bytes, round_trips): (f64, usize, bool)| {
-            if round_trips {
-                format!("{bytes:>6} bytes, {:>8.2} µs", nanos / 1e3)
-            } else {
-                format!("{bytes:>6} bytes, cannot decode its own output")
-            }
-        };
-        println!("wire {name:<12} json: {}   postcard: {}", describe(json), describe(postcard));
+        let describe = |(nanos, bytes): (f64, usize)| format!("{bytes:>7} bytes, {:>9.2} µs", nanos / 1e3);
+        println!(
+            "wire {name:<12} json: {}   postcard: {}   postcard {:.1}x faster, {:.1}x smaller",
+            describe(json),
+            describe(postcard),
+            json.0 / postcard.0,
+            json.1 as f64 / postcard.1 as f64
+        );
     }
 }
 
-/// Nanoseconds per call of `round_trip`, its byte count and whether it gave back what it was given.
-fn measure(mut round_trip: impl FnMut() -> (usize, bool)) -> (f64, usize, bool) {
-    let (bytes, ok) = round_trip();
-    if !ok {
-        return (0.0, bytes, false);
+/// State transfer to a replica behind the checkpoint: a snapshot of `notes` notes
+/// and a client table of 64 clients.
+fn new_state_with_snapshot(notes: u64) -> vr::Message {
+    let mut store = NoteStore::new(StoreLimits::default());
+    let mut client_table = ClientTable::new(64);
+    for seed in 0..notes {
+        let reply = store.execute(&Operation::Create { body: body(seed) }, Timestamp(seed + 1));
+        client_table.record(ClientId(seed % 64 + 1), seed + 1, reply);
     }
-    let iterations = 2_000u32;
+    store.take_changes();
+    let snapshot = vr::Snapshot { commit_number: notes, store, client_table };
+    vr::Message::NewState {
+        view: 1,
+        op_number: notes,
+        commit_number: notes,
+        after: 0,
+        snapshot: Some(snapshot),
+        entries: vec![],
+    }
+}
+
+/// Nanoseconds per call of `round_trip` (over at least a quarter of a second) and
+/// its byte count; asserts that it gave back what it was given.
+fn measure(mut round_trip: impl FnMut() -> (usize, bool)) -> (f64, usize) {
+    let (bytes, round_trips) = round_trip();
+    assert!(round_trips, "a codec gives back what it was given");
+    let budget = std::time::Duration::from_millis(250);
     let started = WallClock::now();
-    for _ in 0..iterations {
+    let mut iterations = 0u32;
+    while iterations < 10 || started.elapsed() < budget {
         std::hint::black_box(round_trip());
+        iterations += 1;
     }
-    (started.elapsed().as_nanos() as f64 / f64::from(iterations), bytes, true)
+    (started.elapsed().as_nanos() as f64 / f64::from(iterations), bytes)
 }

@@ -24,7 +24,8 @@ use crate::wire;
 
 /// Any bytes into the frame decoder: never a panic, never a payload over the limit,
 /// and a decoded frame re-encodes to canonical bytes that decode to the same envelope
-/// and encode to the same bytes again.
+/// and encode to the same bytes again. The input itself need not be canonical: an
+/// overlong varint or JSON text with spaces decodes to the value it spells.
 pub fn wire_decode(bytes: &[u8]) {
     let Ok((envelope, used)) = wire::decode(bytes) else { return };
     assert!(used <= bytes.len(), "a frame uses only the bytes it was given");

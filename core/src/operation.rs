@@ -32,8 +32,11 @@ pub enum Consistency {
 
 /// An operation on the notes. Bodies are JSON values so that a body that is not an
 /// object reaches the store and is refused there with a typed [`Refusal::Invalid`].
+///
+/// Operations, replies and refusals are tagged by a field in JSON (`op`, `reply`,
+/// `code`); peer frames carry them in the compact form of `wire/compact.rs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "op", rename_all = "snake_case")]
 pub enum Operation {
     Create { body: Value },
     Get { id: NoteId },
@@ -74,7 +77,7 @@ impl Operation {
 
 /// The answer to a request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     /// The note after a create, replace or patch, or as read by a get.
     Note {
@@ -101,7 +104,7 @@ impl Reply {
 
 /// Expected refusals, each with its own meaning for the client.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[serde(remote = "Self", tag = "code", rename_all = "snake_case")]
 pub enum Refusal {
     NotFound {
         id: NoteId,

@@ -20,9 +20,9 @@ pub const JSON_MEDIA_TYPE: &str = "application/json";
 pub const MERGE_PATCH_MEDIA_TYPE: &str = "application/merge-patch+json";
 
 /// Deepest nesting of arrays and objects in a body; the object itself is level 1.
-/// Peer frames carry bodies under several levels of envelope and serde_json refuses
-/// input nested over 128 levels, so a body must stay well below that for every
-/// replica to decode the frames that carry it.
+/// Peer frames carry bodies as JSON text and serde_json refuses text nested over
+/// 128 levels, so a body must stay well below that for every replica to decode the
+/// frames that carry it.
 pub const DEPTH_MAX: usize = 32;
 
 /// Longest number literal quoted back in an error message.

@@ -28,6 +28,7 @@ pub struct Note {
     pub updated_at: Timestamp,
     /// The client's object, without metadata keys. Shared, not copied, by the
     /// replies, client table entries and changes that hold the same version.
+    #[serde(with = "crate::wire::json_text")]
     pub body: Arc<Map<String, Value>>,
 }
 

@@ -1,14 +1,39 @@
 //! Frames between replicas: pure functions from an envelope to bytes and back.
 //!
-//! A frame is a 4-byte big-endian payload length followed by the payload, the JSON
-//! encoding of an [`Envelope`]. Decoding never panics: a short, oversized or
-//! malformed frame is a [`WireError`].
+//! A frame is a 4-byte big-endian payload length followed by the payload, the
+//! [postcard] encoding of an [`Envelope`]: fields in declaration order, integers as
+//! varints, enum variants by index. JSON values inside messages (note bodies,
+//! patches) travel as their compact JSON text (see [`json_text`]), and operations,
+//! replies and refusals take a compact form there (`wire/compact.rs`); everything shown
+//! as JSON elsewhere keeps its JSON shape. Decoding never panics: a short,
+//! oversized or malformed frame is a [`WireError`].
+//!
+//! Postcard replaced JSON as the payload because it is faster and smaller on every
+//! message replicas exchange: `nice cargo bench -p noted-core` times encode plus
+//! decode of one frame (`wire` lines; vr envelopes, bodies of two short strings,
+//! `NewState 1k` a snapshot of 1,000 notes and 64 clients). On a shared 2-core
+//! machine it printed:
+//!
+//! ```text
+//! wire PrepareOk    json:     102 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
+//! wire Commit       json:     103 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
+//! wire ConfirmView  json:      99 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
+//! wire Prepare x1   json:     355 bytes,      1.66 µs   postcard:     126 bytes,      0.49 µs
+//! wire Prepare x64  json:   15664 bytes,     64.30 µs   postcard:    7056 bytes,     28.88 µs
+//! wire NewState 1k  json:  177118 bytes,    833.66 µs   postcard:  110205 bytes,    560.29 µs
+//! ```
+//!
+//! Acknowledgements and commits are 5x faster and 6x smaller; frames carrying
+//! bodies gain less (2x to 3x for prepares), as each body is still JSON text inside.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ids::{ClusterId, ReplicaId};
 use crate::message::Message;
+
+mod compact;
+pub mod json_text;
 
 /// Largest payload a frame may carry. Snapshots are the largest messages.
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -48,7 +73,7 @@ const FRAME_BYTES_TYPICAL: usize = 512;
 pub fn encode(envelope: &Envelope) -> Vec<u8> {
     let mut frame = Vec::with_capacity(FRAME_BYTES_TYPICAL);
     frame.extend_from_slice(&[0; LENGTH_PREFIX_BYTES]);
-    serde_json::to_writer(&mut frame, envelope).expect("messages are plain data and always encode");
+    let mut frame = postcard::to_extend(envelope, frame).expect("messages are plain data and always encode");
     let payload_length = frame.len() - LENGTH_PREFIX_BYTES;
     assert!(payload_length <= FRAME_PAYLOAD_BYTES_MAX, "a replica never builds a message over the frame limit");
     let length = u32::try_from(payload_length).expect("the frame limit fits in u32");
@@ -69,9 +94,30 @@ pub fn decode(bytes: &[u8]) -> Result<(Envelope, usize), WireError> {
     let Some(payload) = bytes.get(LENGTH_PREFIX_BYTES..frame_length) else {
         return Err(WireError::Incomplete { needed: frame_length - bytes.len() });
     };
-    let envelope =
-        serde_json::from_slice(payload).map_err(|error| WireError::Malformed { reason: error.to_string() })?;
-    Ok((envelope, frame_length))
+    let mut deserializer = postcard::Deserializer::from_bytes(payload);
+    let decoded = Envelope::deserialize(&mut deserializer);
+    let unread = deserializer.finalize().map_or(0, |unread| unread.len());
+    match decoded {
+        Ok(envelope) if unread == 0 => Ok((envelope, frame_length)),
+        Ok(_) => {
+            Err(WireError::Malformed { reason: format!("{unread} of the {length} payload bytes follow the envelope") })
+        }
+        Err(error) => Err(WireError::Malformed {
+            reason: format!("{}, after byte {} of {length}", describe(error), length - unread),
+        }),
+    }
+}
+
+fn describe(error: postcard::Error) -> String {
+    match error {
+        // Postcard drops the message of an error raised by a type itself.
+        postcard::Error::SerdeDeCustom => {
+            "a value its type refuses (an unknown variant, JSON text that does not parse, an inconsistent \
+             snapshot)"
+                .into()
+        }
+        other => other.to_string(),
+    }
 }
 
 impl Envelope {
@@ -88,51 +134,4 @@ impl Envelope {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::remote_write;
-
-    fn envelope() -> Envelope {
-        Envelope {
-            cluster: ClusterId(9),
-            from: ReplicaId(1),
-            to: ReplicaId(0),
-            message: Message::RemoteWrite(remote_write::Message::UpdateAck { applied: 3, behind: false }),
-        }
-    }
-
-    #[test]
-    fn a_frame_decodes_to_what_was_encoded() {
-        let mut bytes = encode(&envelope());
-        let frame_length = bytes.len();
-        bytes.extend_from_slice(b"next frame");
-        assert_eq!(decode(&bytes), Ok((envelope(), frame_length)));
-    }
-
-    #[test]
-    fn partial_frames_ask_for_more_bytes() {
-        let bytes = encode(&envelope());
-        assert_eq!(decode(&bytes[..2]), Err(WireError::Incomplete { needed: 2 }));
-        assert_eq!(decode(&bytes[..10]), Err(WireError::Incomplete { needed: bytes.len() - 10 }));
-    }
-
-    #[test]
-    fn oversized_and_malformed_frames_are_errors() {
-        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff]), Err(WireError::TooLarge { length: 0xffff_ffff }));
-        let garbage = [0, 0, 0, 3, b'{', b'x', b'}'];
-        assert!(matches!(decode(&garbage), Err(WireError::Malformed { .. })));
-    }
-
-    #[test]
-    fn the_envelope_names_cluster_and_receiver() {
-        assert_eq!(envelope().check(ClusterId(9), ReplicaId(0)), Ok(()));
-        assert_eq!(
-            envelope().check(ClusterId(8), ReplicaId(0)),
-            Err(WireError::WrongCluster { expected: ClusterId(8), found: ClusterId(9) })
-        );
-        assert_eq!(
-            envelope().check(ClusterId(9), ReplicaId(2)),
-            Err(WireError::WrongReceiver { expected: ReplicaId(2), found: ReplicaId(0) })
-        );
-    }
-}
+mod tests;

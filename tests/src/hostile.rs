@@ -6,8 +6,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
+use noted_core::protocol::vr;
+use noted_core::wire::{self, Envelope};
+use noted_core::{ClusterId, Message, ReplicaId};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
 
 use crate::checks::metric;
@@ -136,7 +139,8 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 }
 
 /// Frames a replica would not send, each dropped and counted under its own reason:
-/// a wrong HMAC, another cluster's id, a length over the frame limit, more
+/// a wrong HMAC, another cluster's id, authentic bytes that are no frame (JSON, as
+/// frames once carried, and garbage), a length over the frame limit, more
 /// connections from one address than it may hold, and a flood of forged frames.
 /// The cluster keeps serving.
 pub fn hostile_peer_frames_are_dropped(cluster: &Cluster) {
@@ -149,19 +153,23 @@ pub fn hostile_peer_frames_are_dropped(cluster: &Cluster) {
             &format!("noted_peer_messages_dropped_total{{stage=\"transport\",reason=\"{reason}\"}}"),
         )
     };
-    let inner = core_frame(&json!({
-        "cluster": cluster.cluster_id, "from": 0, "to": target,
-        "message": { "Vr": { "Commit": { "view": 99, "commit_number": 1000 } } }
-    }));
+    let commit = vr::Message::Commit { view: 99, commit_number: 1000 };
+    let inner = core_frame(cluster, 0, target, commit.clone());
     let bad_mac = seal(cluster.cluster_id, b"not the cluster's secret", &inner);
     let wrong_cluster = seal(cluster.cluster_id + 1, cluster.secret.as_bytes(), &inner);
+    // Authentic, but not a frame noted writes: the same envelope as JSON, and bytes
+    // that are no encoding at all.
+    let as_json = length_prefixed(serde_json::to_vec(&envelope(cluster, 0, target, commit)).unwrap());
+    let garbage = length_prefixed(vec![0xff; 32]);
+    let malformed = [&as_json, &garbage].map(|inner| seal(cluster.cluster_id, cluster.secret.as_bytes(), inner));
+    let malformed_before = dropped("malformed");
     let mut forger = TcpStream::connect(peer_port).expect("connect to a peer port");
-    for frame in [&bad_mac, &wrong_cluster, &bad_mac] {
+    for frame in [&bad_mac, &wrong_cluster, &bad_mac, &malformed[0], &malformed[1]] {
         forger.write_all(frame).unwrap();
     }
     forger.flush().unwrap();
     wait_until("forged frames to be counted", NOTICE_TIMEOUT, || {
-        dropped("bad_mac") >= 2 && dropped("wrong_cluster") >= 1
+        dropped("bad_mac") >= 2 && dropped("wrong_cluster") >= 1 && dropped("malformed") >= malformed_before + 2
     });
 
     let mut oversized = TcpStream::connect(peer_port).expect("connect to a peer port");
@@ -197,14 +205,13 @@ pub fn replayed_old_view_messages_are_dropped(cluster: &Cluster) {
     let target = 1;
     let view_of = |replica: usize| cluster.status(replica).and_then(|status| status["view"].as_u64());
     let old_view = view_of(target).expect("a vr replica reports its view");
-    let send = |from: u64, message: Value| {
-        let inner =
-            core_frame(&json!({ "cluster": cluster.cluster_id, "from": from, "to": target, "message": message }));
+    let send = |from: usize, message: vr::Message| {
+        let inner = core_frame(cluster, from, target, message);
         let mut stream = TcpStream::connect(cluster.addresses[target].peer).expect("connect to a peer port");
         stream.write_all(&seal(cluster.cluster_id, cluster.secret.as_bytes(), &inner)).unwrap();
     };
     let other = if target == 0 { 1 } else { 0 };
-    send(other, json!({ "Vr": { "StartViewChange": { "view": old_view + 1 } } }));
+    send(other, vr::Message::StartViewChange { view: old_view + 1 });
     wait_until("the cluster to move to a later view", NOTICE_TIMEOUT, || {
         (0..cluster.replica_count()).all(|replica| view_of(replica).is_some_and(|view| view > old_view))
     });
@@ -214,7 +221,7 @@ pub fn replayed_old_view_messages_are_dropped(cluster: &Cluster) {
     let before = stale();
     let replays = 3;
     for _ in 0..replays {
-        send(other, json!({ "Vr": { "Commit": { "view": old_view, "commit_number": 0 } } }));
+        send(other, vr::Message::Commit { view: old_view, commit_number: 0 });
     }
     wait_until("replayed messages to be counted", NOTICE_TIMEOUT, || stale() >= before + replays);
     still_serves_writes(cluster, target, "a replayed old view");
@@ -228,9 +235,23 @@ fn still_serves_writes(cluster: &Cluster, via: usize, after: &str) {
     });
 }
 
-/// A core frame: the length-prefixed JSON envelope (see `noted_core::wire`).
-fn core_frame(envelope: &Value) -> Vec<u8> {
-    let payload = envelope.to_string().into_bytes();
+/// A core frame from replica `from` to `to` of `cluster`, encoded as replicas encode it.
+fn core_frame(cluster: &Cluster, from: usize, to: usize, message: vr::Message) -> Vec<u8> {
+    wire::encode(&envelope(cluster, from, to, message))
+}
+
+fn envelope(cluster: &Cluster, from: usize, to: usize, message: vr::Message) -> Envelope {
+    let replica = |index: usize| ReplicaId(u8::try_from(index).expect("a replica index fits in u8"));
+    Envelope {
+        cluster: ClusterId(cluster.cluster_id),
+        from: replica(from),
+        to: replica(to),
+        message: Message::Vr(message),
+    }
+}
+
+/// `payload` behind its length, as a core frame carries it.
+fn length_prefixed(payload: Vec<u8>) -> Vec<u8> {
     let mut frame = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
     frame.extend_from_slice(&payload);
     frame

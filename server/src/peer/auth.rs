@@ -163,4 +163,18 @@ mod tests {
         assert_eq!(auth.open(body(&tampered), ReplicaId(0)), Err(Rejection::BadMac));
         assert_eq!(auth.open(&[1, 2, 3], ReplicaId(0)), Err(Rejection::TooShort));
     }
+
+    #[test]
+    fn authentic_bytes_that_are_no_single_frame_are_malformed() {
+        let auth = FrameAuth::new(ClusterId(3), b"secret secret secret");
+        let json = serde_json::to_vec(&envelope()).expect("encodes");
+        let mut json_frame = u32::try_from(json.len()).expect("small").to_be_bytes().to_vec();
+        json_frame.extend_from_slice(&json);
+        let mut two_frames = wire::encode(&envelope());
+        two_frames.extend_from_slice(&wire::encode(&envelope()));
+        for inner in [vec![], vec![0, 0, 0, 3, 0xff, 0xff, 0xff], json_frame, two_frames] {
+            let frame = auth.seal_bytes(&inner);
+            assert_eq!(auth.open(body(&frame), ReplicaId(0)), Err(Rejection::Malformed), "{inner:?}");
+        }
+    }
 }
