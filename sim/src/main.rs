@@ -80,7 +80,7 @@ fn run_one(
     html_path: Option<PathBuf>,
     beyond_model: bool,
 ) -> ExitCode {
-    let request = RunRequest { protocol, seed, beyond_model, defect: None, trace };
+    let request = RunRequest { beyond_model, trace, ..RunRequest::new(protocol, seed) };
     println!("{}", request.options());
     let outcome = run(&request);
     if trace {
@@ -153,7 +153,7 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
                         break;
                     }
                     let seed = from.wrapping_add(index);
-                    let request = RunRequest { protocol, seed, beyond_model, defect: None, trace: false };
+                    let request = RunRequest { beyond_model, ..RunRequest::new(protocol, seed) };
                     let outcome = run(&request);
                     operations.fetch_add(outcome.operations(), Ordering::Relaxed);
                     events.fetch_add(outcome.events, Ordering::Relaxed);
