@@ -11,6 +11,7 @@ mod clients;
 mod fault_actions;
 mod liveness;
 mod panics;
+mod queue;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,7 @@ use crate::options::SimOptions;
 use crate::outcome::{Failure, FailureKind, RunOutcome};
 use crate::trace::{Trace, describe_event, describe_message, describe_operation};
 use crate::workload::{PlannedOperation, Workload};
+use queue::EventQueue;
 
 /// A run that processes more events than this is stuck in a loop (a replica asking
 /// for a timeout that never advances): reported as a liveness failure.
@@ -139,8 +141,7 @@ pub struct RunSettings {
 struct Simulation {
     options: SimOptions,
     now: u64,
-    sequence: u64,
-    queue: BTreeMap<(u64, u64), SimEvent>,
+    queue: EventQueue<SimEvent>,
     replicas: Vec<SimReplica>,
     clients: Vec<SimClient>,
     network: Network,
@@ -222,8 +223,7 @@ impl Simulation {
             faults: FaultInjector::new(options.faults, ChaCha8Rng::seed_from_u64(options.streams.faults)),
             workload,
             now: 0,
-            sequence: 0,
-            queue: BTreeMap::new(),
+            queue: EventQueue::new(),
             replicas,
             clients,
             phase: Phase::Safety,
@@ -263,13 +263,12 @@ impl Simulation {
     }
 
     fn schedule(&mut self, after_nanos: u64, event: SimEvent) {
-        self.sequence += 1;
-        self.queue.insert((self.now.saturating_add(after_nanos), self.sequence), event);
+        self.queue.push(self.now.saturating_add(after_nanos), event);
     }
 
     fn run(&mut self) {
         while self.phase != Phase::Finished {
-            let Some(((time, _), event)) = self.queue.pop_first() else {
+            let Some((time, event)) = self.queue.pop() else {
                 self.fail(FailureKind::Liveness, "nothing left to simulate, yet the run is not done".into());
                 break;
             };
@@ -299,8 +298,8 @@ impl Simulation {
                         .line(self.now, format_args!("{from} -/-> {to} cut by the partition: {}", message.kind()));
                     return;
                 }
-                if self.hold_or_drop(to, &SimEvent::Deliver { from, to, message: message.clone() }) {
-                    return;
+                if !self.may_take(to) {
+                    return self.hold_or_drop(to, SimEvent::Deliver { from, to, message });
                 }
                 if self.trace.is_enabled() {
                     self.trace.line(self.now, format_args!("{from} --> {to} {}", describe_message(&message)));
@@ -309,8 +308,8 @@ impl Simulation {
                 self.input(to, Input::Message { from, message });
             }
             SimEvent::RequestArrives { to, request } => {
-                if self.hold_or_drop(to, &SimEvent::RequestArrives { to, request: request.clone() }) {
-                    return;
+                if !self.may_take(to) {
+                    return self.hold_or_drop(to, SimEvent::RequestArrives { to, request });
                 }
                 if self.trace.is_enabled() {
                     self.trace.line(
@@ -354,25 +353,25 @@ impl Simulation {
         }
     }
 
-    /// A crashed replica loses what reaches it; a paused one holds or loses it. True when the
-    /// event must not be handled now.
-    fn hold_or_drop(&mut self, to: ReplicaId, event: &SimEvent) -> bool {
+    /// Whether `to` is up and running, so that what reaches it is handled now.
+    fn may_take(&self, to: ReplicaId) -> bool {
+        let state = &self.replicas[to.index()];
+        state.replica.is_some() && !state.paused
+    }
+
+    /// What reaches a replica that may not take it: a crashed replica loses it; a paused
+    /// one holds it until it resumes, or loses it.
+    fn hold_or_drop(&mut self, to: ReplicaId, event: SimEvent) {
         let hold = self.options.network.hold_while_paused;
         let state = &mut self.replicas[to.index()];
         if state.replica.is_none() {
-            self.trace.line(self.now, format_args!("{to} is down: lost {}", event_kind(event)));
-            return true;
+            self.trace.line(self.now, format_args!("{to} is down: lost {}", event_kind(&event)));
+        } else if hold {
+            self.trace.line(self.now, format_args!("{to} is paused: holding {}", event_kind(&event)));
+            state.held.push(event);
+        } else {
+            self.trace.line(self.now, format_args!("{to} is paused: lost {}", event_kind(&event)));
         }
-        if state.paused {
-            if hold {
-                state.held.push(event.clone());
-                self.trace.line(self.now, format_args!("{to} is paused: holding {}", event_kind(event)));
-            } else {
-                self.trace.line(self.now, format_args!("{to} is paused: lost {}", event_kind(event)));
-            }
-            return true;
-        }
-        false
     }
 
     /// Gives one input to a replica at its own clock's reading and carries out its outputs.
@@ -457,8 +456,7 @@ impl Simulation {
         self.next_timer_token += 1;
         let token = self.next_timer_token;
         state.timer = Some((fires_at, token));
-        self.sequence += 1;
-        self.queue.insert((fires_at, self.sequence), SimEvent::ReplicaTimer { replica: at, token });
+        self.queue.push(fires_at, SimEvent::ReplicaTimer { replica: at, token });
     }
 
     fn finish(mut self) -> RunOutcome {
