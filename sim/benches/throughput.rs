@@ -9,6 +9,10 @@
 use noted_sim::checker::Verdict;
 use noted_sim::{RunRequest, SimProtocol, run};
 
+// The allocator of the `noted-sim` binary, so that the figures are the command line's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let seeds: u64 = std::env::var("NOTED_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(500);
     let protocols = std::env::var("NOTED_SIM_PROTOCOLS").unwrap_or_default();
