@@ -31,7 +31,7 @@ use crate::options::SimOptions;
 use crate::outcome::{Failure, FailureKind, RunOutcome};
 use crate::trace::{Trace, describe_event, describe_message, describe_operation};
 use crate::workload::{PlannedOperation, Workload};
-use queue::EventQueue;
+use queue::{Due, EventQueue};
 
 /// A run that processes more events than this is stuck in a loop (a replica asking
 /// for a timeout that never advances): reported as a liveness failure.
@@ -60,10 +60,9 @@ enum SimEvent {
         reply: Reply,
         stale: bool,
     },
-    /// A replica's deadline; ignored unless `token` is still the replica's current one.
+    /// A replica's deadline.
     ReplicaTimer {
         replica: ReplicaId,
-        token: u64,
     },
     ClientIssue {
         client_index: usize,
@@ -96,8 +95,17 @@ struct SimReplica {
     paused: bool,
     /// Events that arrived while paused and wait for the resume.
     held: Vec<SimEvent>,
-    /// The scheduled timer: (true time, token).
-    timer: Option<(u64, u64)>,
+    /// The replica's pending deadline. It is kept here rather than in the queue because it
+    /// moves on nearly every input: the run takes it when it comes before the queue's next event.
+    timer: Option<Timer>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timer {
+    /// The deadline as the replica's clock reads it.
+    deadline: noted_core::Instant,
+    /// When the deadline falls in true time, in the queue's order.
+    due: Due,
 }
 
 #[derive(Debug)]
@@ -149,7 +157,6 @@ struct Simulation {
     workload: Workload,
     phase: Phase,
     partition_generation: u64,
-    next_timer_token: u64,
     next_history_client: u64,
     history: History,
     next_history_id: u64,
@@ -228,7 +235,6 @@ impl Simulation {
             clients,
             phase: Phase::Safety,
             partition_generation: 0,
-            next_timer_token: 0,
             next_history_client: options.workload.client_count,
             history: History::new(header),
             next_history_id: 0,
@@ -268,7 +274,7 @@ impl Simulation {
 
     fn run(&mut self) {
         while self.phase != Phase::Finished {
-            let Some((time, event)) = self.queue.pop() else {
+            let Some((time, event)) = self.next_event() else {
                 self.fail(FailureKind::Liveness, "nothing left to simulate, yet the run is not done".into());
                 break;
             };
@@ -279,6 +285,21 @@ impl Simulation {
                 break;
             }
             self.dispatch(event);
+        }
+    }
+
+    /// The earliest of the queue's next event and the replicas' deadlines, taken out.
+    fn next_event(&mut self) -> Option<(u64, SimEvent)> {
+        let earliest_timer = (self.replicas.iter().enumerate())
+            .filter_map(|(index, state)| state.timer.map(|timer| (timer.due, index)))
+            .min();
+        match earliest_timer {
+            Some((due, index)) if self.queue.peek().is_none_or(|next| due < next) => {
+                self.replicas[index].timer = None;
+                let replica = ReplicaId(u8::try_from(index).expect("few replicas"));
+                Some((due.time, SimEvent::ReplicaTimer { replica }))
+            }
+            _ => self.queue.pop(),
         }
     }
 
@@ -328,13 +349,10 @@ impl Simulation {
             SimEvent::ReplyArrives { from, client, request_number, reply, stale } => {
                 self.on_reply(from, client, request_number, reply, stale)
             }
-            SimEvent::ReplicaTimer { replica, token } => {
-                let state = &mut self.replicas[replica.index()];
-                if state.timer.map(|(_, current)| current) != Some(token) || state.paused || state.replica.is_none() {
-                    return;
+            SimEvent::ReplicaTimer { replica } => {
+                if self.may_take(replica) {
+                    self.input(replica, Input::Timeout);
                 }
-                state.timer = None;
-                self.input(replica, Input::Timeout);
             }
             SimEvent::ClientIssue { client_index } => self.issue(client_index),
             SimEvent::ClientTimeout { client_index, request_number, attempt } => {
@@ -449,14 +467,16 @@ impl Simulation {
             state.timer = None;
             return;
         };
-        let fires_at = state.clock.true_time_of(deadline).max(now);
-        if state.timer.is_some_and(|(scheduled, _)| scheduled == fires_at) {
+        // A pending deadline that did not move keeps its place (it is not yet due, so
+        // converting it again would give the same time).
+        if state.timer.is_some_and(|timer| timer.deadline == deadline) {
             return;
         }
-        self.next_timer_token += 1;
-        let token = self.next_timer_token;
-        state.timer = Some((fires_at, token));
-        self.queue.push(fires_at, SimEvent::ReplicaTimer { replica: at, token });
+        let fires_at = state.clock.true_time_of(deadline).max(now);
+        if state.timer.is_some_and(|timer| timer.due.time == fires_at) {
+            return;
+        }
+        state.timer = Some(Timer { deadline, due: self.queue.place(fires_at) });
     }
 
     fn finish(mut self) -> RunOutcome {

@@ -9,11 +9,17 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-/// Where an event waits: its due time, its sequence number, and its slot in the slab.
+/// A place in the order: simulated true time, then scheduling sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Due {
+    pub(super) time: u64,
+    sequence: u64,
+}
+
+/// Where an event waits: its place in the order, and its slot in the slab.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
-    time: u64,
-    sequence: u64,
+    due: Due,
     slot: u32,
 }
 
@@ -30,9 +36,16 @@ impl<E> EventQueue<E> {
         EventQueue { keys: BinaryHeap::new(), slots: Vec::new(), free: Vec::new(), sequence: 0 }
     }
 
+    /// A place in the order at `time`, after everything already placed then, for an event
+    /// the caller keeps (and compares with [`EventQueue::peek`]) rather than queues.
+    pub(super) fn place(&mut self, time: u64) -> Due {
+        self.sequence += 1;
+        Due { time, sequence: self.sequence }
+    }
+
     /// Schedules `event` at simulated true time `time`, after every event already due then.
     pub(super) fn push(&mut self, time: u64, event: E) {
-        self.sequence += 1;
+        let due = self.place(time);
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slots[slot as usize] = Some(event);
@@ -43,7 +56,12 @@ impl<E> EventQueue<E> {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 events wait at once")
             }
         };
-        self.keys.push(Reverse(Key { time, sequence: self.sequence, slot }));
+        self.keys.push(Reverse(Key { due, slot }));
+    }
+
+    /// The place of the earliest event; `None` when nothing is queued.
+    pub(super) fn peek(&self) -> Option<Due> {
+        self.keys.peek().map(|Reverse(key)| key.due)
     }
 
     /// The earliest event and its time; `None` when nothing is scheduled.
@@ -51,7 +69,7 @@ impl<E> EventQueue<E> {
         let Reverse(key) = self.keys.pop()?;
         let event = self.slots[key.slot as usize].take().expect("a queued key names a full slot");
         self.free.push(key.slot);
-        Some((key.time, event))
+        Some((key.due.time, event))
     }
 }
 
@@ -73,6 +91,18 @@ mod tests {
         assert_eq!(queue.pop(), Some((10, "third at 10")));
         assert_eq!(queue.pop(), Some((20, "late")));
         assert_eq!(queue.pop(), None);
+    }
+
+    #[test]
+    fn a_place_taken_outside_the_queue_is_ordered_among_its_events() {
+        let mut queue = EventQueue::new();
+        queue.push(10, "queued first");
+        let kept = queue.place(10);
+        queue.push(10, "queued after the place");
+        let next = queue.peek().expect("two events wait");
+        assert!(next < kept);
+        assert_eq!(queue.pop(), Some((10, "queued first")));
+        assert!(kept < queue.peek().expect("one event waits"));
     }
 
     #[test]
