@@ -382,7 +382,7 @@ impl NoteStore {
                 request_body::DEPTH_MAX
             )));
         }
-        let size = serde_json::to_vec(&members).map_or(usize::MAX, |bytes| bytes.len());
+        let size = request_body::compact_size(&members);
         if size > self.limits.body_bytes_max {
             return Err(Refusal::invalid(format!(
                 "a note's body is {size} bytes, over the limit of {} bytes",
