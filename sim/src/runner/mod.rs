@@ -41,11 +41,12 @@ const LIVENESS_PROBE_NANOS: u64 = 20_000_000;
 
 #[derive(Clone, Debug)]
 enum SimEvent {
-    /// A peer message reaches `to`.
+    /// A peer message reaches `to`. The message is boxed: it is the largest payload by far,
+    /// and every event is moved in and out of the queue.
     Deliver {
         from: ReplicaId,
         to: ReplicaId,
-        message: Message,
+        message: Box<Message>,
     },
     /// A client's request reaches a replica.
     RequestArrives {
@@ -326,7 +327,7 @@ impl Simulation {
                     self.trace.line(self.now, format_args!("{from} --> {to} {}", describe_message(&message)));
                 }
                 self.deliveries += 1;
-                self.input(to, Input::Message { from, message });
+                self.input(to, Input::Message { from, message: *message });
             }
             SimEvent::RequestArrives { to, request } => {
                 if !self.may_take(to) {
@@ -431,9 +432,12 @@ impl Simulation {
             Fate::Delivered { delay, duplicate_delay } => {
                 if let Some(duplicate_delay) = duplicate_delay {
                     self.trace.line(self.now, format_args!("{from} ==> {to} duplicated: {}", message.kind()));
-                    self.schedule(nanos(duplicate_delay), SimEvent::Deliver { from, to, message: message.clone() });
+                    self.schedule(
+                        nanos(duplicate_delay),
+                        SimEvent::Deliver { from, to, message: Box::new(message.clone()) },
+                    );
                 }
-                self.schedule(nanos(delay), SimEvent::Deliver { from, to, message });
+                self.schedule(nanos(delay), SimEvent::Deliver { from, to, message: Box::new(message) });
             }
         }
     }
