@@ -116,12 +116,28 @@ fn body_size(value: &Value) -> usize {
     let Value::Object(members) = value else { return compact_size(value) };
     let body: BTreeMap<&String, &Value> =
         members.iter().filter(|(key, _)| !METADATA_KEYS.contains(&key.as_str())).collect();
-    serde_json::to_vec(&body).map_or(usize::MAX, |bytes| bytes.len())
+    compact_size(&body)
 }
 
-/// Bytes of `value` as compact JSON.
-pub fn compact_size(value: &Value) -> usize {
-    serde_json::to_vec(value).map_or(usize::MAX, |bytes| bytes.len())
+/// Bytes of `value` as compact JSON, counted as they are written rather than collected:
+/// the store measures every body it executes.
+pub fn compact_size<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = ByteCounter(0);
+    serde_json::to_writer(&mut counter, value).map_or(usize::MAX, |()| counter.0)
+}
+
+/// A writer that keeps only the number of bytes written to it.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Levels of arrays and objects in `value`: 0 for a scalar, 1 for `{}`.
@@ -281,6 +297,12 @@ mod tests {
         let echoed = json!({ "a": filler, "id": 1, "version": 1, "created_at": "2026-01-01T00:00:00Z" });
         assert!(compact_size(&echoed) > LIMIT);
         assert!(create(echoed.to_string().as_bytes()).is_ok(), "a note read back can be sent again");
+    }
+
+    #[test]
+    fn the_counted_size_is_the_length_of_the_compact_encoding() {
+        let value = json!({ "title": "caf\u{e9} \"quoted\"", "tags": [1, 2.5, null, true], "nested": { "a": {} } });
+        assert_eq!(compact_size(&value), serde_json::to_vec(&value).expect("a value encodes").len());
     }
 
     #[test]

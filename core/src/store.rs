@@ -401,7 +401,7 @@ impl NoteStore {
                 request_body::DEPTH_MAX
             )));
         }
-        let size = compact_json_bytes(&members);
+        let size = request_body::compact_size(&members);
         if size > self.limits.body_bytes_max {
             return Err(Refusal::invalid(format!(
                 "a note's body is {size} bytes, over the limit of {} bytes",
@@ -449,24 +449,6 @@ fn strip_metadata(members: &mut Map<String, Value>, existing: Option<&Note>) -> 
     Ok(())
 }
 
-/// The length of `members` as compact JSON, counted without building the text.
-fn compact_json_bytes(members: &Map<String, Value>) -> usize {
-    struct Counter(usize);
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter(0);
-    match serde_json::to_writer(&mut counter, members) {
-        Ok(()) => counter.0,
-        Err(_) => usize::MAX,
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -68,11 +68,14 @@ pub struct RunRequest {
     pub defect: Option<Defect>,
     /// Record the readable per-event trace.
     pub trace: bool,
+    /// Check the recorded history for linearizability after the run. Off only to measure
+    /// the simulator alone; the verdict is then `None`.
+    pub check_linearizability: bool,
 }
 
 impl RunRequest {
     pub fn new(protocol: SimProtocol, seed: u64) -> RunRequest {
-        RunRequest { protocol, seed, beyond_model: false, defect: None, trace: false }
+        RunRequest { protocol, seed, beyond_model: false, defect: None, trace: false, check_linearizability: true }
     }
 
     pub fn options(&self) -> SimOptions {
@@ -83,7 +86,7 @@ impl RunRequest {
 }
 
 /// Runs one seed and checks it: replica assertions, liveness and convergence during
-/// the run, then linearizability of the recorded history.
+/// the run, then (unless the request says not to) linearizability of the recorded history.
 pub fn run(request: &RunRequest) -> RunOutcome {
     let settings = RunSettings { options: request.options(), trace: request.trace };
     let mut outcome = match quietly(|| simulate(&settings)) {
@@ -93,10 +96,11 @@ pub fn run(request: &RunRequest) -> RunOutcome {
             return RunOutcome::without_history(settings.options, Failure::new(FailureKind::Panic, message));
         }
     };
-    let checkable = outcome
-        .failure
-        .as_ref()
-        .is_none_or(|failure| matches!(failure.kind, FailureKind::Liveness | FailureKind::Convergence));
+    let checkable = request.check_linearizability
+        && outcome
+            .failure
+            .as_ref()
+            .is_none_or(|failure| matches!(failure.kind, FailureKind::Liveness | FailureKind::Convergence));
     if checkable {
         let verdict = linearizability::check(&outcome.history);
         if let LinearizabilityVerdict::NotLinearizable { explanation, .. } = &verdict {

@@ -72,7 +72,8 @@ pub struct RunOutcome {
     pub history: History,
     /// The client request (client, request number) behind each history operation id.
     pub origins: BTreeMap<u64, (ClientId, RequestNumber)>,
-    /// The checker's verdict on the history; `None` when it was not checked (the run failed first).
+    /// The checker's verdict on the history; `None` when it was not checked (the run failed
+    /// first, or the request switched the check off).
     pub linearizability: Option<LinearizabilityVerdict>,
     /// Empty unless the trace was enabled.
     pub trace: String,

@@ -11,6 +11,7 @@ mod clients;
 mod fault_actions;
 mod liveness;
 mod panics;
+mod queue;
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,7 @@ use crate::options::SimOptions;
 use crate::outcome::{Failure, FailureKind, RunOutcome};
 use crate::trace::{Trace, describe_event, describe_message, describe_operation};
 use crate::workload::{PlannedOperation, Workload};
+use queue::{Due, EventQueue};
 
 /// A run that processes more events than this is stuck in a loop (a replica asking
 /// for a timeout that never advances): reported as a liveness failure.
@@ -39,11 +41,12 @@ const LIVENESS_PROBE_NANOS: u64 = 20_000_000;
 
 #[derive(Clone, Debug)]
 enum SimEvent {
-    /// A peer message reaches `to`.
+    /// A peer message reaches `to`. The message is boxed: it is the largest payload by far,
+    /// and every event is moved in and out of the queue.
     Deliver {
         from: ReplicaId,
         to: ReplicaId,
-        message: Message,
+        message: Box<Message>,
     },
     /// A client's request reaches a replica.
     RequestArrives {
@@ -58,10 +61,9 @@ enum SimEvent {
         reply: Reply,
         stale: bool,
     },
-    /// A replica's deadline; ignored unless `token` is still the replica's current one.
+    /// A replica's deadline.
     ReplicaTimer {
         replica: ReplicaId,
-        token: u64,
     },
     ClientIssue {
         client_index: usize,
@@ -94,8 +96,17 @@ struct SimReplica {
     paused: bool,
     /// Events that arrived while paused and wait for the resume.
     held: Vec<SimEvent>,
-    /// The scheduled timer: (true time, token).
-    timer: Option<(u64, u64)>,
+    /// The replica's pending deadline. It is kept here rather than in the queue because it
+    /// moves on nearly every input: the run takes it when it comes before the queue's next event.
+    timer: Option<Timer>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Timer {
+    /// The deadline as the replica's clock reads it.
+    deadline: noted_core::Instant,
+    /// When the deadline falls in true time, in the queue's order.
+    due: Due,
 }
 
 #[derive(Debug)]
@@ -139,8 +150,7 @@ pub struct RunSettings {
 struct Simulation {
     options: SimOptions,
     now: u64,
-    sequence: u64,
-    queue: BTreeMap<(u64, u64), SimEvent>,
+    queue: EventQueue<SimEvent>,
     replicas: Vec<SimReplica>,
     clients: Vec<SimClient>,
     network: Network,
@@ -148,7 +158,6 @@ struct Simulation {
     workload: Workload,
     phase: Phase,
     partition_generation: u64,
-    next_timer_token: u64,
     next_history_client: u64,
     history: History,
     next_history_id: u64,
@@ -222,13 +231,11 @@ impl Simulation {
             faults: FaultInjector::new(options.faults, ChaCha8Rng::seed_from_u64(options.streams.faults)),
             workload,
             now: 0,
-            sequence: 0,
-            queue: BTreeMap::new(),
+            queue: EventQueue::new(),
             replicas,
             clients,
             phase: Phase::Safety,
             partition_generation: 0,
-            next_timer_token: 0,
             next_history_client: options.workload.client_count,
             history: History::new(header),
             next_history_id: 0,
@@ -263,13 +270,12 @@ impl Simulation {
     }
 
     fn schedule(&mut self, after_nanos: u64, event: SimEvent) {
-        self.sequence += 1;
-        self.queue.insert((self.now.saturating_add(after_nanos), self.sequence), event);
+        self.queue.push(self.now.saturating_add(after_nanos), event);
     }
 
     fn run(&mut self) {
         while self.phase != Phase::Finished {
-            let Some(((time, _), event)) = self.queue.pop_first() else {
+            let Some((time, event)) = self.next_event() else {
                 self.fail(FailureKind::Liveness, "nothing left to simulate, yet the run is not done".into());
                 break;
             };
@@ -280,6 +286,21 @@ impl Simulation {
                 break;
             }
             self.dispatch(event);
+        }
+    }
+
+    /// The earliest of the queue's next event and the replicas' deadlines, taken out.
+    fn next_event(&mut self) -> Option<(u64, SimEvent)> {
+        let earliest_timer = (self.replicas.iter().enumerate())
+            .filter_map(|(index, state)| state.timer.map(|timer| (timer.due, index)))
+            .min();
+        match earliest_timer {
+            Some((due, index)) if self.queue.peek().is_none_or(|next| due < next) => {
+                self.replicas[index].timer = None;
+                let replica = ReplicaId(u8::try_from(index).expect("few replicas"));
+                Some((due.time, SimEvent::ReplicaTimer { replica }))
+            }
+            _ => self.queue.pop(),
         }
     }
 
@@ -299,18 +320,18 @@ impl Simulation {
                         .line(self.now, format_args!("{from} -/-> {to} cut by the partition: {}", message.kind()));
                     return;
                 }
-                if self.hold_or_drop(to, &SimEvent::Deliver { from, to, message: message.clone() }) {
-                    return;
+                if !self.may_take(to) {
+                    return self.hold_or_drop(to, SimEvent::Deliver { from, to, message });
                 }
                 if self.trace.is_enabled() {
                     self.trace.line(self.now, format_args!("{from} --> {to} {}", describe_message(&message)));
                 }
                 self.deliveries += 1;
-                self.input(to, Input::Message { from, message });
+                self.input(to, Input::Message { from, message: *message });
             }
             SimEvent::RequestArrives { to, request } => {
-                if self.hold_or_drop(to, &SimEvent::RequestArrives { to, request: request.clone() }) {
-                    return;
+                if !self.may_take(to) {
+                    return self.hold_or_drop(to, SimEvent::RequestArrives { to, request });
                 }
                 if self.trace.is_enabled() {
                     self.trace.line(
@@ -329,13 +350,10 @@ impl Simulation {
             SimEvent::ReplyArrives { from, client, request_number, reply, stale } => {
                 self.on_reply(from, client, request_number, reply, stale)
             }
-            SimEvent::ReplicaTimer { replica, token } => {
-                let state = &mut self.replicas[replica.index()];
-                if state.timer.map(|(_, current)| current) != Some(token) || state.paused || state.replica.is_none() {
-                    return;
+            SimEvent::ReplicaTimer { replica } => {
+                if self.may_take(replica) {
+                    self.input(replica, Input::Timeout);
                 }
-                state.timer = None;
-                self.input(replica, Input::Timeout);
             }
             SimEvent::ClientIssue { client_index } => self.issue(client_index),
             SimEvent::ClientTimeout { client_index, request_number, attempt } => {
@@ -354,25 +372,25 @@ impl Simulation {
         }
     }
 
-    /// A crashed replica loses what reaches it; a paused one holds or loses it. True when the
-    /// event must not be handled now.
-    fn hold_or_drop(&mut self, to: ReplicaId, event: &SimEvent) -> bool {
+    /// Whether `to` is up and running, so that what reaches it is handled now.
+    fn may_take(&self, to: ReplicaId) -> bool {
+        let state = &self.replicas[to.index()];
+        state.replica.is_some() && !state.paused
+    }
+
+    /// What reaches a replica that may not take it: a crashed replica loses it; a paused
+    /// one holds it until it resumes, or loses it.
+    fn hold_or_drop(&mut self, to: ReplicaId, event: SimEvent) {
         let hold = self.options.network.hold_while_paused;
         let state = &mut self.replicas[to.index()];
         if state.replica.is_none() {
-            self.trace.line(self.now, format_args!("{to} is down: lost {}", event_kind(event)));
-            return true;
+            self.trace.line(self.now, format_args!("{to} is down: lost {}", event_kind(&event)));
+        } else if hold {
+            self.trace.line(self.now, format_args!("{to} is paused: holding {}", event_kind(&event)));
+            state.held.push(event);
+        } else {
+            self.trace.line(self.now, format_args!("{to} is paused: lost {}", event_kind(&event)));
         }
-        if state.paused {
-            if hold {
-                state.held.push(event.clone());
-                self.trace.line(self.now, format_args!("{to} is paused: holding {}", event_kind(event)));
-            } else {
-                self.trace.line(self.now, format_args!("{to} is paused: lost {}", event_kind(event)));
-            }
-            return true;
-        }
-        false
     }
 
     /// Gives one input to a replica at its own clock's reading and carries out its outputs.
@@ -414,9 +432,12 @@ impl Simulation {
             Fate::Delivered { delay, duplicate_delay } => {
                 if let Some(duplicate_delay) = duplicate_delay {
                     self.trace.line(self.now, format_args!("{from} ==> {to} duplicated: {}", message.kind()));
-                    self.schedule(nanos(duplicate_delay), SimEvent::Deliver { from, to, message: message.clone() });
+                    self.schedule(
+                        nanos(duplicate_delay),
+                        SimEvent::Deliver { from, to, message: Box::new(message.clone()) },
+                    );
                 }
-                self.schedule(nanos(delay), SimEvent::Deliver { from, to, message });
+                self.schedule(nanos(delay), SimEvent::Deliver { from, to, message: Box::new(message) });
             }
         }
     }
@@ -450,15 +471,16 @@ impl Simulation {
             state.timer = None;
             return;
         };
-        let fires_at = state.clock.true_time_of(deadline).max(now);
-        if state.timer.is_some_and(|(scheduled, _)| scheduled == fires_at) {
+        // A pending deadline that did not move keeps its place (it is not yet due, so
+        // converting it again would give the same time).
+        if state.timer.is_some_and(|timer| timer.deadline == deadline) {
             return;
         }
-        self.next_timer_token += 1;
-        let token = self.next_timer_token;
-        state.timer = Some((fires_at, token));
-        self.sequence += 1;
-        self.queue.insert((fires_at, self.sequence), SimEvent::ReplicaTimer { replica: at, token });
+        let fires_at = state.clock.true_time_of(deadline).max(now);
+        if state.timer.is_some_and(|timer| timer.due.time == fires_at) {
+            return;
+        }
+        state.timer = Some(Timer { deadline, due: self.queue.place(fires_at) });
     }
 
     fn finish(mut self) -> RunOutcome {

@@ -21,7 +21,8 @@ pub(super) struct RecentClients {
     clients_max: usize,
     latest: BTreeMap<ClientId, Recent>,
     by_recency: BTreeSet<(Timestamp, ClientId)>,
-    /// The table as clients and the simulator see it, rebuilt when `latest` changed.
+    /// The table as clients and the simulator see it: kept up to date while records
+    /// arrive in recency order, rebuilt when one did not.
     table: ClientTable,
     table_stale: bool,
 }
@@ -57,27 +58,42 @@ impl RecentClients {
             }
             self.by_recency.remove(&(recent.timestamp, client));
         }
+        let most_recent = self.by_recency.last().is_none_or(|latest| *latest < (timestamp, client));
         self.latest.insert(client, Recent { timestamp, request_number, reply: reply.clone() });
         self.by_recency.insert((timestamp, client));
+        let mut evicted = false;
         if self.latest.len() > self.clients_max {
             let (_, oldest) = self.by_recency.pop_first().expect("an over-full set has an oldest client");
             self.latest.remove(&oldest);
+            evicted = true;
         }
-        self.table_stale = true;
+        // The common case: the newest record of all, with nobody evicted and the client's
+        // request number growing. The rebuilt table would differ from the current one only
+        // by this client moving to the most recent end, which recording it in the table does.
+        let newer_request = self.table.latest_request_number(client).is_none_or(|previous| previous < request_number);
+        if !self.table_stale && most_recent && !evicted && newer_request {
+            self.table.record(client, request_number, reply.clone());
+        } else {
+            self.table_stale = true;
+        }
     }
 
     /// Rebuilds the table after records changed; called once per input, not per record.
     pub(super) fn refresh(&mut self) {
-        if !self.table_stale {
-            return;
+        if self.table_stale {
+            self.table = self.rebuilt_table();
+            self.table_stale = false;
         }
+    }
+
+    /// The table as a function of the records alone: each client's, least recent first.
+    fn rebuilt_table(&self) -> ClientTable {
         let mut table = ClientTable::new(self.clients_max);
         for (_, client) in &self.by_recency {
             let recent = &self.latest[client];
             table.record(*client, recent.request_number, recent.reply.clone());
         }
-        self.table = table;
-        self.table_stale = false;
+        table
     }
 
     pub(super) fn table(&self) -> &ClientTable {
@@ -88,6 +104,9 @@ impl RecentClients {
         assert_eq!(self.latest.len(), self.by_recency.len(), "every recent client has exactly one rank");
         assert!(self.latest.len() <= self.clients_max, "recent clients stay within clients_max");
         assert!(!self.table_stale, "the derived table is rebuilt before the input returns");
+        if cfg!(debug_assertions) {
+            assert!(self.table == self.rebuilt_table(), "the table kept up to date is the table rebuilt");
+        }
     }
 }
 
