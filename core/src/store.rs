@@ -449,7 +449,6 @@ fn strip_metadata(members: &mut Map<String, Value>, existing: Option<&Note>) -> 
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
