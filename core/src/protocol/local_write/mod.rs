@@ -733,6 +733,13 @@ impl LocalWrite {
         if update.epoch > state.epoch {
             state.change_owner(from, update.epoch);
         }
+        if update.sequence == state.sequence + 1 && state.buffered.is_empty() && !buffer_full {
+            // The common case, taken in at once: buffering it would only remove it again.
+            self.take_in(item, from, update, acknowledgements, outputs);
+            self.drain(item, acknowledgements, outputs);
+            acknowledgements.push((from, item));
+            return;
+        }
         match state.buffered.get(&update.sequence) {
             Some((_, buffered)) if *buffered != update => return outputs.drop_message(from, DropReason::Conflicting),
             Some(_) => {}
@@ -759,15 +766,26 @@ impl LocalWrite {
             if update.sequence <= self.items[&item].sequence {
                 continue;
             }
-            if let Err(reason) = self.applicable(&update) {
-                outputs.drop_message(sender, reason);
-                continue;
-            }
-            let reply = self.apply(sender, &update);
-            acknowledgements.push((sender, item));
-            if let (Operation::Create { .. }, Reply::Note { note }) = (&update.operation, reply) {
-                self.release_early(note.id, acknowledgements, outputs);
-            }
+            self.take_in(item, sender, update, acknowledgements, outputs);
+        }
+    }
+
+    /// Applies the update that follows what is applied of `item`, unless it contradicts this store.
+    fn take_in(
+        &mut self,
+        item: Item,
+        sender: ReplicaId,
+        update: Update,
+        acknowledgements: &mut Acknowledgements,
+        outputs: &mut Outputs,
+    ) {
+        if let Err(reason) = self.applicable(&update) {
+            return outputs.drop_message(sender, reason);
+        }
+        let reply = self.apply(sender, &update);
+        acknowledgements.push((sender, item));
+        if let (Operation::Create { .. }, Reply::Note { note }) = (&update.operation, reply) {
+            self.release_early(note.id, acknowledgements, outputs);
         }
     }
 
