@@ -77,7 +77,7 @@
 //!
 //! | timer | kept in | on expiry |
 //! |---|---|---|
-//! | retransmit | `Owned::retransmit_at` | resend each replica the updates it has not acknowledged |
+//! | retransmit | `retransmit_at` | resend each replica the updates it has not acknowledged |
 //! | acquire | `acquiring` | resend `Acquire` to the owner this replica now believes in |
 //! | transfer | `TransferInFlight::retry_at` | resend the same `Transfer` until its `TransferAck` |
 //! | read | `forwards` | answer the get here if possible, else resend `Read` |
@@ -124,7 +124,7 @@
 
 mod recent_clients;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -252,6 +252,9 @@ pub struct LocalWrite {
     acquiring: BTreeMap<Item, Instant>,
     /// Hand-offs not yet acknowledged by the new owner.
     transfers: BTreeMap<Item, TransferInFlight>,
+    /// Owned items with unacknowledged updates, and when to resend them. Kept apart
+    /// from `owned` so that finding the next timeout visits only these few items.
+    retransmit_at: BTreeMap<Item, Instant>,
     /// Writes executed here, answered once every other replica applied them.
     waiting: BTreeMap<(Item, u64), Waiter>,
     /// Updates of notes whose create has not been applied here yet, with their sender.
@@ -299,7 +302,6 @@ struct Owned {
     log: VecDeque<Update>,
     /// Per other replica, the highest sequence it acknowledged.
     acknowledged: BTreeMap<ReplicaId, u64>,
-    retransmit_at: Option<Instant>,
     /// A replica asked for the item: no more writes here; hand over once `log` is empty.
     hand_off_to: Option<ReplicaId>,
 }
@@ -310,7 +312,6 @@ impl Owned {
         Owned {
             log: VecDeque::new(),
             acknowledged: config.peers().map(|peer| (peer, sequence)).collect(),
-            retransmit_at: None,
             hand_off_to: None,
         }
     }
@@ -332,8 +333,10 @@ struct Waiter {
     reply: Reply,
 }
 
-/// The (owner, item) pairs owed an `UpdateAck` once a message's updates are taken in.
-type Acknowledgements = BTreeSet<(ReplicaId, Item)>;
+/// The (owner, item) pairs owed an `UpdateAck` once a message's updates are taken in,
+/// possibly repeated; sorted and deduplicated before they are sent. A message carries
+/// few updates, so a vector costs less than a set.
+type Acknowledgements = Vec<(ReplicaId, Item)>;
 
 impl LocalWrite {
     pub(crate) fn new(config: Config, _now: Instant) -> LocalWrite {
@@ -351,6 +354,7 @@ impl LocalWrite {
             queued: 0,
             acquiring: BTreeMap::new(),
             transfers: BTreeMap::new(),
+            retransmit_at: BTreeMap::new(),
             waiting: BTreeMap::new(),
             early: BTreeMap::new(),
             buffered: 0,
@@ -490,7 +494,7 @@ impl LocalWrite {
         let retry_at = self.retry_at(now);
         self.waiting.insert((item, update.sequence), Waiter { client, request_number, reply });
         let owned = self.owned.get_mut(&item).expect("only the owner executes");
-        owned.retransmit_at.get_or_insert(retry_at);
+        self.retransmit_at.entry(item).or_insert(retry_at);
         owned.log.push_back(update);
         self.complete_acknowledged(now, item, outputs);
     }
@@ -533,7 +537,7 @@ impl LocalWrite {
             outputs.reply(waiter.client, waiter.request_number, waiter.reply, Freshness::Ordered);
         }
         if owned.log.is_empty() {
-            owned.retransmit_at = None;
+            self.retransmit_at.remove(&item);
             if owned.hand_off_to.is_some() {
                 self.hand_off(now, item, outputs);
             }
@@ -659,6 +663,8 @@ impl LocalWrite {
         for update in entries {
             self.receive(from, update, &mut acknowledgements, outputs);
         }
+        acknowledgements.sort_unstable();
+        acknowledgements.dedup();
         for (to, item) in acknowledgements {
             let sequence = self.items[&item].sequence;
             outputs.send(to, wrap(Message::UpdateAck { item, sequence }));
@@ -710,7 +716,7 @@ impl LocalWrite {
             return;
         };
         if update.sequence <= state.sequence {
-            acknowledgements.insert((from, item));
+            acknowledgements.push((from, item));
             return;
         }
         if update.sequence - state.sequence > ahead_max {
@@ -727,6 +733,13 @@ impl LocalWrite {
         if update.epoch > state.epoch {
             state.change_owner(from, update.epoch);
         }
+        if update.sequence == state.sequence + 1 && state.buffered.is_empty() && !buffer_full {
+            // The common case, taken in at once: buffering it would only remove it again.
+            self.take_in(item, from, update, acknowledgements, outputs);
+            self.drain(item, acknowledgements, outputs);
+            acknowledgements.push((from, item));
+            return;
+        }
         match state.buffered.get(&update.sequence) {
             Some((_, buffered)) if *buffered != update => return outputs.drop_message(from, DropReason::Conflicting),
             Some(_) => {}
@@ -737,7 +750,7 @@ impl LocalWrite {
             }
         }
         self.drain(item, acknowledgements, outputs);
-        acknowledgements.insert((from, item));
+        acknowledgements.push((from, item));
     }
 
     /// Applies the buffered updates of `item` that follow what is applied.
@@ -753,15 +766,26 @@ impl LocalWrite {
             if update.sequence <= self.items[&item].sequence {
                 continue;
             }
-            if let Err(reason) = self.applicable(&update) {
-                outputs.drop_message(sender, reason);
-                continue;
-            }
-            let reply = self.apply(sender, &update);
-            acknowledgements.insert((sender, item));
-            if let (Operation::Create { .. }, Reply::Note { note }) = (&update.operation, reply) {
-                self.release_early(note.id, acknowledgements, outputs);
-            }
+            self.take_in(item, sender, update, acknowledgements, outputs);
+        }
+    }
+
+    /// Applies the update that follows what is applied of `item`, unless it contradicts this store.
+    fn take_in(
+        &mut self,
+        item: Item,
+        sender: ReplicaId,
+        update: Update,
+        acknowledgements: &mut Acknowledgements,
+        outputs: &mut Outputs,
+    ) {
+        if let Err(reason) = self.applicable(&update) {
+            return outputs.drop_message(sender, reason);
+        }
+        let reply = self.apply(sender, &update);
+        acknowledgements.push((sender, item));
+        if let (Operation::Create { .. }, Reply::Note { note }) = (&update.operation, reply) {
+            self.release_early(note.id, acknowledgements, outputs);
         }
     }
 
@@ -926,11 +950,12 @@ impl LocalWrite {
     fn retransmit_updates(&mut self, now: Instant, outputs: &mut Outputs) {
         let retry_at = self.retry_at(now);
         let entries_max = self.config.limits.entries_per_message_max;
-        for owned in self.owned.values_mut() {
-            if owned.retransmit_at.is_none_or(|at| at > now) {
+        for (item, at) in &mut self.retransmit_at {
+            if *at > now {
                 continue;
             }
-            owned.retransmit_at = Some(retry_at);
+            *at = retry_at;
+            let owned = &self.owned[item];
             for (peer, acknowledged) in &owned.acknowledged {
                 let entries: Vec<Update> = owned
                     .log
@@ -1066,7 +1091,7 @@ impl Protocol for LocalWrite {
     }
 
     fn next_timeout(&self) -> Option<Instant> {
-        let retransmit = self.owned.values().filter_map(|owned| owned.retransmit_at).min();
+        let retransmit = self.retransmit_at.values().copied().min();
         let acquire = self.acquiring.values().copied().min();
         let transfer = self.transfers.values().map(|transfer| transfer.retry_at).min();
         [self.forwards.next_retry_at(), retransmit, acquire, transfer].into_iter().flatten().min()
@@ -1137,6 +1162,7 @@ impl LocalWrite {
                 assert!(owned.hand_off_to.is_some(), "an owner that accepts writes has run its queue");
             }
             assert!(!self.acquiring.contains_key(item) && !self.transfers.contains_key(item), "owned, not in transit");
+            assert_eq!(owned.log.is_empty(), !self.retransmit_at.contains_key(item), "resent while unacknowledged");
             retained += owned.log.len();
         }
         assert_eq!(retained, self.waiting.len(), "every retained update has one waiting client");
@@ -1144,6 +1170,7 @@ impl LocalWrite {
             assert!(self.owned.contains_key(item), "only an owner waits for acknowledgements");
             assert!(*sequence <= self.items[item].sequence, "only executed updates wait");
         }
+        assert!(self.retransmit_at.keys().all(|item| self.owned.contains_key(item)), "only an owner resends");
         for item in self.acquiring.keys() {
             assert!(self.queues.contains_key(item), "an item is acquired only for waiting writes");
         }
