@@ -335,7 +335,8 @@ impl NoteStore {
         merge_patch::apply(&mut merged, &patch);
         let merged = match merged {
             Value::Object(members) => self.validate_members(members, Some(note)),
-            _ => Err(Refusal::invalid("a note must be a JSON object")),
+            // A patch that is no object replaces the whole note, which must be one.
+            other => self.validate_body(&other, Some(note)),
         };
         match merged {
             Ok(body) => self.update(id, body, timestamp),
