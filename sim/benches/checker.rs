@@ -1,5 +1,5 @@
 //! The linearizability checker's time per history: every lin-history in
-//! `../shared/data/` (notes and etcd registers), then generated notes histories of
+//! `sim/testdata/` (notes and etcd registers), then generated notes histories of
 //! 1,000 and 10,000 operations in which 2% of the outcomes are unknown, without
 //! and with list operations (a list reads every note, so it joins every note's
 //! partition of the search into one).
@@ -33,7 +33,7 @@ const CLIENTS: u64 = 16;
 const TIMINGS: usize = 3;
 
 fn main() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
     let mut files = Vec::new();
     collect_histories(&data, &mut files);
     files.sort();

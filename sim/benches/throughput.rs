@@ -2,7 +2,7 @@
 //! once by the simulator alone (the linearizability check switched off) and once with
 //! the checker on, and each line says which. Rates are per second of wall-clock time,
 //! and deliveries also per second the thread spent on a CPU. Then the checker alone on the Jepsen etcd
-//! histories in `../shared/data/jepsen-etcd/`.
+//! histories in `sim/testdata/jepsen-etcd/`.
 //! `cargo bench -p noted-sim --bench throughput`; `NOTED_SIM_SEEDS` sets the number
 //! of seeds (default 500), `NOTED_SIM_PROTOCOLS` a comma-separated list of protocols
 //! (default all).
@@ -75,7 +75,7 @@ fn thread_cpu_seconds() -> Option<f64> {
 
 /// The checker's time on each Jepsen etcd log, best of five, and the total.
 fn check_jepsen_histories() {
-    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/jepsen-etcd");
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/jepsen-etcd");
     let Ok(entries) = std::fs::read_dir(&directory) else {
         return println!("checker: no Jepsen histories at {}", directory.display());
     };

@@ -1,7 +1,7 @@
 //! Client histories in the lin-history v1 format (JSON lines), and a reader for
 //! the Jepsen etcd register logs that Porcupine's test data uses.
 //!
-//! The format is specified in `shared/data/HISTORY-FORMAT.md`: one header line,
+//! The format is specified in `sim/testdata/HISTORY-FORMAT.md`: one header line,
 //! then one event per line (`call`, `ok`, `fail`, `info`). This module only
 //! knows the format, not the models: it checks what every history must satisfy
 //! (unique operation ids, one operation in flight per client, completions after
@@ -366,7 +366,7 @@ impl History {
         Ok(operations)
     }
 
-    /// Reads a Jepsen etcd register log (see `shared/data/README.md`) as a `cas-register` history.
+    /// Reads a Jepsen etcd register log (see `sim/testdata/README.md`) as a `cas-register` history.
     ///
     /// Each line is `INFO jepsen.util - <process> :<invoke|ok|fail|info> :<read|write|cas> <value>`,
     /// split on any whitespace; the value is `nil`, an integer, `[A B]` or `:timed-out`. A failed cas
@@ -520,7 +520,7 @@ mod tests {
     use super::*;
 
     fn data_path(relative: &str) -> String {
-        format!("{}/../../shared/data/{relative}", env!("CARGO_MANIFEST_DIR"))
+        format!("{}/testdata/{relative}", env!("CARGO_MANIFEST_DIR"))
     }
 
     fn read_data(relative: &str) -> String {
