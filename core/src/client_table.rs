@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::digest::Digester;
 use crate::ids::{ClientId, RequestNumber};
 use crate::operation::Reply;
 
@@ -63,19 +64,36 @@ impl TryFrom<ClientTableWire> for ClientTable {
     type Error = String;
 
     fn try_from(wire: ClientTableWire) -> Result<ClientTable, String> {
-        if wire.clients_max == 0 || wire.entries.len() > wire.clients_max {
-            return Err(format!("{} clients in a table of at most {}", wire.entries.len(), wire.clients_max));
-        }
-        let mut table = ClientTable::new(wire.clients_max);
-        for (client, request_number, reply) in wire.entries {
-            if table.entries.contains_key(&client) {
-                return Err(format!("client {client} appears twice"));
-            }
-            table.record(client, request_number, reply);
-        }
-        table.evictions = wire.evictions;
-        Ok(table)
+        let records = wire.entries.into_iter().map(|(client, request_number, reply)| ClientRecord {
+            client,
+            request_number,
+            reply,
+        });
+        ClientTable::from_records(wire.clients_max, wire.evictions, records)
     }
+}
+
+/// One remembered request, as a snapshot carries it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub client: ClientId,
+    pub request_number: RequestNumber,
+    pub reply: Reply,
+}
+
+/// The digest of a table from its bound, its evictions and its records, oldest first.
+pub(crate) fn table_digest<'a>(
+    clients_max: usize,
+    evictions: u64,
+    records: impl Iterator<Item = (ClientId, RequestNumber, &'a Reply)>,
+) -> u64 {
+    let mut digester = Digester::new();
+    digester.add(&(clients_max as u64));
+    digester.add(&evictions);
+    for record in records {
+        digester.add(&record);
+    }
+    digester.finish()
 }
 
 impl PartialEq for ClientTable {
@@ -102,6 +120,46 @@ impl ClientTable {
             let entry = &self.entries[client];
             (*client, entry.request_number, &entry.reply)
         })
+    }
+
+    /// A table from a peer's records, oldest first; refused when a client appears
+    /// twice or there are more than `clients_max`.
+    pub fn from_records(
+        clients_max: usize,
+        evictions: u64,
+        records: impl IntoIterator<Item = ClientRecord>,
+    ) -> Result<ClientTable, String> {
+        if clients_max == 0 {
+            return Err("a client table holds at least one client".into());
+        }
+        let mut table = ClientTable::new(clients_max);
+        for ClientRecord { client, request_number, reply } in records {
+            if table.entries.contains_key(&client) {
+                return Err(format!("client {client} appears twice"));
+            }
+            if table.entries.len() == clients_max {
+                return Err(format!("more than {clients_max} clients in a table of at most {clients_max}"));
+            }
+            table.record(client, request_number, reply);
+        }
+        table.evictions = evictions;
+        Ok(table)
+    }
+
+    /// Every remembered request, oldest first: what a snapshot carries.
+    pub fn records(&self) -> Vec<ClientRecord> {
+        self.oldest_first_borrowed()
+            .map(|(client, request_number, reply)| ClientRecord { client, request_number, reply: reply.clone() })
+            .collect()
+    }
+
+    /// Equal on two replicas exactly when (but for a hash collision) their tables are equal.
+    pub fn digest(&self) -> u64 {
+        table_digest(self.clients_max, self.evictions, self.oldest_first_borrowed())
+    }
+
+    pub fn clients_max(&self) -> usize {
+        self.clients_max
     }
 
     pub fn new(clients_max: usize) -> ClientTable {

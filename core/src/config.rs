@@ -7,6 +7,8 @@ use thiserror::Error;
 
 use crate::ids::{ClusterId, ReplicaId};
 use crate::store::StoreLimits;
+use crate::wire::FRAME_PAYLOAD_BYTES_MAX;
+use crate::wire::size;
 
 /// Largest cluster: replica ids are `u8`, and quorum arithmetic stays small.
 pub const REPLICAS_MAX: u8 = 16;
@@ -58,8 +60,9 @@ impl Default for Timing {
     }
 }
 
-/// Bounds on every queue and table a replica keeps.
+/// Bounds on every queue and table a replica keeps, and on what one message carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     pub store: StoreLimits,
     /// Clients remembered by the client table; must exceed the clients active at once.
@@ -70,6 +73,14 @@ pub struct Limits {
     pub log_entries_max: usize,
     /// Updates carried by one message.
     pub entries_per_message_max: usize,
+    /// What one message may carry of entries, notes or client records, counted as
+    /// [`crate::wire::size`] bounds them: batches of updates, pieces of a
+    /// snapshot, a page of a list. At least one whole note or entry always fits.
+    pub message_bytes_max: usize,
+    /// vr: what the log may hold after the commit number, counted the same way. A
+    /// primary refuses writes beyond it, and a view change carries at most this
+    /// much of a log (always every uncommitted entry).
+    pub uncommitted_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +91,8 @@ impl Default for Limits {
             pending_requests_max: 1024,
             log_entries_max: 8192,
             entries_per_message_max: 64,
+            message_bytes_max: 1024 * 1024,
+            uncommitted_bytes_max: 4 * 1024 * 1024,
         }
     }
 }
@@ -110,6 +123,10 @@ pub enum Defect {
     /// them to the replica that orders writes, and calls them fresh: reads can be
     /// stale (remote-write).
     ServeReadsLocally,
+    /// A replica installs a snapshot as soon as one chunk of it has arrived,
+    /// without waiting for the rest or checking its digest: it loses the notes
+    /// of the chunks that had not arrived (every protocol that transfers snapshots).
+    InstallIncompleteSnapshot,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -128,6 +145,22 @@ pub enum ConfigError {
     ZeroLimit(&'static str),
     #[error("limits.entries_per_message_max must not exceed limits.log_entries_max")]
     MessageLargerThanLog,
+    #[error(
+        "limits.message_bytes_max is {message_bytes_max}; it must hold the largest note \
+         (limits.store.body_bytes_max + {overhead} bytes = {needed})"
+    )]
+    MessageSmallerThanNote { message_bytes_max: usize, overhead: usize, needed: usize },
+    #[error("limits.store.page_bytes_max must not exceed limits.message_bytes_max")]
+    PageLargerThanMessage,
+    #[error("limits.uncommitted_bytes_max must be at least limits.message_bytes_max")]
+    UncommittedSmallerThanMessage,
+    #[error(
+        "limits.uncommitted_bytes_max is {0}; with what a message adds it must stay within the frame limit of \
+         {frame} bytes (at most {max})",
+        frame = FRAME_PAYLOAD_BYTES_MAX,
+        max = FRAME_PAYLOAD_BYTES_MAX - size::MESSAGE_OVERHEAD_BYTES_MAX
+    )]
+    UncommittedOverFrame(usize),
 }
 
 impl Config {
@@ -174,6 +207,7 @@ impl Config {
             ("entries_per_message_max", limits.entries_per_message_max),
             ("store.body_bytes_max", limits.store.body_bytes_max),
             ("store.list_limit_max", limits.store.list_limit_max as usize),
+            ("store.page_bytes_max", limits.store.page_bytes_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::ZeroLimit(name));
@@ -181,6 +215,26 @@ impl Config {
         }
         if limits.entries_per_message_max > limits.log_entries_max {
             return Err(ConfigError::MessageLargerThanLog);
+        }
+        // Every message's bound follows from these (see `wire/size.rs`): the largest
+        // is a view change's log, within uncommitted_bytes_max.
+        let overhead = size::ENTRY_OVERHEAD_BYTES_MAX.max(size::REPLY_OVERHEAD_BYTES_MAX);
+        let needed = limits.store.body_bytes_max.saturating_add(overhead);
+        if limits.message_bytes_max < needed {
+            return Err(ConfigError::MessageSmallerThanNote {
+                message_bytes_max: limits.message_bytes_max,
+                overhead,
+                needed,
+            });
+        }
+        if limits.store.page_bytes_max > limits.message_bytes_max {
+            return Err(ConfigError::PageLargerThanMessage);
+        }
+        if limits.uncommitted_bytes_max < limits.message_bytes_max {
+            return Err(ConfigError::UncommittedSmallerThanMessage);
+        }
+        if limits.uncommitted_bytes_max > FRAME_PAYLOAD_BYTES_MAX - size::MESSAGE_OVERHEAD_BYTES_MAX {
+            return Err(ConfigError::UncommittedOverFrame(limits.uncommitted_bytes_max));
         }
         Ok(())
     }

@@ -117,10 +117,11 @@ fn accepted(kind: BodyKind, content_type: Option<&str>, bytes: &[u8], bytes_max:
 fn travels_in_frames(store: &NoteStore, operation: Operation) {
     let request =
         ClientRequest { client: ClientId(1), request_number: 1, operation, consistency: Consistency::default() };
-    let messages = [
-        remote_write::Message::Forward { request },
-        remote_write::Message::Snapshot { sequence: 1, store: store.clone(), client_table: ClientTable::new(1) },
-    ];
+    let image = crate::snapshot::Image::freeze(1, store, &ClientTable::new(1), crate::time::Instant::ZERO);
+    let mut messages = vec![remote_write::Message::Forward { request }];
+    if let Some(chunk) = image.chunk(0, usize::MAX) {
+        messages.push(remote_write::Message::SnapshotChunk { chunk });
+    }
     for message in messages {
         let envelope = wire::Envelope {
             cluster: ClusterId(1),

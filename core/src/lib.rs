@@ -28,6 +28,7 @@
 
 pub mod client_table;
 pub mod config;
+pub mod digest;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod hlc;
@@ -38,6 +39,7 @@ pub mod operation;
 pub mod protocol;
 pub mod replica;
 pub mod request_body;
+pub mod snapshot;
 pub mod store;
 pub mod time;
 pub mod wire;

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::ids::{ClientId, NoteId, RequestNumber, Version};
 use crate::store::{Note, NotePage};
+use crate::wire::size::REFUSAL_REASON_BYTES_MAX;
 
 /// One client request. `(client, request_number)` names it: a retry carries the same
 /// pair and is answered from the client table instead of being executed again.
@@ -126,10 +127,16 @@ pub enum Refusal {
 
 impl Refusal {
     pub fn invalid(reason: impl Into<String>) -> Refusal {
-        Refusal::Invalid { reason: reason.into() }
+        Refusal::Invalid { reason: bounded_reason(reason.into()) }
     }
 
     pub fn unavailable(reason: impl Into<String>) -> Refusal {
-        Refusal::Unavailable { reason: reason.into() }
+        Refusal::Unavailable { reason: bounded_reason(reason.into()) }
     }
+}
+
+/// Reasons are written by replicas and travel in replies between them: short by construction.
+fn bounded_reason(reason: String) -> String {
+    assert!(reason.len() <= REFUSAL_REASON_BYTES_MAX, "a refusal's reason stays short: {reason}");
+    reason
 }

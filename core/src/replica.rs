@@ -6,13 +6,14 @@ use crate::client_table::ClientTable;
 use crate::config::{Config, ConfigError, ProtocolKind};
 use crate::ids::{ClientId, ReplicaId, RequestNumber};
 use crate::message::Message;
-use crate::operation::{ClientRequest, Reply};
+use crate::operation::{ClientRequest, Refusal, Reply};
 use crate::protocol::local_write::LocalWrite;
 use crate::protocol::remote_write::RemoteWrite;
 use crate::protocol::vr::Vr;
 use crate::protocol::{Outputs, Protocol};
 use crate::store::{Change, NoteStore};
 use crate::time::Instant;
+use crate::wire::size;
 
 /// Everything that can happen to a replica.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -150,6 +151,9 @@ pub enum DropReason {
     TooFarAhead,
     /// A message that names an item or epoch this replica cannot accept.
     StaleEpoch,
+    /// A chunk of another snapshot than the one being received, or a snapshot
+    /// whose pieces do not match its digest.
+    SnapshotMismatch,
 }
 
 impl DropReason {
@@ -162,6 +166,7 @@ impl DropReason {
             DropReason::Conflicting => "conflicting",
             DropReason::TooFarAhead => "too_far_ahead",
             DropReason::StaleEpoch => "stale_epoch",
+            DropReason::SnapshotMismatch => "snapshot_mismatch",
         }
     }
 }
@@ -220,26 +225,36 @@ pub struct Replica {
     /// The latest time given; time never goes backwards.
     now: Instant,
     counters: Counters,
+    /// Requests carrying more JSON than a note may hold are refused on arrival.
+    body_bytes_max: usize,
 }
 
 impl Replica {
     /// A replica with empty memory: a fresh start, or a restart after a crash.
     pub fn new(config: Config, now: Instant) -> Result<Replica, ConfigError> {
         config.validate()?;
+        let body_bytes_max = config.limits.store.body_bytes_max;
         let engine = match config.protocol {
             ProtocolKind::RemoteWrite { primary } => Engine::RemoteWrite(RemoteWrite::new(config, primary, now)),
             ProtocolKind::LocalWrite => Engine::LocalWrite(LocalWrite::new(config, now)),
             ProtocolKind::Vr => Engine::Vr(Vr::new(config, now)),
         };
-        Ok(Replica { engine, now, counters: Counters::default() })
+        Ok(Replica { engine, now, counters: Counters::default(), body_bytes_max })
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {
         assert!(now >= self.now, "time went backwards: {now} after {}", self.now);
         self.now = now;
         let mut outputs = Outputs::default();
+        let body_bytes_max = self.body_bytes_max;
         let protocol = self.protocol_mut();
         match input {
+            Input::Request(request) if size::operation_text_bytes(&request.operation) > body_bytes_max => {
+                // Refused before it enters any message: every message's bound rests on it.
+                let refusal =
+                    Refusal::invalid(format!("the request's body is over the limit of {body_bytes_max} bytes"));
+                outputs.refuse(request.client, request.request_number, refusal);
+            }
             Input::Request(request) => protocol.on_request(now, request, &mut outputs),
             Input::Message { from, message } => protocol.on_message(now, from, message, &mut outputs),
             Input::Timeout => protocol.on_timeout(now, &mut outputs),
@@ -312,6 +327,7 @@ mod tests {
             DropReason::Conflicting,
             DropReason::TooFarAhead,
             DropReason::StaleEpoch,
+            DropReason::SnapshotMismatch,
         ] {
             assert_eq!(serde_json::to_value(reason).unwrap(), reason.label());
         }

@@ -10,11 +10,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::digest::{Digester, digest_of};
 use crate::hlc::Timestamp;
 use crate::ids::{NoteId, Version};
 use crate::merge_patch;
 use crate::operation::{Operation, Refusal, Reply};
 use crate::request_body;
+use crate::wire::size;
 
 /// Keys the store owns: clients may echo them unchanged but never set them.
 pub const METADATA_KEYS: [&str; 4] = ["id", "version", "created_at", "updated_at"];
@@ -109,34 +111,65 @@ pub struct NotePage {
 
 /// Limits on what one note and one page may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StoreLimits {
     /// Largest body, counted as compact JSON bytes.
     pub body_bytes_max: usize,
     /// Largest page of a list; also the page size when a list names none.
     pub list_limit_max: u32,
+    /// A page holds fewer notes than asked for when they would weigh more than
+    /// this, counted as [`wire::size::note_bytes`]: a page travels in one message
+    /// when a backup relays a list. Always at least one note.
+    pub page_bytes_max: usize,
 }
 
 impl Default for StoreLimits {
     fn default() -> StoreLimits {
-        StoreLimits { body_bytes_max: 64 * 1024, list_limit_max: 1000 }
+        StoreLimits { body_bytes_max: 64 * 1024, list_limit_max: 1000, page_bytes_max: 1024 * 1024 }
     }
 }
 
-/// A store from a peer (in a snapshot) is checked on arrival: every note is stored
-/// under its own id, below `next_id`, with a version of at least 1.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "NoteStoreWire")]
+/// The notes and what the store keeps about them. Every note's digest is kept
+/// beside it and summed, so the digest of the whole store costs nothing to read
+/// (see [`NoteStore::digest`]); a store built from a peer's snapshot is checked
+/// by [`NoteStore::from_snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NoteStore {
     limits: StoreLimits,
     next_id: NoteId,
-    notes: BTreeMap<NoteId, Note>,
+    notes: BTreeMap<NoteId, StoredNote>,
+    /// The wrapping sum of every stored note's digest.
+    note_digest_sum: u64,
     /// The latest timestamp of any applied write; the floor for the next one.
     last_timestamp: Timestamp,
     /// Successful writes applied: the position of the change feed.
     changes_applied: u64,
     /// Changes applied since the host last took them; not part of the replicated state.
-    #[serde(skip)]
     outbox: ChangeOutbox,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct StoredNote {
+    note: Note,
+    /// [`digest_of`] the note.
+    digest: u64,
+    /// Its body's compact JSON size.
+    body_bytes: usize,
+}
+
+impl StoredNote {
+    fn new(note: Note, body_bytes: usize) -> StoredNote {
+        StoredNote { digest: digest_of(&note), note, body_bytes }
+    }
+}
+
+/// What a store holds besides its notes, as a snapshot carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreMeta {
+    pub next_id: NoteId,
+    pub last_timestamp: Timestamp,
+    pub changes_applied: u64,
+    pub notes: u64,
 }
 
 /// One successful write, as the change feed shows it.
@@ -165,44 +198,13 @@ impl PartialEq for ChangeOutbox {
 
 impl Eq for ChangeOutbox {}
 
-#[derive(Deserialize)]
-struct NoteStoreWire {
-    limits: StoreLimits,
-    next_id: NoteId,
-    notes: BTreeMap<NoteId, Note>,
-    last_timestamp: Timestamp,
-    changes_applied: u64,
-}
-
-impl TryFrom<NoteStoreWire> for NoteStore {
-    type Error = String;
-
-    fn try_from(wire: NoteStoreWire) -> Result<NoteStore, String> {
-        if wire.next_id.0 == 0 {
-            return Err("next_id starts at 1".into());
-        }
-        for (id, note) in &wire.notes {
-            if note.id != *id || *id >= wire.next_id || id.0 == 0 || note.version == 0 {
-                return Err(format!("note {id} is inconsistent with the store"));
-            }
-        }
-        Ok(NoteStore {
-            limits: wire.limits,
-            next_id: wire.next_id,
-            notes: wire.notes,
-            last_timestamp: wire.last_timestamp,
-            changes_applied: wire.changes_applied,
-            outbox: ChangeOutbox::default(),
-        })
-    }
-}
-
 impl NoteStore {
     pub fn new(limits: StoreLimits) -> NoteStore {
         NoteStore {
             limits,
             next_id: NoteId(1),
             notes: BTreeMap::new(),
+            note_digest_sum: 0,
             last_timestamp: Timestamp(0),
             changes_applied: 0,
             outbox: ChangeOutbox::default(),
@@ -210,7 +212,7 @@ impl NoteStore {
     }
 
     pub fn get(&self, id: NoteId) -> Option<&Note> {
-        self.notes.get(&id)
+        self.notes.get(&id).map(|stored| &stored.note)
     }
 
     pub fn len(&self) -> usize {
@@ -230,13 +232,87 @@ impl NoteStore {
     }
 
     pub fn notes(&self) -> impl Iterator<Item = &Note> {
-        self.notes.values()
+        self.notes.values().map(|stored| &stored.note)
+    }
+
+    /// Every note with its body's compact JSON size, in id order.
+    pub fn notes_with_sizes(&self) -> impl Iterator<Item = (&Note, usize)> {
+        self.notes.values().map(|stored| (&stored.note, stored.body_bytes))
+    }
+
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    pub fn meta(&self) -> StoreMeta {
+        StoreMeta {
+            next_id: self.next_id,
+            last_timestamp: self.last_timestamp,
+            changes_applied: self.changes_applied,
+            notes: self.notes.len() as u64,
+        }
+    }
+
+    /// The digest of the replicated state the store holds: equal on two replicas
+    /// exactly when (but for a hash collision) they hold the same notes, next id,
+    /// latest timestamp and change count.
+    pub fn digest(&self) -> u64 {
+        store_digest(&self.meta(), self.note_digest_sum)
+    }
+
+    /// A store from a snapshot: `meta` and the notes in id order. Refused unless
+    /// every note is stored under its own id, in increasing order, below `next_id`,
+    /// with a version of at least 1 and a body within the limits, and the count
+    /// matches. The limits are this replica's own.
+    pub fn from_snapshot(limits: StoreLimits, meta: StoreMeta, notes: Vec<Note>) -> Result<NoteStore, String> {
+        if meta.next_id.0 == 0 {
+            return Err("next_id starts at 1".into());
+        }
+        if meta.notes != notes.len() as u64 {
+            return Err(format!("{} notes where the snapshot has {}", notes.len(), meta.notes));
+        }
+        let mut store = NoteStore::new(limits);
+        store.next_id = meta.next_id;
+        store.last_timestamp = meta.last_timestamp;
+        store.changes_applied = meta.changes_applied;
+        for note in notes {
+            store.check_arriving(&note)?;
+            let body_bytes = request_body::compact_size(&*note.body);
+            if body_bytes > limits.body_bytes_max {
+                return Err(format!("note {} has a body of {body_bytes} bytes", note.id));
+            }
+            store.put(StoredNote::new(note, body_bytes));
+        }
+        store.check_invariants();
+        Ok(store)
+    }
+
+    /// Checks a note arriving from a peer, in increasing id order, against this store.
+    fn check_arriving(&self, note: &Note) -> Result<(), String> {
+        let after_last = self.notes.last_key_value().is_none_or(|(last, _)| *last < note.id);
+        if !after_last || note.id.0 == 0 || note.id >= self.next_id || note.version == 0 {
+            return Err(format!("note {} is inconsistent with the store", note.id));
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, stored: StoredNote) {
+        self.note_digest_sum = self.note_digest_sum.wrapping_add(stored.digest);
+        if let Some(replaced) = self.notes.insert(stored.note.id, stored) {
+            self.note_digest_sum = self.note_digest_sum.wrapping_sub(replaced.digest);
+        }
+    }
+
+    fn take(&mut self, id: NoteId) -> Option<StoredNote> {
+        let removed = self.notes.remove(&id)?;
+        self.note_digest_sum = self.note_digest_sum.wrapping_sub(removed.digest);
+        Some(removed)
     }
 
     /// Answers a read without changing anything.
     pub fn query(&self, operation: &Operation) -> Reply {
         match operation {
-            Operation::Get { id } => match self.notes.get(id) {
+            Operation::Get { id } => match self.get(*id) {
                 Some(note) => Reply::Note { note: note.clone() },
                 None => Reply::refused(Refusal::NotFound { id: *id }),
             },
@@ -245,13 +321,24 @@ impl NoteStore {
         }
     }
 
+    /// Up to `limit` notes after `after`, in id order, within `page_bytes_max`.
     pub fn list(&self, after: Option<NoteId>, limit: Option<u32>) -> NotePage {
         let limit = limit.unwrap_or(self.limits.list_limit_max).min(self.limits.list_limit_max);
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
         let start = after.map_or(0, |after| after.0.saturating_add(1));
-        let mut remaining = self.notes.range(NoteId(start)..);
-        let notes: Vec<Note> = remaining.by_ref().take(limit).map(|(_, note)| note.clone()).collect();
-        let next_after = match (remaining.next(), notes.last()) {
+        let mut remaining = self.notes.range(NoteId(start)..).peekable();
+        let (mut notes, mut bytes) = (Vec::new(), 0);
+        while let Some((_, stored)) = remaining.peek() {
+            let note_bytes = size::note_bytes(stored.body_bytes);
+            let full = notes.len() == limit || bytes + note_bytes > self.limits.page_bytes_max;
+            if !notes.is_empty() && full || limit == 0 {
+                break;
+            }
+            bytes += note_bytes;
+            notes.push(stored.note.clone());
+            remaining.next();
+        }
+        let next_after = match (remaining.peek(), notes.last()) {
             (Some(_), Some(last)) => Some(last.id),
             _ => None,
         };
@@ -290,8 +377,8 @@ impl NoteStore {
     }
 
     fn create(&mut self, body: &Value, timestamp: Timestamp) -> Reply {
-        let body = match self.validate_body(body, None) {
-            Ok(body) => body,
+        let (body, body_bytes) = match self.validate_body(body, None) {
+            Ok(valid) => valid,
             Err(refusal) => return Reply::refused(refusal),
         };
         let id = self.next_id;
@@ -301,7 +388,7 @@ impl NoteStore {
         self.next_id = NoteId(next_id);
         let note = Note { id, version: 1, created_at: timestamp, updated_at: timestamp, body: Arc::new(body) };
         self.stamp(timestamp);
-        self.notes.insert(id, note.clone());
+        self.put(StoredNote::new(note.clone(), body_bytes));
         Reply::Note { note }
     }
 
@@ -311,7 +398,7 @@ impl NoteStore {
             Err(refusal) => return Reply::refused(refusal),
         };
         match self.validate_body(body, Some(note)) {
-            Ok(body) => self.update(id, body, timestamp),
+            Ok((body, body_bytes)) => self.update(id, body, body_bytes, timestamp),
             Err(refusal) => Reply::refused(refusal),
         }
     }
@@ -339,7 +426,7 @@ impl NoteStore {
             other => self.validate_body(&other, Some(note)),
         };
         match merged {
-            Ok(body) => self.update(id, body, timestamp),
+            Ok((body, body_bytes)) => self.update(id, body, body_bytes, timestamp),
             Err(refusal) => Reply::refused(refusal),
         }
     }
@@ -348,12 +435,12 @@ impl NoteStore {
         if let Err(refusal) = self.writable(id, if_match) {
             return Reply::refused(refusal);
         }
-        self.notes.remove(&id);
+        self.take(id);
         Reply::Deleted { id }
     }
 
     fn writable(&self, id: NoteId, if_match: Option<Version>) -> Result<&Note, Refusal> {
-        let note = self.notes.get(&id).ok_or(Refusal::NotFound { id })?;
+        let note = self.get(id).ok_or(Refusal::NotFound { id })?;
         match if_match {
             Some(expected) if expected != note.version => {
                 Err(Refusal::VersionMismatch { id, expected, actual: note.version })
@@ -362,8 +449,8 @@ impl NoteStore {
         }
     }
 
-    fn update(&mut self, id: NoteId, body: Map<String, Value>, timestamp: Timestamp) -> Reply {
-        let note = self.notes.get_mut(&id).expect("update follows a successful writable()");
+    fn update(&mut self, id: NoteId, body: Map<String, Value>, body_bytes: usize, timestamp: Timestamp) -> Reply {
+        let StoredNote { mut note, .. } = self.take(id).expect("update follows a successful writable()");
         // Ordering replicas stamp writes with a hybrid logical clock, so this is
         // normally the timestamp given; the floor keeps a note's updated_at moving
         // forward whatever a peer sent, identically on every replica.
@@ -371,7 +458,7 @@ impl NoteStore {
         note.body = Arc::new(body);
         note.version += 1;
         note.updated_at = updated_at;
-        let note = note.clone();
+        self.put(StoredNote::new(note.clone(), body_bytes));
         self.stamp(updated_at);
         Reply::Note { note }
     }
@@ -380,7 +467,8 @@ impl NoteStore {
         self.last_timestamp = self.last_timestamp.max(timestamp);
     }
 
-    fn validate_body(&self, body: &Value, existing: Option<&Note>) -> Result<Map<String, Value>, Refusal> {
+    /// The body to store and its compact JSON size, or why it cannot be stored.
+    fn validate_body(&self, body: &Value, existing: Option<&Note>) -> Result<(Map<String, Value>, usize), Refusal> {
         let Value::Object(members) = body else {
             return Err(Refusal::invalid("a note must be a JSON object"));
         };
@@ -391,7 +479,7 @@ impl NoteStore {
         &self,
         mut members: Map<String, Value>,
         existing: Option<&Note>,
-    ) -> Result<Map<String, Value>, Refusal> {
+    ) -> Result<(Map<String, Value>, usize), Refusal> {
         strip_metadata(&mut members, existing)?;
         // Merging never nests deeper than the note and the patch already were, so
         // only a host that skipped `request_body::parse` can trip this.
@@ -409,7 +497,7 @@ impl NoteStore {
                 self.limits.body_bytes_max
             )));
         }
-        Ok(members)
+        Ok((members, size))
     }
 
     /// Replaces the notes with a snapshot's, as state transfer does. The limits are
@@ -426,7 +514,19 @@ impl NoteStore {
             assert!(*last_id < self.next_id, "every stored id was assigned before next_id");
         }
         assert!(self.next_id.0 >= 1, "ids start at 1");
+        if cfg!(debug_assertions) {
+            let sum = self.notes.values().fold(0u64, |sum, stored| sum.wrapping_add(stored.digest));
+            assert_eq!(sum, self.note_digest_sum, "the digest sum follows the notes");
+        }
     }
+}
+
+/// The digest of a store's state from its metadata and the sum of its notes' digests.
+pub(crate) fn store_digest(meta: &StoreMeta, note_digest_sum: u64) -> u64 {
+    let mut digester = Digester::new();
+    digester.add(meta);
+    digester.add(&note_digest_sum);
+    digester.finish()
 }
 
 /// The note a successful write left, or `None` with its id for a delete.
@@ -457,7 +557,7 @@ mod tests {
     use super::*;
 
     fn store() -> NoteStore {
-        NoteStore::new(StoreLimits { body_bytes_max: 64, list_limit_max: 2 })
+        NoteStore::new(StoreLimits { body_bytes_max: 64, list_limit_max: 2, page_bytes_max: 1024 })
     }
 
     fn create(store: &mut NoteStore, body: Value, at: u64) -> Reply {

@@ -34,6 +34,7 @@ use crate::message::Message;
 
 mod compact;
 pub mod json_text;
+pub mod size;
 
 /// Largest payload a frame may carry. Snapshots are the largest messages.
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
@@ -81,6 +82,11 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
     frame
 }
 
+/// The bytes `envelope` takes as a frame's payload, computed without building it.
+pub fn encoded_len(envelope: &Envelope) -> usize {
+    postcard::experimental::serialized_size(envelope).expect("messages are plain data and always encode")
+}
+
 /// Decodes the first frame in `bytes`, returning it and the number of bytes it used.
 pub fn decode(bytes: &[u8]) -> Result<(Envelope, usize), WireError> {
     let Some(prefix) = bytes.first_chunk::<LENGTH_PREFIX_BYTES>() else {
@@ -112,9 +118,7 @@ fn describe(error: postcard::Error) -> String {
     match error {
         // Postcard drops the message of an error raised by a type itself.
         postcard::Error::SerdeDeCustom => {
-            "a value its type refuses (an unknown variant, JSON text that does not parse, an inconsistent \
-             snapshot)"
-                .into()
+            "a value its type refuses (an unknown variant, JSON text that does not parse)".into()
         }
         other => other.to_string(),
     }

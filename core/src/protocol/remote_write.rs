@@ -18,7 +18,9 @@
 //! update some backup has not acknowledged and sends it again after
 //! `retransmit_timeout`; it also sends a heartbeat every `heartbeat_interval`, so a
 //! backup that lost messages, or its memory, learns how far behind it is. A backup
-//! behind the primary's retained log gets a snapshot of the whole state.
+//! behind the primary's retained log is sent the manifest of a snapshot and
+//! fetches it chunk by chunk ([`crate::snapshot`]); no message carries more than
+//! `message_bytes_max` of updates, notes or client records.
 //!
 //! # Fault model
 //!
@@ -45,22 +47,54 @@ use crate::message::Message as AnyMessage;
 use crate::operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
 use crate::protocol::{Outputs, PendingForwards, Protocol, SEQUENCE_NUMBER_MAX};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
+use crate::snapshot::{Chunk, Download, Images, Manifest, Progress, SnapshotId};
 use crate::store::NoteStore;
 use crate::time::Instant;
+use crate::wire::size;
+
+/// A snapshot chunk asked for this many times without an answer: the download is
+/// abandoned until the primary names a snapshot again.
+const CHUNK_REQUESTS_MAX: u32 = 6;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// A request that arrived at a backup, on its way to the primary.
-    Forward { request: ClientRequest },
+    Forward {
+        request: ClientRequest,
+    },
     /// The primary's answer to a forwarded request, for the replica holding the client.
-    ForwardReply { client: ClientId, request_number: RequestNumber, reply: Reply },
+    ForwardReply {
+        client: ClientId,
+        request_number: RequestNumber,
+        reply: Reply,
+    },
     /// Updates in sequence order (possibly none: a heartbeat), and the primary's
     /// latest sequence so that the backup knows whether it is behind.
-    Update { entries: Vec<Update>, latest_sequence: u64 },
+    Update {
+        entries: Vec<Update>,
+        latest_sequence: u64,
+    },
     /// Cumulative: every update up to `applied` is applied. `behind` asks for what follows.
-    UpdateAck { applied: u64, behind: bool },
-    /// The whole replicated state as of `sequence`, for a backup behind the retained log.
-    Snapshot { sequence: u64, store: NoteStore, client_table: ClientTable },
+    UpdateAck {
+        applied: u64,
+        behind: bool,
+    },
+    /// The manifest of a snapshot of the whole replicated state, for a backup behind
+    /// the retained log: it fetches the snapshot with `GetSnapshotChunk`.
+    Snapshot {
+        manifest: Manifest,
+    },
+    GetSnapshotChunk {
+        snapshot: SnapshotId,
+        first: u64,
+    },
+    SnapshotChunk {
+        chunk: Chunk,
+    },
+    /// The primary no longer holds `snapshot`.
+    SnapshotUnavailable {
+        snapshot: SnapshotId,
+    },
 }
 
 impl Message {
@@ -72,7 +106,11 @@ impl Message {
                 within(*latest_sequence) && entries.iter().all(|update| within(update.sequence))
             }
             Message::UpdateAck { applied, .. } => within(*applied),
-            Message::Snapshot { sequence, .. } => within(*sequence),
+            Message::Snapshot { manifest } => within(manifest.id.sequence),
+            Message::GetSnapshotChunk { snapshot, .. } | Message::SnapshotUnavailable { snapshot } => {
+                within(snapshot.sequence)
+            }
+            Message::SnapshotChunk { chunk } => within(chunk.snapshot.sequence),
             Message::Forward { .. } | Message::ForwardReply { .. } => true,
         }
     }
@@ -84,6 +122,9 @@ impl Message {
             Message::Update { .. } => "update",
             Message::UpdateAck { .. } => "update_ack",
             Message::Snapshot { .. } => "snapshot",
+            Message::GetSnapshotChunk { .. } => "get_snapshot_chunk",
+            Message::SnapshotChunk { .. } => "snapshot_chunk",
+            Message::SnapshotUnavailable { .. } => "snapshot_unavailable",
         }
     }
 }
@@ -126,6 +167,8 @@ struct PrimaryState {
     /// Writes executed here, waiting for every backup before their client is answered.
     waiting: BTreeMap<u64, Waiter>,
     heartbeat_at: Instant,
+    /// Snapshots backups are fetching.
+    images: Images,
 }
 
 #[derive(Debug)]
@@ -151,6 +194,8 @@ struct Waiter {
 struct BackupState {
     /// Updates that arrived ahead of a gap, by sequence.
     buffered: BTreeMap<u64, Update>,
+    /// The snapshot being fetched from the primary.
+    download: Option<Download>,
 }
 
 impl RemoteWrite {
@@ -165,6 +210,7 @@ impl RemoteWrite {
                 backups,
                 waiting: BTreeMap::new(),
                 heartbeat_at: now + config.timing.heartbeat_interval,
+                images: Images::default(),
             })
         } else {
             RoleState::Backup(BackupState::default())
@@ -224,6 +270,13 @@ impl RemoteWrite {
             Admission::Execute => {}
         }
         let limits = &self.config.limits;
+        if size::operation_text_bytes(&operation) > limits.store.body_bytes_max {
+            let refusal = Refusal::invalid(format!(
+                "the request's body is over the limit of {} bytes",
+                limits.store.body_bytes_max
+            ));
+            return self.answer(origin, client, request_number, Reply::refused(refusal), outputs);
+        }
         if primary.waiting.len() >= limits.pending_requests_max || primary.log.len() >= limits.log_entries_max {
             outputs.event(Event::Overloaded { queue: "replication".into() });
             let refusal = Refusal::unavailable("the primary's replication queue is full");
@@ -286,19 +339,24 @@ impl RemoteWrite {
         }
         let oldest_retained = primary.log.front().map_or(self.applied + 1, |update| update.sequence);
         if progress.send_from < oldest_retained {
-            let message = Message::Snapshot {
-                sequence: self.applied,
-                store: self.store.clone(),
-                client_table: self.client_table.clone(),
-            };
-            outputs.send(backup, wrap(message));
-            outputs.event(Event::SnapshotSent { to: backup, sequence: self.applied });
-            progress.send_from = self.applied + 1;
+            // The backup fetches the snapshot, then acknowledges its sequence; the
+            // updates after it are retained until then, as it has not acknowledged them.
+            let manifest =
+                primary.images.get_or_freeze(now, oldest_retained - 1, self.applied, &self.store, &self.client_table);
+            outputs.send(backup, wrap(Message::Snapshot { manifest }));
+            outputs.event(Event::SnapshotSent { to: backup, sequence: manifest.id.sequence });
             return;
         }
         let skip = usize::try_from(progress.send_from - oldest_retained).expect("the log fits in memory");
-        let entries: Vec<Update> =
-            primary.log.iter().skip(skip).take(self.config.limits.entries_per_message_max).cloned().collect();
+        let limits = &self.config.limits;
+        let mut bytes = 0;
+        let entries: Vec<Update> = (primary.log.iter().skip(skip).take(limits.entries_per_message_max))
+            .take_while(|update| {
+                bytes += size::entry_bytes(&update.operation);
+                bytes == size::entry_bytes(&update.operation) || bytes <= limits.message_bytes_max
+            })
+            .cloned()
+            .collect();
         let first_sequence = entries.first().map_or(progress.send_from, |update| update.sequence);
         outputs.event(Event::Retransmitted { to: backup, first_sequence, entries: entries.len() });
         progress.send_from = first_sequence + entries.len() as u64;
@@ -339,7 +397,9 @@ impl RemoteWrite {
         if from != self.primary {
             return outputs.drop_message(from, DropReason::NotPrimary);
         }
-        if entries.iter().any(|update| update.sequence > latest_sequence) {
+        let body_bytes_max = self.config.limits.store.body_bytes_max;
+        let oversized = entries.iter().any(|update| size::operation_text_bytes(&update.operation) > body_bytes_max);
+        if oversized || entries.iter().any(|update| update.sequence > latest_sequence) {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         let buffer_end = self.applied + self.config.limits.log_entries_max as u64;
@@ -385,27 +445,93 @@ impl RemoteWrite {
         }
     }
 
-    fn on_snapshot(
-        &mut self,
-        from: ReplicaId,
-        sequence: u64,
-        store: NoteStore,
-        client_table: ClientTable,
-        outputs: &mut Outputs,
-    ) {
+    /// The primary says this backup is behind its retained log: fetch the snapshot.
+    fn on_snapshot(&mut self, now: Instant, from: ReplicaId, manifest: Manifest, outputs: &mut Outputs) {
         let RoleState::Backup(backup) = &mut self.role else {
             return outputs.drop_message(from, DropReason::NotPrimary);
         };
         if from != self.primary {
             return outputs.drop_message(from, DropReason::NotPrimary);
         }
-        if sequence > self.applied {
-            self.store.restore(store);
-            self.client_table = client_table;
-            self.applied = sequence;
-            backup.buffered.retain(|buffered_sequence, _| *buffered_sequence > sequence);
-            outputs.event(Event::SnapshotInstalled { from, sequence });
-            self.apply_buffered(from, outputs);
+        if manifest.id.sequence <= self.applied {
+            return outputs.send(from, wrap(Message::UpdateAck { applied: self.applied, behind: false }));
+        }
+        if backup.download.as_ref().is_some_and(|download| *download.manifest() == manifest) {
+            return; // Already fetching it: the primary repeats the manifest until acknowledged.
+        }
+        backup.download = Some(Download::new(from, manifest, now));
+        self.request_chunk(now, outputs);
+    }
+
+    fn request_chunk(&mut self, now: Instant, outputs: &mut Outputs) {
+        let wait = self.config.timing.retransmit_timeout;
+        let RoleState::Backup(BackupState { download: Some(download), .. }) = &mut self.role else { return };
+        let (snapshot, first) = download.next_request(now, wait);
+        outputs.send(download.source(), wrap(Message::GetSnapshotChunk { snapshot, first }));
+    }
+
+    fn on_get_snapshot_chunk(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        snapshot: SnapshotId,
+        first: u64,
+        outputs: &mut Outputs,
+    ) {
+        let RoleState::Primary(primary) = &mut self.role else {
+            return outputs.drop_message(from, DropReason::NotPrimary);
+        };
+        let message = match primary.images.chunk(now, snapshot, first, self.config.limits.message_bytes_max) {
+            Some(chunk) => Message::SnapshotChunk { chunk },
+            None => Message::SnapshotUnavailable { snapshot },
+        };
+        outputs.send(from, wrap(message));
+    }
+
+    fn on_snapshot_chunk(&mut self, now: Instant, from: ReplicaId, chunk: Chunk, outputs: &mut Outputs) {
+        let limits = self.config.limits.store;
+        let defect = self.config.defect;
+        let RoleState::Backup(BackupState { download: Some(download), .. }) = &mut self.role else {
+            if chunk.snapshot.sequence > self.applied {
+                outputs.drop_message(from, DropReason::SnapshotMismatch);
+            }
+            return; // A late copy of a chunk of a snapshot already installed.
+        };
+        match download.accept(from, chunk, &limits, defect) {
+            Err(reason) => outputs.drop_message(from, reason),
+            Ok(Progress::Duplicate) => {}
+            Ok(Progress::More) => self.request_chunk(now, outputs),
+            Ok(Progress::Complete) => self.finish_download(from, outputs),
+        }
+    }
+
+    fn on_snapshot_unavailable(&mut self, from: ReplicaId, snapshot: SnapshotId) {
+        if let RoleState::Backup(backup) = &mut self.role
+            && (backup.download.as_ref())
+                .is_some_and(|download| download.source() == from && download.manifest().id == snapshot)
+        {
+            // The primary's next heartbeat finds this backup behind and names a new snapshot.
+            backup.download = None;
+        }
+    }
+
+    /// Installs the snapshot just fetched if its digest matches, then applies what
+    /// was buffered after it and tells the primary.
+    fn finish_download(&mut self, from: ReplicaId, outputs: &mut Outputs) {
+        let RoleState::Backup(backup) = &mut self.role else { return };
+        let download = backup.download.take().expect("a download just completed");
+        let sequence = download.manifest().id.sequence;
+        match download.install(self.config.limits.store, self.config.defect) {
+            Ok((store, client_table)) if sequence > self.applied => {
+                self.store.restore(store);
+                self.client_table = client_table;
+                self.applied = sequence;
+                backup.buffered.retain(|buffered_sequence, _| *buffered_sequence > sequence);
+                outputs.event(Event::SnapshotInstalled { from, sequence });
+                self.apply_buffered(from, outputs);
+            }
+            Ok(_) => {}
+            Err(_) => outputs.drop_message(from, DropReason::SnapshotMismatch),
         }
         outputs.send(from, wrap(Message::UpdateAck { applied: self.applied, behind: false }));
     }
@@ -462,9 +588,12 @@ impl Protocol for RemoteWrite {
             }
             Message::Update { entries, latest_sequence } => self.on_update(from, entries, latest_sequence, outputs),
             Message::UpdateAck { applied, behind } => self.on_update_ack(now, from, applied, behind, outputs),
-            Message::Snapshot { sequence, store, client_table } => {
-                self.on_snapshot(from, sequence, store, client_table, outputs)
+            Message::Snapshot { manifest } => self.on_snapshot(now, from, manifest, outputs),
+            Message::GetSnapshotChunk { snapshot, first } => {
+                self.on_get_snapshot_chunk(now, from, snapshot, first, outputs)
             }
+            Message::SnapshotChunk { chunk } => self.on_snapshot_chunk(now, from, chunk, outputs),
+            Message::SnapshotUnavailable { snapshot } => self.on_snapshot_unavailable(from, snapshot),
         }
     }
 
@@ -472,6 +601,17 @@ impl Protocol for RemoteWrite {
         let next_retry_at = now + self.config.timing.retransmit_timeout;
         for (to, request) in self.forwards.due(now, next_retry_at) {
             outputs.send(to, wrap(Message::Forward { request }));
+        }
+        if let RoleState::Backup(backup) = &mut self.role
+            && let Some(download) = &backup.download
+            && download.retry_at() <= now
+        {
+            if download.unanswered() < CHUNK_REQUESTS_MAX {
+                self.request_chunk(now, outputs);
+            } else {
+                // The primary names a snapshot again once it finds this backup behind.
+                backup.download = None;
+            }
         }
         let RoleState::Primary(primary) = &mut self.role else { return };
         if primary.heartbeat_at <= now {
@@ -501,7 +641,13 @@ impl Protocol for RemoteWrite {
 
     fn next_timeout(&self) -> Option<Instant> {
         let forwards = self.forwards.next_retry_at();
-        let RoleState::Primary(primary) = &self.role else { return forwards };
+        let primary = match &self.role {
+            RoleState::Primary(primary) => primary,
+            RoleState::Backup(backup) => {
+                let download = backup.download.as_ref().map(Download::retry_at);
+                return [forwards, download].into_iter().flatten().min();
+            }
+        };
         let retransmit = primary.backups.values().filter_map(|progress| progress.retransmit_at).min();
         [forwards, retransmit, Some(primary.heartbeat_at)].into_iter().flatten().min()
     }

@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
@@ -9,8 +9,10 @@ use crate::ids::{ClientId, NoteId};
 use crate::operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
 use crate::protocol::local_write::{self, Item};
 use crate::protocol::remote_write;
-use crate::protocol::vr::{self, Entry, PrimaryState, ReplicaStatus, ResponderState, Snapshot};
+use crate::protocol::vr::{self, Entry, ReplicaStatus, ResponderState};
+use crate::snapshot::Image;
 use crate::store::{NoteStore, StoreLimits};
+use crate::time::Instant;
 
 fn envelope() -> Envelope {
     Envelope {
@@ -125,7 +127,10 @@ fn vr_entries() -> Vec<Entry> {
 fn messages() -> Vec<Message> {
     let (store, replies) = store_and_replies();
     let table = client_table(&replies);
-    let snapshot = Snapshot { commit_number: 9, store: store.clone(), client_table: table.clone() };
+    let image = Image::freeze(9, &store, &table, Instant::ZERO);
+    let manifest = *image.manifest();
+    let chunk = image.chunk(0, usize::MAX).expect("the image holds pieces");
+    assert!(!chunk.clients.is_empty() && !chunk.notes.is_empty(), "records and notes");
     let responder = ResponderState { status: ReplicaStatus::Recovering, op_number: 10, commit_number: 9 };
     let note = store.get(NoteId(1)).cloned();
     let mut messages = vec![];
@@ -135,25 +140,27 @@ fn messages() -> Vec<Message> {
             vr::Message::PrepareOk { view: 2, op_number: 9 },
             vr::Message::Commit { view: 2, commit_number: 9 },
             vr::Message::StartViewChange { view: 3 },
-            vr::Message::DoViewChange { view: 3, log_view: 2, commit_number: 1, checkpoint: 0, entries: vr_entries() },
-            vr::Message::StartView { view: 3, commit_number: 1, checkpoint: 0, entries: vec![] },
+            vr::Message::DoViewChange { view: 3, log_view: 2, commit_number: 1, after: 0, entries: vr_entries() },
+            vr::Message::StartView { view: 3, commit_number: 1, after: 0, entries: vec![] },
             vr::Message::Recovery { nonce: u64::MAX },
-            vr::Message::RecoveryResponse { view: 3, nonce: 4, responder, primary_state: None },
+            vr::Message::RecoveryResponse { view: 3, nonce: 4, responder },
             vr::Message::RecoveryResponse {
                 view: 3,
                 nonce: 4,
                 responder: ResponderState { status: ReplicaStatus::Normal, ..responder },
-                primary_state: Some(PrimaryState { snapshot: snapshot.clone(), entries: vr_entries() }),
             },
             vr::Message::GetState { view: 3, op_number: 1 },
             vr::Message::NewState {
                 view: 3,
                 op_number: 12,
                 commit_number: 9,
-                after: 0,
-                snapshot: Some(snapshot),
-                entries: vr_entries(),
+                after: 9,
+                snapshot: Some(manifest),
+                entries: vec![],
             },
+            vr::Message::GetSnapshotChunk { snapshot: manifest.id, first: 3 },
+            vr::Message::SnapshotChunk { chunk: chunk.clone() },
+            vr::Message::SnapshotUnavailable { snapshot: manifest.id },
             vr::Message::NewState {
                 view: 3,
                 op_number: 12,
@@ -187,7 +194,10 @@ fn messages() -> Vec<Message> {
             remote_write::Message::Update { entries: updates.collect(), latest_sequence: 9 },
             remote_write::Message::Update { entries: vec![], latest_sequence: 9 },
             remote_write::Message::UpdateAck { applied: 9, behind: true },
-            remote_write::Message::Snapshot { sequence: 9, store: store.clone(), client_table: table.clone() },
+            remote_write::Message::Snapshot { manifest },
+            remote_write::Message::GetSnapshotChunk { snapshot: manifest.id, first: 3 },
+            remote_write::Message::SnapshotChunk { chunk },
+            remote_write::Message::SnapshotUnavailable { snapshot: manifest.id },
         ]
         .into_iter()
         .chain(replies.iter().map(|reply| remote_write::Message::ForwardReply {
@@ -216,16 +226,14 @@ fn messages() -> Vec<Message> {
                 to: ReplicaId(2),
                 epoch: 3,
                 sequence: 4,
-                note,
-                clients: table.clone(),
+                digest: local_write::item_digest(note.as_ref(), &table),
             },
             local_write::Message::Transfer {
                 item: Item::Counter,
                 to: ReplicaId(0),
                 epoch: 1,
                 sequence: 0,
-                note: None,
-                clients: ClientTable::new(1),
+                digest: local_write::item_digest(None, &ClientTable::new(1)),
             },
             local_write::Message::TransferAck { item: Item::Counter, epoch: 3 },
             local_write::Message::Read {
@@ -265,7 +273,7 @@ fn a_frame_decodes_to_what_was_encoded() {
 fn every_message_of_every_protocol_survives_a_frame() {
     let messages = messages();
     let kinds: BTreeSet<(&str, &str)> = messages.iter().map(|message| (protocol(message), message.kind())).collect();
-    assert_eq!(kinds.len(), 14 + 5 + 7, "every kind of vr, remote-write and local-write message: {kinds:?}");
+    assert_eq!(kinds.len(), 17 + 8 + 7, "every kind of vr, remote-write and local-write message: {kinds:?}");
     for message in messages {
         let envelope = Envelope { cluster: ClusterId(u64::MAX), from: ReplicaId(2), to: ReplicaId(255), message };
         let bytes = encode(&envelope);
@@ -347,8 +355,7 @@ fn oversized_frames_are_errors() {
     assert_eq!(decode(&over), Err(WireError::TooLarge { length: FRAME_PAYLOAD_BYTES_MAX + 1 }));
 }
 
-const REFUSED: &str =
-    "a value its type refuses (an unknown variant, JSON text that does not parse, an inconsistent snapshot)";
+const REFUSED: &str = "a value its type refuses (an unknown variant, JSON text that does not parse)";
 
 #[test]
 fn malformed_payloads_say_what_is_wrong_and_where() {
@@ -396,21 +403,6 @@ fn a_body_whose_json_text_is_broken_is_malformed() {
     }
 }
 
-#[test]
-fn a_snapshot_that_contradicts_itself_is_malformed() {
-    // A remote-write snapshot written field by field: postcard writes a variant index
-    // as a varint, like a u32, and a struct as its fields in order.
-    let snapshot_payload = |next_id: u64| {
-        let store = (StoreLimits::default(), NoteId(next_id), BTreeMap::<NoteId, ()>::new(), Timestamp(0), 0u64);
-        let message = (0u32, 4u32, 5u64, store, ClientTable::new(1));
-        postcard::to_allocvec(&(ClusterId(9), ReplicaId(1), ReplicaId(0), message)).expect("encodes")
-    };
-    let (decoded, _) = decode(&frame(&snapshot_payload(1))).expect("a consistent snapshot decodes");
-    assert_eq!(decoded.message.kind(), "snapshot");
-    let reason = malformed_reason(&frame(&snapshot_payload(0)));
-    assert!(reason.starts_with(REFUSED), "{reason}");
-}
-
 /// Any damage to a valid frame is an error or another envelope, never a panic.
 #[test]
 fn damaged_frames_never_panic() {
@@ -441,4 +433,196 @@ fn the_envelope_names_cluster_and_receiver() {
         envelope().check(ClusterId(9), ReplicaId(2)),
         Err(WireError::WrongReceiver { expected: ReplicaId(2), found: ReplicaId(0) })
     );
+}
+
+/// Limits as large as [`crate::config::Config::validate`] accepts: the largest
+/// notes one message can carry, and the largest view change.
+fn largest_limits() -> crate::config::Limits {
+    let mut limits = crate::config::Limits::default();
+    limits.uncommitted_bytes_max = FRAME_PAYLOAD_BYTES_MAX - size::MESSAGE_OVERHEAD_BYTES_MAX;
+    limits.message_bytes_max = limits.uncommitted_bytes_max;
+    limits.store.page_bytes_max = limits.message_bytes_max;
+    limits.store.body_bytes_max =
+        limits.message_bytes_max - size::ENTRY_OVERHEAD_BYTES_MAX.max(size::REPLY_OVERHEAD_BYTES_MAX);
+    limits.entries_per_message_max = 1 << 20;
+    limits.log_entries_max = 1 << 20;
+    limits
+}
+
+/// A body whose compact JSON is exactly `bytes` long.
+fn body_of(bytes: usize) -> Value {
+    let body = json!({ "x": "a".repeat(bytes - 8) });
+    assert_eq!(crate::request_body::compact_size(&body), bytes);
+    body
+}
+
+/// Every kind of message, as large as the protocol builds it under `limits`, with
+/// every number as wide as it encodes: each stays within the bound `wire/size.rs`
+/// states for it, and so within the frame limit.
+fn assert_largest_messages_fit(limits: crate::config::Limits, body_bytes: usize) {
+    use crate::config::{Config, ProtocolKind};
+    assert_eq!(Config { limits, ..Config::new(ClusterId(1), ReplicaId(0), 3, ProtocolKind::Vr, 1) }.validate(), Ok(()));
+    let wide = u64::MAX >> 1;
+    let body = body_of(body_bytes);
+    let operation = Operation::Replace { id: NoteId(wide), body: body.clone(), if_match: Some(wide) };
+    let entry = |op_number: u64| Entry {
+        op_number,
+        view: wide,
+        client: ClientId(wide),
+        request_number: wide,
+        operation: operation.clone(),
+        timestamp: Timestamp(wide),
+    };
+    // The log as vr builds it: a batch of prepares, a view change's suffix.
+    let mut log = vr::log_for_tests();
+    let entry_bytes = size::entry_bytes(&operation);
+    let entries_in_log = limits.uncommitted_bytes_max / entry_bytes + 2;
+    for op_number in 1..=entries_in_log as u64 {
+        log.append(entry(op_number));
+    }
+    let batch = log.entries_after(0, limits.entries_per_message_max, limits.message_bytes_max);
+    let after = log.start_within(limits.uncommitted_bytes_max);
+    let suffix = log.entries_after(after, usize::MAX, usize::MAX);
+    // A store as large as pages and chunks take from, with a table of write replies.
+    let mut store = NoteStore::new(limits.store);
+    let mut table = ClientTable::new(64);
+    let notes = limits.message_bytes_max / (body_bytes + size::NOTE_OVERHEAD_BYTES_MAX) + 2;
+    for client in 1..=notes as u64 {
+        let reply = store.execute(&Operation::Create { body: body.clone() }, Timestamp(wide - 10_000 + client));
+        table.record(ClientId(wide - client), wide, reply);
+    }
+    let page = store.list(None, None);
+    let image = Image::freeze(wide, &store, &table, Instant::ZERO);
+    let clients_chunk = image.chunk(0, limits.message_bytes_max).expect("pieces");
+    let notes_chunk = image.chunk(image.manifest().clients, limits.message_bytes_max).expect("pieces");
+    let request = ClientRequest {
+        client: ClientId(wide),
+        request_number: wide,
+        operation: operation.clone(),
+        consistency: Consistency::Local,
+    };
+    let page_reply = Reply::Page { page };
+    let note_reply = table.records().pop().expect("a record").reply;
+    let message_max = limits.message_bytes_max + size::MESSAGE_OVERHEAD_BYTES_MAX;
+    let view_change_max = limits.uncommitted_bytes_max + size::MESSAGE_OVERHEAD_BYTES_MAX;
+    let messages: Vec<(Message, usize)> = vec![
+        (Message::Vr(vr::Message::Prepare { view: wide, commit_number: wide, entries: batch.clone() }), message_max),
+        (
+            Message::Vr(vr::Message::DoViewChange {
+                view: wide,
+                log_view: wide,
+                commit_number: wide,
+                after,
+                entries: suffix.clone(),
+            }),
+            view_change_max,
+        ),
+        (
+            Message::Vr(vr::Message::StartView { view: wide, commit_number: wide, after, entries: suffix }),
+            view_change_max,
+        ),
+        (
+            Message::Vr(vr::Message::NewState {
+                view: wide,
+                op_number: wide,
+                commit_number: wide,
+                after: wide,
+                snapshot: Some(*image.manifest()),
+                entries: batch.clone(),
+            }),
+            message_max,
+        ),
+        (Message::Vr(vr::Message::SnapshotChunk { chunk: clients_chunk.clone() }), message_max),
+        (Message::Vr(vr::Message::SnapshotChunk { chunk: notes_chunk.clone() }), message_max),
+        (Message::Vr(vr::Message::Forward { request: request.clone() }), message_max),
+        (
+            Message::Vr(vr::Message::ForwardReply {
+                client: ClientId(wide),
+                request_number: wide,
+                reply: page_reply.clone(),
+            }),
+            message_max,
+        ),
+        (
+            Message::Vr(vr::Message::ForwardReply {
+                client: ClientId(wide),
+                request_number: wide,
+                reply: note_reply.clone(),
+            }),
+            message_max,
+        ),
+        (
+            Message::RemoteWrite(remote_write::Message::Update {
+                entries: batch
+                    .iter()
+                    .map(|entry| remote_write::Update {
+                        sequence: wide,
+                        client: entry.client,
+                        request_number: wide,
+                        operation: entry.operation.clone(),
+                        timestamp: entry.timestamp,
+                    })
+                    .collect(),
+                latest_sequence: wide,
+            }),
+            message_max,
+        ),
+        (Message::RemoteWrite(remote_write::Message::SnapshotChunk { chunk: notes_chunk }), message_max),
+        (Message::RemoteWrite(remote_write::Message::Forward { request: request.clone() }), message_max),
+        (
+            Message::RemoteWrite(remote_write::Message::ForwardReply {
+                client: ClientId(wide),
+                request_number: wide,
+                reply: page_reply.clone(),
+            }),
+            message_max,
+        ),
+        (
+            Message::LocalWrite(local_write::Message::Update {
+                entries: batch
+                    .iter()
+                    .map(|entry| local_write::Update {
+                        item: Item::Note(NoteId(wide)),
+                        epoch: wide,
+                        sequence: wide,
+                        client: entry.client,
+                        request_number: wide,
+                        operation: entry.operation.clone(),
+                        timestamp: entry.timestamp,
+                    })
+                    .collect(),
+            }),
+            message_max,
+        ),
+        (
+            Message::LocalWrite(local_write::Message::Read { origin: ReplicaId(255), request, hops: u8::MAX }),
+            message_max,
+        ),
+        (
+            Message::LocalWrite(local_write::Message::ReadReply {
+                client: ClientId(wide),
+                request_number: wide,
+                reply: page_reply,
+            }),
+            message_max,
+        ),
+    ];
+    for (message, bound) in messages {
+        let kind = message.kind();
+        let envelope = Envelope { cluster: ClusterId(u64::MAX), from: ReplicaId(255), to: ReplicaId(255), message };
+        let encoded = encoded_len(&envelope);
+        assert!(encoded <= bound, "{kind}: {encoded} bytes, over its bound of {bound}");
+        assert!(bound <= FRAME_PAYLOAD_BYTES_MAX, "{kind}: its bound is within the frame limit");
+        assert_eq!(encoded + LENGTH_PREFIX_BYTES, encode(&envelope).len(), "encoded_len is exact");
+    }
+}
+
+#[test]
+fn the_largest_message_of_every_kind_fits_in_a_frame() {
+    let defaults = crate::config::Limits::default();
+    assert_largest_messages_fit(defaults, defaults.store.body_bytes_max);
+    assert_largest_messages_fit(defaults, 1_000);
+    let largest = largest_limits();
+    assert_largest_messages_fit(largest, largest.store.body_bytes_max);
+    assert_largest_messages_fit(largest, 100_000);
 }

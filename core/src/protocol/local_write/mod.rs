@@ -30,7 +30,7 @@
 //! whose epoch is not above the receiver's is stale and dropped (and acknowledged, so
 //! that its sender stops sending it). Because the old owner hands over only once every
 //! replica has applied every update of the item, the new owner already holds the
-//! item's state and its client table; `Transfer` carries them anyway and the receiver
+//! item's state and its client table; `Transfer` carries their digest and the receiver
 //! refuses one that disagrees with what it applied, and keeps its own. An
 //! `Acquire` that reaches a replica that is not the owner is passed on towards the
 //! owner it believes in (a bounded number of hops); the requester sends it again
@@ -138,8 +138,15 @@ use crate::protocol::{Outputs, PendingForwards, Protocol};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
 use crate::store::{Note, NoteStore};
 use crate::time::Instant;
+use crate::wire::size;
 
 use recent_clients::RecentClients;
+
+/// What a `Transfer` says the new owner already holds of an item: its note (none
+/// for the counter or a deleted note) and its client table.
+pub fn item_digest(note: Option<&Note>, clients: &ClientTable) -> u64 {
+    crate::digest::digest_of(&(note.map(crate::digest::digest_of), clients.digest()))
+}
 
 /// The replica that owns the counter before any hand-off.
 const FIRST_OWNER: ReplicaId = ReplicaId(0);
@@ -182,16 +189,15 @@ pub enum Message {
         requester: ReplicaId,
         hops: u8,
     },
-    /// The ownership of `item` at `epoch`, for the new owner `to`, with the state it
-    /// must already hold: the sequence applied, the note (none for the counter or a
-    /// deleted note) and the item's client table.
+    /// The ownership of `item` at `epoch`, for the new owner `to`, with what it must
+    /// already hold: the sequence applied, and the digest of the note (none for the
+    /// counter or a deleted note) and of the item's client table (see [`item_digest`]).
     Transfer {
         item: Item,
         to: ReplicaId,
         epoch: u64,
         sequence: u64,
-        note: Option<Note>,
-        clients: ClientTable,
+        digest: u64,
     },
     TransferAck {
         item: Item,
@@ -548,15 +554,15 @@ impl LocalWrite {
         let owned = self.owned.remove(&item).expect("only an owner hands off");
         let to = owned.hand_off_to.expect("a hand-off has a new owner");
         let note = match item {
-            Item::Note(id) => self.store.get(id).cloned(),
+            Item::Note(id) => self.store.get(id),
             Item::Counter => None,
         };
         let retry_at = self.retry_at(now);
         let state = self.items.get_mut(&item).expect("an owned item is known");
+        let digest = item_digest(note, &state.clients);
         let epoch = state.epoch + 1;
         state.change_owner(to, epoch);
-        let message =
-            Message::Transfer { item, to, epoch, sequence: state.sequence, note, clients: state.clients.clone() };
+        let message = Message::Transfer { item, to, epoch, sequence: state.sequence, digest };
         outputs.send(to, wrap(message.clone()));
         outputs.event(Event::OwnershipHandedOff { item: item.to_string(), epoch, to });
         self.transfers.insert(item, TransferInFlight { to, epoch, message, retry_at });
@@ -681,6 +687,9 @@ impl LocalWrite {
     ) {
         if !belongs_to_item(&update) {
             return outputs.drop_message(from, DropReason::Conflicting);
+        }
+        if size::operation_text_bytes(&update.operation) > self.config.limits.store.body_bytes_max {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         if !epoch_possible(update.epoch) {
             return outputs.drop_message(from, DropReason::StaleEpoch);
@@ -890,8 +899,7 @@ impl LocalWrite {
         item: Item,
         epoch: u64,
         sequence: u64,
-        note: Option<Note>,
-        clients: ClientTable,
+        digest: u64,
         outputs: &mut Outputs,
     ) {
         let me = self.me();
@@ -916,7 +924,7 @@ impl LocalWrite {
             Item::Note(id) => self.store.get(id),
             Item::Counter => None,
         };
-        if sequence != state.sequence || note_here != note.as_ref() || clients != state.clients {
+        if sequence != state.sequence || digest != item_digest(note_here, &state.clients) {
             // Not what this replica applied: the sender transfers only what every replica
             // has. The item's client table stays the one recorded here, never a peer's.
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
@@ -950,6 +958,7 @@ impl LocalWrite {
     fn retransmit_updates(&mut self, now: Instant, outputs: &mut Outputs) {
         let retry_at = self.retry_at(now);
         let entries_max = self.config.limits.entries_per_message_max;
+        let bytes_max = self.config.limits.message_bytes_max;
         for (item, at) in &mut self.retransmit_at {
             if *at > now {
                 continue;
@@ -957,11 +966,17 @@ impl LocalWrite {
             *at = retry_at;
             let owned = &self.owned[item];
             for (peer, acknowledged) in &owned.acknowledged {
+                let mut bytes = 0;
                 let entries: Vec<Update> = owned
                     .log
                     .iter()
                     .filter(|update| update.sequence > *acknowledged)
                     .take(entries_max)
+                    .take_while(|update| {
+                        let update_bytes = size::entry_bytes(&update.operation);
+                        bytes += update_bytes;
+                        bytes == update_bytes || bytes <= bytes_max
+                    })
                     .cloned()
                     .collect();
                 let Some(first) = entries.first() else { continue };
@@ -1062,12 +1077,12 @@ impl Protocol for LocalWrite {
             Message::Update { entries } => self.on_update(from, entries, outputs),
             Message::UpdateAck { item, sequence } => self.on_update_ack(now, from, item, sequence, outputs),
             Message::Acquire { item, requester, hops } => self.on_acquire(now, from, item, requester, hops, outputs),
-            Message::Transfer { item, to, epoch, sequence, note, clients } => {
+            Message::Transfer { item, to, epoch, sequence, digest } => {
                 if to != self.me() {
                     // Misdelivered: only the replica it names may take the item.
                     return outputs.drop_message(from, DropReason::NotPrimary);
                 }
-                self.on_transfer(from, item, epoch, sequence, note, clients, outputs)
+                self.on_transfer(from, item, epoch, sequence, digest, outputs)
             }
             Message::TransferAck { item, epoch } => self.on_transfer_ack(item, epoch, from),
             Message::Read { origin, request, hops } => {

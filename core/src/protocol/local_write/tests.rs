@@ -110,7 +110,8 @@ fn a_write_at_a_non_owner_moves_the_note_there_first() {
 
     let created = cluster.replica(R0).store().get(NoteId(1)).cloned();
     let clients = untouched_clients();
-    let transfer = Message::Transfer { item: NOTE_1, to: R1, epoch: 2, sequence: 0, note: created.clone(), clients };
+    let digest = item_digest(created.as_ref(), &clients);
+    let transfer = Message::Transfer { item: NOTE_1, to: R1, epoch: 2, sequence: 0, digest };
     assert_eq!(
         cluster.input(R0, message(R1, acquire)),
         vec![
@@ -167,8 +168,8 @@ fn concurrent_acquirers_both_write_and_a_stale_transfer_is_dropped() {
     cluster.assert_converged();
 
     for at in [R1, R2] {
-        let (note, clients) = (created.clone(), first_clients.clone());
-        let stale = Message::Transfer { item: NOTE_1, to: at, epoch: 2, sequence: 0, note, clients };
+        let digest = item_digest(created.as_ref(), &first_clients);
+        let stale = Message::Transfer { item: NOTE_1, to: at, epoch: 2, sequence: 0, digest };
         assert_eq!(
             cluster.input(at, message(R0, stale)),
             vec![
@@ -352,8 +353,7 @@ fn bad_messages_are_dropped_and_counted() {
         to: R1,
         epoch: 9,
         sequence: 0,
-        note: None,
-        clients: ClientTable::new(4),
+        digest: item_digest(None, &ClientTable::new(4)),
     };
     assert_eq!(
         cluster.input(R1, message(R2, transfer_of_unknown)),
@@ -378,11 +378,13 @@ fn a_misdelivered_or_forged_transfer_is_dropped() {
         vec![Output::Event(Event::Dropped { from: R0, reason: DropReason::NotPrimary })],
         "the Transfer names R1"
     );
-    let Message::Transfer { item, to, epoch, sequence, note, .. } = transfer.clone() else { panic!("a Transfer") };
+    let Message::Transfer { item, to, epoch, sequence, .. } = transfer.clone() else { panic!("a Transfer") };
     let mut clients = untouched_clients();
     clients.record(ClientId(9), 1_000, Reply::Deleted { id: NoteId(1) });
+    let note = cluster.replica(R1).store().get(NoteId(1)).cloned();
+    let digest = item_digest(note.as_ref(), &clients);
     assert_eq!(
-        cluster.input(R1, message(R0, Message::Transfer { item, to, epoch, sequence, note, clients })),
+        cluster.input(R1, message(R0, Message::Transfer { item, to, epoch, sequence, digest })),
         vec![Output::Event(Event::Dropped { from: R0, reason: DropReason::ImpossibleSequence })],
         "R1 recorded no request of client 9 on note 1"
     );

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::hlc::Timestamp;
 use crate::ids::{ClientId, RequestNumber};
 use crate::operation::Operation;
+use crate::wire::size;
 
 /// One operation in the log, as every replica executes it once it is committed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -22,15 +23,28 @@ pub struct Entry {
 
 /// Entries `checkpoint + 1 ..= op_number`. Everything at or before `checkpoint` was
 /// committed and executed, and lives only in the store and client table.
+///
+/// Each entry is kept with the running total of what the entries weigh in a
+/// message ([`size::entry_bytes`]), so what any stretch of the log weighs is one
+/// subtraction: messages that carry entries fill up to their byte bound.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Log {
     checkpoint: u64,
-    entries: VecDeque<Entry>,
+    entries: VecDeque<Slot>,
+    /// The running total up to the checkpoint.
+    bytes_at_checkpoint: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Slot {
+    entry: Entry,
+    /// The running total up to and including this entry.
+    bytes_through: u64,
 }
 
 impl Log {
     pub(crate) fn new(checkpoint: u64) -> Log {
-        Log { checkpoint, entries: VecDeque::new() }
+        Log { checkpoint, entries: VecDeque::new(), bytes_at_checkpoint: 0 }
     }
 
     /// The op number of the last entry (the checkpoint when no entry is retained).
@@ -47,32 +61,63 @@ impl Log {
     }
 
     pub(crate) fn get(&self, op_number: u64) -> Option<&Entry> {
+        self.slot(op_number).map(|slot| &slot.entry)
+    }
+
+    fn slot(&self, op_number: u64) -> Option<&Slot> {
         let index = op_number.checked_sub(self.checkpoint + 1)?;
         self.entries.get(usize::try_from(index).ok()?)
     }
 
     pub(crate) fn last_timestamp(&self) -> Option<Timestamp> {
-        self.entries.back().map(|entry| entry.timestamp)
+        self.entries.back().map(|slot| slot.entry.timestamp)
     }
 
     pub(crate) fn append(&mut self, entry: Entry) {
         assert_eq!(entry.op_number, self.op_number() + 1, "log entries are appended in op-number order");
-        self.entries.push_back(entry);
+        let bytes_through = self.bytes_through(self.op_number()) + size::entry_bytes(&entry.operation) as u64;
+        self.entries.push_back(Slot { entry, bytes_through });
     }
 
-    /// Entries after `op_number`, at most `count_max`. `op_number` must be retained or the last op.
-    pub(crate) fn entries_after(&self, op_number: u64, count_max: usize) -> Vec<Entry> {
+    /// The running total through `op_number`, which must be the checkpoint or retained.
+    fn bytes_through(&self, op_number: u64) -> u64 {
+        if op_number == self.checkpoint {
+            return self.bytes_at_checkpoint;
+        }
+        self.slot(op_number).expect("the checkpoint or a retained entry").bytes_through
+    }
+
+    /// What the entries after `op_number` weigh in a message; `op_number` must be
+    /// the checkpoint or retained.
+    pub(crate) fn bytes_after(&self, op_number: u64) -> u64 {
+        self.bytes_through(self.op_number()) - self.bytes_through(op_number)
+    }
+
+    /// The earliest op number (the checkpoint or later) after which the entries
+    /// weigh at most `bytes_max`: the longest suffix one message carries.
+    pub(crate) fn start_within(&self, bytes_max: usize) -> u64 {
+        let total = self.bytes_through(self.op_number());
+        let floor = total.saturating_sub(bytes_max as u64);
+        if self.bytes_at_checkpoint >= floor {
+            return self.checkpoint;
+        }
+        // The first entry whose running total reaches the floor: everything after it fits.
+        let index = self.entries.partition_point(|slot| slot.bytes_through < floor);
+        self.checkpoint + 1 + index as u64
+    }
+
+    /// Entries after `op_number`, at most `count_max` of them and, but for the
+    /// first, weighing at most `bytes_max`. `op_number` must be the checkpoint or retained.
+    pub(crate) fn entries_after(&self, op_number: u64, count_max: usize, bytes_max: usize) -> Vec<Entry> {
         assert!(op_number >= self.checkpoint, "entries after the checkpoint only");
         let skip = usize::try_from(op_number - self.checkpoint).unwrap_or(usize::MAX);
         let end = self.entries.len().min(skip.saturating_add(count_max));
         if skip >= end {
             return Vec::new();
         }
-        self.entries.range(skip..end).cloned().collect()
-    }
-
-    pub(crate) fn all_entries(&self) -> Vec<Entry> {
-        self.entries.iter().cloned().collect()
+        let budget_end = self.bytes_through(op_number).saturating_add(bytes_max as u64);
+        let fitting = self.entries.range(skip..end).skip(1).take_while(|slot| slot.bytes_through <= budget_end).count();
+        self.entries.range(skip..skip + 1 + fitting).map(|slot| slot.entry.clone()).collect()
     }
 
     /// Drops every entry after `op_number` (uncommitted entries a new view replaces).
@@ -84,8 +129,10 @@ impl Log {
 
     /// Forgets entries up to `op_number`, which must be committed and executed.
     pub(crate) fn discard_through(&mut self, op_number: u64) {
-        while self.checkpoint < op_number && self.entries.pop_front().is_some() {
+        while self.checkpoint < op_number {
+            let Some(slot) = self.entries.pop_front() else { break };
             self.checkpoint += 1;
+            self.bytes_at_checkpoint = slot.bytes_through;
         }
         if self.entries.is_empty() && self.checkpoint < op_number {
             self.checkpoint = op_number;
@@ -102,12 +149,15 @@ impl Log {
     /// builds with debug assertions (the simulator's), where the cost is no concern.
     pub(crate) fn check_invariants(&self) {
         if let (Some(first), Some(last)) = (self.entries.front(), self.entries.back()) {
-            assert_eq!(first.op_number, self.checkpoint + 1, "the log starts after its checkpoint");
-            assert_eq!(last.op_number, self.op_number(), "the log is contiguous");
+            assert_eq!(first.entry.op_number, self.checkpoint + 1, "the log starts after its checkpoint");
+            assert_eq!(last.entry.op_number, self.op_number(), "the log is contiguous");
         }
         if cfg!(debug_assertions) {
-            for (offset, entry) in self.entries.iter().enumerate() {
-                assert_eq!(entry.op_number, self.checkpoint + 1 + offset as u64, "the log is contiguous");
+            let mut bytes_through = self.bytes_at_checkpoint;
+            for (offset, slot) in self.entries.iter().enumerate() {
+                assert_eq!(slot.entry.op_number, self.checkpoint + 1 + offset as u64, "the log is contiguous");
+                bytes_through += size::entry_bytes(&slot.entry.operation) as u64;
+                assert_eq!(slot.bytes_through, bytes_through, "running totals follow the entries");
             }
         }
     }
@@ -143,11 +193,30 @@ mod tests {
         assert_eq!((log.checkpoint(), log.op_number(), log.len()), (2, 5, 3));
         assert_eq!(log.get(2), None);
         assert_eq!(log.get(3), Some(&entry(3)));
-        assert_eq!(log.entries_after(3, 10), vec![entry(4), entry(5)]);
+        assert_eq!(log.entries_after(3, 10, usize::MAX), vec![entry(4), entry(5)]);
         log.truncate_after(4);
         assert_eq!(log.op_number(), 4);
         log.discard_through(9);
         assert_eq!((log.checkpoint(), log.op_number()), (9, 9));
+    }
+
+    #[test]
+    fn messages_take_entries_up_to_their_byte_bound() {
+        let mut log = Log::new(0);
+        for op_number in 1..=6 {
+            log.append(entry(op_number));
+        }
+        let one = size::entry_bytes(&entry(1).operation);
+        assert_eq!(log.bytes_after(0), 6 * one as u64);
+        assert_eq!(log.entries_after(0, 10, 2 * one).len(), 2);
+        assert_eq!(log.entries_after(0, 10, 0).len(), 1, "the first entry always goes");
+        assert_eq!(log.entries_after(4, 1, usize::MAX), vec![entry(5)]);
+        assert_eq!(log.start_within(2 * one), 4, "entries 5 and 6 fit");
+        assert_eq!(log.start_within(usize::MAX), 0);
+        log.discard_through(3);
+        assert_eq!(log.bytes_after(3), 3 * one as u64);
+        assert_eq!(log.start_within(usize::MAX), 3);
+        assert_eq!(log.start_within(0), 6);
     }
 
     #[test]

@@ -2,12 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::client_table::ClientTable;
 use crate::ids::{ClientId, RequestNumber};
 use crate::operation::{ClientRequest, Reply};
 use crate::protocol::SEQUENCE_NUMBER_MAX;
 use crate::protocol::vr::log::Entry;
-use crate::store::NoteStore;
+use crate::snapshot::{Chunk, Manifest, SnapshotId};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Message {
@@ -32,49 +31,64 @@ pub enum Message {
     StartViewChange {
         view: u64,
     },
-    /// §4.2 step 2: the sender's log (entries after `checkpoint`) for the new primary,
-    /// and the view it is the log of (the paper's v').
+    /// §4.2 step 2: the sender's log for the new primary, and the view it is the
+    /// log of (the paper's v'). The entries after `after`: every uncommitted one,
+    /// and committed ones before them up to `uncommitted_bytes_max`; a new primary
+    /// that lacks earlier committed entries fetches them by state transfer.
     DoViewChange {
         view: u64,
         log_view: u64,
         commit_number: u64,
-        checkpoint: u64,
+        after: u64,
         entries: Vec<Entry>,
     },
-    /// §4.2 step 3: the new primary's log.
+    /// §4.2 step 3: the new primary's log, bounded as in `DoViewChange`.
     StartView {
         view: u64,
         commit_number: u64,
-        checkpoint: u64,
+        after: u64,
         entries: Vec<Entry>,
     },
     /// §4.3 step 1: sent by a replica that restarted with empty memory.
     Recovery {
         nonce: u64,
     },
-    /// §4.3 step 2.
+    /// §4.3 step 2. The primary's state does not travel in the answer: the
+    /// recovering replica fetches it by state transfer (GetState), in bounded pieces.
     RecoveryResponse {
         view: u64,
         nonce: u64,
         responder: ResponderState,
-        primary_state: Option<PrimaryState>,
     },
     /// §5.2: a replica that lags asks for what follows `op_number`.
     GetState {
         view: u64,
         op_number: u64,
     },
-    /// §5.2: entries after `after`, preceded by a snapshot when the requester is
-    /// behind the responder's checkpoint (§5.1 keeps the log bounded). `op_number`
-    /// is the sender's last op: a replica catching up in a new view holds that
-    /// view's log once it has reached it.
+    /// §5.2: entries after `after`, up to `message_bytes_max`; or, when the
+    /// requester is behind the responder's checkpoint (§5.1 keeps the log bounded),
+    /// the manifest of a snapshot at `after` to fetch chunk by chunk first.
+    /// `op_number` is the sender's last op: a replica catching up in a new view
+    /// holds that view's log once it has reached it.
     NewState {
         view: u64,
         op_number: u64,
         commit_number: u64,
         after: u64,
-        snapshot: Option<Snapshot>,
+        snapshot: Option<Manifest>,
         entries: Vec<Entry>,
+    },
+    /// Asks the replica that announced `snapshot` for its pieces from `first`.
+    GetSnapshotChunk {
+        snapshot: SnapshotId,
+        first: u64,
+    },
+    SnapshotChunk {
+        chunk: Chunk,
+    },
+    /// The sender no longer holds `snapshot`: ask for the state again.
+    SnapshotUnavailable {
+        snapshot: SnapshotId,
     },
     /// A read round (§6.3): the primary asks whether the sender is still primary of `view`.
     ConfirmView {
@@ -111,24 +125,19 @@ impl Message {
             Message::PrepareOk { view, op_number } => within(*view) && within(*op_number),
             Message::Commit { view, commit_number } => within(*view) && within(*commit_number),
             Message::StartViewChange { view } => within(*view),
-            Message::DoViewChange { view, log_view, commit_number, checkpoint, entries } => {
+            Message::DoViewChange { view, log_view, commit_number, after, entries } => {
                 within(*view)
                     && within(*log_view)
                     && within(*commit_number)
-                    && within(*checkpoint)
+                    && within(*after)
                     && entries_within(entries)
             }
-            Message::StartView { view, commit_number, checkpoint, entries } => {
-                within(*view) && within(*commit_number) && within(*checkpoint) && entries_within(entries)
+            Message::StartView { view, commit_number, after, entries } => {
+                within(*view) && within(*commit_number) && within(*after) && entries_within(entries)
             }
             Message::Recovery { .. } => true,
-            Message::RecoveryResponse { view, responder, primary_state, .. } => {
-                within(*view)
-                    && within(responder.op_number)
-                    && within(responder.commit_number)
-                    && primary_state
-                        .as_ref()
-                        .is_none_or(|state| within(state.snapshot.commit_number) && entries_within(&state.entries))
+            Message::RecoveryResponse { view, responder, .. } => {
+                within(*view) && within(responder.op_number) && within(responder.commit_number)
             }
             Message::GetState { view, op_number } => within(*view) && within(*op_number),
             Message::NewState { view, op_number, commit_number, after, snapshot, entries } => {
@@ -136,9 +145,13 @@ impl Message {
                     && within(*op_number)
                     && within(*commit_number)
                     && within(*after)
-                    && snapshot.as_ref().is_none_or(|snapshot| within(snapshot.commit_number))
+                    && snapshot.as_ref().is_none_or(|snapshot| within(snapshot.id.sequence))
                     && entries_within(entries)
             }
+            Message::GetSnapshotChunk { snapshot, .. } | Message::SnapshotUnavailable { snapshot } => {
+                within(snapshot.sequence)
+            }
+            Message::SnapshotChunk { chunk } => within(chunk.snapshot.sequence),
             Message::ConfirmView { view, .. } | Message::ConfirmViewOk { view, .. } => within(*view),
             Message::Forward { .. } | Message::ForwardReply { .. } => true,
         }
@@ -156,20 +169,15 @@ impl Message {
             Message::RecoveryResponse { .. } => "recovery_response",
             Message::GetState { .. } => "get_state",
             Message::NewState { .. } => "new_state",
+            Message::GetSnapshotChunk { .. } => "get_snapshot_chunk",
+            Message::SnapshotChunk { .. } => "snapshot_chunk",
+            Message::SnapshotUnavailable { .. } => "snapshot_unavailable",
             Message::ConfirmView { .. } => "confirm_view",
             Message::ConfirmViewOk { .. } => "confirm_view_ok",
             Message::Forward { .. } => "forward",
             Message::ForwardReply { .. } => "forward_reply",
         }
     }
-}
-
-/// The state every replica executed up to `commit_number`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
-    pub commit_number: u64,
-    pub store: NoteStore,
-    pub client_table: ClientTable,
 }
 
 /// What a replica answering a `Recovery` is.
@@ -185,14 +193,6 @@ impl ResponderState {
     pub fn is_empty(&self) -> bool {
         self.op_number == 0 && self.commit_number == 0
     }
-}
-
-/// The primary's state, sent to a recovering replica: its snapshot and the
-/// uncommitted entries after it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PrimaryState {
-    pub snapshot: Snapshot,
-    pub entries: Vec<Entry>,
 }
 
 /// §4: a replica is normal, in a view change, or recovering.

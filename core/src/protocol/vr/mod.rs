@@ -28,11 +28,21 @@
 //!   recovering too or holds nothing (no entry, nothing committed): with at most
 //!   `f` replicas failed at once, some replica would otherwise hold state. No host
 //!   has to tell a first start from a restart.
-//! - The log is bounded: entries up to the commit number are discarded past
-//!   `log_entries_max`; a replica behind the retained log receives a snapshot of
-//!   the store and client table with `NewState` (or in `RecoveryResponse`).
-//! - A new primary missing committed entries that the best log no longer retains
-//!   asks that log's sender for a snapshot before it starts the view.
+//! - No message carries the whole state or the whole log. The log is bounded:
+//!   entries up to the commit number are discarded past `log_entries_max`; a
+//!   replica behind the retained log is sent the manifest of a snapshot with
+//!   `NewState` and fetches it chunk by chunk ([`crate::snapshot`]), then the
+//!   entries after it in batches of `message_bytes_max`. The uncommitted part of
+//!   a log is bounded too (`uncommitted_bytes_max`): a primary refuses writes
+//!   beyond it, so `DoViewChange` and `StartView` always carry every uncommitted
+//!   entry, with as many committed ones before them as the same bound allows.
+//! - A new primary missing committed entries that the best log does not carry
+//!   asks that log's sender for them (entries, or a snapshot) before it starts
+//!   the view.
+//! - Recovery (§4.3) learns the latest view and its primary from a quorum, then
+//!   fetches the primary's state by state transfer, still recovering: it takes
+//!   part again only once it holds the primary's log up to where the primary's
+//!   answer said it reached, as the paper's recovering replica does.
 //!
 //! # Fault model
 //!
@@ -60,7 +70,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use log::Entry;
-pub use message::{Message, PrimaryState, ReplicaStatus, ResponderState, Snapshot};
+pub use message::{Message, ReplicaStatus, ResponderState};
+
+/// An empty log, for tests elsewhere in the crate that build messages as vr does.
+#[cfg(test)]
+pub(crate) fn log_for_tests() -> Log {
+    Log::new(0)
+}
 
 use self::log::Log;
 use self::reads::ReadRounds;
@@ -71,6 +87,7 @@ use crate::message::Message as AnyMessage;
 use crate::operation::{ClientRequest, Consistency, Refusal, Reply};
 use crate::protocol::{Outputs, PendingForwards, Protocol, SEQUENCE_NUMBER_MAX};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
+use crate::snapshot::{Download, Images};
 use crate::store::NoteStore;
 use crate::time::Instant;
 
@@ -102,6 +119,10 @@ pub struct Vr {
     view_changes_in_a_row: u32,
     /// GetState messages sent for the state this replica is waiting for (each resend waits longer).
     state_requests_sent: u32,
+    /// Snapshots this replica serves to others.
+    images: Images,
+    /// The snapshot this replica is fetching, if any.
+    download: Option<Download>,
     /// The time of the input being handled.
     now: Instant,
     /// Values after the previous input, to assert they never go back.
@@ -111,6 +132,18 @@ pub struct Vr {
 
 /// The view change timeout grows at most this many times (a power of two).
 const VIEW_CHANGE_BACKOFF_MAX: u32 = 8;
+
+/// While a snapshot is being fetched from this replica, the log keeps the entries
+/// after it (the receiver asks for them next) up to this many times `log_entries_max`.
+const LOG_KEPT_FOR_SNAPSHOTS_FACTOR: usize = 4;
+
+/// A snapshot chunk asked for this many times without an answer: the download is
+/// abandoned and the state asked for again, possibly from another replica.
+const CHUNK_REQUESTS_MAX: u32 = 6;
+
+/// A recovering replica that asked its primary for the state this many times
+/// without an answer starts recovery again, to learn the latest view anew.
+const RECOVERY_STATE_REQUESTS_MAX: u32 = 6;
 
 /// The named timers; the replica reports the earliest as its next timeout.
 #[derive(Debug, Default)]
@@ -172,13 +205,13 @@ struct ViewChangeProgress {
 struct DoViewChange {
     log_view: u64,
     commit_number: u64,
-    checkpoint: u64,
+    after: u64,
     entries: Vec<Entry>,
 }
 
 impl DoViewChange {
     fn op_number(&self) -> u64 {
-        self.checkpoint + self.entries.len() as u64
+        self.after + self.entries.len() as u64
     }
 }
 
@@ -188,13 +221,23 @@ struct RecoveryProgress {
     /// Recovery messages sent so far (each resend waits longer).
     requests_sent: u32,
     responses: BTreeMap<ReplicaId, RecoveryAnswer>,
+    /// Once a quorum answered: the primary whose state this replica fetches.
+    fetching: Option<RecoveryFetch>,
 }
 
 #[derive(Debug)]
 struct RecoveryAnswer {
     view: u64,
     responder: ResponderState,
-    primary_state: Option<PrimaryState>,
+}
+
+/// §4.3 step 3, in pieces: the latest view, its primary, and how far the
+/// primary's log reached when it answered.
+#[derive(Clone, Copy, Debug)]
+struct RecoveryFetch {
+    view: u64,
+    primary: ReplicaId,
+    op_number: u64,
 }
 
 impl Vr {
@@ -217,6 +260,8 @@ impl Vr {
             timers: Timers { recovery_at: Some(now), ..Timers::default() },
             view_changes_in_a_row: 0,
             state_requests_sent: 0,
+            images: Images::default(),
+            download: None,
             now,
             view_before: 0,
             commit_number_before: 0,
@@ -329,12 +374,19 @@ impl Vr {
     }
 
     /// §5.1: keeps the log within `log_entries_max` by forgetting executed entries;
-    /// the store and client table are the checkpoint.
+    /// the store and client table are the checkpoint. While a replica fetches a
+    /// snapshot from this one, the entries after it are kept a while longer (see
+    /// [`LOG_KEPT_FOR_SNAPSHOTS_FACTOR`]): they are what it asks for next.
     fn discard_old_entries(&mut self) {
         let limit = self.config.limits.log_entries_max;
         if self.log.len() > limit {
             let keep = (limit / 2) as u64;
-            let through = self.commit_number.min(self.log.op_number().saturating_sub(keep));
+            let mut through = self.commit_number.min(self.log.op_number().saturating_sub(keep));
+            if let Some(fetched) = self.images.oldest_in_use()
+                && self.log.len() <= limit * LOG_KEPT_FOR_SNAPSHOTS_FACTOR
+            {
+                through = through.min(fetched.max(self.log.checkpoint()));
+            }
             self.log.discard_through(through);
         }
     }
@@ -392,13 +444,26 @@ impl Vr {
         if !message.numbers_within_bounds() {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
+        match message {
+            Message::GetSnapshotChunk { snapshot, first } => {
+                return self.on_get_snapshot_chunk(now, from, snapshot, first, outputs);
+            }
+            Message::SnapshotChunk { chunk } => return self.on_snapshot_chunk(now, from, chunk, outputs),
+            Message::SnapshotUnavailable { snapshot } => {
+                return self.on_snapshot_unavailable(now, from, snapshot, outputs);
+            }
+            _ => {}
+        }
         if self.status == ReplicaStatus::Recovering {
             return match message {
                 Message::Recovery { nonce } => self.on_recovery(from, nonce, outputs),
-                Message::RecoveryResponse { view, nonce, responder, primary_state } => {
-                    self.on_recovery_response(now, from, view, nonce, responder, primary_state, outputs)
+                Message::RecoveryResponse { view, nonce, responder } => {
+                    self.on_recovery_response(now, from, view, nonce, responder, outputs)
                 }
-                // Until recovered, this replica takes no part (§4.3).
+                Message::NewState { view, op_number, commit_number, after, snapshot, entries } => {
+                    self.on_recovery_state(now, from, view, op_number, commit_number, after, snapshot, entries, outputs)
+                }
+                // Until recovered, this replica takes no other part (§4.3).
                 _ => {}
             };
         }
@@ -409,16 +474,16 @@ impl Vr {
             Message::PrepareOk { view, op_number } => self.on_prepare_ok(now, from, view, op_number, outputs),
             Message::Commit { view, commit_number } => self.on_commit(now, from, view, commit_number, outputs),
             Message::StartViewChange { view } => self.on_start_view_change(now, from, view, outputs),
-            Message::DoViewChange { view, log_view, commit_number, checkpoint, entries } => {
-                let message = DoViewChange { log_view, commit_number, checkpoint, entries };
+            Message::DoViewChange { view, log_view, commit_number, after, entries } => {
+                let message = DoViewChange { log_view, commit_number, after, entries };
                 self.on_do_view_change(now, from, view, message, outputs)
             }
-            Message::StartView { view, commit_number, checkpoint, entries } => {
-                self.on_start_view(now, from, view, commit_number, checkpoint, entries, outputs)
+            Message::StartView { view, commit_number, after, entries } => {
+                self.on_start_view(now, from, view, commit_number, after, entries, outputs)
             }
             Message::Recovery { nonce } => self.on_recovery(from, nonce, outputs),
             Message::RecoveryResponse { .. } => {}
-            Message::GetState { view, op_number } => self.on_get_state(from, view, op_number, outputs),
+            Message::GetState { view, op_number } => self.on_get_state(now, from, view, op_number, outputs),
             Message::NewState { view, op_number, commit_number, after, snapshot, entries } => {
                 self.on_new_state(now, from, view, op_number, commit_number, after, snapshot, entries, outputs)
             }
@@ -434,6 +499,9 @@ impl Vr {
             }
             Message::ForwardReply { client, request_number, reply } => {
                 self.forwards.answer(client, request_number, reply, outputs)
+            }
+            Message::GetSnapshotChunk { .. } | Message::SnapshotChunk { .. } | Message::SnapshotUnavailable { .. } => {
+                unreachable!("handled in any status above")
             }
         }
     }
@@ -458,6 +526,9 @@ impl Vr {
         if due(self.timers.state_transfer_at) {
             self.timers.state_transfer_at = None;
             self.send_state_request(now, outputs);
+        }
+        if due(self.download.as_ref().map(Download::retry_at)) {
+            self.on_chunk_overdue(now, outputs);
         }
         if self.status == ReplicaStatus::Normal {
             let primary = self.primary_of(self.view);
@@ -509,10 +580,20 @@ impl Protocol for Vr {
             let retransmit = primary.backups.values().filter_map(|progress| progress.retransmit_at).min();
             [Some(primary.heartbeat_at), retransmit, primary.reads.retry_at()].into_iter().flatten().min()
         });
-        [primary_silence_at, view_change_at, recovery_at, state_transfer_at, view_change_resend_at, forwards, primary]
-            .into_iter()
-            .flatten()
-            .min()
+        let download = self.download.as_ref().map(Download::retry_at);
+        [
+            primary_silence_at,
+            view_change_at,
+            recovery_at,
+            state_transfer_at,
+            view_change_resend_at,
+            forwards,
+            primary,
+            download,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn store(&self) -> &NoteStore {
@@ -560,7 +641,8 @@ impl Protocol for Vr {
         assert!(self.view <= SEQUENCE_NUMBER_MAX + 1, "views come from messages within bounds, plus one");
         let limits = &self.config.limits;
         assert!(
-            self.log.len() <= limits.log_entries_max || self.log.checkpoint() == self.commit_number,
+            self.log.len() <= limits.log_entries_max * LOG_KEPT_FOR_SNAPSHOTS_FACTOR
+                || self.log.checkpoint() == self.commit_number,
             "executed entries past log_entries_max are discarded"
         );
         assert!(
@@ -568,6 +650,11 @@ impl Protocol for Vr {
                 <= (limits.log_entries_max + limits.entries_per_message_max) as u64,
             "uncommitted entries stay bounded"
         );
+        assert!(
+            self.log.bytes_after(self.commit_number) <= limits.uncommitted_bytes_max as u64,
+            "uncommitted entries fit in one view change message"
+        );
+        assert!(self.images.len() <= crate::snapshot::IMAGES_MAX, "images stay bounded");
         match self.status {
             ReplicaStatus::Normal => {
                 if self.is_primary() {

@@ -12,6 +12,7 @@ use crate::operation::{ClientRequest, Refusal, Reply};
 use crate::protocol::Outputs;
 use crate::replica::{DropReason, Event};
 use crate::time::Instant;
+use crate::wire::size;
 
 impl Vr {
     /// Becomes primary of the current view with the current log (§4.2 step 4, or a
@@ -68,9 +69,20 @@ impl Vr {
             primary.waiting.insert(client, Waiter { request_number, origin });
             return;
         }
-        let uncommitted = self.log.op_number() - self.commit_number;
         let limits = &self.config.limits;
-        if primary.waiting.len() >= limits.pending_requests_max || uncommitted >= (limits.log_entries_max / 2) as u64 {
+        if size::operation_text_bytes(&operation) > limits.store.body_bytes_max {
+            let refusal = Refusal::invalid(format!(
+                "the request's body is over the limit of {} bytes",
+                limits.store.body_bytes_max
+            ));
+            return self.answer(origin, client, request_number, Reply::refused(refusal), outputs);
+        }
+        let uncommitted = self.log.op_number() - self.commit_number;
+        let uncommitted_bytes = self.log.bytes_after(self.commit_number) + size::entry_bytes(&operation) as u64;
+        if primary.waiting.len() >= limits.pending_requests_max
+            || uncommitted >= (limits.log_entries_max / 2) as u64
+            || uncommitted_bytes > limits.uncommitted_bytes_max as u64
+        {
             outputs.event(Event::Overloaded { queue: "prepare".into() });
             let refusal = Refusal::unavailable("the primary has too many operations in flight");
             return self.answer(origin, client, request_number, Reply::refused(refusal), outputs);
@@ -111,7 +123,9 @@ impl Vr {
             if progress.sent < self.log.checkpoint() {
                 continue; // Behind the retained log: the retransmission timer sends a snapshot.
             }
-            let entries = self.log.entries_after(progress.sent, self.config.limits.entries_per_message_max);
+            let limits = &self.config.limits;
+            let entries =
+                self.log.entries_after(progress.sent, limits.entries_per_message_max, limits.message_bytes_max);
             progress.sent += entries.len() as u64;
             progress.retransmit_at.get_or_insert(retransmit_at);
             outputs
@@ -183,6 +197,7 @@ impl Vr {
         }
         if !consecutive(&entries)
             || entries.len() > self.config.limits.entries_per_message_max
+            || !self.entries_within_bounds(&entries, self.config.limits.message_bytes_max)
             || entries.iter().any(|entry| entry.view > view)
         {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
@@ -200,8 +215,13 @@ impl Vr {
             return outputs.drop_message(from, DropReason::Conflicting);
         }
         let uncommitted_max = self.config.limits.log_entries_max as u64;
+        let uncommitted_bytes_max = self.config.limits.uncommitted_bytes_max as u64;
         for entry in entries {
-            if entry.op_number.saturating_sub(self.commit_number) > uncommitted_max {
+            // Entries up to the primary's commit number are executed right after this.
+            let committed = commit_number.max(self.commit_number).min(self.log.op_number());
+            let too_heavy =
+                self.log.bytes_after(committed) + size::entry_bytes(&entry.operation) as u64 > uncommitted_bytes_max;
+            if entry.op_number.saturating_sub(self.commit_number) > uncommitted_max || too_heavy {
                 outputs.drop_message(from, DropReason::TooFarAhead);
                 break;
             }

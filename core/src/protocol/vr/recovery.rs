@@ -1,13 +1,12 @@
 //! §4.3 Recovery: a replica that restarted with empty memory learns the state from
 //! a quorum, including the primary of the latest view, before it takes part again.
 
-use super::log::consecutive;
-use super::{
-    Message, PrimaryState, RecoveryAnswer, RecoveryProgress, ReplicaStatus, ResponderState, Snapshot, Vr, wrap,
-};
+use super::log::Entry;
+use super::{Message, RecoveryAnswer, RecoveryFetch, RecoveryProgress, ReplicaStatus, ResponderState, Vr, wrap};
 use crate::ids::ReplicaId;
 use crate::protocol::Outputs;
 use crate::replica::{DropReason, Event};
+use crate::snapshot::Manifest;
 use crate::time::Instant;
 
 use rand::Rng;
@@ -24,7 +23,8 @@ impl Vr {
         }
         if self.recovery.is_none() {
             let nonce = self.rng.random::<u64>();
-            self.recovery = Some(RecoveryProgress { nonce, requests_sent: 0, responses: Default::default() });
+            self.recovery =
+                Some(RecoveryProgress { nonce, requests_sent: 0, responses: Default::default(), fetching: None });
         }
         let recovery = self.recovery.as_mut().expect("set above");
         let (nonce, attempts) = (recovery.nonce, recovery.requests_sent);
@@ -41,20 +41,12 @@ impl Vr {
     pub(super) fn on_recovery(&mut self, from: ReplicaId, nonce: u64, outputs: &mut Outputs) {
         let responder =
             ResponderState { status: self.status, op_number: self.log.op_number(), commit_number: self.commit_number };
-        let primary_state = self.is_primary().then(|| PrimaryState {
-            snapshot: Snapshot {
-                commit_number: self.commit_number,
-                store: self.store.clone(),
-                client_table: self.client_table.clone(),
-            },
-            entries: self.log.entries_after(self.commit_number, usize::MAX),
-        });
-        let message = Message::RecoveryResponse { view: self.view, nonce, responder, primary_state };
-        outputs.send(from, wrap(message));
+        outputs.send(from, wrap(Message::RecoveryResponse { view: self.view, nonce, responder }));
     }
 
-    /// §4.3 step 3.
-    #[allow(clippy::too_many_arguments)]
+    /// §4.3 step 3: with a quorum of normal replicas, among them the primary of the
+    /// latest view they name, fetch that primary's state (by state transfer, in
+    /// bounded pieces) before taking part again.
     pub(super) fn on_recovery_response(
         &mut self,
         now: Instant,
@@ -62,24 +54,18 @@ impl Vr {
         view: u64,
         nonce: u64,
         responder: ResponderState,
-        primary_state: Option<PrimaryState>,
         outputs: &mut Outputs,
     ) {
-        if let Some(state) = &primary_state {
-            let starts_after =
-                state.entries.first().is_none_or(|first| first.op_number == state.snapshot.commit_number + 1);
-            if !starts_after || !consecutive(&state.entries) || state.entries.len() > self.config.limits.log_entries_max
-            {
-                return outputs.drop_message(from, DropReason::ImpossibleSequence);
-            }
+        if responder.commit_number > responder.op_number {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         let quorum = self.quorum();
         let replica_count = self.config.replica_count;
         let Some(recovery) = &mut self.recovery else { return };
-        if recovery.nonce != nonce {
-            return; // An answer to an earlier attempt.
+        if recovery.nonce != nonce || recovery.fetching.is_some() {
+            return; // An answer to an earlier attempt, or one more than needed.
         }
-        recovery.responses.insert(from, RecoveryAnswer { view, responder, primary_state });
+        recovery.responses.insert(from, RecoveryAnswer { view, responder });
         let others = usize::from(replica_count) - 1;
         let all_empty = recovery.responses.len() == others
             && recovery
@@ -99,21 +85,77 @@ impl Vr {
         }
         let latest_view = normal.iter().map(|(_, answer)| answer.view).max().expect("a quorum is not empty");
         let primary = ReplicaId(u8::try_from(latest_view % u64::from(replica_count)).expect("fits in u8"));
-        let Some(answer) = recovery.responses.get_mut(&primary) else { return };
+        let Some(answer) = recovery.responses.get(&primary) else { return };
         if answer.view != latest_view || answer.responder.status != ReplicaStatus::Normal {
             return;
         }
-        let Some(state) = answer.primary_state.take() else { return };
-        self.recovery = None;
+        let fetch = RecoveryFetch { view: latest_view, primary, op_number: answer.responder.op_number };
+        recovery.fetching = Some(fetch);
         self.timers.recovery_at = None;
         self.view = latest_view;
-        self.install_snapshot(state.snapshot);
-        for entry in state.entries {
-            self.log.append(entry);
+        if self.log.op_number() >= fetch.op_number {
+            return self.finish_recovery(now, fetch, outputs);
         }
+        self.request_state(now, outputs);
+    }
+
+    /// Takes state from the primary this replica recovers from: a snapshot to fetch,
+    /// or entries; recovery ends once the log reaches where the primary's was.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_recovery_state(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        view: u64,
+        op_number: u64,
+        commit_number: u64,
+        after: u64,
+        snapshot: Option<Manifest>,
+        entries: Vec<Entry>,
+        outputs: &mut Outputs,
+    ) {
+        if !self.new_state_well_formed(commit_number, op_number, after, snapshot.as_ref(), &entries) {
+            return outputs.drop_message(from, DropReason::ImpossibleSequence);
+        }
+        let Some(fetch) = self.recovery.as_ref().and_then(|recovery| recovery.fetching) else { return };
+        if from != fetch.primary || view != fetch.view {
+            return; // An answer to an earlier attempt.
+        }
+        self.timers.state_transfer_at = None;
+        if let Some(manifest) = snapshot {
+            return self.start_download(now, from, manifest, outputs);
+        }
+        if !self.append_state(from, commit_number, after, entries, outputs) {
+            return self.restart_recovery(now, outputs);
+        }
+        self.commit_through(commit_number, outputs);
+        if self.log.op_number() >= fetch.op_number {
+            return self.finish_recovery(now, fetch, outputs);
+        }
+        self.request_state(now, outputs);
+    }
+
+    /// Holds the primary's log as far as it reached when it answered: take part again,
+    /// as a backup of the latest view.
+    fn finish_recovery(&mut self, now: Instant, fetch: RecoveryFetch, outputs: &mut Outputs) {
+        self.recovery = None;
+        self.timers.recovery_at = None;
+        self.timers.state_transfer_at = None;
+        self.view = fetch.view;
         self.enter_view(now, true);
         outputs.event(Event::Recovered { view: self.view, op_number: self.log.op_number() });
-        self.acknowledge(primary, outputs);
+        self.acknowledge(fetch.primary, outputs);
+    }
+
+    /// The primary stopped answering while this replica fetched its state: forget
+    /// what is not committed and ask a quorum again. What was fetched and executed
+    /// stays; only the rest is fetched again.
+    pub(super) fn restart_recovery(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.recovery = None;
+        self.download = None;
+        self.timers.state_transfer_at = None;
+        self.log.truncate_after(self.commit_number);
+        self.start_recovery(now, outputs);
     }
 
     /// No replica holds anything: this one starts empty.

@@ -1,23 +1,28 @@
-//! §5.2 State transfer: GetState and NewState, with a snapshot for a replica that
-//! is behind the retained log (§5.1).
+//! §5.2 State transfer: GetState and NewState, with a snapshot fetched chunk by
+//! chunk for a replica that is behind the retained log (§5.1); see
+//! [`crate::snapshot`] for how a snapshot travels.
 
 use super::log::{Entry, Log, consecutive};
-use super::{Message, ReplicaStatus, Snapshot, Vr, wrap};
+use super::{Message, ReplicaStatus, Vr, wrap};
+use crate::client_table::ClientTable;
 use crate::ids::ReplicaId;
 use crate::protocol::Outputs;
 use crate::replica::{DropReason, Event};
+use crate::snapshot::{Chunk, Download, Manifest, Progress, SnapshotId};
+use crate::store::NoteStore;
 use crate::time::Instant;
+use crate::wire::size;
 
 impl Vr {
     /// Asks for the state unless a request is already outstanding.
     pub(super) fn request_state_soon(&mut self, now: Instant, outputs: &mut Outputs) {
-        if self.timers.state_transfer_at.is_none() {
+        if self.timers.state_transfer_at.is_none() && self.download.is_none() {
             self.request_state(now, outputs);
         }
     }
 
     /// Sends GetState to the primary, or, at a new primary missing committed state,
-    /// to the replica whose log it adopts.
+    /// to the replica whose log it adopts, or, recovering, to the primary it recovers from.
     pub(super) fn request_state(&mut self, now: Instant, outputs: &mut Outputs) {
         self.state_requests_sent = 0;
         self.send_state_request(now, outputs);
@@ -26,9 +31,21 @@ impl Vr {
     /// Sends GetState, and again on `state_transfer_at` after a longer wait each
     /// time (see [`Vr::resend_wait`]) until the state arrives.
     pub(super) fn send_state_request(&mut self, now: Instant, outputs: &mut Outputs) {
-        let (target, op_number) = match (self.status, self.view_change.awaiting_state_from) {
-            (ReplicaStatus::ViewChange, Some(sender)) => (sender, self.commit_number),
-            (ReplicaStatus::Normal, _) if !self.is_primary() => (self.primary_of(self.view), self.log.op_number()),
+        if self.download.is_some() {
+            return; // The snapshot comes first; its chunks have their own timer.
+        }
+        let recovering_from = self.recovery.as_ref().and_then(|recovery| recovery.fetching);
+        let (target, op_number) = match (self.status, self.view_change.awaiting_state_from, recovering_from) {
+            (ReplicaStatus::ViewChange, Some(sender), _) => (sender, self.commit_number),
+            (ReplicaStatus::Normal, _, _) if !self.is_primary() => (self.primary_of(self.view), self.log.op_number()),
+            (ReplicaStatus::Recovering, _, Some(fetch)) => {
+                if self.state_requests_sent >= super::RECOVERY_STATE_REQUESTS_MAX {
+                    // The primary stopped answering (it crashed, or moved to a later
+                    // view, where a request of this one is stale): learn the view anew.
+                    return self.restart_recovery(now, outputs);
+                }
+                (fetch.primary, self.log.op_number())
+            }
             _ => return,
         };
         self.timers.state_transfer_at = Some(now + self.resend_wait(self.state_requests_sent));
@@ -36,7 +53,14 @@ impl Vr {
         outputs.send(target, wrap(Message::GetState { view: self.view, op_number }));
     }
 
-    pub(super) fn on_get_state(&mut self, from: ReplicaId, view: u64, op_number: u64, outputs: &mut Outputs) {
+    pub(super) fn on_get_state(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        view: u64,
+        op_number: u64,
+        outputs: &mut Outputs,
+    ) {
         if self.stale_view(view, from, outputs) || view > self.view {
             return;
         }
@@ -50,26 +74,28 @@ impl Vr {
         if !serves || op_number > self.log.op_number() {
             return;
         }
-        self.send_new_state(from, op_number, outputs);
+        self.send_new_state(now, from, op_number, outputs);
     }
 
-    /// Sends `to` what follows `after`: entries if retained, otherwise a snapshot at
-    /// the commit number and the entries after it. Returns the op number `to` reaches.
-    pub(super) fn send_new_state(&mut self, to: ReplicaId, after: u64, outputs: &mut Outputs) -> u64 {
-        let count_max = self.config.limits.entries_per_message_max;
-        let (after, snapshot) = if after >= self.log.checkpoint() {
-            (after, None)
+    /// Sends `to` what follows `after`: entries, if retained, up to
+    /// `message_bytes_max`; otherwise the manifest of a snapshot to fetch first,
+    /// frozen now or reused if the entries after it are still retained.
+    fn send_new_state(&mut self, now: Instant, to: ReplicaId, after: u64, outputs: &mut Outputs) {
+        let limits = &self.config.limits;
+        let (after, snapshot, entries) = if after >= self.log.checkpoint() {
+            let entries = self.log.entries_after(after, limits.entries_per_message_max, limits.message_bytes_max);
+            (after, None, entries)
         } else {
-            let snapshot = Snapshot {
-                commit_number: self.commit_number,
-                store: self.store.clone(),
-                client_table: self.client_table.clone(),
-            };
-            outputs.event(Event::SnapshotSent { to, sequence: self.commit_number });
-            (self.commit_number, Some(snapshot))
+            let manifest = self.images.get_or_freeze(
+                now,
+                self.log.checkpoint(),
+                self.commit_number,
+                &self.store,
+                &self.client_table,
+            );
+            outputs.event(Event::SnapshotSent { to, sequence: manifest.id.sequence });
+            (manifest.id.sequence, Some(manifest), Vec::new())
         };
-        let entries = self.log.entries_after(after, count_max);
-        let reached = after + entries.len() as u64;
         let message = Message::NewState {
             view: self.view,
             op_number: self.log.op_number(),
@@ -79,7 +105,45 @@ impl Vr {
             entries,
         };
         outputs.send(to, wrap(message));
-        reached
+    }
+
+    /// Whether a NewState is consistent with itself; a forged one is dropped before
+    /// anything else is looked at.
+    pub(super) fn new_state_well_formed(
+        &self,
+        commit_number: u64,
+        op_number: u64,
+        after: u64,
+        snapshot: Option<&Manifest>,
+        entries: &[Entry],
+    ) -> bool {
+        let limits = &self.config.limits;
+        let starts_after = entries.first().is_none_or(|first| first.op_number == after.saturating_add(1));
+        let snapshot_matches = snapshot
+            .is_none_or(|manifest| manifest.id.sequence == after && entries.is_empty() && after <= commit_number);
+        let reach = after.saturating_add(entries.len() as u64);
+        starts_after
+            && snapshot_matches
+            && consecutive(entries)
+            && entries.len() <= limits.entries_per_message_max
+            && self.entries_within_bounds(entries, limits.message_bytes_max)
+            && commit_number <= op_number
+            && reach <= op_number
+    }
+
+    /// Whether every entry is one a primary could have ordered, and the batch, but
+    /// for its first entry, weighs at most `bytes_max`.
+    pub(super) fn entries_within_bounds(&self, entries: &[Entry], bytes_max: usize) -> bool {
+        let body_bytes_max = self.config.limits.store.body_bytes_max;
+        let mut total = 0;
+        for (index, entry) in entries.iter().enumerate() {
+            let text = size::operation_text_bytes(&entry.operation);
+            total += text + size::ENTRY_OVERHEAD_BYTES_MAX;
+            if text > body_bytes_max || (index > 0 && total > bytes_max) {
+                return false;
+            }
+        }
+        true
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -91,49 +155,41 @@ impl Vr {
         op_number: u64,
         commit_number: u64,
         after: u64,
-        snapshot: Option<Snapshot>,
+        snapshot: Option<Manifest>,
         entries: Vec<Entry>,
         outputs: &mut Outputs,
     ) {
-        let starts_after = entries.first().is_none_or(|first| first.op_number == after.saturating_add(1));
-        let snapshot_matches = snapshot.as_ref().is_none_or(|snapshot| snapshot.commit_number == after);
-        if !starts_after
-            || !snapshot_matches
-            || !consecutive(&entries)
-            || entries.len() > self.config.limits.entries_per_message_max
-        {
+        if !self.new_state_well_formed(commit_number, op_number, after, snapshot.as_ref(), &entries) {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         if self.stale_view(view, from, outputs) || view > self.view || self.is_primary() {
             return;
         }
-        self.timers.state_transfer_at = None;
-        if let Some(snapshot) = snapshot
-            && snapshot.commit_number > self.commit_number
-        {
-            self.install_snapshot(snapshot);
-            outputs.event(Event::SnapshotInstalled { from, sequence: self.commit_number });
-        }
-        if after >= self.log.checkpoint() && after <= self.log.op_number() {
-            if !self.log.agrees_with(&entries) {
-                return outputs.drop_message(from, DropReason::Conflicting);
-            }
-            for entry in entries {
-                if entry.op_number == self.log.op_number() + 1 {
-                    self.log.append(entry);
-                }
-            }
-        }
         let awaited = self.view_change.awaiting_state_from == Some(from);
+        let expected = match self.status {
+            ReplicaStatus::ViewChange => awaited,
+            ReplicaStatus::Normal => from == self.primary_of(self.view),
+            ReplicaStatus::Recovering => false,
+        };
+        if !expected {
+            return; // An answer to an earlier request, from a replica no longer asked.
+        }
+        self.timers.state_transfer_at = None;
+        if let Some(manifest) = snapshot {
+            return self.start_download(now, from, manifest, outputs);
+        }
+        if !self.append_state(from, commit_number, after, entries, outputs) {
+            return;
+        }
         match self.status {
-            ReplicaStatus::ViewChange if awaited => {
+            ReplicaStatus::ViewChange => {
                 self.view_change.awaiting_state_from = None;
                 self.commit_through(commit_number, outputs);
                 self.complete_view_change(now, outputs);
             }
             ReplicaStatus::Normal => {
                 let primary = self.primary_of(self.view);
-                if from == primary && self.log.op_number() >= op_number {
+                if self.log.op_number() >= op_number {
                     // Everything the primary had when it answered: this is the view's log.
                     self.log_view = self.view;
                 }
@@ -143,16 +199,160 @@ impl Vr {
                     self.request_state(now, outputs);
                 }
             }
-            _ => {}
+            ReplicaStatus::Recovering => unreachable!("a recovering replica takes state in on_recovery_state"),
         }
     }
 
-    /// Replaces the executed state with `snapshot`; the log restarts at its commit number.
-    pub(super) fn install_snapshot(&mut self, snapshot: Snapshot) {
-        assert!(snapshot.commit_number >= self.commit_number, "a snapshot never takes the state back");
-        self.store.restore(snapshot.store);
-        self.client_table = snapshot.client_table;
-        self.commit_number = snapshot.commit_number;
-        self.log = Log::new(snapshot.commit_number);
+    /// Appends the entries of a NewState that continue this log, within the bound on
+    /// uncommitted entries. Returns false, having counted the message as dropped,
+    /// when they contradict the log.
+    pub(super) fn append_state(
+        &mut self,
+        from: ReplicaId,
+        commit_number: u64,
+        after: u64,
+        entries: Vec<Entry>,
+        outputs: &mut Outputs,
+    ) -> bool {
+        if after < self.log.checkpoint() || after > self.log.op_number() {
+            return true; // Nothing here continues this log; the caller asks again.
+        }
+        if !self.log.agrees_with(&entries) {
+            outputs.drop_message(from, DropReason::Conflicting);
+            return false;
+        }
+        let bytes_max = self.config.limits.uncommitted_bytes_max as u64;
+        for entry in entries {
+            if entry.op_number != self.log.op_number() + 1 {
+                continue;
+            }
+            // Entries up to the sender's commit number are executed right after this.
+            let committed = commit_number.max(self.commit_number).min(self.log.op_number());
+            if self.log.bytes_after(committed) + size::entry_bytes(&entry.operation) as u64 > bytes_max {
+                outputs.drop_message(from, DropReason::TooFarAhead);
+                break;
+            }
+            self.log.append(entry);
+        }
+        true
+    }
+
+    /// Starts fetching the snapshot `manifest` names from `source`, unless this
+    /// replica already executed as much.
+    pub(super) fn start_download(
+        &mut self,
+        now: Instant,
+        source: ReplicaId,
+        manifest: Manifest,
+        outputs: &mut Outputs,
+    ) {
+        if manifest.id.sequence <= self.commit_number {
+            return self.request_state(now, outputs);
+        }
+        if self
+            .download
+            .as_ref()
+            .is_some_and(|download| *download.manifest() == manifest && download.source() == source)
+        {
+            return; // Already fetching it: a repeated answer.
+        }
+        self.download = Some(Download::new(source, manifest, now));
+        self.request_chunk(now, outputs);
+    }
+
+    fn request_chunk(&mut self, now: Instant, outputs: &mut Outputs) {
+        let unanswered = self.download.as_ref().map_or(0, Download::unanswered);
+        let wait = self.resend_wait(unanswered);
+        let Some(download) = self.download.as_mut() else { return };
+        let (snapshot, first) = download.next_request(now, wait);
+        outputs.send(download.source(), wrap(Message::GetSnapshotChunk { snapshot, first }));
+    }
+
+    /// A chunk did not come in time: ask again, or, after [`super::CHUNK_REQUESTS_MAX`]
+    /// requests, give up this source and ask for the state anew.
+    pub(super) fn on_chunk_overdue(&mut self, now: Instant, outputs: &mut Outputs) {
+        let Some(download) = &self.download else { return };
+        if download.unanswered() < super::CHUNK_REQUESTS_MAX {
+            return self.request_chunk(now, outputs);
+        }
+        self.download = None;
+        self.request_state(now, outputs);
+    }
+
+    /// Any replica holding the image serves it, in any status: a snapshot is
+    /// committed state, the same whoever sends it.
+    pub(super) fn on_get_snapshot_chunk(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        snapshot: SnapshotId,
+        first: u64,
+        outputs: &mut Outputs,
+    ) {
+        let bytes_max = self.config.limits.message_bytes_max;
+        let message = match self.images.chunk(now, snapshot, first, bytes_max) {
+            Some(chunk) => Message::SnapshotChunk { chunk },
+            None => Message::SnapshotUnavailable { snapshot },
+        };
+        outputs.send(from, wrap(message));
+    }
+
+    pub(super) fn on_snapshot_chunk(&mut self, now: Instant, from: ReplicaId, chunk: Chunk, outputs: &mut Outputs) {
+        let Some(download) = self.download.as_mut() else {
+            if chunk.snapshot.sequence > self.commit_number {
+                outputs.drop_message(from, DropReason::SnapshotMismatch);
+            }
+            return; // A late copy of a chunk of a snapshot already installed.
+        };
+        let limits = self.config.limits.store;
+        match download.accept(from, chunk, &limits, self.config.defect) {
+            Err(reason) => outputs.drop_message(from, reason),
+            Ok(Progress::Duplicate) => {}
+            Ok(Progress::More) => self.request_chunk(now, outputs),
+            Ok(Progress::Complete) => self.finish_download(now, outputs),
+        }
+    }
+
+    pub(super) fn on_snapshot_unavailable(
+        &mut self,
+        now: Instant,
+        from: ReplicaId,
+        snapshot: SnapshotId,
+        outputs: &mut Outputs,
+    ) {
+        let fetching = self
+            .download
+            .as_ref()
+            .is_some_and(|download| download.source() == from && download.manifest().id == snapshot);
+        if fetching {
+            self.download = None;
+            self.request_state(now, outputs);
+        }
+    }
+
+    /// Installs the snapshot just completed, if its digest matches, and goes on
+    /// fetching the entries after it.
+    fn finish_download(&mut self, now: Instant, outputs: &mut Outputs) {
+        let download = self.download.take().expect("a download just completed");
+        let (source, sequence) = (download.source(), download.manifest().id.sequence);
+        match download.install(self.config.limits.store, self.config.defect) {
+            Ok((store, client_table)) => {
+                if sequence > self.commit_number {
+                    self.install_snapshot(sequence, store, client_table);
+                    outputs.event(Event::SnapshotInstalled { from: source, sequence });
+                }
+            }
+            Err(_) => outputs.drop_message(source, DropReason::SnapshotMismatch),
+        }
+        self.request_state(now, outputs);
+    }
+
+    /// Replaces the executed state with a snapshot's; the log restarts at its sequence.
+    pub(super) fn install_snapshot(&mut self, sequence: u64, store: NoteStore, client_table: ClientTable) {
+        assert!(sequence >= self.commit_number, "a snapshot never takes the state back");
+        self.store.restore(store);
+        self.client_table = client_table;
+        self.commit_number = sequence;
+        self.log = Log::new(sequence);
     }
 }

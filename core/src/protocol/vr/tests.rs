@@ -191,7 +191,7 @@ fn a_duplicated_do_view_change_counts_once() {
     let mut cluster = settled_cluster(5, 6);
     let (r3, r4) = (ReplicaId(3), ReplicaId(4));
     let do_view_change =
-        || wrap(Message::DoViewChange { view: 1, log_view: 0, commit_number: 0, checkpoint: 0, entries: vec![] });
+        || wrap(Message::DoViewChange { view: 1, log_view: 0, commit_number: 0, after: 0, entries: vec![] });
     cluster.deliver(R2, R1, wrap(Message::StartViewChange { view: 1 }));
     assert_eq!(role(&cluster, R1), Role::ViewChange);
     for _ in 0..3 {

@@ -61,19 +61,20 @@ impl Vr {
         if self.view_change.start_view_change_from.len() < self.quorum() {
             return;
         }
+        let after = self.log_start_for_view_change();
         let do_view_change = DoViewChange {
             log_view: self.log_view,
             commit_number: self.commit_number,
-            checkpoint: self.log.checkpoint(),
-            entries: self.log.all_entries(),
+            after,
+            entries: self.log.entries_after(after, usize::MAX, usize::MAX),
         };
         self.view_change.do_view_change_sent = true;
         let new_primary = self.primary_of(self.view);
         if new_primary == self.me() {
             self.record_do_view_change(now, new_primary, do_view_change, outputs);
         } else {
-            let DoViewChange { log_view, commit_number, checkpoint, entries } = do_view_change;
-            let message = Message::DoViewChange { view: self.view, log_view, commit_number, checkpoint, entries };
+            let DoViewChange { log_view, commit_number, after, entries } = do_view_change;
+            let message = Message::DoViewChange { view: self.view, log_view, commit_number, after, entries };
             outputs.send(new_primary, wrap(message));
         }
     }
@@ -107,7 +108,7 @@ impl Vr {
         message: DoViewChange,
         outputs: &mut Outputs,
     ) {
-        if !well_formed(message.checkpoint, message.commit_number, &message.entries, self.entries_max())
+        if !self.log_message_well_formed(message.after, message.commit_number, &message.entries)
             || message.log_view >= view
         {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
@@ -156,8 +157,8 @@ impl Vr {
         }
         let (best_sender, best) = best.expect("a quorum of DoViewChange messages was received");
         let commit_number = received.values().map(|message| message.commit_number).max().unwrap_or(0);
-        if self.commit_number < best.checkpoint {
-            // The best log starts after what this replica executed: fetch a snapshot first.
+        if self.commit_number < best.after {
+            // The best log starts after what this replica executed: fetch what lies between first.
             self.view_change.awaiting_state_from = Some(best_sender);
             return self.request_state(now, outputs);
         }
@@ -179,12 +180,14 @@ impl Vr {
         self.become_primary(now, heard_from);
         outputs.event(Event::ViewStarted { view: self.view, primary: self.me() });
         self.commit_through(commit_number, outputs);
+        let after = self.log_start_for_view_change();
+        let entries = self.log.entries_after(after, usize::MAX, usize::MAX);
         for peer in self.config.peers() {
             let message = Message::StartView {
                 view: self.view,
                 commit_number: self.commit_number,
-                checkpoint: self.log.checkpoint(),
-                entries: self.log.all_entries(),
+                after,
+                entries: entries.clone(),
             };
             outputs.send(peer, wrap(message));
         }
@@ -214,11 +217,11 @@ impl Vr {
         from: ReplicaId,
         view: u64,
         commit_number: u64,
-        checkpoint: u64,
+        after: u64,
         entries: Vec<Entry>,
         outputs: &mut Outputs,
     ) {
-        if !well_formed(checkpoint, commit_number, &entries, self.entries_max()) {
+        if !self.log_message_well_formed(after, commit_number, &entries) {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         if self.primary_of(view) != from {
@@ -230,7 +233,7 @@ impl Vr {
         if view == self.view && self.status == ReplicaStatus::Normal && self.log_view == view {
             return; // Already in this view with its log: a duplicate.
         }
-        if self.commit_number < checkpoint {
+        if self.commit_number < after {
             return self.catch_up_with_view(now, view, outputs);
         }
         let committed_here: Vec<Entry> =
@@ -264,19 +267,26 @@ impl Vr {
         self.request_state(now, outputs);
     }
 
-    fn entries_max(&self) -> usize {
-        self.config.limits.log_entries_max + self.config.limits.entries_per_message_max
+    /// Where the log a view change message carries starts: every uncommitted entry,
+    /// and committed ones before them within `uncommitted_bytes_max`.
+    fn log_start_for_view_change(&self) -> u64 {
+        let after = self.log.start_within(self.config.limits.uncommitted_bytes_max);
+        assert!(after <= self.commit_number, "every uncommitted entry fits in a view change message");
+        after
     }
-}
 
-/// A log message is well formed when its entries are consecutive from the checkpoint,
-/// within the bound, and its commit number is inside it.
-fn well_formed(checkpoint: u64, commit_number: u64, entries: &[Entry], entries_max: usize) -> bool {
-    let starts_after_checkpoint = entries.first().is_none_or(|first| first.op_number == checkpoint.saturating_add(1));
-    let op_number = checkpoint.saturating_add(entries.len() as u64);
-    starts_after_checkpoint
-        && consecutive(entries)
-        && entries.len() <= entries_max
-        && commit_number >= checkpoint
-        && commit_number <= op_number
+    /// A log message is well formed when its entries are consecutive from `after`,
+    /// within the bounds, and its commit number is inside it.
+    fn log_message_well_formed(&self, after: u64, commit_number: u64, entries: &[Entry]) -> bool {
+        let limits = &self.config.limits;
+        let entries_max = limits.log_entries_max + limits.entries_per_message_max;
+        let starts_after = entries.first().is_none_or(|first| first.op_number == after.saturating_add(1));
+        let op_number = after.saturating_add(entries.len() as u64);
+        starts_after
+            && consecutive(entries)
+            && entries.len() <= entries_max
+            && self.entries_within_bounds(entries, limits.uncommitted_bytes_max)
+            && commit_number >= after
+            && commit_number <= op_number
+    }
 }
