@@ -16,6 +16,7 @@ use std::time::Instant as WallClock;
 use noted_core::client_table::ClientTable;
 use noted_core::hlc::Timestamp;
 use noted_core::protocol::vr::{self, Entry};
+use noted_core::snapshot::Image;
 use noted_core::store::StoreLimits;
 use noted_core::wire::{self, Envelope};
 use noted_core::{
@@ -166,7 +167,7 @@ fn wire_codecs() {
             "Prepare x64",
             envelope(vr::Message::Prepare { view: 1, commit_number: 10, entries: (11..75).map(entry).collect() }),
         ),
-        ("NewState 1k", envelope(new_state_with_snapshot(1_000))),
+        ("Chunk 1k", envelope(snapshot_chunk(1_000))),
     ];
     for (name, sample) in &samples {
         let json = measure(|| {
@@ -191,9 +192,9 @@ fn wire_codecs() {
     }
 }
 
-/// State transfer to a replica behind the checkpoint: a snapshot of `notes` notes
-/// and a client table of 64 clients.
-fn new_state_with_snapshot(notes: u64) -> vr::Message {
+/// State transfer to a replica behind the checkpoint: a chunk holding a snapshot of
+/// `notes` notes and a client table of 64 clients.
+fn snapshot_chunk(notes: u64) -> vr::Message {
     let mut store = NoteStore::new(StoreLimits::default());
     let mut client_table = ClientTable::new(64);
     for seed in 0..notes {
@@ -201,15 +202,8 @@ fn new_state_with_snapshot(notes: u64) -> vr::Message {
         client_table.record(ClientId(seed % 64 + 1), seed + 1, reply);
     }
     store.take_changes();
-    let snapshot = vr::Snapshot { commit_number: notes, store, client_table };
-    vr::Message::NewState {
-        view: 1,
-        op_number: notes,
-        commit_number: notes,
-        after: 0,
-        snapshot: Some(snapshot),
-        entries: vec![],
-    }
+    let image = Image::freeze(notes, &store, &client_table, Instant::ZERO);
+    vr::Message::SnapshotChunk { chunk: image.chunk(0, usize::MAX).expect("the image holds pieces") }
 }
 
 /// Nanoseconds per call of `round_trip` (over at least a quarter of a second) and

@@ -127,6 +127,10 @@ pub enum Defect {
     /// without waiting for the rest or checking its digest: it loses the notes
     /// of the chunks that had not arrived (every protocol that transfers snapshots).
     InstallIncompleteSnapshot,
+    /// vr batches log entries (prepares, state transfer) by count alone, ignoring
+    /// `message_bytes_max`: with large notes such a message outgrows its bound
+    /// (and, with default limits, could outgrow a frame).
+    UnboundedBatches,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

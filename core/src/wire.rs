@@ -84,7 +84,14 @@ pub fn encode(envelope: &Envelope) -> Vec<u8> {
 
 /// The bytes `envelope` takes as a frame's payload, computed without building it.
 pub fn encoded_len(envelope: &Envelope) -> usize {
-    postcard::experimental::serialized_size(envelope).expect("messages are plain data and always encode")
+    payload_len(envelope.cluster, envelope.from, envelope.to, &envelope.message)
+}
+
+/// The bytes an envelope of `message` takes as a frame's payload: the fields of
+/// [`Envelope`], in order, encode as the same tuple would.
+pub fn payload_len(cluster: ClusterId, from: ReplicaId, to: ReplicaId, message: &Message) -> usize {
+    postcard::experimental::serialized_size(&(cluster, from, to, message))
+        .expect("messages are plain data and always encode")
 }
 
 /// Decodes the first frame in `bytes`, returning it and the number of bytes it used.

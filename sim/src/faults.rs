@@ -85,6 +85,59 @@ impl FaultInjector {
         }
     }
 
+    /// Whether the next snapshot chunk sent is struck (see [`FaultOptions::transfer_faults`]).
+    pub fn strikes_transfer(&mut self) -> bool {
+        self.options.transfer_faults && self.rng.random_range(0..8u32) == 0
+    }
+
+    /// A fault on `sender` or `receiver` of a snapshot chunk, within the budget: a
+    /// crash, a pause, or a partition that isolates one of them.
+    pub fn strike_transfer(
+        &mut self,
+        cluster: ClusterView<'_>,
+        sender: ReplicaId,
+        receiver: ReplicaId,
+    ) -> Option<FaultAction> {
+        let target = if self.rng.random_bool(0.5) { sender } else { receiver };
+        let lasting = self.spread(self.options.mean_duration);
+        let mut kinds = Vec::new();
+        if self.options.partitions && !cluster.partitioned {
+            kinds.push(0);
+        }
+        if self.crashable(cluster).is_some() && self.may_crash(cluster, target) {
+            kinds.push(1);
+        }
+        if self.options.pauses && !cluster.paused[target.index()] {
+            kinds.push(2);
+        }
+        if kinds.is_empty() {
+            return None;
+        }
+        Some(match kinds[self.rng.random_range(0..kinds.len())] {
+            0 => {
+                let others = (0..cluster.replica_count).map(ReplicaId).filter(|replica| *replica != target).collect();
+                FaultAction::Partition {
+                    partition: Partition::Symmetric { side_a: vec![target], side_b: others },
+                    lasting,
+                }
+            }
+            1 => FaultAction::Crash { replica: target, lasting },
+            _ => FaultAction::Pause { replica: target, lasting },
+        })
+    }
+
+    /// Whether `replica` may crash now without leaving the crash budget.
+    fn may_crash(&self, cluster: ClusterView<'_>, replica: ReplicaId) -> bool {
+        let down = cluster.crashed.iter().filter(|crashed| **crashed).count();
+        !cluster.crashed[replica.index()]
+            && match self.options.crashes {
+                CrashBudget::None => false,
+                CrashBudget::AllExcept(protected) => replica != protected,
+                CrashBudget::Minority => down < usize::from(cluster.replica_count.saturating_sub(1) / 2),
+                CrashBudget::Unlimited => true,
+            }
+    }
+
     /// A replica that may crash now without leaving the crash budget.
     fn crashable(&mut self, cluster: ClusterView<'_>) -> Option<ReplicaId> {
         let down = cluster.crashed.iter().filter(|crashed| **crashed).count();
@@ -117,6 +170,7 @@ mod tests {
             pauses: false,
             clock_skew_max: Duration::ZERO,
             clock_drift_max_ppm: 0,
+            transfer_faults: true,
         }
     }
 
@@ -130,6 +184,21 @@ mod tests {
                 assert_ne!(replica, ReplicaId(0));
             }
         }
+    }
+
+    #[test]
+    fn transfer_faults_strike_sender_or_receiver_within_the_budget() {
+        let mut injector = FaultInjector::new(options(CrashBudget::Minority), ChaCha8Rng::seed_from_u64(1));
+        let view = ClusterView { replica_count: 5, crashed: &[false; 5], paused: &[false; 5], partitioned: false };
+        for _ in 0..100 {
+            match injector.strike_transfer(view, ReplicaId(1), ReplicaId(3)) {
+                Some(FaultAction::Crash { replica, .. }) => assert!([ReplicaId(1), ReplicaId(3)].contains(&replica)),
+                other => panic!("only crashes are enabled: {other:?}"),
+            }
+        }
+        let one_down =
+            ClusterView { replica_count: 3, crashed: &[true, false, false], paused: &[false; 3], partitioned: false };
+        assert_eq!(injector.strike_transfer(one_down, ReplicaId(1), ReplicaId(2)), None);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use core::fmt;
 use core::time::Duration;
 
-use noted_core::{Defect, Timing};
+use noted_core::wire::size;
+use noted_core::{Defect, Limits, Timing};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -69,6 +70,10 @@ pub struct FaultOptions {
     pub clock_skew_max: Duration,
     /// Largest clock rate error, in parts per million.
     pub clock_drift_max_ppm: u32,
+    /// Whether a replica sending a snapshot chunk may be struck (or its receiver),
+    /// now and then, by a crash, pause or partition within the budget: transfers
+    /// interrupted midway, and view changes during them.
+    pub transfer_faults: bool,
 }
 
 /// What the clients do.
@@ -96,6 +101,11 @@ pub struct WorkloadOptions {
     /// Whether clients list notes. A list reads many notes at once, so the checker must
     /// search such a history whole: only some seeds list, to keep the others cheap to check.
     pub lists: bool,
+    /// Per cent of operations that create a note.
+    pub creates_per_cent: u32,
+    /// Created and replaced notes carry a padding of up to this many bytes, so that
+    /// notes reach the largest body the seed's limits allow; 0 for small notes.
+    pub padding_bytes_max: usize,
 }
 
 /// Everything one run does, derived from its seed (and the protocol and mode).
@@ -106,6 +116,9 @@ pub struct SimOptions {
     pub beyond_model: bool,
     pub replica_count: u8,
     pub timing: Timing,
+    /// The replicas' limits: the defaults, or small ones, so that logs are short,
+    /// snapshots take many chunks and messages fill up to their byte bounds.
+    pub limits: Limits,
     pub network: NetworkOptions,
     pub faults: FaultOptions,
     pub workload: WorkloadOptions,
@@ -173,6 +186,7 @@ impl SimOptions {
                 Duration::ZERO
             },
             clock_drift_max_ppm: if budget.clock_skew { rng.random_range(0..=50_000) } else { 0 },
+            transfer_faults: false,
         };
         let workload = WorkloadOptions {
             client_count: rng.random_range(2..=6),
@@ -186,13 +200,16 @@ impl SimOptions {
             conditional_per_mille: rng.random_range(0..=600),
             hot_notes: rng.random_range(1..=4),
             lists: rng.random_bool(0.5),
+            creates_per_cent: 15,
+            padding_bytes_max: 0,
         };
-        SimOptions {
+        let mut options = SimOptions {
             seed,
             protocol,
             beyond_model,
             replica_count,
             timing,
+            limits: Limits::default(),
             network,
             faults,
             workload,
@@ -200,7 +217,16 @@ impl SimOptions {
             liveness_bound: Duration::from_secs(10),
             defect: None,
             streams,
+        };
+        // Drawn last, so that the draws above give every seed the shape it always had.
+        if rng.random_bool(0.5) {
+            options.limits = small_limits(&mut rng);
+            options.workload.creates_per_cent = rng.random_range(15..=45);
+            let padding_max = options.limits.store.body_bytes_max.saturating_sub(WORKLOAD_BODY_BYTES_MAX);
+            options.workload.padding_bytes_max = if rng.random_bool(0.7) { padding_max } else { 0 };
+            options.faults.transfer_faults = options.faults.mean_interval.is_some() && rng.random_bool(0.6);
         }
+        options
     }
 
     /// The one command that replays this run.
@@ -208,6 +234,29 @@ impl SimOptions {
         let beyond = if self.beyond_model { " --beyond-model" } else { "" };
         format!("noted-sim run --protocol {} --seed {}{beyond}", self.protocol, self.seed)
     }
+}
+
+/// What the workload's bodies weigh besides their padding (token, title, a patch's fields).
+const WORKLOAD_BODY_BYTES_MAX: usize = 256;
+
+/// Limits far below the defaults: logs of a few entries, messages of a few KiB,
+/// notes up to what one message holds. Always valid.
+fn small_limits(rng: &mut ChaCha8Rng) -> Limits {
+    let defaults = Limits::default();
+    let overhead = size::ENTRY_OVERHEAD_BYTES_MAX.max(size::REPLY_OVERHEAD_BYTES_MAX);
+    let message_bytes_max = rng.random_range(1_024..=16 * 1_024);
+    let body_bytes_max = rng.random_range(2 * WORKLOAD_BODY_BYTES_MAX..=message_bytes_max - overhead);
+    let log_entries_max = rng.random_range(4..=64);
+    let mut limits = Limits {
+        log_entries_max,
+        entries_per_message_max: rng.random_range(1..=log_entries_max.min(64)),
+        message_bytes_max,
+        uncommitted_bytes_max: rng.random_range(message_bytes_max..=8 * message_bytes_max),
+        ..defaults
+    };
+    limits.store.body_bytes_max = body_bytes_max;
+    limits.store.page_bytes_max = rng.random_range(body_bytes_max.min(message_bytes_max)..=message_bytes_max);
+    limits
 }
 
 fn millis(duration: Duration) -> String {
@@ -247,7 +296,8 @@ impl fmt::Display for SimOptions {
         )?;
         writeln!(
             formatter,
-            "faults: every {} lasting {}, partitions {}, crashes {:?}, pauses {}, clock skew {} drift {}ppm",
+            "faults: every {} lasting {}, partitions {}, crashes {:?}, pauses {}, clock skew {} drift {}ppm, \
+             during transfers {}",
             faults.mean_interval.map_or("never".to_string(), millis),
             millis(faults.mean_duration),
             faults.partitions,
@@ -255,11 +305,24 @@ impl fmt::Display for SimOptions {
             faults.pauses,
             millis(faults.clock_skew_max),
             faults.clock_drift_max_ppm,
+            faults.transfer_faults,
+        )?;
+        let limits = &self.limits;
+        writeln!(
+            formatter,
+            "limits: log {} entries, {} entries and {} bytes a message, {} bytes uncommitted, notes of {} bytes, \
+             pages of {} bytes",
+            limits.log_entries_max,
+            limits.entries_per_message_max,
+            limits.message_bytes_max,
+            limits.uncommitted_bytes_max,
+            limits.store.body_bytes_max,
+            limits.store.page_bytes_max,
         )?;
         write!(
             formatter,
             "workload: {} clients x {} (+{} after healing) operations, think {}, timeout {} x {} attempts, \
-             roaming {}‰, local reads {}‰, conditional {}‰, {} hot notes, lists {}",
+             roaming {}‰, local reads {}‰, conditional {}‰, {} hot notes, lists {}, creates {}%, padding up to {} bytes",
             workload.client_count,
             workload.operations_per_client,
             workload.liveness_operations_per_client,
@@ -271,6 +334,8 @@ impl fmt::Display for SimOptions {
             workload.conditional_per_mille,
             workload.hot_notes,
             workload.lists,
+            workload.creates_per_cent,
+            workload.padding_bytes_max,
         )
     }
 }
@@ -291,6 +356,24 @@ mod tests {
     fn the_same_seed_gives_the_same_options() {
         let first = SimOptions::from_seed(SimProtocol::RemoteWrite, 7, false);
         assert_eq!(first, SimOptions::from_seed(SimProtocol::RemoteWrite, 7, false));
+    }
+
+    #[test]
+    fn drawn_limits_are_valid_and_notes_fit_them() {
+        for seed in 0..500 {
+            let options = SimOptions::from_seed(SimProtocol::Vr, seed, false);
+            let mut config = noted_core::Config::new(
+                noted_core::ClusterId(1),
+                noted_core::ReplicaId(0),
+                3,
+                noted_core::ProtocolKind::Vr,
+                seed,
+            );
+            config.limits = options.limits;
+            assert_eq!(config.validate(), Ok(()), "seed {seed}");
+            let largest_note = options.workload.padding_bytes_max + WORKLOAD_BODY_BYTES_MAX;
+            assert!(largest_note <= options.limits.store.body_bytes_max.max(WORKLOAD_BODY_BYTES_MAX), "seed {seed}");
+        }
     }
 
     #[test]

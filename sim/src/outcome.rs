@@ -22,6 +22,9 @@ pub enum FailureKind {
     Liveness,
     /// The run could not start (an unimplemented protocol, an invalid configuration).
     Setup,
+    /// A replica built a message heavier than its limits allow: encoded, it could
+    /// exceed the frame limit, and a real replica could not send it.
+    MessageSize,
 }
 
 impl FailureKind {
@@ -32,6 +35,7 @@ impl FailureKind {
             FailureKind::Convergence => 12,
             FailureKind::Liveness => 13,
             FailureKind::Setup => 14,
+            FailureKind::MessageSize => 15,
         }
     }
 
@@ -42,6 +46,7 @@ impl FailureKind {
             FailureKind::Convergence => "convergence",
             FailureKind::Liveness => "liveness",
             FailureKind::Setup => "setup",
+            FailureKind::MessageSize => "message-size",
         }
     }
 }

@@ -8,6 +8,7 @@
 use core::fmt::{self, Write as _};
 
 use noted_core::protocol::{remote_write, vr};
+use noted_core::snapshot::{Chunk, Manifest, SnapshotId};
 use noted_core::{Event, Message, Operation, Reply};
 
 /// FNV-1a, 64 bits: a fixed, explicit hash, the same on every platform and run.
@@ -150,9 +151,10 @@ pub fn describe_message(message: &Message) -> String {
             remote_write::Message::UpdateAck { applied, behind } => {
                 format!("update_ack applied {applied}{}", if *behind { " behind" } else { "" })
             }
-            remote_write::Message::Snapshot { sequence, store, .. } => {
-                format!("snapshot at s{sequence} ({} notes)", store.len())
-            }
+            remote_write::Message::Snapshot { manifest } => describe_manifest(manifest),
+            remote_write::Message::GetSnapshotChunk { snapshot, first } => describe_chunk_request(snapshot, *first),
+            remote_write::Message::SnapshotChunk { chunk } => describe_chunk(chunk),
+            remote_write::Message::SnapshotUnavailable { snapshot } => format!("{snapshot} unavailable"),
         },
         Message::LocalWrite(message) => message.kind().to_string(),
         Message::Vr(message) => describe_vr_message(message),
@@ -183,27 +185,28 @@ fn describe_vr_message(message: &vr::Message) -> String {
         vr::Message::PrepareOk { view, op_number } => format!("prepare_ok v{view} op{op_number}"),
         vr::Message::Commit { view, commit_number } => format!("commit v{view} commit {commit_number}"),
         vr::Message::StartViewChange { view } => format!("start_view_change v{view}"),
-        vr::Message::DoViewChange { view, log_view, commit_number, checkpoint, entries: log } => format!(
-            "do_view_change v{view} log of v{log_view} commit {commit_number} log after op{checkpoint}: {} entries",
+        vr::Message::DoViewChange { view, log_view, commit_number, after, entries: log } => format!(
+            "do_view_change v{view} log of v{log_view} commit {commit_number} log after op{after}: {} entries",
             log.len()
         ),
-        vr::Message::StartView { view, commit_number, checkpoint, entries: log } => {
-            format!("start_view v{view} commit {commit_number} log after op{checkpoint}: {} entries", log.len())
+        vr::Message::StartView { view, commit_number, after, entries: log } => {
+            format!("start_view v{view} commit {commit_number} log after op{after}: {} entries", log.len())
         }
         vr::Message::Recovery { nonce } => format!("recovery nonce {nonce:x}"),
-        vr::Message::RecoveryResponse { view, responder, primary_state, .. } => format!(
-            "recovery_response v{view} {:?} op{} commit {}{}",
-            responder.status,
-            responder.op_number,
-            responder.commit_number,
-            if primary_state.is_some() { " with the primary's state" } else { "" }
+        vr::Message::RecoveryResponse { view, responder, .. } => format!(
+            "recovery_response v{view} {:?} op{} commit {}",
+            responder.status, responder.op_number, responder.commit_number,
         ),
         vr::Message::GetState { view, op_number } => format!("get_state v{view} after op{op_number}"),
-        vr::Message::NewState { view, op_number, commit_number, after, snapshot, entries: log } => format!(
-            "new_state v{view} op{op_number} commit {commit_number}{} then [{}] after op{after}",
-            if snapshot.is_some() { " with a snapshot" } else { "" },
-            entries(log)
-        ),
+        vr::Message::NewState { view, op_number, commit_number, snapshot: Some(manifest), .. } => {
+            format!("new_state v{view} op{op_number} commit {commit_number}: fetch {}", describe_manifest(manifest))
+        }
+        vr::Message::NewState { view, op_number, commit_number, after, snapshot: None, entries: log } => {
+            format!("new_state v{view} op{op_number} commit {commit_number} [{}] after op{after}", entries(log))
+        }
+        vr::Message::GetSnapshotChunk { snapshot, first } => describe_chunk_request(snapshot, *first),
+        vr::Message::SnapshotChunk { chunk } => describe_chunk(chunk),
+        vr::Message::SnapshotUnavailable { snapshot } => format!("{snapshot} unavailable"),
         vr::Message::ConfirmView { view, round } => format!("confirm_view v{view} round {round}"),
         vr::Message::ConfirmViewOk { view, round } => format!("confirm_view_ok v{view} round {round}"),
         vr::Message::Forward { request } => {
@@ -213,6 +216,26 @@ fn describe_vr_message(message: &vr::Message) -> String {
             format!("forward_reply {client}#{request_number} {}", describe_reply(reply))
         }
     }
+}
+
+fn describe_manifest(manifest: &Manifest) -> String {
+    format!("{} ({} client records, {} notes)", manifest.id, manifest.clients, manifest.store.notes)
+}
+
+fn describe_chunk_request(snapshot: &SnapshotId, first: u64) -> String {
+    format!("get_snapshot_chunk of {snapshot} from piece {first}")
+}
+
+fn describe_chunk(chunk: &Chunk) -> String {
+    let notes: Vec<String> = chunk.notes.iter().map(|note| format!("{} v{}", note.id, note.version)).collect();
+    format!(
+        "snapshot_chunk of {} pieces {}..{}: {} client records, notes [{}]",
+        chunk.snapshot,
+        chunk.first,
+        chunk.first + chunk.pieces(),
+        chunk.clients.len(),
+        notes.join(", ")
+    )
 }
 
 pub fn describe_event(event: &Event) -> String {

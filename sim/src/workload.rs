@@ -69,8 +69,8 @@ impl Workload {
     pub fn next_operation(&mut self, client: ClientId, request_number: RequestNumber) -> PlannedOperation {
         let token = format!("{client}.{request_number}");
         let choice = self.rng.random_range(0..100u32);
-        if self.known_ids.is_empty() || choice < 15 {
-            let body = json!({ "token": token, "title": self.word() });
+        if self.known_ids.is_empty() || choice < self.options.creates_per_cent {
+            let body = self.body(&token);
             return linearizable(Operation::Create { body });
         }
         let operation = match choice {
@@ -82,7 +82,7 @@ impl Workload {
             15..=47 => Operation::Get { id: self.pick_id() },
             48..=67 => {
                 let id = self.pick_id();
-                let body = json!({ "token": token, "title": self.word() });
+                let body = self.body(&token);
                 Operation::Replace { id, body, if_match: self.if_match(id) }
             }
             68..=90 => {
@@ -139,6 +139,16 @@ impl Workload {
             Some(version) if self.rng.random_bool(0.7) => Some(*version),
             _ => Some(self.rng.random_range(1..=4)),
         }
+    }
+
+    /// A note's body: its token, a title, and in some seeds a padding that makes it large.
+    fn body(&mut self, token: &str) -> Value {
+        let mut body = json!({ "token": token, "title": self.word() });
+        if self.options.padding_bytes_max > 0 {
+            let padding = self.rng.random_range(0..=self.options.padding_bytes_max);
+            body["pad"] = Value::from("p".repeat(padding));
+        }
+        body
     }
 
     fn patch(&mut self, token: &str) -> Value {
@@ -233,7 +243,7 @@ pub fn history_completion(operation: &Operation, reply: &Reply) -> Completion {
                 .iter()
                 .map(|note| json!({ "id": note.id.0, "version": note.version, "note": Value::Object((*note.body).clone()) }))
                 .collect();
-            json!({ "notes": notes })
+            json!({ "notes": notes, "more": page.next_after.is_some() })
         }
         Reply::Deleted { .. } => json!({}),
     };

@@ -159,3 +159,80 @@ fn the_swarm_covers_every_fault_and_every_operation() {
     }
     assert!(all_traces.contains("request Local"), "local reads are issued (and left out of the history)");
 }
+
+#[test]
+fn installing_a_snapshot_before_its_last_chunk_is_caught_with_a_short_history() {
+    let found = (0..600).map(|seed| RunRequest {
+        defect: Some(Defect::InstallIncompleteSnapshot),
+        ..RunRequest::new(SimProtocol::Vr, seed)
+    });
+    let (request, outcome) = found
+        .map(|request| (request, run(&request)))
+        .find(|(_, outcome)| {
+            outcome.failure.as_ref().is_some_and(|failure| failure.kind == FailureKind::Linearizability)
+        })
+        .expect("notes lost by an incomplete snapshot are read as missing within 600 seeds");
+    let report = failure_report(&request, &outcome).expect("a failed run has a report");
+    let minimized = report.minimized.expect("a linearizability failure is minimized");
+    let kept = minimized.whole.len();
+    println!(
+        "caught at seed {}: {kept} of {} operations kept whole, {} in the minimized history:\n{}",
+        request.seed,
+        outcome.operations(),
+        operation_ids(&minimized.history).len(),
+        minimized.history.to_jsonl()
+    );
+    assert!(is_violation(&minimized.history), "the minimized history still fails");
+    assert!(kept <= 16, "the minimized history is short: {kept} operations\n{}", minimized.history.to_jsonl());
+}
+
+#[test]
+fn a_remote_write_backup_that_installs_an_incomplete_snapshot_does_not_converge() {
+    let caught = (0..200).find_map(|seed| {
+        let request = RunRequest {
+            defect: Some(Defect::InstallIncompleteSnapshot),
+            ..RunRequest::new(SimProtocol::RemoteWrite, seed)
+        };
+        run(&request).failure.filter(|failure| failure.kind == FailureKind::Convergence).map(|failure| (seed, failure))
+    });
+    let (seed, failure) = caught.expect("a backup missing notes is found within 200 seeds");
+    println!("caught at seed {seed}: {}", failure.message);
+}
+
+#[test]
+fn a_message_over_its_bound_fails_the_run() {
+    let caught = (0..300).find_map(|seed| {
+        let request = RunRequest { defect: Some(Defect::UnboundedBatches), ..RunRequest::new(SimProtocol::Vr, seed) };
+        run(&request).failure.filter(|failure| failure.kind == FailureKind::MessageSize).map(|failure| (seed, failure))
+    });
+    let (seed, failure) = caught.expect("prepares batched past message_bytes_max are caught within 300 seeds");
+    println!("caught at seed {seed}: {}", failure.message);
+    assert!(failure.message.contains("over the bound"), "{}", failure.message);
+}
+
+#[test]
+fn the_swarm_transfers_large_stores_in_chunks_under_faults() {
+    let mut all_traces = String::new();
+    for seed in 0..120 {
+        let outcome = run(&RunRequest { trace: true, ..RunRequest::new(SimProtocol::Vr, seed) });
+        assert!(outcome.passed(), "vr seed {seed}");
+        all_traces.push_str(&outcome.trace);
+    }
+    for sign in [
+        "limits: log 4 entries",
+        "padding up to",
+        "get_snapshot_chunk of snapshot",
+        "snapshot_chunk of snapshot",
+        "installed a snapshot",
+        "FAULT during the transfer",
+        "recovered in",
+    ] {
+        assert!(all_traces.contains(sign), "no vr seed of 120 shows {sign:?}");
+    }
+    let chunks_of_one_snapshot = all_traces
+        .lines()
+        .filter(|line| line.contains("--> ") && line.contains("snapshot_chunk of snapshot"))
+        .filter(|line| !line.contains("pieces 0.."))
+        .count();
+    assert!(chunks_of_one_snapshot > 100, "snapshots take many chunks: {chunks_of_one_snapshot} chunks past the first");
+}

@@ -12,7 +12,10 @@
 //!
 //! [`Config::validate`]: crate::config::Config::validate
 
+use crate::config::Limits;
+use crate::message::Message;
 use crate::operation::{Operation, Reply};
+use crate::protocol::vr;
 use crate::request_body;
 
 /// A stored note besides its body's text: id, version, two timestamps, and the
@@ -38,6 +41,25 @@ pub const CLIENT_RECORD_OVERHEAD_BYTES_MAX: usize = 32;
 /// Everything a message holds besides its entries, notes, records or reply: the
 /// envelope, view and sequence numbers, a snapshot's manifest, list lengths.
 pub const MESSAGE_OVERHEAD_BYTES_MAX: usize = 1024;
+
+/// The largest payload a replica with `limits` builds: a view change's log
+/// (`uncommitted_bytes_max`), or any other message (`message_bytes_max`), with
+/// what every message adds. [`Config::validate`] keeps it within the frame limit.
+pub fn largest_message_bytes(limits: &Limits) -> usize {
+    limits.uncommitted_bytes_max.max(limits.message_bytes_max) + MESSAGE_OVERHEAD_BYTES_MAX
+}
+
+/// The largest payload a message of `message`'s kind may take under `limits`:
+/// vr's `DoViewChange` and `StartView` carry up to `uncommitted_bytes_max` of
+/// entries, every other message up to `message_bytes_max` of entries, notes,
+/// client records or a reply.
+pub fn message_bound(message: &Message, limits: &Limits) -> usize {
+    let carried = match message {
+        Message::Vr(vr::Message::DoViewChange { .. } | vr::Message::StartView { .. }) => limits.uncommitted_bytes_max,
+        _ => limits.message_bytes_max,
+    };
+    carried + MESSAGE_OVERHEAD_BYTES_MAX
+}
 
 /// The JSON text an operation carries: a body or a patch.
 pub fn operation_text_bytes(operation: &Operation) -> usize {

@@ -612,6 +612,7 @@ fn assert_largest_messages_fit(limits: crate::config::Limits, body_bytes: usize)
         let envelope = Envelope { cluster: ClusterId(u64::MAX), from: ReplicaId(255), to: ReplicaId(255), message };
         let encoded = encoded_len(&envelope);
         assert!(encoded <= bound, "{kind}: {encoded} bytes, over its bound of {bound}");
+        assert_eq!(bound, size::message_bound(&envelope.message, &limits), "{kind}: the bound the simulator checks");
         assert!(bound <= FRAME_PAYLOAD_BYTES_MAX, "{kind}: its bound is within the frame limit");
         assert_eq!(encoded + LENGTH_PREFIX_BYTES, encode(&envelope).len(), "encoded_len is exact");
     }

@@ -41,6 +41,8 @@ pub(crate) struct NotesObservation {
     version: Option<u64>,
     note: Option<ValueId>,
     notes: Option<Vec<ListedObservation>>,
+    /// A list's `more`: whether the server said more notes follow its page.
+    more: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -90,7 +92,11 @@ enum NotesResult {
         note: StoredNote,
     },
     Deleted,
-    Listed(Vec<(u64, StoredNote)>),
+    /// The notes a list with its limit returns, and whether more follow them.
+    Listed {
+        listed: Vec<(u64, StoredNote)>,
+        more: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -146,8 +152,10 @@ impl NotesModel {
             },
             NotesCall::List { after, limit } => {
                 let limit = limit.and_then(|limit| usize::try_from(limit).ok()).unwrap_or(usize::MAX);
-                let listed = state.notes.range(after.saturating_add(1)..).take(limit).map(|(&id, &note)| (id, note));
-                (NotesResult::Listed(listed.collect()), None)
+                let mut remaining = state.notes.range(after.saturating_add(1)..).map(|(&id, &note)| (id, note));
+                let listed = remaining.by_ref().take(limit).collect();
+                let more = remaining.next().is_some();
+                (NotesResult::Listed { listed, more }, None)
             }
             NotesCall::Put { id, body, if_match } => self.write(state, id, if_match, |_, _| body),
             NotesCall::Patch { id, patch, if_match } => self.write(state, id, if_match, |values, object| {
@@ -218,10 +226,19 @@ fn observation_matches(result: &NotesResult, observed: &NotesObservation) -> boo
             observed.notes.is_none() && note_matches(*id, *note, observed.id, observed.version, observed.note)
         }
         NotesResult::Deleted => no_fields && observed.notes.is_none(),
-        NotesResult::Listed(listed) => {
+        NotesResult::Listed { listed, more } => {
+            // A page may stop before its limit when its notes weigh too much for one
+            // answer; it then says that more follow. Without `more`, a page is whole.
+            let length_matches = |entries: &[ListedObservation]| match observed.more {
+                None => entries.len() == listed.len(),
+                Some(false) => entries.len() == listed.len() && !more,
+                Some(true) => {
+                    !entries.is_empty() && entries.len() <= listed.len() && (entries.len() < listed.len() || *more)
+                }
+            };
             no_fields
                 && observed.notes.as_ref().is_none_or(|entries| {
-                    entries.len() == listed.len()
+                    length_matches(entries)
                         && entries
                             .iter()
                             .zip(listed)
@@ -378,12 +395,18 @@ fn parse_observation(
         }
         Some(_) => return Err(CheckError::operation(operation, "\"notes\" must be an array")),
     };
+    let more = match fields.get("more") {
+        None => None,
+        Some(Value::Bool(more)) => Some(*more),
+        Some(_) => return Err(CheckError::operation(operation, "\"more\" must be true or false")),
+    };
     Ok(NotesObservation {
         error_code,
         id: optional_number_field(operation, fields, "id")?,
         version: optional_number_field(operation, fields, "version")?,
         note: fields.get("note").map(|note| values.intern(note)),
         notes,
+        more,
     })
 }
 

@@ -12,8 +12,43 @@ impl Simulation {
         if self.phase != Phase::Safety {
             return;
         }
-        // A replica that restarted but is still recovering its state counts as down:
-        // a crash budget bounds how many replicas lack their state at once.
+        let (crashed, paused) = self.down_and_paused();
+        let view = ClusterView {
+            replica_count: self.options.replica_count,
+            crashed: &crashed,
+            paused: &paused,
+            partitioned: self.network.partition().is_some(),
+        };
+        let action = self.faults.choose(view);
+        self.apply_fault(action);
+        if let Some(interval) = self.faults.next_interval() {
+            self.schedule(nanos(interval), SimEvent::FaultTick);
+        }
+    }
+
+    /// Now and then, a fault on the sender or receiver of a snapshot chunk.
+    pub(super) fn maybe_strike_transfer(&mut self, sender: ReplicaId, receiver: ReplicaId) {
+        if self.phase != Phase::Safety || !self.faults.strikes_transfer() {
+            return;
+        }
+        let (crashed, paused) = self.down_and_paused();
+        let view = ClusterView {
+            replica_count: self.options.replica_count,
+            crashed: &crashed,
+            paused: &paused,
+            partitioned: self.network.partition().is_some(),
+        };
+        let action = self.faults.strike_transfer(view, sender, receiver);
+        if action.is_some() {
+            self.trace.line(self.now, format_args!("FAULT during the transfer {sender} -> {receiver}"));
+        }
+        self.apply_fault(action);
+    }
+
+    /// Which replicas are down and which paused. A replica that restarted but is
+    /// still recovering its state counts as down: a crash budget bounds how many
+    /// replicas lack their state at once.
+    fn down_and_paused(&self) -> (Vec<bool>, Vec<bool>) {
         let crashed: Vec<bool> = self
             .replicas
             .iter()
@@ -22,13 +57,11 @@ impl Simulation {
             })
             .collect();
         let paused: Vec<bool> = self.replicas.iter().map(|replica| replica.paused).collect();
-        let view = ClusterView {
-            replica_count: self.options.replica_count,
-            crashed: &crashed,
-            paused: &paused,
-            partitioned: self.network.partition().is_some(),
-        };
-        match self.faults.choose(view) {
+        (crashed, paused)
+    }
+
+    fn apply_fault(&mut self, action: Option<FaultAction>) {
+        match action {
             None => {}
             Some(FaultAction::Partition { partition, lasting }) => {
                 self.trace.line(self.now, format_args!("FAULT partition {partition} for {lasting:?}"));
@@ -52,9 +85,6 @@ impl Simulation {
                 self.replicas[replica.index()].paused = true;
                 self.schedule(nanos(lasting), SimEvent::Resume { replica });
             }
-        }
-        if let Some(interval) = self.faults.next_interval() {
-            self.schedule(nanos(interval), SimEvent::FaultTick);
         }
     }
 

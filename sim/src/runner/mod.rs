@@ -19,6 +19,7 @@ pub use panics::{panic_message, quietly};
 
 use noted_core::{
     ClientId, ClientRequest, ClusterId, Config, Freshness, Input, Message, Output, ReplicaId, Reply, RequestNumber,
+    wire,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -198,6 +199,7 @@ impl Simulation {
                 options.streams.replicas.wrapping_add(u64::from(index)),
             );
             config.timing = options.timing;
+            config.limits = options.limits;
             config.defect = options.defect;
             let clock = ReplicaClock::random(&mut clock_rng, skew_max_nanos, options.faults.clock_drift_max_ppm);
             let replica = noted_core::Replica::new(config.clone(), clock.local(0))
@@ -423,6 +425,23 @@ impl Simulation {
     }
 
     fn send(&mut self, from: ReplicaId, to: ReplicaId, message: Message) {
+        let bytes = wire::payload_len(ClusterId(self.options.seed), from, to, &message);
+        let bound = wire::size::message_bound(&message, &self.options.limits);
+        if bytes > bound {
+            let kind = message.kind();
+            return self.fail(
+                FailureKind::MessageSize,
+                format!(
+                    "{from} built a {kind} of {bytes} bytes for {to}, over the bound of {bound} bytes its limits set"
+                ),
+            );
+        }
+        if message.kind() == "snapshot_chunk" {
+            self.maybe_strike_transfer(from, to);
+            if !self.may_take(from) {
+                return; // The sender crashed or paused as it sent.
+            }
+        }
         if self.network.is_cut(from, to) {
             self.trace.line(self.now, format_args!("{from} -/-> {to} cut by the partition: {}", message.kind()));
             return;

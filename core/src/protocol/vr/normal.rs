@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use super::log::{Entry, consecutive};
 use super::{BackupProgress, Message, PrimaryRole, ReplicaStatus, Vr, Waiter, wrap};
 use crate::client_table::Admission;
+use crate::config::Defect;
 use crate::hlc::Timestamp;
 use crate::ids::ReplicaId;
 use crate::operation::{ClientRequest, Refusal, Reply};
@@ -131,6 +132,14 @@ impl Vr {
             outputs
                 .send(*backup, wrap(Message::Prepare { view: self.view, commit_number: self.commit_number, entries }));
         }
+    }
+
+    /// How many entries, and what weight of them, one message carries.
+    pub(super) fn batch_bounds(&self) -> (usize, usize) {
+        let limits = &self.config.limits;
+        let bytes_max =
+            if self.config.defect == Some(Defect::UnboundedBatches) { usize::MAX } else { limits.message_bytes_max };
+        (limits.entries_per_message_max, bytes_max)
     }
 
     /// §4.1 step 4: an entry held by a quorum in this view is committed.

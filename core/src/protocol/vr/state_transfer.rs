@@ -81,10 +81,9 @@ impl Vr {
     /// `message_bytes_max`; otherwise the manifest of a snapshot to fetch first,
     /// frozen now or reused if the entries after it are still retained.
     fn send_new_state(&mut self, now: Instant, to: ReplicaId, after: u64, outputs: &mut Outputs) {
-        let limits = &self.config.limits;
         let (after, snapshot, entries) = if after >= self.log.checkpoint() {
-            let entries = self.log.entries_after(after, limits.entries_per_message_max, limits.message_bytes_max);
-            (after, None, entries)
+            let (count_max, bytes_max) = self.batch_bounds();
+            (after, None, self.log.entries_after(after, count_max, bytes_max))
         } else {
             let manifest = self.images.get_or_freeze(
                 now,
