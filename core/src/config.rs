@@ -71,6 +71,9 @@ pub struct Limits {
     pub pending_requests_max: usize,
     /// Updates kept for retransmission or buffered out of order.
     pub log_entries_max: usize,
+    /// vr: what the retained log may weigh (counted as [`crate::wire::size`]
+    /// bounds entries) before executed entries are discarded, as for `log_entries_max`.
+    pub log_bytes_max: usize,
     /// Updates carried by one message.
     pub entries_per_message_max: usize,
     /// What one message may carry of entries, notes or client records, counted as
@@ -90,6 +93,7 @@ impl Default for Limits {
             clients_max: 4096,
             pending_requests_max: 1024,
             log_entries_max: 8192,
+            log_bytes_max: 32 * 1024 * 1024,
             entries_per_message_max: 64,
             message_bytes_max: 1024 * 1024,
             uncommitted_bytes_max: 4 * 1024 * 1024,
@@ -158,6 +162,8 @@ pub enum ConfigError {
     PageLargerThanMessage,
     #[error("limits.uncommitted_bytes_max must be at least limits.message_bytes_max")]
     UncommittedSmallerThanMessage,
+    #[error("limits.log_bytes_max must be at least twice limits.uncommitted_bytes_max")]
+    LogSmallerThanUncommitted,
     #[error(
         "limits.uncommitted_bytes_max is {0}; with what a message adds it must stay within the frame limit of \
          {frame} bytes (at most {max})",
@@ -239,6 +245,9 @@ impl Config {
         }
         if limits.uncommitted_bytes_max > FRAME_PAYLOAD_BYTES_MAX - size::MESSAGE_OVERHEAD_BYTES_MAX {
             return Err(ConfigError::UncommittedOverFrame(limits.uncommitted_bytes_max));
+        }
+        if limits.log_bytes_max / 2 < limits.uncommitted_bytes_max {
+            return Err(ConfigError::LogSmallerThanUncommitted);
         }
         Ok(())
     }

@@ -12,6 +12,17 @@ pub enum Message {
 }
 
 impl Message {
+    /// Whether the message is bulk state (a snapshot chunk): hosts send such
+    /// messages after every other queued one, so that a large transfer never holds
+    /// up the protocol's own traffic.
+    pub fn is_bulk(&self) -> bool {
+        matches!(
+            self,
+            Message::Vr(vr::Message::SnapshotChunk { .. })
+                | Message::RemoteWrite(remote_write::Message::SnapshotChunk { .. })
+        )
+    }
+
     /// The message's kind, for metrics and traces.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -22,6 +22,7 @@ use crate::clock::HostClock;
 use crate::feed::{Feed, Subscription};
 use crate::metrics::Metrics;
 use crate::peer::Outbox;
+use crate::peer::faults::TestFaults;
 
 /// Inputs waiting for the driver; senders wait when it is full (back-pressure).
 const INPUTS_MAX: usize = 4096;
@@ -53,6 +54,10 @@ pub enum DriverInput {
         from: Option<u64>,
         subscribed: oneshot::Sender<Subscription>,
     },
+    /// Answered as soon as the driver takes it: it is alive and taking inputs.
+    Ping {
+        pong: oneshot::Sender<()>,
+    },
 }
 
 /// How the rest of the server talks to a driver. Cheap to clone.
@@ -83,6 +88,14 @@ impl DriverHandle {
         subscription.await.ok()
     }
 
+    /// Whether the driver takes an input within `within`: a driver that stopped, or
+    /// is stuck, does not.
+    pub async fn is_responsive(&self, within: std::time::Duration) -> bool {
+        let (pong, answered) = oneshot::channel();
+        let exchange = async { self.inputs.send(DriverInput::Ping { pong }).await.is_ok() && answered.await.is_ok() };
+        tokio::time::timeout(within, exchange).await.unwrap_or(false)
+    }
+
     /// The replica's status after its latest input.
     pub fn status(&self) -> Status {
         self.status.borrow().clone()
@@ -100,6 +113,10 @@ pub struct Driver {
     status: watch::Sender<Status>,
     metrics: Arc<Metrics>,
     feed: Feed,
+    /// Test-only: the driver panics, or stops taking inputs, on these client requests (see [`TestFaults`]).
+    panic_at_request: Option<u64>,
+    stall_at_request: Option<u64>,
+    requests_taken: u64,
 }
 
 impl std::fmt::Debug for Driver {
@@ -114,13 +131,25 @@ impl Driver {
         config: noted_core::Config,
         outbox: Outbox,
         metrics: Arc<Metrics>,
+        faults: TestFaults,
     ) -> Result<(Driver, DriverHandle), noted_core::ConfigError> {
         let mut clock = HostClock::start();
         let replica = Replica::new(config, clock.now())?;
         let (inputs_sender, inputs) = mpsc::channel(INPUTS_MAX);
         let (status, status_receiver) = watch::channel(replica.status());
-        let driver =
-            Driver { replica, clock, inputs, outbox, waiting: HashMap::new(), status, metrics, feed: Feed::new() };
+        let driver = Driver {
+            replica,
+            clock,
+            inputs,
+            outbox,
+            waiting: HashMap::new(),
+            status,
+            metrics,
+            feed: Feed::new(),
+            panic_at_request: faults.panic_at_request,
+            stall_at_request: faults.stall_at_request,
+            requests_taken: 0,
+        };
         Ok((driver, DriverHandle { inputs: inputs_sender, status: status_receiver }))
     }
 
@@ -141,10 +170,18 @@ impl Driver {
             };
             self.dispatch(input);
             for _ in 1..INPUTS_PER_WAKE {
+                // A deadline that passed while inputs were handled goes first: under a
+                // burst of heavy inputs the primary's heartbeats must still leave on time.
+                self.handle_timeout_if_due();
                 match self.inputs.try_recv() {
                     Ok(input) => self.dispatch(input),
                     Err(_) => break,
                 }
+            }
+            if self.stall_at_request.is_some_and(|request| self.requests_taken >= request) {
+                warn!("test fault: the driver stops taking inputs");
+                shutdown.cancelled().await;
+                break;
             }
         }
         let status = self.replica.status();
@@ -154,6 +191,10 @@ impl Driver {
     fn dispatch(&mut self, input: DriverInput) {
         match input {
             DriverInput::Request { request, answer_to } => {
+                self.requests_taken += 1;
+                if self.panic_at_request == Some(self.requests_taken) {
+                    panic!("test fault: the driver panics on client request {}", self.requests_taken);
+                }
                 info!(
                     client = %request.client,
                     request_number = request.request_number,
@@ -165,11 +206,21 @@ impl Driver {
                 self.handle(Input::Request(request));
             }
             DriverInput::Message { from, message } => self.handle(Input::Message { from, message }),
+            DriverInput::Ping { pong } => {
+                let _ = pong.send(());
+            }
             DriverInput::Watch { from, subscribed } => {
                 debug!(?from, published = self.feed.published(), "watcher subscribed");
                 // A watcher that already left needs nothing.
                 let _ = subscribed.send(self.feed.subscribe(from, self.replica.store()));
             }
+        }
+    }
+
+    fn handle_timeout_if_due(&mut self) {
+        let due = self.replica.next_timeout().is_some_and(|at| at <= self.clock.now());
+        if due {
+            self.handle(Input::Timeout);
         }
     }
 

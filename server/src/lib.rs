@@ -20,5 +20,6 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod node;
+pub mod panics;
 pub mod peer;
 pub mod shutdown;

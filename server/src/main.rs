@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use noted_server::cli::{Cli, Command, ConfigCommand, DevArgs};
-use noted_server::{bench, commands, dev, logging, shutdown};
+use noted_server::{bench, commands, dev, logging, panics, shutdown};
 
 // Every request and peer message allocates (JSON values, frames, futures) from
 // several threads; mimalloc's thread-local free lists serve that far faster than
@@ -15,6 +15,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
+    panics::exit_on_panic();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(&format!("cannot start the runtime: {error}")),

@@ -27,6 +27,9 @@ struct MetricsState {
     /// (peer, kind) -> frames.
     peer_sent: BTreeMap<(u8, &'static str), u64>,
     peer_received: BTreeMap<(u8, &'static str), u64>,
+    /// (peer, kind) -> bytes of frames, as sent and as received.
+    peer_sent_bytes: BTreeMap<(u8, &'static str), u64>,
+    peer_received_bytes: BTreeMap<(u8, &'static str), u64>,
     /// (stage, reason) -> frames: `transport` (queue overflow, injected faults, failed
     /// authentication, oversized frames, floods and connections over the per-address
     /// limits) or `core` (refused by the protocol, e.g. of a view it has left).
@@ -72,12 +75,18 @@ impl Metrics {
         });
     }
 
-    pub fn peer_sent(&self, peer: u8, kind: &'static str) {
-        self.with(|state| *state.peer_sent.entry((peer, kind)).or_default() += 1);
+    pub fn peer_sent(&self, peer: u8, kind: &'static str, bytes: usize) {
+        self.with(|state| {
+            *state.peer_sent.entry((peer, kind)).or_default() += 1;
+            *state.peer_sent_bytes.entry((peer, kind)).or_default() += bytes as u64;
+        });
     }
 
-    pub fn peer_received(&self, peer: u8, kind: &'static str) {
-        self.with(|state| *state.peer_received.entry((peer, kind)).or_default() += 1);
+    pub fn peer_received(&self, peer: u8, kind: &'static str, bytes: usize) {
+        self.with(|state| {
+            *state.peer_received.entry((peer, kind)).or_default() += 1;
+            *state.peer_received_bytes.entry((peer, kind)).or_default() += bytes as u64;
+        });
     }
 
     pub fn peer_dropped(&self, stage: &str, reason: &str) {
@@ -132,6 +141,14 @@ impl Metrics {
             header(&mut out, "noted_peer_messages_received_total", "counter", "Authenticated protocol messages.");
             for ((peer, kind), count) in &state.peer_received {
                 let _ = writeln!(out, "noted_peer_messages_received_total{{peer=\"{peer}\",kind=\"{kind}\"}} {count}");
+            }
+            header(&mut out, "noted_peer_bytes_sent_total", "counter", "Bytes of protocol frames queued for a peer.");
+            for ((peer, kind), bytes) in &state.peer_sent_bytes {
+                let _ = writeln!(out, "noted_peer_bytes_sent_total{{peer=\"{peer}\",kind=\"{kind}\"}} {bytes}");
+            }
+            header(&mut out, "noted_peer_bytes_received_total", "counter", "Bytes of authenticated protocol frames.");
+            for ((peer, kind), bytes) in &state.peer_received_bytes {
+                let _ = writeln!(out, "noted_peer_bytes_received_total{{peer=\"{peer}\",kind=\"{kind}\"}} {bytes}");
             }
             header(
                 &mut out,

@@ -69,8 +69,15 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         warn!(faults = ?settings.test_faults, "test faults are on: outgoing peer frames are dropped or delayed");
     }
     let outbox = Outbox::new(me, cluster, auth.clone(), queues.clone(), settings.test_faults, Arc::clone(&metrics));
+    if let Some(request) = settings.test_faults.panic_at_request {
+        warn!(request, "test fault is on: the driver panics on this client request");
+    }
+    if let Some(request) = settings.test_faults.stall_at_request {
+        warn!(request, "test fault is on: the driver stops taking inputs at this client request");
+    }
     let (driver, driver_handle) =
-        Driver::new(settings.core.clone(), outbox, Arc::clone(&metrics)).map_err(|error| error.to_string())?;
+        Driver::new(settings.core.clone(), outbox, Arc::clone(&metrics), settings.test_faults)
+            .map_err(|error| error.to_string())?;
 
     // The internals outlive the HTTP server, so that requests in flight can still be answered.
     let internals = CancellationToken::new();

@@ -254,6 +254,7 @@ fn small_limits(rng: &mut ChaCha8Rng) -> Limits {
         uncommitted_bytes_max: rng.random_range(message_bytes_max..=8 * message_bytes_max),
         ..defaults
     };
+    limits.log_bytes_max = rng.random_range(2 * limits.uncommitted_bytes_max..=16 * limits.uncommitted_bytes_max);
     limits.store.body_bytes_max = body_bytes_max;
     limits.store.page_bytes_max = rng.random_range(body_bytes_max.min(message_bytes_max)..=message_bytes_max);
     limits
@@ -310,9 +311,10 @@ impl fmt::Display for SimOptions {
         let limits = &self.limits;
         writeln!(
             formatter,
-            "limits: log {} entries, {} entries and {} bytes a message, {} bytes uncommitted, notes of {} bytes, \
-             pages of {} bytes",
+            "limits: log {} entries or {} bytes, {} entries and {} bytes a message, {} bytes uncommitted, notes of {} \
+             bytes, pages of {} bytes",
             limits.log_entries_max,
+            limits.log_bytes_max,
             limits.entries_per_message_max,
             limits.message_bytes_max,
             limits.uncommitted_bytes_max,

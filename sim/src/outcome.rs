@@ -61,11 +61,13 @@ impl fmt::Display for FailureKind {
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
+    /// Convergence: the ids of the notes the replicas disagree about.
+    pub notes: Vec<u64>,
 }
 
 impl Failure {
     pub fn new(kind: FailureKind, message: String) -> Failure {
-        Failure { kind, message }
+        Failure { kind, message, notes: Vec::new() }
     }
 }
 

@@ -22,6 +22,8 @@ pub struct FailureReport {
     pub replay_command: String,
     /// The shortest failing history found (linearizability failures), else `None`.
     pub minimized: Option<Minimized>,
+    /// Convergence failures: every operation on the notes the replicas disagree about.
+    pub divergent_history: Option<History>,
     /// Trace lines that mention the requests and notes involved.
     pub trace_excerpt: Vec<String>,
 }
@@ -41,7 +43,19 @@ pub fn failure_report(request: &RunRequest, outcome: &RunOutcome) -> Option<Fail
     } else {
         outcome.trace.clone()
     };
-    let focus = minimized.as_ref().map(|minimized| focus_words(&minimized.whole, &minimized.history, outcome));
+    let divergent_history = (!failure.notes.is_empty()).then(|| history_of_notes(&outcome.history, &failure.notes));
+    let focus = match (&minimized, &divergent_history) {
+        (Some(minimized), _) => Some(focus_words(&minimized.whole, &minimized.history, outcome)),
+        (None, Some(history)) => {
+            let whole: BTreeSet<u64> = history.events.iter().map(|event| event.id).collect();
+            let mut words = focus_words(&whole, history, outcome);
+            words.extend(failure.notes.iter().map(|id| format!("note-{id}")));
+            // Where a replica's state was replaced wholesale, notes can differ without a write naming them.
+            words.insert("installed".into());
+            Some(words)
+        }
+        (None, None) => None,
+    };
     let trace_excerpt = match focus {
         Some(words) => traced.lines().filter(|line| mentions_any(line, &words)).map(str::to_string).collect(),
         // Without a history to focus on, the end of the trace shows what led to the failure.
@@ -55,8 +69,30 @@ pub fn failure_report(request: &RunRequest, outcome: &RunOutcome) -> Option<Fail
         message: failure.message.clone(),
         replay_command: outcome.options.replay_command(),
         minimized,
+        divergent_history,
         trace_excerpt,
     })
+}
+
+/// The operations of `history` that name one of `notes`: the creates that made
+/// them and every other operation on their ids (lists left out).
+fn history_of_notes(history: &History, notes: &[u64]) -> History {
+    let named = |value: &Option<serde_json::Value>| {
+        value
+            .as_ref()
+            .and_then(|value| value.get("id"))
+            .and_then(serde_json::Value::as_u64)
+            .is_some_and(|id| notes.contains(&id))
+    };
+    let involved: BTreeSet<u64> = history
+        .events
+        .iter()
+        .filter(|event| named(&event.input) || named(&event.output))
+        .map(|event| event.id)
+        .collect();
+    let mut excerpt = History::new(history.header.clone());
+    excerpt.events = history.events.iter().filter(|event| involved.contains(&event.id)).cloned().collect();
+    excerpt
 }
 
 /// Words that name the involved requests (`C3#17`) and notes (`note-2`) in trace lines.
@@ -117,8 +153,19 @@ impl FailureReport {
                 let _ = writeln!(text, "  {line}");
             }
         }
+        if let Some(history) = &self.divergent_history {
+            let _ = writeln!(
+                text,
+                "history of the notes the replicas disagree about: {} of {} operations:",
+                operation_ids(history).len(),
+                outcome.operations()
+            );
+            for line in history.to_jsonl().lines() {
+                let _ = writeln!(text, "  {line}");
+            }
+        }
         let shown = self.trace_excerpt.len().min(TRACE_LINES_MAX);
-        let heading = if self.minimized.is_some() {
+        let heading = if self.minimized.is_some() || self.divergent_history.is_some() {
             "message trace of the requests and notes involved"
         } else {
             "the message trace up to the failure"

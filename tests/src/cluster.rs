@@ -263,6 +263,12 @@ impl Cluster {
         }
     }
 
+    /// How `replica`'s process ended, once it ended by itself; `None` while it runs.
+    pub fn exit_code(&mut self, replica: usize) -> Option<i32> {
+        let child = self.processes[replica].as_mut()?;
+        child.try_wait().ok().flatten().and_then(|status| status.code())
+    }
+
     /// The process id of `replica`, while it runs.
     pub fn pid(&self, replica: usize) -> Option<u32> {
         self.processes[replica].as_ref().map(Child::id)

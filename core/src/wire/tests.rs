@@ -441,6 +441,7 @@ fn largest_limits() -> crate::config::Limits {
     let mut limits = crate::config::Limits::default();
     limits.uncommitted_bytes_max = FRAME_PAYLOAD_BYTES_MAX - size::MESSAGE_OVERHEAD_BYTES_MAX;
     limits.message_bytes_max = limits.uncommitted_bytes_max;
+    limits.log_bytes_max = 2 * limits.uncommitted_bytes_max;
     limits.store.page_bytes_max = limits.message_bytes_max;
     limits.store.body_bytes_max =
         limits.message_bytes_max - size::ENTRY_OVERHEAD_BYTES_MAX.max(size::REPLY_OVERHEAD_BYTES_MAX);

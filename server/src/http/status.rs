@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use noted_core::{ReplicaId, Role};
 use serde_json::json;
@@ -69,6 +71,14 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, content_type)], app.metrics.render()).into_response()
 }
 
-pub async fn healthz() -> Response {
-    Json(json!({ "status": "ok" })).into_response()
+/// How long the driver may take to answer a ping before noted calls itself unhealthy.
+const DRIVER_PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Healthy while the replica's driver takes inputs; 503 when it stopped or is stuck.
+pub async fn healthz(State(app): State<AppState>) -> Response {
+    if app.driver.is_responsive(DRIVER_PING_TIMEOUT).await {
+        return Json(json!({ "status": "ok" })).into_response();
+    }
+    let body = json!({ "status": "unhealthy", "reason": "the replica's driver is not taking inputs" });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
 }

@@ -1,8 +1,12 @@
-//! Test-only faults inside noted's own peer transport: loss and delay of outgoing
-//! protocol frames, for chaos tests on machines without a network emulator.
+//! Test-only faults inside noted: loss and delay of outgoing protocol frames, for
+//! chaos tests on machines without a network emulator; a panic of the driver, to
+//! test that a panic ends the process; a driver that stops taking inputs, to test
+//! that `/healthz` tells.
 //!
-//! Written as `loss=0.1,delay-ms=5` on the command line (`--test-faults`) or as
-//! `{"loss": 0.1, "delay_ms": 5}` in the cluster file. Heartbeats are not affected.
+//! Written as `loss=0.1,delay-ms=5,panic-at-request=3` on the command line
+//! (`--test-faults`) or as `{"loss": 0.1, "delay_ms": 5, "panic_at_request": 3}` in
+//! the cluster file (and `stall-at-request`, `stall_at_request`). Heartbeats are
+//! not affected.
 
 use std::time::Duration;
 
@@ -17,6 +21,12 @@ pub struct TestFaults {
     /// Upper bound of a uniformly drawn delay added to every outgoing frame.
     #[serde(default)]
     pub delay_ms: u64,
+    /// The driver panics when it takes this client request (1 for the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_at_request: Option<u64>,
+    /// The driver stops taking inputs (until shutdown) at this client request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_at_request: Option<u64>,
 }
 
 /// What to do with one outgoing frame.
@@ -62,7 +72,19 @@ impl std::str::FromStr for TestFaults {
                 "delay-ms" => {
                     faults.delay_ms = value.parse().map_err(|_| format!("delay-ms: not a number: {value:?}"))?
                 }
-                other => return Err(format!("unknown test fault {other:?}; use loss= and delay-ms=")),
+                "panic-at-request" => {
+                    let request = value.parse().map_err(|_| format!("panic-at-request: not a number: {value:?}"))?;
+                    faults.panic_at_request = Some(request);
+                }
+                "stall-at-request" => {
+                    let request = value.parse().map_err(|_| format!("stall-at-request: not a number: {value:?}"))?;
+                    faults.stall_at_request = Some(request);
+                }
+                other => {
+                    return Err(format!(
+                        "unknown test fault {other:?}; use loss=, delay-ms=, panic-at-request= and stall-at-request="
+                    ));
+                }
             }
         }
         faults.validate()?;
@@ -77,7 +99,9 @@ mod tests {
     #[test]
     fn parses_the_command_line_form() {
         let faults: TestFaults = "loss=0.1,delay-ms=5".parse().unwrap();
-        assert_eq!(faults, TestFaults { loss: 0.1, delay_ms: 5 });
+        assert_eq!(faults, TestFaults { loss: 0.1, delay_ms: 5, ..TestFaults::default() });
+        let faults: TestFaults = "panic-at-request=3".parse().unwrap();
+        assert_eq!(faults.panic_at_request, Some(3));
         assert!("loss=1.5".parse::<TestFaults>().is_err());
         assert!("jitter=3".parse::<TestFaults>().is_err());
     }

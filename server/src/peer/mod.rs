@@ -6,7 +6,9 @@
 //!   two connections, one per direction, and no side has to decide who dials.
 //!   Connections are re-dialled with exponential back-off and jitter; each
 //!   peer has a bounded send queue that drops its oldest frame when full (the
-//!   protocols retransmit what matters).
+//!   protocols retransmit what matters). Snapshot chunks wait in a lane of their
+//!   own, written one at a time and only when no other frame waits: a state
+//!   transfer never sits in front of prepares and commits.
 //! - [`auth`]: every frame carries the cluster id and an HMAC-SHA256 with the
 //!   cluster's shared secret; anything else is dropped and counted.
 //! - [`guard`]: per address, a cap on open connections and a slowly refilled
@@ -95,25 +97,48 @@ impl PeerTable {
     }
 }
 
-/// A bounded queue of sealed frames for one peer.
+/// Snapshot chunks queued for one peer at most; the receiver asks for one at a time.
+const BULK_FRAMES_MAX: usize = 4;
+
+/// The two lanes of sealed frames for one peer, each bounded.
 #[derive(Debug)]
 pub struct SendQueue {
-    frames: Mutex<VecDeque<Vec<u8>>>,
+    lanes: Mutex<Lanes>,
     frames_max: usize,
     ready: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Lanes {
+    /// Protocol traffic: prepares, acknowledgements, commits, requests, replies.
+    urgent: VecDeque<Vec<u8>>,
+    /// Snapshot chunks.
+    bulk: VecDeque<Vec<u8>>,
+}
+
+/// Which lane a frame waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    Urgent,
+    Bulk,
 }
 
 impl SendQueue {
     pub fn new(frames_max: usize) -> SendQueue {
         assert!(frames_max > 0, "a send queue holds at least one frame");
-        SendQueue { frames: Mutex::new(VecDeque::new()), frames_max, ready: Notify::new() }
+        SendQueue { lanes: Mutex::new(Lanes::default()), frames_max, ready: Notify::new() }
     }
 
-    /// Queues `frame`; returns `true` when the oldest frame was dropped to make room.
-    pub fn push(&self, frame: Vec<u8>) -> bool {
+    /// Queues `frame` in `lane`; returns `true` when the lane's oldest frame was
+    /// dropped to make room.
+    pub fn push(&self, lane: Lane, frame: Vec<u8>) -> bool {
         let overflowed = {
-            let mut frames = self.frames.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            let overflowed = frames.len() >= self.frames_max;
+            let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let (frames, frames_max) = match lane {
+                Lane::Urgent => (&mut lanes.urgent, self.frames_max),
+                Lane::Bulk => (&mut lanes.bulk, BULK_FRAMES_MAX),
+            };
+            let overflowed = frames.len() >= frames_max;
             if overflowed {
                 frames.pop_front();
             }
@@ -124,16 +149,20 @@ impl SendQueue {
         overflowed
     }
 
-    /// Waits for frames, then moves every queued frame to the end of `batch`, so
-    /// that one write carries them all.
+    /// Waits for frames, then moves to the end of `batch` every urgent frame, so
+    /// that one write carries them all; or, when none waits, one bulk frame.
     pub async fn pop_all(&self, batch: &mut Vec<u8>) {
         loop {
             {
-                let mut frames = self.frames.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                if !frames.is_empty() {
-                    for frame in frames.drain(..) {
+                let mut lanes = self.lanes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if !lanes.urgent.is_empty() {
+                    for frame in lanes.urgent.drain(..) {
                         batch.extend_from_slice(&frame);
                     }
+                    return;
+                }
+                if let Some(frame) = lanes.bulk.pop_front() {
+                    batch.extend_from_slice(&frame);
                     return;
                 }
             }
@@ -171,17 +200,18 @@ impl Outbox {
             return;
         };
         let kind = message.kind();
+        let lane = if message.is_bulk() { Lane::Bulk } else { Lane::Urgent };
         let frame = self.auth.seal(&Envelope { cluster: self.cluster, from: self.me, to, message });
-        self.metrics.peer_sent(to.0, kind);
+        self.metrics.peer_sent(to.0, kind, frame.len());
         match self.faults.decide() {
-            FaultDecision::Deliver => self.enqueue(queue, frame),
+            FaultDecision::Deliver => self.enqueue(queue, lane, frame),
             FaultDecision::Drop => self.metrics.peer_dropped("transport", "test_fault_loss"),
             FaultDecision::Delay(delay) => {
                 let queue = Arc::clone(queue);
                 let metrics = Arc::clone(&self.metrics);
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    if queue.push(frame) {
+                    if queue.push(lane, frame) {
                         metrics.peer_dropped("transport", "queue_full");
                     }
                 });
@@ -189,8 +219,8 @@ impl Outbox {
         }
     }
 
-    fn enqueue(&self, queue: &SendQueue, frame: Vec<u8>) {
-        if queue.push(frame) {
+    fn enqueue(&self, queue: &SendQueue, lane: Lane, frame: Vec<u8>) {
+        if queue.push(lane, frame) {
             self.metrics.peer_dropped("transport", "queue_full");
         }
     }
@@ -203,9 +233,9 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_drops_its_oldest_frame() {
         let queue = SendQueue::new(2);
-        assert!(!queue.push(vec![1]));
-        assert!(!queue.push(vec![2]));
-        assert!(queue.push(vec![3]));
+        assert!(!queue.push(Lane::Urgent, vec![1]));
+        assert!(!queue.push(Lane::Urgent, vec![2]));
+        assert!(queue.push(Lane::Urgent, vec![3]));
         let mut batch = Vec::new();
         queue.pop_all(&mut batch).await;
         assert_eq!(batch, vec![2, 3]);
@@ -214,14 +244,38 @@ mod tests {
     #[tokio::test]
     async fn queued_frames_leave_together() {
         let queue = SendQueue::new(4);
-        queue.push(vec![1, 2]);
-        queue.push(vec![3]);
+        queue.push(Lane::Urgent, vec![1, 2]);
+        queue.push(Lane::Urgent, vec![3]);
         let mut batch = vec![0];
         queue.pop_all(&mut batch).await;
         assert_eq!(batch, vec![0, 1, 2, 3]);
-        queue.push(vec![4]);
+        queue.push(Lane::Urgent, vec![4]);
         batch.clear();
         queue.pop_all(&mut batch).await;
         assert_eq!(batch, vec![4]);
+    }
+
+    #[tokio::test]
+    async fn bulk_frames_leave_one_at_a_time_and_only_when_nothing_else_waits() {
+        let queue = SendQueue::new(8);
+        queue.push(Lane::Bulk, vec![10]);
+        queue.push(Lane::Bulk, vec![11]);
+        queue.push(Lane::Urgent, vec![1]);
+        let mut batch = Vec::new();
+        queue.pop_all(&mut batch).await;
+        assert_eq!(batch, vec![1], "the prepare goes first, though queued last");
+        batch.clear();
+        queue.pop_all(&mut batch).await;
+        assert_eq!(batch, vec![10], "one chunk per write");
+        queue.push(Lane::Urgent, vec![2]);
+        batch.clear();
+        queue.pop_all(&mut batch).await;
+        assert_eq!(batch, vec![2], "what arrived during the chunk's write comes before the next chunk");
+        for chunk in 20..30 {
+            queue.push(Lane::Bulk, vec![chunk]);
+        }
+        batch.clear();
+        queue.pop_all(&mut batch).await;
+        assert_eq!(batch, vec![26], "the bulk lane keeps its newest {BULK_FRAMES_MAX} chunks");
     }
 }

@@ -200,7 +200,7 @@ impl Inbound {
                 }
             };
             self.peers.message_from(envelope.from);
-            self.metrics.peer_received(envelope.from.0, envelope.message.kind());
+            self.metrics.peer_received(envelope.from.0, envelope.message.kind(), LENGTH_PREFIX_BYTES + length);
             if !self.driver.deliver(envelope.from, envelope.message).await {
                 return;
             }

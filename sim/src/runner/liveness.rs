@@ -49,28 +49,43 @@ impl Simulation {
             );
             return self.fail(FailureKind::Liveness, message);
         }
-        let message = divergence.unwrap_or_else(|| "clients still have operations to issue".into());
-        self.fail(FailureKind::Convergence, format!("{message}, {bound:?} after every fault healed"))
+        let (message, notes) = divergence.unwrap_or_else(|| ("clients still have operations to issue".into(), vec![]));
+        self.fail(FailureKind::Convergence, format!("{message}, {bound:?} after every fault healed"));
+        if let Some(failure) = &mut self.failure {
+            failure.notes = notes;
+        }
     }
 
-    /// How the replicas differ, if they do.
-    pub(super) fn divergence(&self) -> Option<String> {
+    /// How the replicas differ, if they do, and the ids of the notes they disagree about.
+    pub(super) fn divergence(&self) -> Option<(String, Vec<u64>)> {
         let first = self.replicas[0].replica.as_ref()?;
         for (index, state) in self.replicas.iter().enumerate().skip(1) {
             let replica = state.replica.as_ref()?;
             if replica.store() != first.store() {
-                return Some(format!(
-                    "R{index}'s store ({} notes, next id {}) differs from R0's ({} notes, next id {})",
+                let differing = differing_notes(first.store(), replica.store());
+                let shown: Vec<String> = differing.iter().take(8).map(|id| format!("note-{id}")).collect();
+                let message = format!(
+                    "R{index}'s store ({} notes, next id {}) differs from R0's ({} notes, next id {}) in {} notes: {}{}",
                     replica.store().len(),
                     replica.store().next_id(),
                     first.store().len(),
-                    first.store().next_id()
-                ));
+                    first.store().next_id(),
+                    differing.len(),
+                    shown.join(", "),
+                    if differing.len() > shown.len() { ", …" } else { "" },
+                );
+                return Some((message, differing));
             }
             if replica.client_table() != first.client_table() {
-                return Some(format!("R{index}'s client table differs from R0's"));
+                return Some((format!("R{index}'s client table differs from R0's"), vec![]));
             }
         }
         None
     }
+}
+
+/// Ids of the notes one store holds and the other does not, or holds otherwise.
+fn differing_notes(a: &noted_core::NoteStore, b: &noted_core::NoteStore) -> Vec<u64> {
+    let ids: std::collections::BTreeSet<u64> = a.notes().chain(b.notes()).map(|note| note.id.0).collect();
+    ids.into_iter().filter(|id| a.get(noted_core::NoteId(*id)) != b.get(noted_core::NoteId(*id))).collect()
 }

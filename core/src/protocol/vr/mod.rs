@@ -378,12 +378,19 @@ impl Vr {
     /// snapshot from this one, the entries after it are kept a while longer (see
     /// [`LOG_KEPT_FOR_SNAPSHOTS_FACTOR`]): they are what it asks for next.
     fn discard_old_entries(&mut self) {
-        let limit = self.config.limits.log_entries_max;
-        if self.log.len() > limit {
-            let keep = (limit / 2) as u64;
-            let mut through = self.commit_number.min(self.log.op_number().saturating_sub(keep));
+        let limits = &self.config.limits;
+        let (limit, bytes_limit) = (limits.log_entries_max, limits.log_bytes_max);
+        let too_heavy = self.log.bytes_after(self.log.checkpoint()) > bytes_limit as u64;
+        if self.log.len() > limit || too_heavy {
+            // Half of either bound is kept, so that discarding happens now and then, not after every input.
+            let keep_by_count = self.log.op_number().saturating_sub((limit / 2) as u64);
+            let keep_by_bytes = self.log.start_within(bytes_limit / 2);
+            let mut through = self.commit_number.min(keep_by_count.max(keep_by_bytes));
+            let pinned_size_ok = self.log.len() <= limit * LOG_KEPT_FOR_SNAPSHOTS_FACTOR
+                && self.log.bytes_after(self.log.checkpoint())
+                    <= (bytes_limit as u64).saturating_mul(LOG_KEPT_FOR_SNAPSHOTS_FACTOR as u64);
             if let Some(fetched) = self.images.oldest_in_use()
-                && self.log.len() <= limit * LOG_KEPT_FOR_SNAPSHOTS_FACTOR
+                && pinned_size_ok
             {
                 through = through.min(fetched.max(self.log.checkpoint()));
             }
@@ -644,6 +651,11 @@ impl Protocol for Vr {
             self.log.len() <= limits.log_entries_max * LOG_KEPT_FOR_SNAPSHOTS_FACTOR
                 || self.log.checkpoint() == self.commit_number,
             "executed entries past log_entries_max are discarded"
+        );
+        let log_bytes_max = (limits.log_bytes_max as u64).saturating_mul(LOG_KEPT_FOR_SNAPSHOTS_FACTOR as u64);
+        assert!(
+            self.log.bytes_after(self.log.checkpoint()) <= log_bytes_max || self.log.checkpoint() == self.commit_number,
+            "executed entries past log_bytes_max are discarded"
         );
         assert!(
             self.log.op_number() - self.commit_number
