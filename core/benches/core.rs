@@ -202,8 +202,8 @@ fn snapshot_chunk(notes: u64) -> vr::Message {
         client_table.record(ClientId(seed % 64 + 1), seed + 1, reply);
     }
     store.take_changes();
-    let image = Image::freeze(notes, &store, &client_table, Instant::ZERO);
-    vr::Message::SnapshotChunk { chunk: image.chunk(0, usize::MAX).expect("the image holds pieces") }
+    let image = Image::freeze(notes, &store, &client_table, usize::MAX, Instant::ZERO);
+    vr::Message::SnapshotChunk { chunk: image.chunk(0).expect("the image holds pieces") }
 }
 
 /// Nanoseconds per call of `round_trip` (over at least a quarter of a second) and

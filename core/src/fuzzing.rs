@@ -117,9 +117,9 @@ fn accepted(kind: BodyKind, content_type: Option<&str>, bytes: &[u8], bytes_max:
 fn travels_in_frames(store: &NoteStore, operation: Operation) {
     let request =
         ClientRequest { client: ClientId(1), request_number: 1, operation, consistency: Consistency::default() };
-    let image = crate::snapshot::Image::freeze(1, store, &ClientTable::new(1), crate::time::Instant::ZERO);
+    let image = crate::snapshot::Image::freeze(1, store, &ClientTable::new(1), usize::MAX, crate::time::Instant::ZERO);
     let mut messages = vec![remote_write::Message::Forward { request }];
-    if let Some(chunk) = image.chunk(0, usize::MAX) {
+    if let Some(chunk) = image.chunk(0) {
         messages.push(remote_write::Message::SnapshotChunk { chunk });
     }
     for message in messages {

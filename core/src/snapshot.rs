@@ -5,10 +5,11 @@
 //! receiver                                       source
 //!   ── (the protocol's request for state) ──────▶  freezes an image at `sequence`
 //!   ◀── manifest: id (sequence, digest), counts ─
-//!   ── GetChunk { id, first: 0 } ───────────────▶
-//!   ◀── Chunk { id, first: 0, pieces } ───────────  at most `message_bytes_max`
-//!   ── GetChunk { id, first: n } ───────────────▶  (one chunk in flight: the
-//!   ◀── Chunk { id, first: n, pieces } ───────────   receiver sets the pace)
+//!   ── GetChunk { id, chunk: 0 } ───────────────▶
+//!   ── GetChunk { id, chunk: 1 } ───────────────▶  (CHUNKS_IN_FLIGHT asked for
+//!   ◀── Chunk { id, chunk: 0, pieces } ───────────   ahead; each at most
+//!   ── GetChunk { id, chunk: 2 } ───────────────▶    `message_bytes_max`)
+//!   ◀── Chunk { id, chunk: 1, pieces } ───────────
 //!   ...                                           ...
 //!   all pieces: recompute the digest; install only if it matches
 //! ```
@@ -16,17 +17,18 @@
 //! A snapshot is a sequence of **pieces**: the client table's records, oldest
 //! first, then the notes in id order. An **image** is the state frozen at one
 //! sequence number (notes share their bodies with the live store, so freezing
-//! copies no body), and a chunk is the pieces `first..` of an image, as many as
+//! copies no body), cut into numbered chunks of consecutive pieces, as many as
 //! fit in `message_bytes_max` and at least one. The source keeps a few images
 //! ([`IMAGES_MAX`]) while receivers ask for them and drops those unused for
 //! [`IMAGE_IDLE_NANOS`]; between chunks it handles every other input as usual,
 //! so a large transfer never holds up the protocol.
 //!
-//! The receiver asks for the next chunk only once it holds the previous one, and
-//! asks again for the same one when it does not come ([`Download::due`]): a lost
-//! message or connection resumes from the last chunk received, from the same
-//! source, whatever else happened meanwhile (a view change does not change a
-//! snapshot: it is committed state). A snapshot is named by its sequence number
+//! The receiver sets the pace: it asks for at most [`CHUNKS_IN_FLIGHT`] chunks
+//! beyond those it holds, takes them in order (one that arrives early is asked
+//! for again later), and asks again for what does not come ([`Download::retry_at`]):
+//! a lost message or connection resumes from the last chunk received, from the
+//! same source, whatever else happened meanwhile (a view change does not change
+//! a snapshot: it is committed state). A snapshot is named by its sequence number
 //! and its **digest** (see [`crate::digest`]), which depends on the state alone:
 //! the receiver recomputes it from the pieces and installs nothing that does not
 //! match, so pieces of two snapshots never mix and a missing piece is never
@@ -36,10 +38,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::client_table::{ClientRecord, ClientTable, table_digest};
 use crate::config::Defect;
-use crate::digest::{Digester, digest_of};
+use crate::digest::Digester;
 use crate::ids::ReplicaId;
 use crate::replica::DropReason;
-use crate::store::{Note, NoteStore, StoreLimits, StoreMeta, store_digest};
+use crate::store::{MeasuredNote, Note, NoteStore, StoreLimits, StoreMeta, store_digest};
 use crate::time::Instant;
 use crate::wire::size;
 
@@ -48,6 +50,10 @@ pub const IMAGES_MAX: usize = 2;
 
 /// An image nobody asked a chunk of for this long is dropped.
 pub const IMAGE_IDLE_NANOS: u64 = 60 * 1_000_000_000;
+
+/// Chunks a receiver asks for beyond those it holds: enough to keep source, link
+/// and receiver busy at once, few enough to bound what waits in queues.
+pub const CHUNKS_IN_FLIGHT: u64 = 4;
 
 /// A snapshot's name: the state after `sequence`, with its digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,8 +68,8 @@ impl core::fmt::Display for SnapshotId {
     }
 }
 
-/// What a receiver learns before the first chunk: the name, how many pieces
-/// follow, and what the state holds besides them.
+/// What a receiver learns before the first chunk: the name, how many pieces and
+/// chunks follow, and what the state holds besides them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub id: SnapshotId,
@@ -71,6 +77,7 @@ pub struct Manifest {
     pub clients: u64,
     pub clients_max: u64,
     pub evictions: u64,
+    pub chunks: u64,
 }
 
 impl Manifest {
@@ -79,11 +86,12 @@ impl Manifest {
     }
 }
 
-/// Pieces `first ..` of a snapshot: client records while `first` is below the
-/// manifest's client count, then notes.
+/// Chunk number `index` of a snapshot: the pieces from `first`, client records
+/// while below the manifest's client count, then notes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Chunk {
     pub snapshot: SnapshotId,
+    pub index: u64,
     pub first: u64,
     pub clients: Vec<ClientRecord>,
     pub notes: Vec<Note>,
@@ -109,12 +117,21 @@ pub struct Image {
     /// Each record with its bound from [`size`].
     clients: Vec<(ClientRecord, usize)>,
     notes: Vec<(Note, usize)>,
+    /// The first piece of each chunk.
+    chunk_starts: Vec<u64>,
     last_used: Instant,
 }
 
 impl Image {
-    /// Freezes `store` and `client_table`, the state after `sequence`.
-    pub fn freeze(sequence: u64, store: &NoteStore, client_table: &ClientTable, now: Instant) -> Image {
+    /// Freezes `store` and `client_table`, the state after `sequence`, in chunks of
+    /// at most `bytes_max` (but for a piece heavier than that alone).
+    pub fn freeze(
+        sequence: u64,
+        store: &NoteStore,
+        client_table: &ClientTable,
+        bytes_max: usize,
+        now: Instant,
+    ) -> Image {
         let clients: Vec<(ClientRecord, usize)> = client_table
             .records()
             .into_iter()
@@ -125,6 +142,16 @@ impl Image {
             .collect();
         let notes: Vec<(Note, usize)> =
             store.notes_with_sizes().map(|(note, body_bytes)| (note.clone(), size::note_bytes(body_bytes))).collect();
+        let mut chunk_starts = Vec::new();
+        let mut bytes = 0;
+        let weights = clients.iter().map(|(_, weight)| *weight).chain(notes.iter().map(|(_, weight)| *weight));
+        for (piece, weight) in weights.enumerate() {
+            if chunk_starts.is_empty() || bytes + weight > bytes_max {
+                chunk_starts.push(piece as u64);
+                bytes = 0;
+            }
+            bytes += weight;
+        }
         let digest = snapshot_digest(sequence, store.digest(), client_table.digest());
         let manifest = Manifest {
             id: SnapshotId { sequence, digest },
@@ -132,38 +159,28 @@ impl Image {
             clients: clients.len() as u64,
             clients_max: client_table.clients_max() as u64,
             evictions: client_table.evictions(),
+            chunks: chunk_starts.len() as u64,
         };
-        Image { manifest, clients, notes, last_used: now }
+        Image { manifest, clients, notes, chunk_starts, last_used: now }
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
-    /// Pieces from `first`, as many as fit in `bytes_max` and at least one;
-    /// `None` when `first` is past the end.
-    pub fn chunk(&self, first: u64, bytes_max: usize) -> Option<Chunk> {
-        let first_index = usize::try_from(first).ok()?;
-        if first >= self.manifest.pieces() {
-            return None;
-        }
-        let mut chunk = Chunk { snapshot: self.manifest.id, first, clients: Vec::new(), notes: Vec::new() };
-        let mut bytes = 0;
-        let client_count = self.clients.len();
-        for index in first_index..client_count + self.notes.len() {
-            let piece_bytes =
-                if index < client_count { self.clients[index].1 } else { self.notes[index - client_count].1 };
-            if chunk.pieces() > 0 && bytes + piece_bytes > bytes_max {
-                break;
-            }
-            bytes += piece_bytes;
-            if index < client_count {
-                chunk.clients.push(self.clients[index].0.clone());
-            } else {
-                chunk.notes.push(self.notes[index - client_count].0.clone());
-            }
-        }
-        Some(chunk)
+    /// Chunk `index`; `None` past the last.
+    pub fn chunk(&self, index: u64) -> Option<Chunk> {
+        let position = usize::try_from(index).ok()?;
+        let first = *self.chunk_starts.get(position)?;
+        let end = self.chunk_starts.get(position + 1).copied().unwrap_or(self.manifest.pieces());
+        let client_count = self.clients.len() as u64;
+        let clients = (first.min(client_count)..end.min(client_count))
+            .map(|piece| self.clients[piece as usize].0.clone())
+            .collect();
+        let notes = (first.max(client_count)..end.max(client_count))
+            .map(|piece| self.notes[(piece - client_count) as usize].0.clone())
+            .collect();
+        Some(Chunk { snapshot: self.manifest.id, index, first, clients, notes })
     }
 }
 
@@ -175,7 +192,8 @@ pub struct Images {
 
 impl Images {
     /// The newest image at `min_sequence` or later, or a new one of the state
-    /// after `sequence` (dropping the least recently used beyond [`IMAGES_MAX`]).
+    /// after `sequence` in chunks of `bytes_max` (dropping the least recently used
+    /// beyond [`IMAGES_MAX`]).
     pub fn get_or_freeze(
         &mut self,
         now: Instant,
@@ -183,6 +201,7 @@ impl Images {
         sequence: u64,
         store: &NoteStore,
         client_table: &ClientTable,
+        bytes_max: usize,
     ) -> Manifest {
         assert!(min_sequence <= sequence, "the state frozen now is recent enough");
         self.expire(now);
@@ -198,18 +217,18 @@ impl Images {
                 (self.images.iter().enumerate()).min_by_key(|(_, image)| image.last_used).map(|(index, _)| index);
             self.images.remove(least_recent.expect("IMAGES_MAX is not zero"));
         }
-        let image = Image::freeze(sequence, store, client_table, now);
+        let image = Image::freeze(sequence, store, client_table, bytes_max, now);
         let manifest = image.manifest;
         self.images.push(image);
         manifest
     }
 
-    /// The chunk of `snapshot` from `first`; `None` when the image is gone or `first` is past its end.
-    pub fn chunk(&mut self, now: Instant, snapshot: SnapshotId, first: u64, bytes_max: usize) -> Option<Chunk> {
+    /// Chunk `index` of `snapshot`; `None` when the image is gone or has no such chunk.
+    pub fn chunk(&mut self, now: Instant, snapshot: SnapshotId, index: u64) -> Option<Chunk> {
         self.expire(now);
         let image = self.images.iter_mut().find(|image| image.manifest.id == snapshot)?;
         image.last_used = now;
-        image.chunk(first, bytes_max)
+        image.chunk(index)
     }
 
     /// The oldest sequence some receiver may still be fetching: the log after it
@@ -239,12 +258,13 @@ impl Images {
 /// What became of a chunk given to a [`Download`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// Taken; more pieces follow.
+    /// Taken; more pieces follow. Ask for the chunks [`Download::requests`] names.
     More,
     /// Taken, and it was the last: [`Download::install`] may be called.
     Complete,
-    /// A copy of a chunk already taken.
-    Duplicate,
+    /// A copy of a chunk already taken, or one that came before its turn (it is
+    /// asked for again when its turn comes).
+    Ignored,
 }
 
 /// A snapshot being received from one source.
@@ -253,11 +273,15 @@ pub struct Download {
     source: ReplicaId,
     manifest: Manifest,
     clients: Vec<ClientRecord>,
-    notes: Vec<Note>,
+    notes: Vec<MeasuredNote>,
     note_digest_sum: u64,
-    /// Requests sent for the next chunk without an answer: each resend waits longer.
+    /// Chunks taken, in order: the next one taken is this one.
+    chunks_received: u64,
+    /// Chunks asked for so far: `chunks_received..chunks_asked` are in flight.
+    chunks_asked: u64,
+    /// Times the chunks in flight were asked for without one arriving: each resend waits longer.
     unanswered: u32,
-    /// When to ask for the next chunk again.
+    /// When to ask for the chunks in flight again.
     retry_at: Instant,
 }
 
@@ -269,6 +293,8 @@ impl Download {
             clients: Vec::new(),
             notes: Vec::new(),
             note_digest_sum: 0,
+            chunks_received: 0,
+            chunks_asked: 0,
             unanswered: 0,
             retry_at: now,
         }
@@ -288,23 +314,32 @@ impl Download {
     }
 
     pub fn is_complete(&self) -> bool {
-        self.received() == self.manifest.pieces()
+        self.chunks_received == self.manifest.chunks && self.received() == self.manifest.pieces()
     }
 
-    /// The next chunk to ask for, noting that it was asked for at `now` and should
-    /// be asked again after `wait` if it does not come.
-    pub fn next_request(&mut self, now: Instant, wait: core::time::Duration) -> (SnapshotId, u64) {
-        self.unanswered = self.unanswered.saturating_add(1);
+    /// The chunks to ask for now: those not yet asked for, up to [`CHUNKS_IN_FLIGHT`]
+    /// beyond those taken. Ask again after `wait` if none of them comes.
+    pub fn requests(&mut self, now: Instant, wait: core::time::Duration) -> Vec<(SnapshotId, u64)> {
+        let window_end = (self.chunks_received + CHUNKS_IN_FLIGHT).min(self.manifest.chunks);
+        let asked = (self.chunks_asked..window_end).map(|index| (self.manifest.id, index)).collect();
+        self.chunks_asked = self.chunks_asked.max(window_end);
         self.retry_at = now + wait;
-        (self.manifest.id, self.received())
+        asked
     }
 
-    /// When the request for the next chunk should be sent again.
+    /// Every chunk in flight, asked for again because none came in time.
+    pub fn requests_again(&mut self, now: Instant, wait: core::time::Duration) -> Vec<(SnapshotId, u64)> {
+        self.unanswered = self.unanswered.saturating_add(1);
+        self.chunks_asked = self.chunks_received;
+        self.requests(now, wait)
+    }
+
+    /// When the chunks in flight should be asked for again.
     pub fn retry_at(&self) -> Instant {
         self.retry_at
     }
 
-    /// Requests for the current chunk that went unanswered.
+    /// Times in a row the chunks in flight were asked for again without one arriving.
     pub fn unanswered(&self) -> u32 {
         self.unanswered
     }
@@ -322,30 +357,41 @@ impl Download {
         if from != self.source || chunk.snapshot != self.manifest.id {
             return Err(DropReason::SnapshotMismatch);
         }
-        if chunk.first < self.received() {
-            return Ok(Progress::Duplicate);
+        if chunk.index != self.chunks_received {
+            if chunk.index >= self.manifest.chunks {
+                return Err(DropReason::ImpossibleSequence);
+            }
+            return Ok(Progress::Ignored);
         }
         let client_count = self.manifest.clients;
+        let last = chunk.index + 1 == self.manifest.chunks;
         let fits = chunk.first == self.received()
             && chunk.pieces() > 0
+            && (!last || chunk.first.saturating_add(chunk.pieces()) == self.manifest.pieces())
             && chunk.first.saturating_add(chunk.pieces()) <= self.manifest.pieces()
             && (chunk.clients.is_empty() || chunk.first.saturating_add(chunk.clients.len() as u64) <= client_count)
             && (chunk.notes.is_empty() || chunk.first.saturating_add(chunk.clients.len() as u64) >= client_count);
         if !fits {
             return Err(DropReason::ImpossibleSequence);
         }
-        for note in &chunk.notes {
-            let after_last = self.notes.last().is_none_or(|last| last.id < note.id);
+        let mut last_id = self.notes.last().map(|last| last.note.id);
+        let mut measured = Vec::with_capacity(chunk.notes.len());
+        for note in chunk.notes {
+            let after_last = last_id.is_none_or(|last| last < note.id);
             let within = note.id < self.manifest.store.next_id && note.id.0 > 0 && note.version > 0;
-            if !after_last || !within || crate::request_body::compact_size(&*note.body) > limits.body_bytes_max {
+            let note = MeasuredNote::measure(note);
+            if !after_last || !within || note.body_bytes > limits.body_bytes_max {
                 return Err(DropReason::SnapshotMismatch);
             }
+            last_id = Some(note.note.id);
+            measured.push(note);
         }
-        for note in &chunk.notes {
-            self.note_digest_sum = self.note_digest_sum.wrapping_add(digest_of(note));
+        for note in &measured {
+            self.note_digest_sum = self.note_digest_sum.wrapping_add(note.digest);
         }
         self.clients.extend(chunk.clients);
-        self.notes.extend(chunk.notes);
+        self.notes.extend(measured);
+        self.chunks_received += 1;
         self.unanswered = 0;
         if defect == Some(Defect::InstallIncompleteSnapshot) {
             // The deliberate bug: any chunk is taken for the last.
@@ -411,15 +457,18 @@ mod tests {
         (store, table)
     }
 
-    fn transfer(image: &Image, bytes_max: usize) -> Download {
+    fn transfer(image: &Image) -> Download {
         let mut download = Download::new(ReplicaId(0), *image.manifest(), Instant::ZERO);
+        let wait = core::time::Duration::from_millis(1);
+        let mut asked = download.requests(Instant::ZERO, wait);
+        assert!(asked.len() as u64 <= CHUNKS_IN_FLIGHT);
         loop {
-            let (id, first) = download.next_request(Instant::ZERO, core::time::Duration::from_millis(1));
-            let chunk = image.chunk(first, bytes_max).expect("within the image");
+            let (id, index) = asked.remove(0);
+            let chunk = image.chunk(index).expect("within the image");
             assert_eq!(chunk.snapshot, id);
             match download.accept(ReplicaId(0), chunk, &StoreLimits::default(), None) {
                 Ok(Progress::Complete) => return download,
-                Ok(Progress::More) => {}
+                Ok(Progress::More) => asked.extend(download.requests(Instant::ZERO, wait)),
                 other => panic!("{other:?}"),
             }
         }
@@ -428,11 +477,10 @@ mod tests {
     #[test]
     fn a_snapshot_travels_in_chunks_and_installs_as_it_was() {
         let (store, table) = state(40);
-        let image = Image::freeze(40, &store, &table, Instant::ZERO);
+        let image = Image::freeze(40, &store, &table, 300, Instant::ZERO);
         assert_eq!(image.manifest().pieces(), 45, "five clients, forty notes");
-        let first = image.chunk(0, 300).unwrap();
-        assert!(first.pieces() < 45, "300 bytes hold a few pieces only");
-        let (installed, installed_table) = transfer(&image, 300).install(StoreLimits::default(), None).unwrap();
+        assert!(image.manifest().chunks > 10, "300 bytes hold a few pieces only");
+        let (installed, installed_table) = transfer(&image).install(StoreLimits::default(), None).unwrap();
         assert_eq!(installed, store);
         assert_eq!(installed.digest(), store.digest());
         assert_eq!(installed_table, table);
@@ -441,9 +489,11 @@ mod tests {
     #[test]
     fn every_chunk_holds_at_least_one_piece_and_stays_within_the_bound_otherwise() {
         let (store, table) = state(20);
-        let image = Image::freeze(20, &store, &table, Instant::ZERO);
+        let image = Image::freeze(20, &store, &table, 200, Instant::ZERO);
         let mut first = 0;
-        while let Some(chunk) = image.chunk(first, 200) {
+        for index in 0..image.manifest().chunks {
+            let chunk = image.chunk(index).expect("numbered chunks");
+            assert_eq!((chunk.index, chunk.first), (index, first));
             assert!(chunk.pieces() >= 1);
             let encoded = postcard::to_allocvec(&chunk).unwrap().len();
             if chunk.pieces() > 1 {
@@ -452,16 +502,17 @@ mod tests {
             first += chunk.pieces();
         }
         assert_eq!(first, image.manifest().pieces());
+        assert_eq!(image.chunk(image.manifest().chunks), None);
     }
 
     #[test]
     fn chunks_of_another_snapshot_are_refused_and_a_wrong_digest_installs_nothing() {
         let (store, table) = state(10);
-        let image = Image::freeze(10, &store, &table, Instant::ZERO);
+        let image = Image::freeze(10, &store, &table, 1 << 20, Instant::ZERO);
         let (later_store, later_table) = state(12);
-        let later = Image::freeze(12, &later_store, &later_table, Instant::ZERO);
+        let later = Image::freeze(12, &later_store, &later_table, 1 << 20, Instant::ZERO);
         let mut download = Download::new(ReplicaId(0), *image.manifest(), Instant::ZERO);
-        let foreign = later.chunk(0, 1 << 20).unwrap();
+        let foreign = later.chunk(0).unwrap();
         assert_eq!(
             download.accept(ReplicaId(0), foreign.clone(), &StoreLimits::default(), None),
             Err(DropReason::SnapshotMismatch)
@@ -479,33 +530,46 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_that_does_not_follow_is_refused_and_a_repeated_one_ignored() {
+    fn chunks_are_taken_in_order_and_repeats_ignored() {
         let (store, table) = state(10);
-        let image = Image::freeze(10, &store, &table, Instant::ZERO);
+        let image = Image::freeze(10, &store, &table, 200, Instant::ZERO);
         let mut download = Download::new(ReplicaId(0), *image.manifest(), Instant::ZERO);
         let limits = StoreLimits::default();
-        let first = image.chunk(0, 200).unwrap();
-        assert_eq!(download.accept(ReplicaId(0), first.clone(), &limits, None), Ok(Progress::More));
-        assert_eq!(download.accept(ReplicaId(0), first, &limits, None), Ok(Progress::Duplicate));
-        let skipped = image.chunk(download.received() + 1, 200).unwrap();
-        assert_eq!(download.accept(ReplicaId(0), skipped, &limits, None), Err(DropReason::ImpossibleSequence));
-        let next = image.chunk(download.received(), 200).unwrap();
-        assert_eq!(download.accept(ReplicaId(1), next, &limits, None), Err(DropReason::SnapshotMismatch));
+        let wait = core::time::Duration::from_millis(1);
+        let asked: Vec<u64> = download.requests(Instant::ZERO, wait).into_iter().map(|(_, index)| index).collect();
+        assert_eq!(asked, vec![0, 1, 2, 3], "a window of chunks in flight");
+        assert_eq!(download.accept(ReplicaId(0), image.chunk(1).unwrap(), &limits, None), Ok(Progress::Ignored));
+        assert_eq!(download.accept(ReplicaId(0), image.chunk(0).unwrap(), &limits, None), Ok(Progress::More));
+        assert_eq!(download.accept(ReplicaId(0), image.chunk(0).unwrap(), &limits, None), Ok(Progress::Ignored));
+        let next: Vec<u64> = download.requests(Instant::ZERO, wait).into_iter().map(|(_, index)| index).collect();
+        assert_eq!(next, vec![4], "one more as one arrived");
+        let again: Vec<u64> =
+            download.requests_again(Instant::ZERO, wait).into_iter().map(|(_, index)| index).collect();
+        assert_eq!(again, vec![1, 2, 3, 4], "what is in flight, asked again");
+        let past_the_end = Chunk { index: image.manifest().chunks, ..image.chunk(1).unwrap() };
+        assert_eq!(download.accept(ReplicaId(0), past_the_end, &limits, None), Err(DropReason::ImpossibleSequence));
+        assert_eq!(
+            download.accept(ReplicaId(1), image.chunk(1).unwrap(), &limits, None),
+            Err(DropReason::SnapshotMismatch)
+        );
+        let mut skipping = image.chunk(1).unwrap();
+        skipping.first += 1;
+        assert_eq!(download.accept(ReplicaId(0), skipping, &limits, None), Err(DropReason::ImpossibleSequence));
     }
 
     #[test]
     fn images_are_reused_while_recent_enough_and_expire_when_idle() {
         let (store, table) = state(3);
         let mut images = Images::default();
-        let first = images.get_or_freeze(Instant::ZERO, 0, 3, &store, &table);
-        let again = images.get_or_freeze(Instant::ZERO, 2, 3, &store, &table);
+        let first = images.get_or_freeze(Instant::ZERO, 0, 3, &store, &table, 1 << 20);
+        let again = images.get_or_freeze(Instant::ZERO, 2, 3, &store, &table, 1 << 20);
         assert_eq!(first, again);
         let (store, table) = state(5);
-        let newer = images.get_or_freeze(Instant::ZERO, 4, 5, &store, &table);
+        let newer = images.get_or_freeze(Instant::ZERO, 4, 5, &store, &table, 1 << 20);
         assert_ne!(newer.id, first.id);
         assert_eq!((images.len(), images.oldest_in_use()), (2, Some(3)));
         let later = Instant::from_nanos(IMAGE_IDLE_NANOS + 1);
-        assert_eq!(images.chunk(later, first.id, 0, 1 << 20), None, "expired");
+        assert_eq!(images.chunk(later, first.id, 0), None, "expired");
         assert!(images.is_empty());
     }
 }

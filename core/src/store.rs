@@ -148,20 +148,31 @@ pub struct NoteStore {
     outbox: ChangeOutbox,
 }
 
+/// A note with its digest and its body's size, measured in one pass over its JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct StoredNote {
-    note: Note,
+pub struct MeasuredNote {
+    pub note: Note,
     /// [`digest_of`] the note.
-    digest: u64,
+    pub digest: u64,
     /// Its body's compact JSON size.
-    body_bytes: usize,
+    pub body_bytes: usize,
 }
 
-impl StoredNote {
-    fn new(note: Note, body_bytes: usize) -> StoredNote {
-        StoredNote { digest: digest_of(&note), note, body_bytes }
+impl MeasuredNote {
+    pub fn measure(note: Note) -> MeasuredNote {
+        let text = serde_json::to_string(&*note.body).expect("a JSON object always serialises");
+        MeasuredNote::with_text(note, &text)
+    }
+
+    /// `text` is the note's body as compact JSON. The digest is that of the note's
+    /// encoding, in which the body travels as this text (see [`crate::wire::json_text`]).
+    fn with_text(note: Note, text: &str) -> MeasuredNote {
+        let digest = digest_of(&(note.id, note.version, note.created_at, note.updated_at, text));
+        MeasuredNote { digest, body_bytes: text.len(), note }
     }
 }
+
+type StoredNote = MeasuredNote;
 
 /// What a store holds besides its notes, as a snapshot carries it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,7 +275,7 @@ impl NoteStore {
     /// every note is stored under its own id, in increasing order, below `next_id`,
     /// with a version of at least 1 and a body within the limits, and the count
     /// matches. The limits are this replica's own.
-    pub fn from_snapshot(limits: StoreLimits, meta: StoreMeta, notes: Vec<Note>) -> Result<NoteStore, String> {
+    pub fn from_snapshot(limits: StoreLimits, meta: StoreMeta, notes: Vec<MeasuredNote>) -> Result<NoteStore, String> {
         if meta.next_id.0 == 0 {
             return Err("next_id starts at 1".into());
         }
@@ -275,13 +286,12 @@ impl NoteStore {
         store.next_id = meta.next_id;
         store.last_timestamp = meta.last_timestamp;
         store.changes_applied = meta.changes_applied;
-        for note in notes {
-            store.check_arriving(&note)?;
-            let body_bytes = request_body::compact_size(&*note.body);
-            if body_bytes > limits.body_bytes_max {
-                return Err(format!("note {} has a body of {body_bytes} bytes", note.id));
+        for measured in notes {
+            store.check_arriving(&measured.note)?;
+            if measured.body_bytes > limits.body_bytes_max {
+                return Err(format!("note {} has a body of {} bytes", measured.note.id, measured.body_bytes));
             }
-            store.put(StoredNote::new(note, body_bytes));
+            store.put(measured);
         }
         store.check_invariants();
         Ok(store)
@@ -377,7 +387,7 @@ impl NoteStore {
     }
 
     fn create(&mut self, body: &Value, timestamp: Timestamp) -> Reply {
-        let (body, body_bytes) = match self.validate_body(body, None) {
+        let (body, body_text) = match self.validate_body(body, None) {
             Ok(valid) => valid,
             Err(refusal) => return Reply::refused(refusal),
         };
@@ -388,7 +398,7 @@ impl NoteStore {
         self.next_id = NoteId(next_id);
         let note = Note { id, version: 1, created_at: timestamp, updated_at: timestamp, body: Arc::new(body) };
         self.stamp(timestamp);
-        self.put(StoredNote::new(note.clone(), body_bytes));
+        self.put(StoredNote::with_text(note.clone(), &body_text));
         Reply::Note { note }
     }
 
@@ -398,7 +408,7 @@ impl NoteStore {
             Err(refusal) => return Reply::refused(refusal),
         };
         match self.validate_body(body, Some(note)) {
-            Ok((body, body_bytes)) => self.update(id, body, body_bytes, timestamp),
+            Ok((body, body_text)) => self.update(id, body, &body_text, timestamp),
             Err(refusal) => Reply::refused(refusal),
         }
     }
@@ -426,7 +436,7 @@ impl NoteStore {
             other => self.validate_body(&other, Some(note)),
         };
         match merged {
-            Ok((body, body_bytes)) => self.update(id, body, body_bytes, timestamp),
+            Ok((body, body_text)) => self.update(id, body, &body_text, timestamp),
             Err(refusal) => Reply::refused(refusal),
         }
     }
@@ -449,7 +459,7 @@ impl NoteStore {
         }
     }
 
-    fn update(&mut self, id: NoteId, body: Map<String, Value>, body_bytes: usize, timestamp: Timestamp) -> Reply {
+    fn update(&mut self, id: NoteId, body: Map<String, Value>, body_text: &str, timestamp: Timestamp) -> Reply {
         let StoredNote { mut note, .. } = self.take(id).expect("update follows a successful writable()");
         // Ordering replicas stamp writes with a hybrid logical clock, so this is
         // normally the timestamp given; the floor keeps a note's updated_at moving
@@ -458,7 +468,7 @@ impl NoteStore {
         note.body = Arc::new(body);
         note.version += 1;
         note.updated_at = updated_at;
-        self.put(StoredNote::new(note.clone(), body_bytes));
+        self.put(StoredNote::with_text(note.clone(), body_text));
         self.stamp(updated_at);
         Reply::Note { note }
     }
@@ -467,8 +477,8 @@ impl NoteStore {
         self.last_timestamp = self.last_timestamp.max(timestamp);
     }
 
-    /// The body to store and its compact JSON size, or why it cannot be stored.
-    fn validate_body(&self, body: &Value, existing: Option<&Note>) -> Result<(Map<String, Value>, usize), Refusal> {
+    /// The body to store and its compact JSON, or why it cannot be stored.
+    fn validate_body(&self, body: &Value, existing: Option<&Note>) -> Result<(Map<String, Value>, String), Refusal> {
         let Value::Object(members) = body else {
             return Err(Refusal::invalid("a note must be a JSON object"));
         };
@@ -479,7 +489,7 @@ impl NoteStore {
         &self,
         mut members: Map<String, Value>,
         existing: Option<&Note>,
-    ) -> Result<(Map<String, Value>, usize), Refusal> {
+    ) -> Result<(Map<String, Value>, String), Refusal> {
         strip_metadata(&mut members, existing)?;
         // Merging never nests deeper than the note and the patch already were, so
         // only a host that skipped `request_body::parse` can trip this.
@@ -490,6 +500,7 @@ impl NoteStore {
                 request_body::DEPTH_MAX
             )));
         }
+        // Counted before it is written out, so that an oversized body costs no allocation.
         let size = request_body::compact_size(&members);
         if size > self.limits.body_bytes_max {
             return Err(Refusal::invalid(format!(
@@ -497,7 +508,8 @@ impl NoteStore {
                 self.limits.body_bytes_max
             )));
         }
-        Ok((members, size))
+        let text = serde_json::to_string(&members).expect("a JSON object always serialises");
+        Ok((members, text))
     }
 
     /// Replaces the notes with a snapshot's, as state transfer does. The limits are
@@ -575,6 +587,16 @@ mod tests {
                 body: body.into(),
             },
         }
+    }
+
+    #[test]
+    fn a_measured_note_has_the_digest_of_its_encoding() {
+        let mut store = store();
+        let Reply::Note { note } = create(&mut store, json!({"t": "é\n", "n": [1.5, null]}), 10) else { panic!() };
+        let measured = MeasuredNote::measure(note.clone());
+        assert_eq!(measured.digest, digest_of(&note));
+        assert_eq!(measured.body_bytes, request_body::compact_size(&*note.body));
+        assert_eq!(store.notes.get(&note.id), Some(&measured), "the store measured it alike");
     }
 
     #[test]

@@ -86,7 +86,7 @@ pub enum Message {
     },
     GetSnapshotChunk {
         snapshot: SnapshotId,
-        first: u64,
+        chunk: u64,
     },
     SnapshotChunk {
         chunk: Chunk,
@@ -341,8 +341,14 @@ impl RemoteWrite {
         if progress.send_from < oldest_retained {
             // The backup fetches the snapshot, then acknowledges its sequence; the
             // updates after it are retained until then, as it has not acknowledged them.
-            let manifest =
-                primary.images.get_or_freeze(now, oldest_retained - 1, self.applied, &self.store, &self.client_table);
+            let manifest = primary.images.get_or_freeze(
+                now,
+                oldest_retained - 1,
+                self.applied,
+                &self.store,
+                &self.client_table,
+                self.config.limits.message_bytes_max,
+            );
             outputs.send(backup, wrap(Message::Snapshot { manifest }));
             outputs.event(Event::SnapshotSent { to: backup, sequence: manifest.id.sequence });
             return;
@@ -459,15 +465,24 @@ impl RemoteWrite {
         if backup.download.as_ref().is_some_and(|download| *download.manifest() == manifest) {
             return; // Already fetching it: the primary repeats the manifest until acknowledged.
         }
-        backup.download = Some(Download::new(from, manifest, now));
-        self.request_chunk(now, outputs);
+        let download = Download::new(from, manifest, now);
+        let complete = download.is_complete();
+        backup.download = Some(download);
+        if complete {
+            return self.finish_download(from, outputs);
+        }
+        self.request_chunks(now, false, outputs);
     }
 
-    fn request_chunk(&mut self, now: Instant, outputs: &mut Outputs) {
+    /// Asks for the chunks the download may have in flight: those not yet asked
+    /// for, or, `again`, every one in flight.
+    fn request_chunks(&mut self, now: Instant, again: bool, outputs: &mut Outputs) {
         let wait = self.config.timing.retransmit_timeout;
         let RoleState::Backup(BackupState { download: Some(download), .. }) = &mut self.role else { return };
-        let (snapshot, first) = download.next_request(now, wait);
-        outputs.send(download.source(), wrap(Message::GetSnapshotChunk { snapshot, first }));
+        let asked = if again { download.requests_again(now, wait) } else { download.requests(now, wait) };
+        for (snapshot, chunk) in asked {
+            outputs.send(download.source(), wrap(Message::GetSnapshotChunk { snapshot, chunk }));
+        }
     }
 
     fn on_get_snapshot_chunk(
@@ -475,13 +490,13 @@ impl RemoteWrite {
         now: Instant,
         from: ReplicaId,
         snapshot: SnapshotId,
-        first: u64,
+        index: u64,
         outputs: &mut Outputs,
     ) {
         let RoleState::Primary(primary) = &mut self.role else {
             return outputs.drop_message(from, DropReason::NotPrimary);
         };
-        let message = match primary.images.chunk(now, snapshot, first, self.config.limits.message_bytes_max) {
+        let message = match primary.images.chunk(now, snapshot, index) {
             Some(chunk) => Message::SnapshotChunk { chunk },
             None => Message::SnapshotUnavailable { snapshot },
         };
@@ -499,8 +514,8 @@ impl RemoteWrite {
         };
         match download.accept(from, chunk, &limits, defect) {
             Err(reason) => outputs.drop_message(from, reason),
-            Ok(Progress::Duplicate) => {}
-            Ok(Progress::More) => self.request_chunk(now, outputs),
+            Ok(Progress::Ignored) => {}
+            Ok(Progress::More) => self.request_chunks(now, false, outputs),
             Ok(Progress::Complete) => self.finish_download(from, outputs),
         }
     }
@@ -589,8 +604,8 @@ impl Protocol for RemoteWrite {
             Message::Update { entries, latest_sequence } => self.on_update(from, entries, latest_sequence, outputs),
             Message::UpdateAck { applied, behind } => self.on_update_ack(now, from, applied, behind, outputs),
             Message::Snapshot { manifest } => self.on_snapshot(now, from, manifest, outputs),
-            Message::GetSnapshotChunk { snapshot, first } => {
-                self.on_get_snapshot_chunk(now, from, snapshot, first, outputs)
+            Message::GetSnapshotChunk { snapshot, chunk } => {
+                self.on_get_snapshot_chunk(now, from, snapshot, chunk, outputs)
             }
             Message::SnapshotChunk { chunk } => self.on_snapshot_chunk(now, from, chunk, outputs),
             Message::SnapshotUnavailable { snapshot } => self.on_snapshot_unavailable(from, snapshot),
@@ -607,7 +622,7 @@ impl Protocol for RemoteWrite {
             && download.retry_at() <= now
         {
             if download.unanswered() < CHUNK_REQUESTS_MAX {
-                self.request_chunk(now, outputs);
+                self.request_chunks(now, true, outputs);
             } else {
                 // The primary names a snapshot again once it finds this backup behind.
                 backup.download = None;

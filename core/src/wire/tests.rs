@@ -127,9 +127,9 @@ fn vr_entries() -> Vec<Entry> {
 fn messages() -> Vec<Message> {
     let (store, replies) = store_and_replies();
     let table = client_table(&replies);
-    let image = Image::freeze(9, &store, &table, Instant::ZERO);
+    let image = Image::freeze(9, &store, &table, usize::MAX, Instant::ZERO);
     let manifest = *image.manifest();
-    let chunk = image.chunk(0, usize::MAX).expect("the image holds pieces");
+    let chunk = image.chunk(0).expect("the image holds pieces");
     assert!(!chunk.clients.is_empty() && !chunk.notes.is_empty(), "records and notes");
     let responder = ResponderState { status: ReplicaStatus::Recovering, op_number: 10, commit_number: 9 };
     let note = store.get(NoteId(1)).cloned();
@@ -158,7 +158,7 @@ fn messages() -> Vec<Message> {
                 snapshot: Some(manifest),
                 entries: vec![],
             },
-            vr::Message::GetSnapshotChunk { snapshot: manifest.id, first: 3 },
+            vr::Message::GetSnapshotChunk { snapshot: manifest.id, chunk: 3 },
             vr::Message::SnapshotChunk { chunk: chunk.clone() },
             vr::Message::SnapshotUnavailable { snapshot: manifest.id },
             vr::Message::NewState {
@@ -195,7 +195,7 @@ fn messages() -> Vec<Message> {
             remote_write::Message::Update { entries: vec![], latest_sequence: 9 },
             remote_write::Message::UpdateAck { applied: 9, behind: true },
             remote_write::Message::Snapshot { manifest },
-            remote_write::Message::GetSnapshotChunk { snapshot: manifest.id, first: 3 },
+            remote_write::Message::GetSnapshotChunk { snapshot: manifest.id, chunk: 3 },
             remote_write::Message::SnapshotChunk { chunk },
             remote_write::Message::SnapshotUnavailable { snapshot: manifest.id },
         ]
@@ -493,9 +493,16 @@ fn assert_largest_messages_fit(limits: crate::config::Limits, body_bytes: usize)
         table.record(ClientId(wide - client), wide, reply);
     }
     let page = store.list(None, None);
-    let image = Image::freeze(wide, &store, &table, Instant::ZERO);
-    let clients_chunk = image.chunk(0, limits.message_bytes_max).expect("pieces");
-    let notes_chunk = image.chunk(image.manifest().clients, limits.message_bytes_max).expect("pieces");
+    let image = Image::freeze(wide, &store, &table, limits.message_bytes_max, Instant::ZERO);
+    let chunks: Vec<crate::snapshot::Chunk> =
+        (0..image.manifest().chunks).map(|index| image.chunk(index).expect("numbered chunks")).collect();
+    let clients_chunk = chunks.iter().find(|chunk| !chunk.clients.is_empty()).cloned().expect("records");
+    let notes_chunk = chunks
+        .iter()
+        .filter(|chunk| chunk.clients.is_empty())
+        .max_by_key(|chunk| chunk.notes.len())
+        .cloned()
+        .expect("notes");
     let request = ClientRequest {
         client: ClientId(wide),
         request_number: wide,

@@ -78,10 +78,10 @@ pub enum Message {
         snapshot: Option<Manifest>,
         entries: Vec<Entry>,
     },
-    /// Asks the replica that announced `snapshot` for its pieces from `first`.
+    /// Asks the replica that announced `snapshot` for its chunk number `chunk`.
     GetSnapshotChunk {
         snapshot: SnapshotId,
-        first: u64,
+        chunk: u64,
     },
     SnapshotChunk {
         chunk: Chunk,

@@ -452,8 +452,8 @@ impl Vr {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         match message {
-            Message::GetSnapshotChunk { snapshot, first } => {
-                return self.on_get_snapshot_chunk(now, from, snapshot, first, outputs);
+            Message::GetSnapshotChunk { snapshot, chunk } => {
+                return self.on_get_snapshot_chunk(now, from, snapshot, chunk, outputs);
             }
             Message::SnapshotChunk { chunk } => return self.on_snapshot_chunk(now, from, chunk, outputs),
             Message::SnapshotUnavailable { snapshot } => {

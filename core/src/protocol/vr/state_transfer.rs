@@ -91,6 +91,7 @@ impl Vr {
                 self.commit_number,
                 &self.store,
                 &self.client_table,
+                self.config.limits.message_bytes_max,
             );
             outputs.event(Event::SnapshotSent { to, sequence: manifest.id.sequence });
             (manifest.id.sequence, Some(manifest), Vec::new())
@@ -255,24 +256,33 @@ impl Vr {
         {
             return; // Already fetching it: a repeated answer.
         }
-        self.download = Some(Download::new(source, manifest, now));
-        self.request_chunk(now, outputs);
+        let download = Download::new(source, manifest, now);
+        let complete = download.is_complete();
+        self.download = Some(download);
+        if complete {
+            return self.finish_download(now, outputs);
+        }
+        self.request_chunks(now, false, outputs);
     }
 
-    fn request_chunk(&mut self, now: Instant, outputs: &mut Outputs) {
+    /// Asks for the chunks the download may have in flight: those not yet asked
+    /// for, or, `again`, every one in flight.
+    fn request_chunks(&mut self, now: Instant, again: bool, outputs: &mut Outputs) {
         let unanswered = self.download.as_ref().map_or(0, Download::unanswered);
         let wait = self.resend_wait(unanswered);
         let Some(download) = self.download.as_mut() else { return };
-        let (snapshot, first) = download.next_request(now, wait);
-        outputs.send(download.source(), wrap(Message::GetSnapshotChunk { snapshot, first }));
+        let asked = if again { download.requests_again(now, wait) } else { download.requests(now, wait) };
+        for (snapshot, chunk) in asked {
+            outputs.send(download.source(), wrap(Message::GetSnapshotChunk { snapshot, chunk }));
+        }
     }
 
-    /// A chunk did not come in time: ask again, or, after [`super::CHUNK_REQUESTS_MAX`]
-    /// requests, give up this source and ask for the state anew.
+    /// No chunk came in time: ask again, or, after [`super::CHUNK_REQUESTS_MAX`]
+    /// times, give up this source and ask for the state anew.
     pub(super) fn on_chunk_overdue(&mut self, now: Instant, outputs: &mut Outputs) {
         let Some(download) = &self.download else { return };
         if download.unanswered() < super::CHUNK_REQUESTS_MAX {
-            return self.request_chunk(now, outputs);
+            return self.request_chunks(now, true, outputs);
         }
         self.download = None;
         self.request_state(now, outputs);
@@ -285,11 +295,10 @@ impl Vr {
         now: Instant,
         from: ReplicaId,
         snapshot: SnapshotId,
-        first: u64,
+        index: u64,
         outputs: &mut Outputs,
     ) {
-        let bytes_max = self.config.limits.message_bytes_max;
-        let message = match self.images.chunk(now, snapshot, first, bytes_max) {
+        let message = match self.images.chunk(now, snapshot, index) {
             Some(chunk) => Message::SnapshotChunk { chunk },
             None => Message::SnapshotUnavailable { snapshot },
         };
@@ -306,8 +315,8 @@ impl Vr {
         let limits = self.config.limits.store;
         match download.accept(from, chunk, &limits, self.config.defect) {
             Err(reason) => outputs.drop_message(from, reason),
-            Ok(Progress::Duplicate) => {}
-            Ok(Progress::More) => self.request_chunk(now, outputs),
+            Ok(Progress::Ignored) => {}
+            Ok(Progress::More) => self.request_chunks(now, false, outputs),
             Ok(Progress::Complete) => self.finish_download(now, outputs),
         }
     }

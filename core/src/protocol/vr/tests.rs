@@ -392,3 +392,43 @@ fn unanswered_recovery_requests_back_off() {
     assert!(matches!(role(&cluster, R1), Role::Backup | Role::Primary), "R1 recovered after the partition");
     cluster.assert_converged();
 }
+
+/// §4.3 and §5.2 with bounded messages: a replica that restarted with empty memory,
+/// behind the primary's retained log, stays recovering while it fetches a snapshot
+/// chunk by chunk, installs it once complete and verified, then takes the entries
+/// after it and rejoins; no message it is sent exceeds its bound.
+#[test]
+fn a_restarted_replica_recovers_a_large_store_in_chunks() {
+    let small = |config: &mut crate::config::Config| {
+        config.limits.log_entries_max = 8;
+        config.limits.entries_per_message_max = 4;
+        config.limits.message_bytes_max = 2_048;
+        config.limits.store.page_bytes_max = 2_048;
+        config.limits.uncommitted_bytes_max = 8_192;
+        config.limits.log_bytes_max = 16_384;
+        config.limits.store.body_bytes_max = 1_500;
+    };
+    let mut cluster = TestCluster::with_config(VR, 3, 21, small);
+    cluster.run_for(Duration::from_millis(200));
+    for request_number in 1..=40 {
+        let body = json!({ "title": format!("note {request_number}"), "pad": "p".repeat(1_000) });
+        cluster.request(R0, 5, request_number, create(body));
+        cluster.run(10_000);
+        assert!(matches!(cluster.reply(5, request_number), Some(Reply::Note { .. })));
+    }
+    cluster.crash_and_restart(R2);
+    cluster.run(50_000);
+    cluster.run_for(Duration::from_millis(500));
+    assert_eq!(role(&cluster, R2), Role::Backup, "R2 recovered");
+    assert_eq!(cluster.replica(R2).store().len(), 40);
+    cluster.assert_converged();
+    let chunks = sent_by(&cluster, R0, |message| matches!(message, Message::SnapshotChunk { .. }));
+    assert!(chunks >= 20, "about two notes a chunk: {chunks} chunks");
+    for (from, to, message) in cluster.sent_log() {
+        let bytes = crate::wire::payload_len(crate::ids::ClusterId(1), from, to, &message);
+        let mut config = crate::config::Config::new(crate::ids::ClusterId(1), from, 3, VR, 0);
+        small(&mut config);
+        let bound = crate::wire::size::message_bound(&message, &config.limits);
+        assert!(bytes <= bound, "{from} sent a {} of {bytes} bytes, over {bound}", message.kind());
+    }
+}
