@@ -152,7 +152,7 @@ pub fn describe_message(message: &Message) -> String {
                 format!("update_ack applied {applied}{}", if *behind { " behind" } else { "" })
             }
             remote_write::Message::Snapshot { manifest } => describe_manifest(manifest),
-            remote_write::Message::GetSnapshotChunk { snapshot, chunk } => describe_chunk_request(snapshot, *first),
+            remote_write::Message::GetSnapshotChunk { snapshot, chunk } => describe_chunk_request(snapshot, *chunk),
             remote_write::Message::SnapshotChunk { chunk } => describe_chunk(chunk),
             remote_write::Message::SnapshotUnavailable { snapshot } => format!("{snapshot} unavailable"),
         },
@@ -204,7 +204,7 @@ fn describe_vr_message(message: &vr::Message) -> String {
         vr::Message::NewState { view, op_number, commit_number, after, snapshot: None, entries: log } => {
             format!("new_state v{view} op{op_number} commit {commit_number} [{}] after op{after}", entries(log))
         }
-        vr::Message::GetSnapshotChunk { snapshot, chunk } => describe_chunk_request(snapshot, *first),
+        vr::Message::GetSnapshotChunk { snapshot, chunk } => describe_chunk_request(snapshot, *chunk),
         vr::Message::SnapshotChunk { chunk } => describe_chunk(chunk),
         vr::Message::SnapshotUnavailable { snapshot } => format!("{snapshot} unavailable"),
         vr::Message::ConfirmView { view, round } => format!("confirm_view v{view} round {round}"),
@@ -222,14 +222,15 @@ fn describe_manifest(manifest: &Manifest) -> String {
     format!("{} ({} client records, {} notes)", manifest.id, manifest.clients, manifest.store.notes)
 }
 
-fn describe_chunk_request(snapshot: &SnapshotId, first: u64) -> String {
-    format!("get_snapshot_chunk of {snapshot} from piece {first}")
+fn describe_chunk_request(snapshot: &SnapshotId, chunk: u64) -> String {
+    format!("get_snapshot_chunk {chunk} of {snapshot}")
 }
 
 fn describe_chunk(chunk: &Chunk) -> String {
     let notes: Vec<String> = chunk.notes.iter().map(|note| format!("{} v{}", note.id, note.version)).collect();
     format!(
-        "snapshot_chunk of {} pieces {}..{}: {} client records, notes [{}]",
+        "snapshot_chunk {} of {} pieces {}..{}: {} client records, notes [{}]",
+        chunk.index,
         chunk.snapshot,
         chunk.first,
         chunk.first + chunk.pieces(),
