@@ -17,10 +17,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let quick = std::env::var("NOTED_BENCH_QUICK").is_ok_and(|value| value == "1");
-    let seeds: u64 = std::env::var("NOTED_SIM_SEEDS")
-        .ok()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or(if quick { 2 } else { 500 });
+    let seeds: u64 =
+        std::env::var("NOTED_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(if quick { 2 } else { 500 });
     let protocols = std::env::var("NOTED_SIM_PROTOCOLS").unwrap_or_default();
     let chosen =
         |protocol: &SimProtocol| protocols.is_empty() || protocols.split(',').any(|name| name == protocol.name());
