@@ -12,7 +12,7 @@ use noted_core::wire::VersionRange;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, Span, debug, info, warn};
 
 use super::auth::{FRAME_BODY_BYTES_MAX, FrameAuth, LENGTH_PREFIX_BYTES, Rejection};
 use super::guard::{Admitted, InboundGuard};
@@ -164,6 +164,7 @@ pub async fn send_forever(
             };
             if let Err(error) = stream.write_all(&batch).await {
                 metrics.peer_dropped("transport", "connection_lost");
+                dialing.peers.wire_version_with(peer, None);
                 warn!(%peer, %address, %error, "connection to peer lost; will dial again");
                 break;
             }
@@ -213,12 +214,14 @@ pub async fn receive_forever(listener: TcpListener, inbound: Inbound, shutdown: 
         let _ = stream.set_nodelay(true);
         let connection = inbound.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        let reading = async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
                 () = connection.read(stream, remote, &admitted) => {}
             }
-        });
+        };
+        // In the replica's span, as the listener is: its log lines name the replica.
+        tokio::spawn(reading.instrument(Span::current()));
     }
 }
 
