@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails, naming file and line, if a tracked file of the repository (or of the git
-# work tree given as $1) refers to a path outside the clone: the sibling folder
-# ../shared, an absolute path under a home or work directory, or a relative path
+# work tree given as $1) refers to a path outside the clone: a sibling folder
+# named shared, an absolute path under a home or work directory, or a relative path
 # that climbs above the repository's root from where the file lives. Everything a
 # test, bench, doc or script needs must be in the repository.
 set -euo pipefail
