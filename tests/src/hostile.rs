@@ -21,6 +21,11 @@ use crate::wait_until;
 const NOTE_DEPTH_MAX: usize = 32;
 /// `noted_server::peer::guard::CONNECTIONS_PER_ADDRESS_MAX`.
 const PEER_CONNECTIONS_PER_ADDRESS_MAX: usize = 16;
+/// `noted_server::peer::warn_limit::WARNINGS_PER_WINDOW`: warnings a minute about bad peer input.
+const PEER_WARNINGS_PER_WINDOW: usize = 5;
+/// What noted warns about bad peer input with.
+const BAD_PEER_INPUT_WARNINGS: [&str; 3] =
+    ["dropped a peer frame", "too many rejected peer frames", "peer frame over the size limit"];
 /// A frame length over the peer frame limit (16 MiB of payload).
 const FRAME_LENGTH_OVER_THE_LIMIT: u32 = 64 * 1024 * 1024;
 /// Far beyond the rejected frames an address may send before it counts as a flood.
@@ -194,6 +199,14 @@ pub fn hostile_peer_frames_are_dropped(cluster: &Cluster) {
     wait_until("the flood to be counted", NOTICE_TIMEOUT, || dropped("flood") >= 1);
     let checked = dropped("bad_mac") - bad_mac_before;
     assert!(checked < FLOOD_FRAMES as u64 / 2, "the flood was cut short, after {checked} frames");
+
+    // Hundreds of bad frames and connections, a handful of warnings (`peer/warn_limit.rs`).
+    let warnings = cluster
+        .log_of(target)
+        .lines()
+        .filter(|line| line.contains("WARN") && BAD_PEER_INPUT_WARNINGS.iter().any(|warning| line.contains(warning)))
+        .count();
+    assert!(warnings <= PEER_WARNINGS_PER_WINDOW, "{warnings} warnings about bad peer input: they are rate-limited");
 
     still_serves_writes(cluster, target, "hostile peers");
 }
