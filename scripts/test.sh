@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of noted: formatting, lints, unit, simulation and end-to-end tests,
-# and the web page in headless Chromium.
+# Runs every test of noted: first that the repository is self-contained (no file
+# refers to a path outside the clone), then formatting, lints, unit, simulation and
+# end-to-end tests, a fresh clone's simulation tests and quick benches
+# (scripts/test-fresh-clone.sh), and the web page in headless Chromium.
 # Installs what is missing first, so it works alone on a fresh machine.
 # NOTED_SKIP_BROWSER=1 skips the browser test, explicitly; without it a machine
 # where Chromium cannot be installed fails the run.
@@ -8,6 +10,9 @@
 # needs root, ip and iptables, and without them fails the run and says why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+bash scripts/check-self-contained.sh
+bash scripts/check-self-contained.test.sh
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required (https://rustup.rs)" >&2
@@ -59,6 +64,7 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+bash scripts/test-fresh-clone.sh
 
 if [[ "${NOTED_SKIP_BROWSER:-}" != 1 ]]; then
   cargo build --locked --quiet -p noted-server --bin noted

@@ -6,6 +6,9 @@
 //! - wire: encode plus decode of representative peer frames, per frame: the frames
 //!   as they are (postcard, `noted_core::wire`) beside the same envelopes as JSON,
 //!   the payload frames carried before.
+//!
+//! `NOTED_BENCH_QUICK=1` runs every part once on a fraction of the work, so that
+//! the test command proves the bench still runs; its figures mean nothing.
 
 // A benchmark measures wall-clock time around whole loops; the core never reads it.
 #![allow(clippy::disallowed_types)]
@@ -24,6 +27,11 @@ use noted_core::{
     Output, ProtocolKind, Replica, ReplicaId,
 };
 use serde_json::json;
+
+/// Whether `NOTED_BENCH_QUICK=1` asks for a run that only shows the bench works.
+fn quick() -> bool {
+    std::env::var("NOTED_BENCH_QUICK").is_ok_and(|value| value == "1")
+}
 
 fn main() {
     store_apply();
@@ -53,7 +61,7 @@ fn store_apply() {
             }
         })
         .collect();
-    let rounds = 200u64;
+    let rounds = if quick() { 2 } else { 200u64 };
     let started = WallClock::now();
     let mut timestamp = notes + 1;
     for _ in 0..rounds {
@@ -105,7 +113,7 @@ fn vr_commits() {
         }
         deliver(&mut replicas, &mut messages, now);
     }
-    let batches = 2_000u64;
+    let batches = if quick() { 20 } else { 2_000u64 };
     let batch = 64u64;
     let started = WallClock::now();
     let mut request_number = 0;
@@ -211,7 +219,7 @@ fn snapshot_chunk(notes: u64) -> vr::Message {
 fn measure(mut round_trip: impl FnMut() -> (usize, bool)) -> (f64, usize) {
     let (bytes, round_trips) = round_trip();
     assert!(round_trips, "a codec gives back what it was given");
-    let budget = std::time::Duration::from_millis(250);
+    let budget = std::time::Duration::from_millis(if quick() { 1 } else { 250 });
     let started = WallClock::now();
     let mut iterations = 0u32;
     while iterations < 10 || started.elapsed() < budget {

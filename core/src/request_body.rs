@@ -82,13 +82,21 @@ impl BodyError {
     }
 }
 
+/// Whether a `kind` write may be sent with the `Content-Type` header `content_type`:
+/// a server can refuse a body of the wrong type before it reads it.
+pub fn check_media_type(kind: BodyKind, content_type: Option<&str>) -> Result<(), BodyError> {
+    let accepted = kind.media_types();
+    if content_type.map(media_type).is_some_and(|media_type| accepted.contains(&media_type.as_str())) {
+        Ok(())
+    } else {
+        Err(BodyError::UnsupportedMediaType { accepted })
+    }
+}
+
 /// Parses the body of a `kind` write sent with the `Content-Type` header
 /// `content_type`, refusing objects over `bytes_max` bytes of compact JSON.
 pub fn parse(kind: BodyKind, content_type: Option<&str>, bytes: &[u8], bytes_max: usize) -> Result<Value, BodyError> {
-    let accepted = kind.media_types();
-    if !content_type.map(media_type).is_some_and(|media_type| accepted.contains(&media_type.as_str())) {
-        return Err(BodyError::UnsupportedMediaType { accepted });
-    }
+    check_media_type(kind, content_type)?;
     let text = std::str::from_utf8(bytes).map_err(|error| BodyError::NotUtf8 { offset: error.valid_up_to() })?;
     // Scanned before parsing, so that nesting is refused before serde_json recurses
     // into it, and so that the literal of a number is still at hand.

@@ -35,8 +35,19 @@ use crate::message::Message;
 mod compact;
 pub mod json_text;
 pub mod size;
+mod version;
 
-/// Largest payload a frame may carry. Snapshots are the largest messages.
+pub use version::VersionRange;
+
+/// The versions of the peer wire protocol this build speaks (see [`VersionRange`]).
+/// Version 1: the frames described above, postcard envelopes behind a length.
+pub const WIRE_VERSIONS: VersionRange = match VersionRange::new(1, 1) {
+    Some(range) => range,
+    None => panic!("a version range is never empty"),
+};
+
+/// Largest payload a frame may carry. No message comes near it: each is bounded
+/// by the limits in [`crate::config::Limits`] (see [`size`]).
 pub const FRAME_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 const LENGTH_PREFIX_BYTES: usize = 4;

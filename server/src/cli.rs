@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// Test only: drop or delay outgoing peer frames, e.g. `loss=0.1,delay-ms=5`.
     #[arg(long, env = "NOTED_TEST_FAULTS")]
     pub test_faults: Option<TestFaults>,
+    /// Test only: the wire protocol versions this replica offers in its peer
+    /// handshakes, e.g. `2-3`, instead of the ones it speaks; frames stay version 1.
+    #[arg(long, env = "NOTED_TEST_WIRE_VERSIONS", hide = true)]
+    pub test_wire_versions: Option<noted_core::wire::VersionRange>,
 }
 
 /// `noted bench`: what load to send where, and what to report.

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cli::{InitArgs, ProtocolArg, ServeArgs};
 use crate::config::{ClusterFile, random_secret};
@@ -12,7 +12,11 @@ use crate::node::{self, BoundSockets};
 pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), String> {
     let mut file = ClusterFile::read(&args.config).map_err(|error| error.to_string())?;
     apply_overrides(&mut file, &args);
-    let settings = file.settings_for(args.id).map_err(|error| format!("{}: {error}", args.config.display()))?;
+    let mut settings = file.settings_for(args.id).map_err(|error| format!("{}: {error}", args.config.display()))?;
+    if let Some(versions) = args.test_wire_versions {
+        warn!(%versions, "test wire versions are on: peer handshakes offer these, not the versions spoken");
+        settings.wire_versions = versions;
+    }
     let mut addresses = settings.addresses();
     if let Some(client_address) = args.client_address {
         addresses.client = client_address;

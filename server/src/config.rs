@@ -21,7 +21,9 @@
 //!   `request_timeout_ms` (how long an HTTP request waits for the replica, then 503),
 //!   `request_body_bytes_max`, `header_read_timeout_ms` (how long a client may take to
 //!   send a request's headers before its connection is closed),
-//!   `peer_queue_frames_max`, and `test_faults`
+//!   `peer_queue_frames_max`, `allowed_origins` (origins such as
+//!   `"https://app.example"`, or `"*"`, whose pages may use the API across origins:
+//!   see [`crate::http::cors`]), and `test_faults`
 //!   (see [`crate::peer::faults`]; for tests only).
 //!
 //! Unknown fields are errors, so that a misspelt option is never silently ignored.
@@ -62,6 +64,8 @@ pub struct ClusterFile {
     pub header_read_timeout_ms: u64,
     #[serde(default = "default_peer_queue_frames_max")]
     pub peer_queue_frames_max: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_origins: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_faults: Option<TestFaults>,
 }
@@ -132,6 +136,9 @@ pub struct NodeSettings {
     pub request_body_bytes_max: usize,
     pub header_read_timeout: Duration,
     pub peer_queue_frames_max: usize,
+    pub allowed_origins: Vec<String>,
+    /// The wire protocol versions offered in peer handshakes.
+    pub wire_versions: noted_core::wire::VersionRange,
     pub test_faults: TestFaults,
 }
 
@@ -173,6 +180,7 @@ impl ClusterFile {
             request_body_bytes_max: default_request_body_bytes_max(),
             header_read_timeout_ms: default_header_read_timeout_ms(),
             peer_queue_frames_max: default_peer_queue_frames_max(),
+            allowed_origins: Vec::new(),
             test_faults: None,
         }
     }
@@ -215,6 +223,17 @@ impl ClusterFile {
         if self.peer_queue_frames_max == 0 {
             return Err(invalid("peer_queue_frames_max", "must be greater than zero"));
         }
+        for (index, origin) in self.allowed_origins.iter().enumerate() {
+            let well_formed = origin == "*"
+                || (origin.starts_with("http://") || origin.starts_with("https://"))
+                    && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !well_formed {
+                return Err(invalid(
+                    format!("allowed_origins[{index}]"),
+                    format!("{origin:?} is no origin: use scheme://host[:port], or \"*\""),
+                ));
+            }
+        }
         let test_faults = self.test_faults.unwrap_or_default();
         test_faults.validate().map_err(|reason| invalid("test_faults", reason))?;
         let mut core = Config::new(
@@ -243,6 +262,8 @@ impl ClusterFile {
             request_body_bytes_max: self.request_body_bytes_max,
             header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
             peer_queue_frames_max: self.peer_queue_frames_max,
+            allowed_origins: self.allowed_origins.clone(),
+            wire_versions: noted_core::wire::WIRE_VERSIONS,
             test_faults,
         })
     }

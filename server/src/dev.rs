@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::cli::{DevArgs, ProtocolArg};
 use crate::config::{ClusterFile, ReplicaAddresses, random_secret};
@@ -47,9 +46,8 @@ pub async fn run(args: DevArgs, shutdown: CancellationToken) -> Result<(), Strin
     println!("Ctrl-C stops the cluster.");
 
     let mut replicas = tokio::task::JoinSet::new();
-    for ((index, settings), sockets) in (0u8..).zip(settings).zip(bound) {
-        let span = tracing::info_span!("replica", id = index);
-        replicas.spawn(node::run(settings, sockets, shutdown.clone()).instrument(span));
+    for (settings, sockets) in settings.into_iter().zip(bound) {
+        replicas.spawn(node::run(settings, sockets, shutdown.clone()));
     }
     let mut outcome = Ok(());
     while let Some(finished) = replicas.join_next().await {

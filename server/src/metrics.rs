@@ -35,7 +35,8 @@ struct MetricsState {
     /// limits) or `core` (refused by the protocol, e.g. of a view it has left).
     peer_dropped: BTreeMap<(String, String), u64>,
     heartbeats_received: u64,
-    heartbeats_rejected: u64,
+    /// reason -> datagrams dropped: `unknown_sender`, an authentication failure, `malformed`, `replayed`.
+    heartbeats_rejected: BTreeMap<&'static str, u64>,
     peer_connections: u64,
     view_changes: u64,
     /// Core events by kind.
@@ -97,8 +98,8 @@ impl Metrics {
         self.with(|state| state.heartbeats_received += 1);
     }
 
-    pub fn heartbeat_rejected(&self) {
-        self.with(|state| state.heartbeats_rejected += 1);
+    pub fn heartbeat_rejected(&self, reason: &'static str) {
+        self.with(|state| *state.heartbeats_rejected.entry(reason).or_default() += 1);
     }
 
     pub fn peer_connected(&self) {
@@ -160,13 +161,18 @@ impl Metrics {
                 let _ =
                     writeln!(out, "noted_peer_messages_dropped_total{{stage=\"{stage}\",reason=\"{reason}\"}} {count}");
             }
+            header(
+                &mut out,
+                "noted_heartbeats_rejected_total",
+                "counter",
+                "Heartbeat datagrams dropped, by reason: from no peer's address, failed authentication, \
+                 malformed, or replayed (not newer than the last one of that peer).",
+            );
+            for (reason, count) in &state.heartbeats_rejected {
+                let _ = writeln!(out, "noted_heartbeats_rejected_total{{reason=\"{reason}\"}} {count}");
+            }
             for (name, help, value) in [
                 ("noted_heartbeats_received_total", "Authenticated heartbeats received.", state.heartbeats_received),
-                (
-                    "noted_heartbeats_rejected_total",
-                    "Heartbeats that failed authentication.",
-                    state.heartbeats_rejected,
-                ),
                 ("noted_peer_connections_total", "Peer TCP connections established.", state.peer_connections),
                 ("noted_view_changes_total", "View changes started by this replica (vr).", state.view_changes),
             ] {

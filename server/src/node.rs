@@ -7,13 +7,14 @@ use std::time::Duration;
 use noted_core::ReplicaId;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::config::{NodeSettings, ReplicaAddresses};
 use crate::driver::Driver;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::peer::auth::FrameAuth;
+use crate::peer::handshake::VersionRefusals;
 use crate::peer::{self, Outbox, PeerTable, SendQueue};
 
 /// Extra time, past the request timeout, that in-flight requests get at shutdown.
@@ -55,11 +56,21 @@ impl BoundSockets {
 /// Runs one replica until `shutdown`, then stops accepting requests, answers or
 /// fails those in flight, and closes the peer connections.
 pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: CancellationToken) -> Result<(), String> {
+    // Every log line of this replica's tasks names it once: dev runs three in one
+    // process. A root span, so that a caller's span is not printed before it again.
+    let span = info_span!(parent: None, "replica", id = settings.me().0);
+    run_in_span(settings, sockets, shutdown, span.clone()).instrument(span).await
+}
+
+async fn run_in_span(
+    settings: NodeSettings,
+    sockets: BoundSockets,
+    shutdown: CancellationToken,
+    span: Span,
+) -> Result<(), String> {
     let me = settings.me();
     let cluster = settings.core.cluster;
     let replica_count = settings.core.replica_count;
-    // Every log line of this replica's tasks names it: dev runs three in one process.
-    let span = info_span!("replica", id = me.0);
     let metrics = Arc::new(Metrics::default());
     let peers = Arc::new(PeerTable::new(usize::from(replica_count)));
     let auth = FrameAuth::new(cluster, &settings.secret);
@@ -91,6 +102,14 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         .filter(|(replica, _)| *replica != me)
         .collect();
     let local_peer_ip = settings.addresses().peer.ip();
+    let refusals = Arc::new(VersionRefusals::new(usize::from(replica_count)));
+    let dialing = peer::tcp::Dialing {
+        me,
+        versions: settings.wire_versions,
+        auth: auth.clone(),
+        refusals: Arc::clone(&refusals),
+        peers: Arc::clone(&peers),
+    };
     for (peer, addresses) in &peer_list {
         let queue = Arc::clone(&queues[peer.index()]);
         tokio::spawn(
@@ -100,6 +119,7 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
                 addresses.peer,
                 queue,
                 Arc::clone(&metrics),
+                dialing.clone(),
                 internals.clone(),
             )
             .instrument(span.clone()),
@@ -108,6 +128,9 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
     let inbound = peer::tcp::Inbound {
         me,
         replica_count,
+        versions: settings.wire_versions,
+        refusals,
+        warn_limit: Arc::default(),
         auth: auth.clone(),
         guard: Arc::default(),
         driver: driver_handle.clone(),
@@ -130,8 +153,7 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
     tokio::spawn(
         peer::udp::receive_forever(
             heartbeat_socket,
-            me,
-            replica_count,
+            peer_list.iter().map(|(peer, addresses)| (*peer, addresses.heartbeat)).collect(),
             auth,
             Arc::clone(&peers),
             Arc::clone(&metrics),
@@ -149,8 +171,10 @@ pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: Cancel
         replicas: Arc::new(settings.replicas.clone()),
         request_timeout: settings.request_timeout,
         note_bytes_max: settings.core.limits.store.body_bytes_max,
+        request_body_bytes_max: settings.request_body_bytes_max,
+        allowed_origins: http::cors::AllowedOrigins::new(settings.allowed_origins.clone()),
     });
-    let router = http::router(app, settings.request_body_bytes_max);
+    let router = http::router(app);
     let server = http::serve::serve(sockets.http, router, settings.header_read_timeout, shutdown.clone());
     let drain_limit = settings.request_timeout + SHUTDOWN_GRACE;
     tokio::select! {

@@ -11,6 +11,9 @@
 //! random instant inside its interval, and its recorded output is what the store
 //! answered. An operation with an unknown outcome takes effect at that instant or
 //! never (one in two) and is recorded as `info`.
+//!
+//! `NOTED_BENCH_QUICK=1` checks each history once and generates small ones only, so
+//! that the test command proves the bench still runs; its figures mean nothing.
 
 // A benchmark measures wall-clock time around whole checks; nothing it times reads it.
 #![allow(clippy::disallowed_types)]
@@ -32,14 +35,18 @@ use serde_json::{Value, json};
 const CLIENTS: u64 = 16;
 const TIMINGS: usize = 3;
 
+/// Whether `NOTED_BENCH_QUICK=1` asks for a run that only shows the bench works.
+fn quick() -> bool {
+    std::env::var("NOTED_BENCH_QUICK").is_ok_and(|value| value == "1")
+}
+
 fn main() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
     let mut files = Vec::new();
     collect_histories(&data, &mut files);
     files.sort();
-    if files.is_empty() {
-        println!("checker: no lin-histories under {}", data.display());
-    }
+    // The histories are part of the repository: a clone without them is broken.
+    assert!(!files.is_empty(), "no lin-histories under {}", data.display());
     for path in &files {
         let text = std::fs::read_to_string(path).expect("the sample histories are readable");
         let history = History::parse_jsonl(&text).expect("the sample histories parse");
@@ -50,6 +57,7 @@ fn main() {
     for (operations, unknown_per_mille, lists) in
         [(1_000, 0, false), (1_000, 20, false), (10_000, 20, false), (1_000, 20, true)]
     {
+        let operations = if quick() { operations / 10 } else { operations };
         let history = generate(operations, 7, unknown_per_mille, lists);
         let mix = if lists { "with 10% lists" } else { "without lists" };
         let unknown = f64::from(unknown_per_mille) / 10.0;
@@ -72,7 +80,8 @@ fn collect_histories(directory: &Path, files: &mut Vec<PathBuf>) {
 fn time_check(name: &str, history: &History) {
     let mut best = f64::MAX;
     let mut verdict = String::new();
-    for _ in 0..TIMINGS {
+    let timings = if quick() { 1 } else { TIMINGS };
+    for _ in 0..timings {
         let started = Instant::now();
         let result = checker::check(history);
         best = best.min(started.elapsed().as_secs_f64());

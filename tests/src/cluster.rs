@@ -55,6 +55,10 @@ pub struct ClusterOptions {
     /// Each replica on its own loopback address, 127.0.0.(id + 1), so that firewall
     /// rules can tell replicas apart (replicas dial their peers from that address).
     pub address_per_replica: bool,
+    /// More fields of the cluster file, e.g. `{"allowed_origins": ["https://app.example"]}`.
+    pub extra_config: Option<Value>,
+    /// More command-line arguments of one replica's `noted serve`.
+    pub replica_args: Vec<(u8, Vec<String>)>,
 }
 
 impl ClusterOptions {
@@ -67,6 +71,8 @@ impl ClusterOptions {
             test_faults: None,
             header_read_timeout_ms: None,
             address_per_replica: false,
+            extra_config: None,
+            replica_args: Vec::new(),
         }
     }
 
@@ -172,6 +178,11 @@ impl Cluster {
         if let Some(timeout) = options.header_read_timeout_ms {
             file["header_read_timeout_ms"] = timeout.into();
         }
+        if let Some(Value::Object(extra)) = &options.extra_config {
+            for (field, value) in extra {
+                file[field] = value.clone();
+            }
+        }
         let config_path = directory.join("cluster.json");
         fs::write(&config_path, serde_json::to_string_pretty(&file).expect("json")).expect("write the cluster file");
         let mut cluster = Cluster {
@@ -199,6 +210,7 @@ impl Cluster {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .args(["--id", &replica.to_string()])
+            .args(self.options.replica_args.iter().filter(|(id, _)| *id == replica).flat_map(|(_, args)| args))
             .env("RUST_LOG", "info")
             .env_remove("NOTED_SECRET")
             .stdin(Stdio::null())

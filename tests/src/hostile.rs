@@ -21,6 +21,11 @@ use crate::wait_until;
 const NOTE_DEPTH_MAX: usize = 32;
 /// `noted_server::peer::guard::CONNECTIONS_PER_ADDRESS_MAX`.
 const PEER_CONNECTIONS_PER_ADDRESS_MAX: usize = 16;
+/// `noted_server::peer::warn_limit::WARNINGS_PER_WINDOW`: warnings a minute about bad peer input.
+const PEER_WARNINGS_PER_WINDOW: usize = 5;
+/// What noted warns about bad peer input with.
+const BAD_PEER_INPUT_WARNINGS: [&str; 3] =
+    ["dropped a peer frame", "too many rejected peer frames", "peer frame over the size limit"];
 /// A frame length over the peer frame limit (16 MiB of payload).
 const FRAME_LENGTH_OVER_THE_LIMIT: u32 = 64 * 1024 * 1024;
 /// Far beyond the rejected frames an address may send before it counts as a flood.
@@ -163,7 +168,8 @@ pub fn hostile_peer_frames_are_dropped(cluster: &Cluster) {
     let garbage = length_prefixed(vec![0xff; 32]);
     let malformed = [&as_json, &garbage].map(|inner| seal(cluster.cluster_id, cluster.secret.as_bytes(), inner));
     let malformed_before = dropped("malformed");
-    let mut forger = TcpStream::connect(peer_port).expect("connect to a peer port");
+    // Past the handshake, as a replica that lost its key (or a buggy one) would be.
+    let mut forger = peer_connection(cluster, 0, target);
     for frame in [&bad_mac, &wrong_cluster, &bad_mac, &malformed[0], &malformed[1]] {
         forger.write_all(frame).unwrap();
     }
@@ -194,6 +200,14 @@ pub fn hostile_peer_frames_are_dropped(cluster: &Cluster) {
     let checked = dropped("bad_mac") - bad_mac_before;
     assert!(checked < FLOOD_FRAMES as u64 / 2, "the flood was cut short, after {checked} frames");
 
+    // Hundreds of bad frames and connections, a handful of warnings (`peer/warn_limit.rs`).
+    let warnings = cluster
+        .log_of(target)
+        .lines()
+        .filter(|line| line.contains("WARN") && BAD_PEER_INPUT_WARNINGS.iter().any(|warning| line.contains(warning)))
+        .count();
+    assert!(warnings <= PEER_WARNINGS_PER_WINDOW, "{warnings} warnings about bad peer input: they are rate-limited");
+
     still_serves_writes(cluster, target, "hostile peers");
 }
 
@@ -207,7 +221,7 @@ pub fn replayed_old_view_messages_are_dropped(cluster: &Cluster) {
     let old_view = view_of(target).expect("a vr replica reports its view");
     let send = |from: usize, message: vr::Message| {
         let inner = core_frame(cluster, from, target, message);
-        let mut stream = TcpStream::connect(cluster.addresses[target].peer).expect("connect to a peer port");
+        let mut stream = peer_connection(cluster, from, target);
         stream.write_all(&seal(cluster.cluster_id, cluster.secret.as_bytes(), &inner)).unwrap();
     };
     let other = if target == 0 { 1 } else { 0 };
@@ -233,6 +247,23 @@ fn still_serves_writes(cluster: &Cluster, via: usize, after: &str) {
         let created = cluster.client(via).json(Method::POST, "/notes", &json!({ "after": after }));
         created.is_ok_and(|response| response.status == 201)
     });
+}
+
+/// A connection to `to`'s peer port that has passed the handshake as replica `from`.
+pub fn peer_connection(cluster: &Cluster, from: usize, to: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(cluster.addresses[to].peer).expect("connect to a peer port");
+    let versions = noted_core::wire::WIRE_VERSIONS;
+    let mut hello = b"NTDHELLO".to_vec();
+    hello.extend_from_slice(&[u8::try_from(from).unwrap(), u8::try_from(to).unwrap()]);
+    hello.extend_from_slice(&versions.oldest().to_be_bytes());
+    hello.extend_from_slice(&versions.newest().to_be_bytes());
+    stream.write_all(&seal(cluster.cluster_id, cluster.secret.as_bytes(), &hello)).unwrap();
+    // [length][cluster][MAC]"NTDAGREE"[version]
+    let mut answer = [0u8; 4 + 8 + 32 + 8 + 2];
+    stream.set_read_timeout(Some(NOTICE_TIMEOUT)).unwrap();
+    stream.read_exact(&mut answer).expect("the replica answers the handshake");
+    assert_eq!(&answer[44..52], b"NTDAGREE", "the replica agrees on a version");
+    stream
 }
 
 /// A core frame from replica `from` to `to` of `cluster`, encoded as replicas encode it.

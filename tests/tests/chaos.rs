@@ -1,5 +1,6 @@
 //! Short runs of `noted-chaos`: real processes in a private network namespace,
-//! with kills, pauses, partitions and transport loss, checked afterwards.
+//! with kills, pauses, partitions and transport loss, checked afterwards; each
+//! protocol within its fault model (local-write without kills).
 //!
 //! They need root, `ip` and `iptables` (scripts/test.sh installs iptables when it
 //! can). Where that is missing they fail and say why, unless NOTED_SKIP_CHAOS=1
@@ -74,12 +75,12 @@ fn chaos(arguments: &[&str]) -> Run {
     Run { code: status.and_then(|status| status.code()), output }
 }
 
-/// A short vr run that must pass, with partitions that really dropped packets.
-fn vr_run_passes(replicas: &str, seed: &str) {
+/// A short run that must pass, with partitions that really dropped packets.
+fn run_passes(protocol: &str, replicas: &str, duration: &str, seed: &str) {
     if !chaos_available() {
         return;
     }
-    let run = chaos(&["--replicas", replicas, "--duration", "20s", "--seed", seed]);
+    let run = chaos(&["--protocol", protocol, "--replicas", replicas, "--duration", duration, "--seed", seed]);
     assert_eq!(run.code, Some(0), "{}", run.output);
     assert!(run.output.contains("step 3:"), "the schedule ran: {}", run.output);
     assert!(run.dropped_packets() > 0, "the partitions dropped peer packets: {}", run.output);
@@ -87,12 +88,18 @@ fn vr_run_passes(replicas: &str, seed: &str) {
 
 #[test]
 fn three_vr_replicas_under_chaos_keep_every_guarantee() {
-    vr_run_passes("3", "1");
+    run_passes("vr", "3", "20s", "1");
 }
 
 #[test]
 fn five_vr_replicas_under_chaos_keep_every_guarantee() {
-    vr_run_passes("5", "2");
+    run_passes("vr", "5", "20s", "2");
+}
+
+/// local-write tolerates no crash: pauses, partitions, loss and delay only.
+#[test]
+fn three_local_write_replicas_under_pauses_and_partitions_keep_every_guarantee() {
+    run_passes("local-write", "3", "12s", "4");
 }
 
 /// remote-write cannot survive a crash of its fixed primary; the harness must say so.

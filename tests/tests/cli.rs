@@ -93,6 +93,48 @@ fn the_dev_cluster_serves_and_shuts_down_on_sigterm() {
     assert!(exit.unwrap().success(), "a clean exit: {exit:?}");
 }
 
+#[test]
+fn text_logs_written_to_a_file_are_plain_and_name_each_replica_once() {
+    let log_path = std::env::temp_dir().join(format!("noted-e2e-plain-log-{}.log", std::process::id()));
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(noted_binary())
+        .args(["dev", "--http-port-base", "0"])
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(child.id());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("noted dev prints its URLs").unwrap();
+        if let Some(url) = line.split_whitespace().find(|word| word.starts_with("http://")) {
+            break url.to_string();
+        }
+    };
+    let client = NotesClient::new(url);
+    wait_until("the dev cluster to serve", Duration::from_secs(30), || {
+        client
+            .json(Method::POST, "/notes", &json!({ "title": "plain logs" }))
+            .is_ok_and(|response| response.status == 201)
+    });
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    wait_until("noted dev to exit after SIGTERM", Duration::from_secs(15), || child.try_wait().unwrap().is_some());
+    std::mem::forget(guard);
+
+    let log = std::fs::read(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let text = String::from_utf8_lossy(&log);
+    assert!(text.contains("replicate (ordered)"), "the log tells the replication story:\n{text}");
+    assert!(!log.contains(&0x1b), "a log file holds no escape sequences:\n{text}");
+    for id in 0..3 {
+        let span = format!("replica{{id={id}}}");
+        assert!(text.contains(&span), "lines name replica {id}:\n{text}");
+        assert!(!text.contains(&format!("{span}:replica{{")), "the replica span is printed once:\n{text}");
+    }
+}
+
 struct KillOnDrop(u32);
 
 impl Drop for KillOnDrop {

@@ -635,3 +635,32 @@ fn the_largest_message_of_every_kind_fits_in_a_frame() {
     assert_largest_messages_fit(largest, largest.store.body_bytes_max);
     assert_largest_messages_fit(largest, 100_000);
 }
+
+/// Every kind of message of every protocol, as version 1 of the wire protocol
+/// encodes them, checked in under `core/tests/fixtures/wire-v1/messages.bin` (frames
+/// one after another): a later release must still read these bytes as these
+/// messages, and write them the same way, while it speaks version 1.
+#[test]
+fn version_1_frames_of_every_message_are_still_read_and_written() {
+    assert!(WIRE_VERSIONS.contains(1), "this release speaks version 1");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/wire-v1/messages.bin");
+    let envelopes: Vec<Envelope> = messages()
+        .into_iter()
+        .map(|message| Envelope { cluster: ClusterId(7), from: ReplicaId(1), to: ReplicaId(0), message })
+        .collect();
+    let written_today: Vec<u8> = envelopes.iter().flat_map(encode).collect();
+    // NOTED_WRITE_FIXTURES=1 writes it, once, when a version is released.
+    if std::env::var("NOTED_WRITE_FIXTURES").is_ok_and(|value| value == "1") {
+        std::fs::create_dir_all(path.parent().expect("a directory")).expect("create the fixture directory");
+        std::fs::write(&path, &written_today).expect("write the fixture");
+    }
+    let fixture = std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    let mut rest = fixture.as_slice();
+    for envelope in &envelopes {
+        let (decoded, used) = decode(rest).expect("a version 1 frame decodes");
+        assert_eq!(&decoded, envelope, "{}", envelope.message.kind());
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty(), "no frame left over");
+    assert_eq!(fixture, written_today, "this release writes version 1 as it was released");
+}

@@ -1,6 +1,8 @@
 //! The client API over HTTP/1.1 and HTTP/2 (axum).
 
+pub mod cors;
 pub mod error;
+pub mod linger;
 pub mod notes;
 pub mod page;
 pub mod serve;
@@ -39,9 +41,14 @@ pub struct App {
     pub request_timeout: Duration,
     /// Largest note body, as core counts it: bodies over it are refused before they are replicated.
     pub note_bytes_max: usize,
+    /// Largest request body read; a longer one is refused with 413.
+    pub request_body_bytes_max: usize,
+    /// Origins whose pages may use the API and the change feed (see [`cors`]).
+    pub allowed_origins: cors::AllowedOrigins,
 }
 
-pub fn router(app: AppState, request_body_bytes_max: usize) -> Router {
+pub fn router(app: AppState) -> Router {
+    let request_body_bytes_max = app.request_body_bytes_max;
     Router::new()
         .route("/", get(page::index))
         .route("/notes", get(notes::list).post(notes::create))
@@ -53,6 +60,7 @@ pub fn router(app: AppState, request_body_bytes_max: usize) -> Router {
         .fallback(|| async { ApiError::not_found_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(request_body_bytes_max))
+        .layer(middleware::from_fn_with_state(app.clone(), cors::cors))
         .layer(middleware::from_fn_with_state(app.clone(), record_request))
         .with_state(app)
 }

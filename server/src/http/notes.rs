@@ -1,8 +1,8 @@
 //! The notes API: every replica accepts every request and its core routes it.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -47,12 +47,12 @@ impl ReadParams {
 }
 
 type Params = Result<Query<ReadParams>, QueryRejection>;
-type Body = Result<Bytes, BytesRejection>;
 
 pub async fn create(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
-        let body = write_body(&app, &headers, body, BodyKind::Create)?;
-        let answer = execute(&app, &headers, Operation::Create { body }, Consistency::Linearizable).await?;
+        let identity = client_identity(&headers)?;
+        let body = write_body(&app, &headers, body, BodyKind::Create).await?;
+        let answer = execute(&app, identity, Operation::Create { body }, Consistency::Linearizable).await?;
         respond(answer, StatusCode::CREATED)
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -63,7 +63,7 @@ pub async fn list(State(app): State<AppState>, headers: HeaderMap, params: Param
         let Query(params) =
             params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
         let operation = Operation::List { after: params.after.map(NoteId), limit: params.limit };
-        let answer = execute(&app, &headers, operation, params.consistency()?).await?;
+        let answer = execute(&app, client_identity(&headers)?, operation, params.consistency()?).await?;
         respond(answer, StatusCode::OK)
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -74,7 +74,13 @@ pub async fn get(State(app): State<AppState>, Path(id): Path<String>, headers: H
         let Query(params) =
             params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
         let operation = Operation::Get { id: note_id(&id)? };
-        let answer = execute(&app, &headers, operation, params.consistency()?).await?;
+        let unless = if_none_match(&headers);
+        let answer = execute(&app, client_identity(&headers)?, operation, params.consistency()?).await?;
+        if let (Some(unless), Reply::Note { note }) = (&unless, &answer.reply)
+            && unless.matches(note.version)
+        {
+            return Ok(not_modified(note, &answer));
+        }
         respond(answer, StatusCode::OK)
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -84,9 +90,10 @@ pub async fn replace(State(app): State<AppState>, Path(id): Path<String>, header
     let result = async {
         let id = note_id(&id)?;
         let if_match = if_match(&headers)?;
-        let body = write_body(&app, &headers, body, BodyKind::Replace)?;
+        let identity = client_identity(&headers)?;
+        let body = write_body(&app, &headers, body, BodyKind::Replace).await?;
         let answer =
-            execute(&app, &headers, Operation::Replace { id, body, if_match }, Consistency::Linearizable).await?;
+            execute(&app, identity, Operation::Replace { id, body, if_match }, Consistency::Linearizable).await?;
         respond(answer, StatusCode::OK)
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -96,9 +103,10 @@ pub async fn patch(State(app): State<AppState>, Path(id): Path<String>, headers:
     let result = async {
         let id = note_id(&id)?;
         let if_match = if_match(&headers)?;
-        let patch = write_body(&app, &headers, body, BodyKind::MergePatch)?;
+        let identity = client_identity(&headers)?;
+        let patch = write_body(&app, &headers, body, BodyKind::MergePatch).await?;
         let answer =
-            execute(&app, &headers, Operation::Patch { id, patch, if_match }, Consistency::Linearizable).await?;
+            execute(&app, identity, Operation::Patch { id, patch, if_match }, Consistency::Linearizable).await?;
         respond(answer, StatusCode::OK)
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -108,7 +116,8 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, headers
     let result = async {
         let id = note_id(&id)?;
         let if_match = if_match(&headers)?;
-        let answer = execute(&app, &headers, Operation::Delete { id, if_match }, Consistency::Linearizable).await?;
+        let identity = client_identity(&headers)?;
+        let answer = execute(&app, identity, Operation::Delete { id, if_match }, Consistency::Linearizable).await?;
         respond(answer, StatusCode::NO_CONTENT)
     };
     result.await.unwrap_or_else(IntoResponse::into_response)
@@ -117,11 +126,10 @@ pub async fn delete(State(app): State<AppState>, Path(id): Path<String>, headers
 /// Sends the request to the replica and waits, within the request timeout, for its answer.
 async fn execute(
     app: &AppState,
-    headers: &HeaderMap,
+    (client, request_number): (ClientId, RequestNumber),
     operation: Operation,
     consistency: Consistency,
 ) -> Result<Answer, ApiError> {
-    let (client, request_number) = client_identity(headers)?;
     let request = ClientRequest { client, request_number, operation, consistency };
     let waiting = async {
         let answer =
@@ -172,18 +180,81 @@ fn if_match(headers: &HeaderMap) -> Result<Option<Version>, ApiError> {
     })
 }
 
+/// `If-None-Match` of a conditional `GET`: `*` or a list of entity tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum IfNoneMatch {
+    Any,
+    /// The versions named; tags that name no version never match.
+    Versions(Vec<Version>),
+}
+
+impl IfNoneMatch {
+    /// Weak comparison (RFC 9110, 13.1.2): `W/"3"` matches version 3 as `"3"` does.
+    fn matches(&self, version: Version) -> bool {
+        match self {
+            IfNoneMatch::Any => true,
+            IfNoneMatch::Versions(versions) => versions.contains(&version),
+        }
+    }
+}
+
+/// Every `If-None-Match` header of the request, tags separated by commas.
+fn if_none_match(headers: &HeaderMap) -> Option<IfNoneMatch> {
+    let mut versions = Vec::new();
+    let mut present = false;
+    for value in headers.get_all(header::IF_NONE_MATCH) {
+        present = true;
+        for tag in value.to_str().unwrap_or_default().split(',').map(str::trim).filter(|tag| !tag.is_empty()) {
+            if tag == "*" {
+                return Some(IfNoneMatch::Any);
+            }
+            let opaque = tag.strip_prefix("W/").unwrap_or(tag);
+            if let Some(version) = opaque.strip_prefix('"').and_then(|rest| rest.strip_suffix('"')) {
+                versions.extend(version.parse::<Version>().ok());
+            }
+        }
+    }
+    present.then_some(IfNoneMatch::Versions(versions))
+}
+
+/// 304 Not Modified: no body, the tag the client already holds.
+fn not_modified(note: &Note, answer: &Answer) -> Response {
+    let mut response = (StatusCode::NOT_MODIFIED, etag(note)).into_response();
+    if let Freshness::PossiblyStale { applied } = answer.freshness {
+        let value = HeaderValue::from_str(&format!("possibly-stale; applied={applied}")).expect("ascii");
+        response.headers_mut().insert(FRESHNESS_HEADER, value);
+    }
+    response
+}
+
 /// The body of a write, through core's [`request_body::parse`]: the parser the
-/// `http_body` fuzz target exercises.
-fn write_body(app: &AppState, headers: &HeaderMap, body: Body, kind: BodyKind) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+/// `http_body` fuzz target exercises. Called after every check that needs no body,
+/// and refuses a wrong media type before reading, so that an early error is sent
+/// without waiting for a large body (the connection discards what is left of it,
+/// see [`super::serve`]).
+async fn write_body(app: &AppState, headers: &HeaderMap, body: Body, kind: BodyKind) -> Result<Value, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    request_body::check_media_type(kind, content_type)?;
+    let bytes = axum::body::to_bytes(body, app.request_body_bytes_max).await.map_err(|error| {
+        if is_over_the_limit(&error) {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is over the limit")
         } else {
-            ApiError::bad_request("bad_body", rejection.body_text())
+            ApiError::bad_request("bad_body", format!("cannot read the request body: {error}"))
         }
     })?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
     Ok(request_body::parse(kind, content_type, &bytes, app.note_bytes_max)?)
+}
+
+/// Whether reading a body failed because it is longer than the limit.
+fn is_over_the_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
 fn respond(answer: Answer, success: StatusCode) -> Result<Response, ApiError> {
@@ -239,6 +310,19 @@ mod tests {
         assert_eq!(if_match(&headers(&[("if-match", "W/\"4\"")])), Ok(Some(4)));
         assert_eq!(if_match(&headers(&[("if-match", "*")])), Ok(None));
         assert!(if_match(&headers(&[("if-match", "\"x\"")])).is_err());
+    }
+
+    #[test]
+    fn if_none_match_takes_strong_and_weak_tags_lists_and_star() {
+        let matches =
+            |value: &str, version| if_none_match(&headers(&[("if-none-match", value)])).unwrap().matches(version);
+        assert!(matches("\"3\"", 3));
+        assert!(matches("W/\"3\"", 3));
+        assert!(matches("\"1\", W/\"3\" ,\"9\"", 3));
+        assert!(matches("*", 42));
+        assert!(!matches("\"4\"", 3));
+        assert!(!matches("\"x\", 3", 3), "a tag must be quoted");
+        assert_eq!(if_none_match(&headers(&[])), None);
     }
 
     #[test]

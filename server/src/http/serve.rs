@@ -5,6 +5,9 @@
 //! hyper enforces the deadline on every HTTP/1 request head once it knows the
 //! protocol; before that, while it is still telling HTTP/1 from HTTP/2, and for a
 //! connection's first request in either protocol, the deadline is enforced here.
+//!
+//! Every connection closes lingering (see [`super::linger`]), so that an early
+//! error reaches a client still sending its body.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +23,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
+
+use super::linger::LingeringStream;
 
 /// Pause after a failed accept (out of file descriptors, say) before the next.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(50);
@@ -54,6 +59,7 @@ pub async fn serve(listener: TcpListener, router: Router, header_read_timeout: D
                 router.clone().oneshot(request.map(axum::body::Body::new))
             })
         };
+        let stream = LingeringStream::new(stream);
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -44,6 +44,7 @@ pub async fn status(State(app): State<AppState>) -> Response {
                 op_number: reported.as_ref().map(|heartbeat| heartbeat.op_number),
                 applied: reported.as_ref().map(|heartbeat| heartbeat.applied),
                 lag: reported.as_ref().map(|heartbeat| status.applied.saturating_sub(heartbeat.applied)),
+                wire_version: contact.wire_version,
             }
         })
         .collect();

@@ -11,6 +11,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
@@ -35,10 +36,18 @@ pub struct WatchParams {
 
 pub async fn watch(
     State(app): State<AppState>,
+    headers: HeaderMap,
     params: Result<Query<WatchParams>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let result = async {
+        if !super::cors::websocket_origin_allowed(&headers, &app.allowed_origins) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "pages of this origin may not open the change feed (see allowed_origins)",
+            ));
+        }
         let Query(params) =
             params.map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
         let upgrade = upgrade

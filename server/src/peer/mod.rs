@@ -13,15 +13,22 @@
 //!   cluster's shared secret; anything else is dropped and counted.
 //! - [`guard`]: per address, a cap on open connections and a slowly refilled
 //!   allowance of rejected frames; a flooding connection is closed.
+//! - [`handshake`]: every connection starts by agreeing on a wire protocol
+//!   version; a peer with none in common is refused, and logged once.
+//! - [`warn_limit`]: warnings about bad peer input are rate-limited (every drop is
+//!   counted in `/metrics`).
 //! - [`udp`]: heartbeats only (who is alive, at which view and op number), for
-//!   `/status`; losing them costs nothing.
+//!   `/status`; losing them costs nothing. Each carries its sender's boot id and
+//!   sequence number inside the MAC: a replayed or stale one is dropped.
 //! - [`faults`]: test-only loss and delay of outgoing frames.
 
 pub mod auth;
 pub mod faults;
 pub mod guard;
+pub mod handshake;
 pub mod tcp;
 pub mod udp;
+pub mod warn_limit;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -47,6 +54,8 @@ pub struct PeerContact {
     pub last_message: Option<StdInstant>,
     pub last_heartbeat: Option<StdInstant>,
     pub reported: Option<udp::Heartbeat>,
+    /// The wire protocol version of this replica's connection to the peer.
+    pub wire_version: Option<u16>,
 }
 
 /// One peer as `/status` shows it.
@@ -63,6 +72,9 @@ pub struct PeerReport {
     pub applied: Option<u64>,
     /// How many updates this replica has applied that the peer had not, at its last heartbeat.
     pub lag: Option<u64>,
+    /// The wire protocol version agreed on this replica's connection to the peer;
+    /// `null` before the first or after a refused handshake.
+    pub wire_version: Option<u16>,
 }
 
 impl PeerTable {
@@ -83,11 +95,25 @@ impl PeerTable {
         });
     }
 
-    pub fn heartbeat_from(&self, heartbeat: udp::Heartbeat) {
+    /// Records `heartbeat` if it is newer, by (boot, sequence), than the last one
+    /// recorded of its replica; `false` for a replayed or stale one, which changes nothing.
+    pub fn heartbeat_from(&self, heartbeat: udp::Heartbeat) -> bool {
         self.with(|contacts| {
-            if let Some(contact) = contacts.get_mut(usize::from(heartbeat.replica)) {
-                contact.last_heartbeat = Some(StdInstant::now());
-                contact.reported = Some(heartbeat);
+            let Some(contact) = contacts.get_mut(usize::from(heartbeat.replica)) else { return false };
+            if contact.reported.as_ref().is_some_and(|last| last.order() >= heartbeat.order()) {
+                return false;
+            }
+            contact.last_heartbeat = Some(StdInstant::now());
+            contact.reported = Some(heartbeat);
+            true
+        })
+    }
+
+    /// The version agreed on the connection to `peer`, or `None` when it was refused.
+    pub fn wire_version_with(&self, peer: ReplicaId, version: Option<u16>) {
+        self.with(|contacts| {
+            if let Some(contact) = contacts.get_mut(peer.index()) {
+                contact.wire_version = version;
             }
         });
     }

@@ -53,6 +53,8 @@ struct Arguments {
 enum ProtocolArgument {
     Vr,
     RemoteWrite,
+    /// No kills: local-write tolerates no crash.
+    LocalWrite,
 }
 
 const CHECKS_FAILED: u8 = 1;
@@ -154,6 +156,7 @@ fn run_inside(arguments: &Arguments) -> ExitCode {
         protocol: match arguments.protocol {
             ProtocolArgument::Vr => Protocol::Vr,
             ProtocolArgument::RemoteWrite => Protocol::RemoteWrite,
+            ProtocolArgument::LocalWrite => Protocol::LocalWrite,
         },
         replicas: arguments.replicas,
         duration: arguments.duration,

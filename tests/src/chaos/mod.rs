@@ -1,7 +1,11 @@
 //! Chaos on real processes: a cluster of `noted serve` processes in a private
 //! network namespace, a concurrent workload recording a lin-history, and a seeded
 //! schedule of faults (SIGKILL and empty restarts, SIGSTOP/SIGCONT pauses,
-//! iptables partitions, and loss and delay inside noted's transport).
+//! iptables partitions, and loss and delay inside noted's transport), each
+//! protocol within its fault model: vr survives every fault; remote-write every
+//! fault but a crash of its fixed primary; local-write, whose replicas keep the
+//! only copy of what they own until it has spread, no crash at all (pauses,
+//! partitions, loss and delay only).
 //!
 //! After the last fault heals, a run checks that the cluster serves through every
 //! replica within [`RECOVERY_BOUND`], that every replica holds the same notes, that
@@ -39,6 +43,8 @@ pub enum Protocol {
     Vr,
     /// Fixed primary R0, whose crash is outside the protocol's fault model.
     RemoteWrite,
+    /// Every replica owns what it creates; no crash is inside its fault model.
+    LocalWrite,
 }
 
 impl Protocol {
@@ -46,6 +52,7 @@ impl Protocol {
         match self {
             Protocol::Vr => "vr",
             Protocol::RemoteWrite => "remote-write",
+            Protocol::LocalWrite => "local-write",
         }
     }
 }
@@ -79,6 +86,7 @@ impl ChaosOptions {
         let killable = match self.protocol {
             Protocol::Vr => (0..self.replicas).collect(),
             Protocol::RemoteWrite => (1..self.replicas).collect(),
+            Protocol::LocalWrite => Vec::new(),
         };
         let always_kill = (self.crash_primary && self.protocol == Protocol::RemoteWrite).then_some(0);
         Schedule::generate(&ScheduleOptions {
