@@ -500,15 +500,15 @@ impl NoteStore {
                 request_body::DEPTH_MAX
             )));
         }
-        // Counted before it is written out, so that an oversized body costs no allocation.
-        let size = request_body::compact_size(&members);
-        if size > self.limits.body_bytes_max {
+        // Written out once: the text gives the size here and the note's digest later.
+        let text = serde_json::to_string(&members).expect("a JSON object always serialises");
+        if text.len() > self.limits.body_bytes_max {
             return Err(Refusal::invalid(format!(
-                "a note's body is {size} bytes, over the limit of {} bytes",
+                "a note's body is {} bytes, over the limit of {} bytes",
+                text.len(),
                 self.limits.body_bytes_max
             )));
         }
-        let text = serde_json::to_string(&members).expect("a JSON object always serialises");
         Ok((members, text))
     }
 

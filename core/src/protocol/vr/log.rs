@@ -74,8 +74,15 @@ impl Log {
     }
 
     pub(crate) fn append(&mut self, entry: Entry) {
+        let bytes = size::entry_bytes(&entry.operation);
+        self.append_weighed(entry, bytes);
+    }
+
+    /// Appends `entry`, which weighs `bytes` ([`size::entry_bytes`], measured by the caller).
+    pub(crate) fn append_weighed(&mut self, entry: Entry, bytes: usize) {
         assert_eq!(entry.op_number, self.op_number() + 1, "log entries are appended in op-number order");
-        let bytes_through = self.bytes_through(self.op_number()) + size::entry_bytes(&entry.operation) as u64;
+        debug_assert_eq!(bytes, size::entry_bytes(&entry.operation), "the caller weighed the entry");
+        let bytes_through = self.bytes_through(self.op_number()) + bytes as u64;
         self.entries.push_back(Slot { entry, bytes_through });
     }
 

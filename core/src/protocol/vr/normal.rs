@@ -71,7 +71,8 @@ impl Vr {
             return;
         }
         let limits = &self.config.limits;
-        if size::operation_text_bytes(&operation) > limits.store.body_bytes_max {
+        let entry_bytes = size::entry_bytes(&operation);
+        if entry_bytes - size::ENTRY_OVERHEAD_BYTES_MAX > limits.store.body_bytes_max {
             let refusal = Refusal::invalid(format!(
                 "the request's body is over the limit of {} bytes",
                 limits.store.body_bytes_max
@@ -79,7 +80,7 @@ impl Vr {
             return self.answer(origin, client, request_number, Reply::refused(refusal), outputs);
         }
         let uncommitted = self.log.op_number() - self.commit_number;
-        let uncommitted_bytes = self.log.bytes_after(self.commit_number) + size::entry_bytes(&operation) as u64;
+        let uncommitted_bytes = self.log.bytes_after(self.commit_number) + entry_bytes as u64;
         if primary.waiting.len() >= limits.pending_requests_max
             || uncommitted >= (limits.log_entries_max / 2) as u64
             || uncommitted_bytes > limits.uncommitted_bytes_max as u64
@@ -104,7 +105,7 @@ impl Vr {
             operation: entry.operation.name().into(),
         });
         primary.waiting.insert(client, Waiter { request_number, origin });
-        self.log.append(entry);
+        self.log.append_weighed(entry, entry_bytes);
         self.send_prepares(now, outputs);
         self.advance_commit(outputs);
     }
@@ -204,13 +205,14 @@ impl Vr {
         if from != self.primary_of(view) || self.primary_of(view) == self.me() {
             return outputs.drop_message(from, DropReason::NotPrimary);
         }
-        if !consecutive(&entries)
-            || entries.len() > self.config.limits.entries_per_message_max
-            || !self.entries_within_bounds(&entries, self.config.limits.message_bytes_max)
-            || entries.iter().any(|entry| entry.view > view)
-        {
+        let weights = self.weigh_entries(&entries, self.config.limits.message_bytes_max);
+        let Some(weights) = weights.filter(|_| {
+            consecutive(&entries)
+                && entries.len() <= self.config.limits.entries_per_message_max
+                && entries.iter().all(|entry| entry.view <= view)
+        }) else {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
-        }
+        };
         if view > self.view || self.status != ReplicaStatus::Normal {
             return self.catch_up_with_view(now, view, outputs);
         }
@@ -225,17 +227,16 @@ impl Vr {
         }
         let uncommitted_max = self.config.limits.log_entries_max as u64;
         let uncommitted_bytes_max = self.config.limits.uncommitted_bytes_max as u64;
-        for entry in entries {
+        for (entry, weight) in entries.into_iter().zip(weights) {
             // Entries up to the primary's commit number are executed right after this.
             let committed = commit_number.max(self.commit_number).min(self.log.op_number());
-            let too_heavy =
-                self.log.bytes_after(committed) + size::entry_bytes(&entry.operation) as u64 > uncommitted_bytes_max;
+            let too_heavy = self.log.bytes_after(committed) + weight as u64 > uncommitted_bytes_max;
             if entry.op_number.saturating_sub(self.commit_number) > uncommitted_max || too_heavy {
                 outputs.drop_message(from, DropReason::TooFarAhead);
                 break;
             }
             if entry.op_number == self.log.op_number() + 1 {
-                self.log.append(entry);
+                self.log.append_weighed(entry, weight);
             }
         }
         self.acknowledge(from, outputs);

@@ -114,9 +114,9 @@ impl Vr {
         entries: Vec<Entry>,
         outputs: &mut Outputs,
     ) {
-        if !self.new_state_well_formed(commit_number, op_number, after, snapshot.as_ref(), &entries) {
+        let Some(weights) = self.weigh_new_state(commit_number, op_number, after, snapshot.as_ref(), &entries) else {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
-        }
+        };
         let Some(fetch) = self.recovery.as_ref().and_then(|recovery| recovery.fetching) else { return };
         if from != fetch.primary || view != fetch.view {
             return; // An answer to an earlier attempt.
@@ -125,7 +125,7 @@ impl Vr {
         if let Some(manifest) = snapshot {
             return self.start_download(now, from, manifest, outputs);
         }
-        if !self.append_state(from, commit_number, after, entries, outputs) {
+        if !self.append_state(from, commit_number, after, entries, &weights, outputs) {
             return self.restart_recovery(now, outputs);
         }
         self.commit_through(commit_number, outputs);

@@ -107,43 +107,50 @@ impl Vr {
         outputs.send(to, wrap(message));
     }
 
-    /// Whether a NewState is consistent with itself; a forged one is dropped before
-    /// anything else is looked at.
-    pub(super) fn new_state_well_formed(
+    /// What each entry of a NewState weighs, if the message is consistent with
+    /// itself; a forged one is dropped before anything else is looked at.
+    pub(super) fn weigh_new_state(
         &self,
         commit_number: u64,
         op_number: u64,
         after: u64,
         snapshot: Option<&Manifest>,
         entries: &[Entry],
-    ) -> bool {
+    ) -> Option<Vec<usize>> {
         let limits = &self.config.limits;
         let starts_after = entries.first().is_none_or(|first| first.op_number == after.saturating_add(1));
         let snapshot_matches = snapshot
             .is_none_or(|manifest| manifest.id.sequence == after && entries.is_empty() && after <= commit_number);
         let reach = after.saturating_add(entries.len() as u64);
-        starts_after
+        let consistent = starts_after
             && snapshot_matches
             && consecutive(entries)
             && entries.len() <= limits.entries_per_message_max
-            && self.entries_within_bounds(entries, limits.message_bytes_max)
             && commit_number <= op_number
-            && reach <= op_number
+            && reach <= op_number;
+        if !consistent {
+            return None;
+        }
+        self.weigh_entries(entries, limits.message_bytes_max)
     }
 
-    /// Whether every entry is one a primary could have ordered, and the batch, but
-    /// for its first entry, weighs at most `bytes_max`.
-    pub(super) fn entries_within_bounds(&self, entries: &[Entry], bytes_max: usize) -> bool {
+    /// What each entry weighs ([`size::entry_bytes`]), if every one is an entry a
+    /// primary could have ordered and the batch, but for its first entry, weighs
+    /// at most `bytes_max`.
+    pub(super) fn weigh_entries(&self, entries: &[Entry], bytes_max: usize) -> Option<Vec<usize>> {
         let body_bytes_max = self.config.limits.store.body_bytes_max;
         let mut total = 0;
+        let mut weights = Vec::with_capacity(entries.len());
         for (index, entry) in entries.iter().enumerate() {
             let text = size::operation_text_bytes(&entry.operation);
-            total += text + size::ENTRY_OVERHEAD_BYTES_MAX;
+            let weight = text + size::ENTRY_OVERHEAD_BYTES_MAX;
+            total += weight;
             if text > body_bytes_max || (index > 0 && total > bytes_max) {
-                return false;
+                return None;
             }
+            weights.push(weight);
         }
-        true
+        Some(weights)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -159,9 +166,9 @@ impl Vr {
         entries: Vec<Entry>,
         outputs: &mut Outputs,
     ) {
-        if !self.new_state_well_formed(commit_number, op_number, after, snapshot.as_ref(), &entries) {
+        let Some(weights) = self.weigh_new_state(commit_number, op_number, after, snapshot.as_ref(), &entries) else {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
-        }
+        };
         if self.stale_view(view, from, outputs) || view > self.view || self.is_primary() {
             return;
         }
@@ -178,7 +185,7 @@ impl Vr {
         if let Some(manifest) = snapshot {
             return self.start_download(now, from, manifest, outputs);
         }
-        if !self.append_state(from, commit_number, after, entries, outputs) {
+        if !self.append_state(from, commit_number, after, entries, &weights, outputs) {
             return;
         }
         match self.status {
@@ -212,6 +219,7 @@ impl Vr {
         commit_number: u64,
         after: u64,
         entries: Vec<Entry>,
+        weights: &[usize],
         outputs: &mut Outputs,
     ) -> bool {
         if after < self.log.checkpoint() || after > self.log.op_number() {
@@ -222,17 +230,17 @@ impl Vr {
             return false;
         }
         let bytes_max = self.config.limits.uncommitted_bytes_max as u64;
-        for entry in entries {
+        for (entry, weight) in entries.into_iter().zip(weights) {
             if entry.op_number != self.log.op_number() + 1 {
                 continue;
             }
             // Entries up to the sender's commit number are executed right after this.
             let committed = commit_number.max(self.commit_number).min(self.log.op_number());
-            if self.log.bytes_after(committed) + size::entry_bytes(&entry.operation) as u64 > bytes_max {
+            if self.log.bytes_after(committed) + *weight as u64 > bytes_max {
                 outputs.drop_message(from, DropReason::TooFarAhead);
                 break;
             }
-            self.log.append(entry);
+            self.log.append_weighed(entry, *weight);
         }
         true
     }

@@ -285,7 +285,7 @@ impl Vr {
         starts_after
             && consecutive(entries)
             && entries.len() <= entries_max
-            && self.entries_within_bounds(entries, limits.uncommitted_bytes_max)
+            && self.weigh_entries(entries, limits.uncommitted_bytes_max).is_some()
             && commit_number >= after
             && commit_number <= op_number
     }
