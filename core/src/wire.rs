@@ -11,16 +11,16 @@
 //! Postcard replaced JSON as the payload because it is faster and smaller on every
 //! message replicas exchange: `nice cargo bench -p noted-core` times encode plus
 //! decode of one frame (`wire` lines; vr envelopes, bodies of two short strings,
-//! `NewState 1k` a snapshot of 1,000 notes and 64 clients). On a shared 2-core
-//! machine it printed:
+//! `Chunk 1k` a snapshot chunk of 1,000 notes and 64 client records). On a shared
+//! 2-core machine it printed:
 //!
 //! ```text
-//! wire PrepareOk    json:     102 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
-//! wire Commit       json:     103 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
-//! wire ConfirmView  json:      99 bytes,      0.53 µs   postcard:      17 bytes,      0.10 µs
-//! wire Prepare x1   json:     355 bytes,      1.66 µs   postcard:     126 bytes,      0.49 µs
-//! wire Prepare x64  json:   15664 bytes,     64.30 µs   postcard:    7056 bytes,     28.88 µs
-//! wire NewState 1k  json:  177118 bytes,    833.66 µs   postcard:  110205 bytes,    560.29 µs
+//! wire PrepareOk    json:     102 bytes,      0.47 µs   postcard:      17 bytes,      0.10 µs
+//! wire Commit       json:     103 bytes,      0.47 µs   postcard:      17 bytes,      0.09 µs
+//! wire ConfirmView  json:      99 bytes,      0.46 µs   postcard:      17 bytes,      0.09 µs
+//! wire Prepare x1   json:     355 bytes,      1.60 µs   postcard:     126 bytes,      0.48 µs
+//! wire Prepare x64  json:   15664 bytes,     64.64 µs   postcard:    7056 bytes,     26.84 µs
+//! wire Chunk 1k     json:  173217 bytes,    645.94 µs   postcard:  108323 bytes,    422.54 µs
 //! ```
 //!
 //! Acknowledgements and commits are 5x faster and 6x smaller; frames carrying
