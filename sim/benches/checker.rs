@@ -88,7 +88,7 @@ fn time_check(name: &str, history: &History) {
         verdict = match result {
             Ok(Verdict::Linearizable) => "linearizable".into(),
             Ok(Verdict::NotLinearizable(_)) => "not linearizable".into(),
-            Ok(Verdict::Unknown { steps }) => format!("undecided after {steps} steps"),
+            Ok(Verdict::Unknown { steps, .. }) => format!("undecided after {steps} steps"),
             Err(error) => format!("error: {error}"),
         };
         if verdict != "linearizable" && verdict != "not linearizable" {

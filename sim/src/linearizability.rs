@@ -32,7 +32,7 @@ pub fn check(history: &History) -> LinearizabilityVerdict {
 
 /// Checks a notes history within `step_budget` search steps.
 pub fn check_within(history: &History, step_budget: u64) -> LinearizabilityVerdict {
-    match checker::check_with(history, &CheckOptions { step_budget }) {
+    match checker::check_with(history, &CheckOptions::steps(step_budget)) {
         Ok(Verdict::Linearizable) => LinearizabilityVerdict::Linearizable,
         Ok(Verdict::NotLinearizable(counterexample)) => LinearizabilityVerdict::NotLinearizable {
             explanation: format!(
@@ -42,7 +42,7 @@ pub fn check_within(history: &History, step_budget: u64) -> LinearizabilityVerdi
             ),
             operation_ids: counterexample.operation_ids,
         },
-        Ok(Verdict::Unknown { steps }) => {
+        Ok(Verdict::Unknown { steps, .. }) => {
             LinearizabilityVerdict::Unchecked { reason: format!("the checker gave up after {steps} steps") }
         }
         Err(error) => LinearizabilityVerdict::Unchecked { reason: format!("the checker refused the history: {error}") },

@@ -1,4 +1,17 @@
 //! The `noted-sim` command line: run one seed, explore many, or check history files.
+//!
+//! Exit codes (the same in every subcommand, so that none means two things):
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | pass: the run, every explored seed, or every checked history is linearizable |
+//! | 1 | `check`: a history is not linearizable |
+//! | 2 | undecided: the checker ran out of its step, time or memory budget (and nothing failed) |
+//! | 3 | `check`: an input cannot be read or parsed; `run`: an output file cannot be written |
+//! | 10–15 | `run`/`explore`: the (first) failure's kind: 10 linearizability, 11 panic, 12 convergence, 13 liveness, 14 setup, 15 message size |
+//! | 64 | the command line is wrong (usage error) |
+//!
+//! `check` over several files exits with the most serious code: 3 over 1 over 2 over 0.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,8 +19,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Parser, Subcommand};
-use noted_sim::checker::{Verdict, check_file};
+use noted_sim::checker::{CheckFileError, CheckOptions, Exhaustion, Verdict, check_file_with};
 use noted_sim::html::timeline;
+use noted_sim::linearizability::LinearizabilityVerdict;
 use noted_sim::report::{failure_report, violating_operations};
 use noted_sim::{RunRequest, SimProtocol, parse_seed, run};
 
@@ -61,19 +75,54 @@ enum Command {
         #[arg(long)]
         beyond_model: bool,
     },
-    /// Check history files (lin-history v1, or Jepsen etcd `.log`): exit 0 when all are linearizable.
-    Check { files: Vec<PathBuf> },
+    /// Check history files (lin-history v1, or Jepsen etcd `.log`): exit 0 when all are
+    /// linearizable, 1 when one is not, 2 when one is undecided, 3 when one cannot be read.
+    Check {
+        files: Vec<PathBuf>,
+        /// Give up on a file (undecided) after this many seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+        /// Give up on a file (undecided) when its search would hold about this many bytes of states.
+        #[arg(long)]
+        max_memory: Option<u64>,
+        /// Give up on a file (undecided) after this many search steps.
+        #[arg(long, default_value_t = noted_sim::checker::STEP_BUDGET_DEFAULT)]
+        max_steps: u64,
+        /// Print one JSON object per file instead of a line of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit codes shared by the subcommands (see the module documentation).
+mod exit {
+    pub const NOT_LINEARIZABLE: u8 = 1;
+    pub const UNDECIDED: u8 = 2;
+    pub const UNREADABLE: u8 = 3;
+    pub const USAGE: u8 = 64;
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version are not errors; a wrong command line gets its own code, not
+            // clap's 2, which means "undecided" here.
+            let _ = error.print();
+            return if error.use_stderr() { ExitCode::from(exit::USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
+    match cli.command {
         Command::Run { protocol, seed, trace, history, html, beyond_model } => {
             run_one(protocol, seed, trace, history, html, beyond_model)
         }
         Command::Explore { protocol, seeds, from, jobs, beyond_model } => {
             explore(protocol, seeds, from, jobs, beyond_model)
         }
-        Command::Check { files } => check(&files),
+        Command::Check { files, timeout, max_memory, max_steps, json } => {
+            let limits = CheckLimits { timeout, max_memory, max_steps };
+            check(&files, &limits, json)
+        }
     }
 }
 
@@ -95,7 +144,7 @@ fn run_one(
         && let Err(error) = std::fs::write(path, outcome.history.to_jsonl())
     {
         eprintln!("cannot write {}: {error}", path.display());
-        return ExitCode::from(2);
+        return ExitCode::from(exit::UNREADABLE);
     }
     println!(
         "{} events, {} operations, {:.3}s simulated; linearizability: {:?}",
@@ -110,10 +159,14 @@ fn run_one(
         let page = timeline(&title, &outcome.history, &violating_operations(report.as_ref()));
         if let Err(error) = std::fs::write(path, page) {
             eprintln!("cannot write {}: {error}", path.display());
-            return ExitCode::from(2);
+            return ExitCode::from(exit::UNREADABLE);
         }
     }
     match report {
+        None if matches!(outcome.linearizability, Some(LinearizabilityVerdict::Unchecked { .. })) => {
+            println!("UNDECIDED {}", request.options().replay_command());
+            ExitCode::from(exit::UNDECIDED)
+        }
         None => {
             println!("PASS {}", request.options().replay_command());
             ExitCode::SUCCESS
@@ -162,10 +215,7 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
                     let outcome = run(&request);
                     operations.fetch_add(outcome.operations(), Ordering::Relaxed);
                     events.fetch_add(outcome.events, Ordering::Relaxed);
-                    if matches!(
-                        outcome.linearizability,
-                        Some(noted_sim::linearizability::LinearizabilityVerdict::Unchecked { .. })
-                    ) {
+                    if matches!(outcome.linearizability, Some(LinearizabilityVerdict::Unchecked { .. })) {
                         unchecked.lock().expect("no thread panics while holding the list").push(seed);
                     }
                     if let Some(failure) = &outcome.failure {
@@ -196,7 +246,7 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
     found.sort_by_key(|found| found.seed);
     let events = events.load(Ordering::Relaxed);
     println!(
-        "{seeds} seeds ({:.1}/s), {} operations checked, {:.0} simulated events/s, {} unchecked histories, {} failures",
+        "{seeds} seeds ({:.1}/s), {} operations checked, {:.0} simulated events/s, {} undecided histories, {} failures",
         seeds as f64 / elapsed,
         operations.load(Ordering::Relaxed),
         events as f64 / elapsed,
@@ -212,48 +262,149 @@ fn explore(protocol: SimProtocol, seeds: u64, from: u64, jobs: usize, beyond_mod
         println!("  seed {} {}: {}\n    {}", failure.seed, failure.kind, failure.message, failure.command);
     }
     match found.first() {
+        None if !unchecked.is_empty() => ExitCode::from(exit::UNDECIDED),
         None => ExitCode::SUCCESS,
         Some(first) => ExitCode::from(first.kind.exit_code()),
     }
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
-    let mut all_linearizable = true;
-    // Wall-clock time is measured here only, around each whole check, to report it.
+/// What `check` may spend on one file.
+#[derive(Debug)]
+struct CheckLimits {
+    timeout: Option<f64>,
+    max_memory: Option<u64>,
+    max_steps: u64,
+}
+
+/// One file's verdict, as `check` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FileVerdict {
+    Linearizable,
+    Undecided,
+    NotLinearizable,
+    Unreadable,
+}
+
+impl FileVerdict {
+    fn exit_code(self) -> u8 {
+        match self {
+            FileVerdict::Linearizable => 0,
+            FileVerdict::NotLinearizable => exit::NOT_LINEARIZABLE,
+            FileVerdict::Undecided => exit::UNDECIDED,
+            FileVerdict::Unreadable => exit::UNREADABLE,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            FileVerdict::Linearizable => "linearizable",
+            FileVerdict::NotLinearizable => "not-linearizable",
+            FileVerdict::Undecided => "undecided",
+            FileVerdict::Unreadable => "unreadable",
+        }
+    }
+}
+
+fn check(files: &[PathBuf], limits: &CheckLimits, json: bool) -> ExitCode {
+    let mut worst = FileVerdict::Linearizable;
+    // Wall-clock time is measured here only, around each whole check, to report it and to
+    // give up at the timeout; simulated runs never pass a deadline.
     #[allow(clippy::disallowed_types)]
     let all_started = std::time::Instant::now();
     for file in files {
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();
-        let result = check_file(file);
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
-            Ok(report) => {
-                let verdict = match &report.verdict {
-                    Verdict::Linearizable => "linearizable".to_string(),
-                    Verdict::NotLinearizable(counterexample) => {
-                        all_linearizable = false;
-                        format!(
-                            "NOT linearizable: {} ({})",
-                            counterexample.reason,
-                            noted_sim::linearizability::operation_list(&counterexample.operation_ids)
-                        )
-                    }
-                    Verdict::Unknown { steps } => {
-                        all_linearizable = false;
-                        format!("unknown: the search gave up after {steps} steps")
-                    }
-                };
-                println!("{}: {} operations, {verdict} ({elapsed_ms:.1} ms)", file.display(), report.operation_count);
-            }
-            Err(error) => {
-                all_linearizable = false;
-                println!("{error}");
-            }
+        let options = CheckOptions {
+            step_budget: limits.max_steps,
+            deadline: limits.timeout.map(|seconds| started + std::time::Duration::from_secs_f64(seconds.max(0.0))),
+            max_states: limits.max_memory.map(|bytes| {
+                usize::try_from(bytes / noted_sim::checker::BYTES_PER_STATE_ESTIMATE).unwrap_or(usize::MAX)
+            }),
+        };
+        let result = check_file_with(file, &options);
+        let milliseconds = started.elapsed().as_secs_f64() * 1000.0;
+        let verdict = match &result {
+            Ok(report) => match &report.verdict {
+                Verdict::Linearizable => FileVerdict::Linearizable,
+                Verdict::NotLinearizable(_) => FileVerdict::NotLinearizable,
+                Verdict::Unknown { .. } => FileVerdict::Undecided,
+            },
+            Err(_) => FileVerdict::Unreadable,
+        };
+        worst = worst.max(verdict);
+        if json {
+            println!("{}", json_line(file, verdict, &result, milliseconds));
+        } else {
+            println!("{}", text_line(file, &result, milliseconds));
         }
     }
-    if files.len() > 1 {
+    if files.len() > 1 && !json {
         println!("{} files in {:.1} ms", files.len(), all_started.elapsed().as_secs_f64() * 1000.0);
     }
-    if all_linearizable { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    ExitCode::from(worst.exit_code())
+}
+
+fn limit_name(limit: Exhaustion) -> &'static str {
+    match limit {
+        Exhaustion::Steps => "steps",
+        Exhaustion::Time => "time",
+        Exhaustion::Memory => "memory",
+    }
+}
+
+fn text_line(
+    file: &std::path::Path,
+    result: &Result<noted_sim::checker::CheckReport, CheckFileError>,
+    milliseconds: f64,
+) -> String {
+    match result {
+        Ok(report) => {
+            let verdict = match &report.verdict {
+                Verdict::Linearizable => "linearizable".to_string(),
+                Verdict::NotLinearizable(counterexample) => format!(
+                    "NOT linearizable: {} ({})",
+                    counterexample.reason,
+                    noted_sim::linearizability::operation_list(&counterexample.operation_ids)
+                ),
+                Verdict::Unknown { steps, limit } => {
+                    format!("UNDECIDED: the search ran out of {} after {steps} steps", limit_name(*limit))
+                }
+            };
+            format!("{}: {} operations, {verdict} ({milliseconds:.1} ms)", file.display(), report.operation_count)
+        }
+        Err(error) => format!("UNREADABLE {error}"),
+    }
+}
+
+fn json_line(
+    file: &std::path::Path,
+    verdict: FileVerdict,
+    result: &Result<noted_sim::checker::CheckReport, CheckFileError>,
+    milliseconds: f64,
+) -> serde_json::Value {
+    let mut line = serde_json::json!({
+        "file": file.display().to_string(),
+        "verdict": verdict.name(),
+        "milliseconds": milliseconds,
+    });
+    match result {
+        Ok(report) => {
+            line["model"] = serde_json::json!(report.model.to_string());
+            line["operations"] = serde_json::json!(report.operation_count);
+            line["peak_search_states"] = serde_json::json!(report.peak_states);
+            match &report.verdict {
+                Verdict::NotLinearizable(counterexample) => {
+                    line["failing_operations"] = serde_json::json!(counterexample.operation_ids);
+                    line["reason"] = serde_json::json!(counterexample.reason);
+                }
+                Verdict::Unknown { steps, limit } => {
+                    line["steps"] = serde_json::json!(steps);
+                    line["exhausted"] = serde_json::json!(limit_name(*limit));
+                }
+                Verdict::Linearizable => {}
+            }
+        }
+        Err(error) => line["error"] = serde_json::json!(error.to_string()),
+    }
+    line
 }

@@ -184,7 +184,7 @@ impl Workload {
                     saved.display()
                 ));
             }
-            Ok(Verdict::Unknown { steps }) => violations.push(format!(
+            Ok(Verdict::Unknown { steps, .. }) => violations.push(format!(
                 "the checker gave up after {steps} search steps, so linearizability is unknown; history in {}",
                 saved.display()
             )),

@@ -252,7 +252,7 @@ fn record_and_check(args: &BenchArgs, recorder: &Recorder) -> Result<serde_json:
             Verdict::Linearizable => "linearizable".to_string(),
             Verdict::NotLinearizable(counterexample) =>
                 format!("not linearizable: {} (operations {:?})", counterexample.reason, counterexample.operation_ids),
-            Verdict::Unknown { steps } => format!("undecided: the checker gave up after {steps} steps"),
+            Verdict::Unknown { steps, .. } => format!("undecided: the checker gave up after {steps} steps"),
         });
     }
     Ok(summary)

@@ -98,21 +98,39 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use crate::history::{Expectation, History, HistoryError, ModelName, Operation, Outcome};
-use search::{Model, SearchOperation, SearchResult};
+pub use search::Exhaustion;
+use search::{Budget, Model, SearchOperation, SearchResult};
 
 /// Steps allowed by default: enough for every sample history by orders of magnitude.
 pub const STEP_BUDGET_DEFAULT: u64 = 20_000_000;
 
+/// Bytes one memoized search state is taken to cost when `--max-memory` is turned into a
+/// state count: the memo's entry with its share of the table's spare room.
+pub const BYTES_PER_STATE_ESTIMATE: u64 = 256;
+
+// A deadline is the one clock reading the checker allows, for users of `noted-sim check`.
+#[allow(clippy::disallowed_types)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Search steps (visits of a history entry) allowed over all partitions before the
     /// checker gives up with [`Verdict::Unknown`].
     pub step_budget: u64,
+    /// Wall-clock limit for the whole check; `None` in simulated runs (deterministic).
+    pub deadline: Option<std::time::Instant>,
+    /// Memoized states allowed in one search before the checker gives up.
+    pub max_states: Option<usize>,
 }
 
 impl Default for CheckOptions {
     fn default() -> CheckOptions {
-        CheckOptions { step_budget: STEP_BUDGET_DEFAULT }
+        CheckOptions { step_budget: STEP_BUDGET_DEFAULT, deadline: None, max_states: None }
+    }
+}
+
+impl CheckOptions {
+    /// The default options with a step budget.
+    pub fn steps(step_budget: u64) -> CheckOptions {
+        CheckOptions { step_budget, ..CheckOptions::default() }
     }
 }
 
@@ -120,9 +138,10 @@ impl Default for CheckOptions {
 pub enum Verdict {
     Linearizable,
     NotLinearizable(Counterexample),
-    /// The search ran out of its step budget.
+    /// Undecided: the search ran out of its budget (steps, time or memory).
     Unknown {
         steps: u64,
+        limit: Exhaustion,
     },
 }
 
@@ -188,25 +207,40 @@ pub fn check(history: &History) -> Result<Verdict, CheckError> {
 
 /// Checks a history against the model its header names.
 pub fn check_with(history: &History, options: &CheckOptions) -> Result<Verdict, CheckError> {
+    Ok(check_measured(history, options)?.0)
+}
+
+/// Checks a history and says how many memoized states the largest search held.
+pub fn check_measured(history: &History, options: &CheckOptions) -> Result<(Verdict, usize), CheckError> {
     let operations = history.operations()?;
-    let mut steps_left = options.step_budget;
+    let mut budget = Budget {
+        steps_left: options.step_budget,
+        deadline: options.deadline,
+        max_states: options.max_states,
+        peak_states: 0,
+        exhausted: None,
+    };
     let verdict = match history.header.model {
         ModelName::CasRegister => {
             let mut prepared = register::prepare(&operations, history.header.init.as_ref())?;
-            run(&mut prepared.model, &prepared.operations, &mut steps_left)
+            run(&mut prepared.model, &prepared.operations, &mut budget)
         }
-        ModelName::Notes => check_notes(&operations, &mut steps_left)?,
+        ModelName::Notes => check_notes(&operations, &mut budget)?,
     };
-    Ok(match verdict {
-        Verdict::Unknown { .. } => Verdict::Unknown { steps: options.step_budget - steps_left },
+    let verdict = match verdict {
+        Verdict::Unknown { .. } => Verdict::Unknown {
+            steps: options.step_budget - budget.steps_left,
+            limit: budget.exhausted.unwrap_or(Exhaustion::Steps),
+        },
         verdict => verdict,
-    })
+    };
+    Ok((verdict, budget.peak_states))
 }
 
-fn run<M: Model>(model: &mut M, operations: &[SearchOperation<M::Operation>], steps_left: &mut u64) -> Verdict {
-    match search::search(model, operations, steps_left) {
+fn run<M: Model>(model: &mut M, operations: &[SearchOperation<M::Operation>], budget: &mut Budget) -> Verdict {
+    match search::search(model, operations, budget) {
         SearchResult::Linearizable => Verdict::Linearizable,
-        SearchResult::OutOfBudget => Verdict::Unknown { steps: 0 },
+        SearchResult::OutOfBudget => Verdict::Unknown { steps: 0, limit: Exhaustion::Steps },
         SearchResult::NotLinearizable { longest_prefix } => Verdict::NotLinearizable(Counterexample {
             operation_ids: operations.iter().map(|operation| operation.id).collect(),
             longest_linearized_prefix: longest_prefix,
@@ -215,10 +249,10 @@ fn run<M: Model>(model: &mut M, operations: &[SearchOperation<M::Operation>], st
     }
 }
 
-fn check_notes(operations: &[Operation], steps_left: &mut u64) -> Result<Verdict, CheckError> {
+fn check_notes(operations: &[Operation], budget: &mut Budget) -> Result<Verdict, CheckError> {
     let (mut prepared, scopes) = notes::prepare(operations)?;
     match notes::plan(&prepared.operations, &scopes) {
-        notes::NotesPlan::Whole => Ok(run(&mut prepared.model, &prepared.operations, steps_left)),
+        notes::NotesPlan::Whole => Ok(run(&mut prepared.model, &prepared.operations, budget)),
         notes::NotesPlan::Refuted { reason, operation_ids } => Ok(Verdict::NotLinearizable(Counterexample {
             operation_ids,
             longest_linearized_prefix: Vec::new(),
@@ -230,14 +264,18 @@ fn check_notes(operations: &[Operation], steps_left: &mut u64) -> Result<Verdict
                 let partition_operations: Vec<_> =
                     partition.operation_indices.iter().map(|&index| prepared.operations[index].clone()).collect();
                 prepared.model.ids = partition.ids;
-                match run(&mut prepared.model, &partition_operations, steps_left) {
+                match run(&mut prepared.model, &partition_operations, budget) {
                     Verdict::Linearizable => {}
                     Verdict::NotLinearizable(counterexample) => return Ok(Verdict::NotLinearizable(counterexample)),
                     // Another partition may still refute the history within the remaining budget.
                     Verdict::Unknown { .. } => out_of_budget = true,
                 }
             }
-            Ok(if out_of_budget { Verdict::Unknown { steps: 0 } } else { Verdict::Linearizable })
+            Ok(if out_of_budget {
+                Verdict::Unknown { steps: 0, limit: Exhaustion::Steps }
+            } else {
+                Verdict::Linearizable
+            })
         }
     }
 }
@@ -247,6 +285,8 @@ fn check_notes(operations: &[Operation], steps_left: &mut u64) -> Result<Verdict
 pub struct CheckReport {
     pub model: ModelName,
     pub verdict: Verdict,
+    /// The most memoized states one search held (memory grows with it).
+    pub peak_states: usize,
     /// Operations in the history, including failed ones.
     pub operation_count: usize,
     /// The header's `expect`, if any (a Jepsen log has none).
@@ -277,8 +317,14 @@ pub fn check_file_with(path: &Path, options: &CheckOptions) -> Result<CheckRepor
         History::parse_jsonl(&text)
     };
     let history = parsed.map_err(|source| CheckFileError::History { path: path.to_path_buf(), source })?;
-    let verdict =
-        check_with(&history, options).map_err(|source| CheckFileError::Check { path: path.to_path_buf(), source })?;
+    let (verdict, peak_states) = check_measured(&history, options)
+        .map_err(|source| CheckFileError::Check { path: path.to_path_buf(), source })?;
     let operation_count = history.events.iter().filter(|event| event.kind == crate::history::EventKind::Call).count();
-    Ok(CheckReport { model: history.header.model, verdict, operation_count, expect: history.header.expect })
+    Ok(CheckReport {
+        model: history.header.model,
+        verdict,
+        peak_states,
+        operation_count,
+        expect: history.header.expect,
+    })
 }

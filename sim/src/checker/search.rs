@@ -51,8 +51,56 @@ pub(crate) enum SearchResult {
     NotLinearizable {
         longest_prefix: Vec<u64>,
     },
-    /// The step budget ran out.
+    /// The budget (steps, time or memory) ran out.
     OutOfBudget,
+}
+
+/// What a check may spend, shared by all searches of one history, and what it spent.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    pub steps_left: u64,
+    /// Wall-clock limit; `None` inside simulated runs, which must not read the clock.
+    #[allow(clippy::disallowed_types)]
+    pub deadline: Option<std::time::Instant>,
+    /// Memoized search states allowed in one search (a proxy for memory).
+    pub max_states: Option<usize>,
+    /// The most memoized states any search held.
+    pub peak_states: usize,
+    /// Why the budget ran out, once it has.
+    pub exhausted: Option<Exhaustion>,
+}
+
+/// Which limit stopped a search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exhaustion {
+    Steps,
+    Time,
+    Memory,
+}
+
+impl Budget {
+    /// Takes one step; false (and the reason recorded) when a limit is reached.
+    fn take_step(&mut self, states: usize) -> bool {
+        if self.steps_left == 0 {
+            self.exhausted = Some(Exhaustion::Steps);
+            return false;
+        }
+        self.steps_left -= 1;
+        if self.max_states.is_some_and(|max| states > max) {
+            self.exhausted = Some(Exhaustion::Memory);
+            return false;
+        }
+        // Reading the clock costs tens of nanoseconds: once every 4096 steps is enough.
+        #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+        if self.steps_left.is_multiple_of(4096)
+            && let Some(deadline) = self.deadline
+            && std::time::Instant::now() >= deadline
+        {
+            self.exhausted = Some(Exhaustion::Time);
+            return false;
+        }
+        true
+    }
 }
 
 const NONE: usize = usize::MAX;
@@ -140,12 +188,22 @@ impl EntryList {
     }
 }
 
-/// Runs the search; `steps_left` is decreased by the number of steps taken.
+/// Runs the search, spending `budget`.
 pub(crate) fn search<M: Model>(
     model: &mut M,
     operations: &[SearchOperation<M::Operation>],
-    steps_left: &mut u64,
+    budget: &mut Budget,
 ) -> SearchResult {
+    let result = search_states(model, operations, budget);
+    budget.peak_states = budget.peak_states.max(result.1);
+    result.0
+}
+
+fn search_states<M: Model>(
+    model: &mut M,
+    operations: &[SearchOperation<M::Operation>],
+    budget: &mut Budget,
+) -> (SearchResult, usize) {
     let mut list = EntryList::new(operations);
     let word_count = operations.len().div_ceil(64);
     let mut linearized: Vec<u64> = vec![0; word_count];
@@ -158,12 +216,11 @@ pub(crate) fn search<M: Model>(
     let mut cursor = list.next[list.head];
     loop {
         if known_outcomes_left == 0 {
-            return SearchResult::Linearizable;
+            return (SearchResult::Linearizable, explored.len());
         }
-        if *steps_left == 0 {
-            return SearchResult::OutOfBudget;
+        if !budget.take_step(explored.len()) {
+            return (SearchResult::OutOfBudget, explored.len());
         }
-        *steps_left -= 1;
         // While an operation with a known outcome is unlinearized its return entry is in the
         // list, so the walk meets it before running off the end; the end is treated as a
         // return all the same.
@@ -193,7 +250,7 @@ pub(crate) fn search<M: Model>(
             cursor = list.next[cursor];
         } else {
             let Some((call_entry, previous_state)) = stack.pop() else {
-                return SearchResult::NotLinearizable { longest_prefix };
+                return (SearchResult::NotLinearizable { longest_prefix }, explored.len());
             };
             let operation_index = list.entries[call_entry].operation_index;
             list.unlift(call_entry);

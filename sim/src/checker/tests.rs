@@ -103,7 +103,7 @@ fn is_linearizable(script: &Script) -> bool {
     match script.verdict() {
         Verdict::Linearizable => true,
         Verdict::NotLinearizable(_) => false,
-        Verdict::Unknown { steps } => panic!("gave up after {steps} steps"),
+        Verdict::Unknown { steps, .. } => panic!("gave up after {steps} steps"),
     }
 }
 
@@ -227,8 +227,8 @@ fn a_small_budget_gives_unknown() {
     let history =
         History::parse_jsonl(&std::fs::read_to_string(data_path("jepsen-etcd/etcd_002.jsonl")).expect("sample file"))
             .expect("valid");
-    let verdict = check_with(&history, &CheckOptions { step_budget: 10 }).expect("valid");
-    assert_eq!(verdict, Verdict::Unknown { steps: 10 });
+    let verdict = check_with(&history, &CheckOptions::steps(10)).expect("valid");
+    assert_eq!(verdict, Verdict::Unknown { steps: 10, limit: crate::checker::Exhaustion::Steps });
 }
 
 #[test]
@@ -635,7 +635,7 @@ fn compare_mix_with_brute_force(seed: u64, model: ModelName, mix: brute_force::M
     let found = match verdict {
         Verdict::Linearizable => true,
         Verdict::NotLinearizable(_) => false,
-        Verdict::Unknown { steps } => panic!("gave up after {steps} steps on\n{}", history.to_jsonl()),
+        Verdict::Unknown { steps, .. } => panic!("gave up after {steps} steps on\n{}", history.to_jsonl()),
     };
     assert_eq!(found, expected, "seed {seed}, corrupted {corrupted}:\n{}", history.to_jsonl());
     if !corrupted {
