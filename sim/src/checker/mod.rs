@@ -104,9 +104,9 @@ use search::{Budget, Model, SearchOperation, SearchResult};
 /// Steps allowed by default: enough for every sample history by orders of magnitude.
 pub const STEP_BUDGET_DEFAULT: u64 = 20_000_000;
 
-/// Bytes one memoized search state is taken to cost when `--max-memory` is turned into a
-/// state count: the memo's entry with its share of the table's spare room.
-pub const BYTES_PER_STATE_ESTIMATE: u64 = 256;
+/// Bytes one memoized search state costs at most, to turn `--max-memory` into a state count:
+/// the memo's 16-byte fingerprint with its share of the table's spare room during a resize.
+pub const BYTES_PER_STATE_ESTIMATE: u64 = search::MEMO_BYTES_PER_STATE;
 
 // A deadline is the one clock reading the checker allows, for users of `noted-sim check`.
 #[allow(clippy::disallowed_types)]

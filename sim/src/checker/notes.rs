@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::search::{Model, SearchOperation};
+use super::search::{Model, SearchOperation, fingerprint_of};
 use super::values::{ValueId, ValueTable};
 use super::{CheckError, PreparedOperations, base_operation};
 use crate::history::{Operation, Outcome};
@@ -76,13 +76,67 @@ pub(crate) struct StoredNote {
     version: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// The store's notes and id counter, with its memo fingerprint kept up to date: the XOR of
+/// one key per (id, version, object) stored and one for the counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NotesState {
     creates_done: u64,
     notes: BTreeMap<u64, StoredNote>,
+    fingerprint: u128,
 }
 
-/// The model's own output for an operation.
+/// Keys of stored notes and of the counter, domains of their own.
+const NOTE_DOMAIN: u64 = 0x6e6f_7465_7374_6f72;
+const COUNTER_DOMAIN: u64 = 0x636f_756e_7465_7273;
+
+fn note_key(id: u64, note: StoredNote) -> u128 {
+    fingerprint_of(NOTE_DOMAIN, &[id, note.version, u64::from(note.object)])
+}
+
+fn counter_key(creates_done: u64) -> u128 {
+    fingerprint_of(COUNTER_DOMAIN, &[creates_done])
+}
+
+impl NotesState {
+    fn empty() -> NotesState {
+        NotesState { creates_done: 0, notes: BTreeMap::new(), fingerprint: counter_key(0) }
+    }
+
+    /// Stores `note` as `id` (or removes `id`), keeping the fingerprint; returns what was there.
+    fn replace(&mut self, id: u64, note: Option<StoredNote>) -> Option<StoredNote> {
+        let previous = match note {
+            Some(note) => self.notes.insert(id, note),
+            None => self.notes.remove(&id),
+        };
+        for changed in previous.iter().chain(note.iter()) {
+            self.fingerprint ^= note_key(id, *changed);
+        }
+        previous
+    }
+
+    fn set_creates_done(&mut self, creates_done: u64) {
+        self.fingerprint ^= counter_key(self.creates_done) ^ counter_key(creates_done);
+        self.creates_done = creates_done;
+    }
+}
+
+/// How to take a step of the notes model back.
+#[derive(Debug)]
+pub(crate) enum NotesUndo {
+    Unchanged,
+    Changed { id: u64, previous: Option<StoredNote>, created: bool },
+}
+
+/// What an operation does to the store when it takes effect.
+#[derive(Debug)]
+struct NotesChange {
+    id: u64,
+    /// `None` deletes the note.
+    note: Option<StoredNote>,
+    created: bool,
+}
+
+/// The model's own output for an operation (a list's is matched against the state directly).
 #[derive(Debug)]
 enum NotesResult {
     Error(&'static str),
@@ -92,10 +146,9 @@ enum NotesResult {
         note: StoredNote,
     },
     Deleted,
-    /// The notes a list with its limit returns, and whether more follow them.
     Listed {
-        listed: Vec<(u64, StoredNote)>,
-        more: bool,
+        after: u64,
+        limit: Option<u64>,
     },
 }
 
@@ -133,7 +186,7 @@ impl NotesModel {
         self.values.get(value).is_object()
     }
 
-    fn apply(&mut self, state: &NotesState, call: &NotesCall) -> (NotesResult, Option<NotesState>) {
+    fn evaluate(&mut self, state: &NotesState, call: &NotesCall) -> (NotesResult, Option<NotesChange>) {
         match *call {
             NotesCall::Create { body } => {
                 if !self.is_object(body) {
@@ -141,22 +194,13 @@ impl NotesModel {
                 }
                 let id = self.assigned_id(state.creates_done);
                 let note = StoredNote { object: body, version: 1 };
-                let mut next = state.clone();
-                next.creates_done += 1;
-                next.notes.insert(id, note);
-                (NotesResult::Note { id, note }, Some(next))
+                (NotesResult::Note { id, note }, Some(NotesChange { id, note: Some(note), created: true }))
             }
             NotesCall::Get { id } => match state.notes.get(&id) {
                 Some(&note) => (NotesResult::Note { id, note }, None),
                 None => (NotesResult::Error(NOT_FOUND), None),
             },
-            NotesCall::List { after, limit } => {
-                let limit = limit.and_then(|limit| usize::try_from(limit).ok()).unwrap_or(usize::MAX);
-                let mut remaining = state.notes.range(after.saturating_add(1)..).map(|(&id, &note)| (id, note));
-                let listed = remaining.by_ref().take(limit).collect();
-                let more = remaining.next().is_some();
-                (NotesResult::Listed { listed, more }, None)
-            }
+            NotesCall::List { after, limit } => (NotesResult::Listed { after, limit }, None),
             NotesCall::Put { id, body, if_match } => self.write(state, id, if_match, |_, _| body),
             NotesCall::Patch { id, patch, if_match } => self.write(state, id, if_match, |values, object| {
                 let patched = merge_patch(values.get(object), values.get(patch));
@@ -164,11 +208,7 @@ impl NotesModel {
             }),
             NotesCall::Delete { id, if_match } => match Self::precondition(state, id, if_match) {
                 Err(code) => (NotesResult::Error(code), None),
-                Ok(_) => {
-                    let mut next = state.clone();
-                    next.notes.remove(&id);
-                    (NotesResult::Deleted, Some(next))
-                }
+                Ok(_) => (NotesResult::Deleted, Some(NotesChange { id, note: None, created: false })),
             },
         }
     }
@@ -187,7 +227,7 @@ impl NotesModel {
         id: u64,
         if_match: Option<u64>,
         new_object: impl FnOnce(&mut ValueTable, ValueId) -> ValueId,
-    ) -> (NotesResult, Option<NotesState>) {
+    ) -> (NotesResult, Option<NotesChange>) {
         let note = match Self::precondition(state, id, if_match) {
             Ok(note) => note,
             Err(code) => return (NotesResult::Error(code), None),
@@ -197,9 +237,7 @@ impl NotesModel {
             return (NotesResult::Error(BAD_REQUEST), None);
         }
         let note = StoredNote { object, version: note.version + 1 };
-        let mut next = state.clone();
-        next.notes.insert(id, note);
-        (NotesResult::Note { id, note }, Some(next))
+        (NotesResult::Note { id, note }, Some(NotesChange { id, note: Some(note), created: false }))
     }
 }
 
@@ -215,7 +253,7 @@ fn note_matches(
         && object.is_none_or(|observed| observed == note.object)
 }
 
-fn observation_matches(result: &NotesResult, observed: &NotesObservation) -> bool {
+fn observation_matches(state: &NotesState, result: &NotesResult, observed: &NotesObservation) -> bool {
     let no_fields = observed.id.is_none() && observed.version.is_none() && observed.note.is_none();
     match result {
         NotesResult::Error(code) => {
@@ -226,37 +264,57 @@ fn observation_matches(result: &NotesResult, observed: &NotesObservation) -> boo
             observed.notes.is_none() && note_matches(*id, *note, observed.id, observed.version, observed.note)
         }
         NotesResult::Deleted => no_fields && observed.notes.is_none(),
-        NotesResult::Listed { listed, more } => {
-            // A page may stop before its limit when its notes weigh too much for one
-            // answer; it then says that more follow. Without `more`, a page is whole.
-            let length_matches = |entries: &[ListedObservation]| match observed.more {
-                None => entries.len() == listed.len(),
-                Some(false) => entries.len() == listed.len() && !more,
-                Some(true) => {
-                    !entries.is_empty() && entries.len() <= listed.len() && (entries.len() < listed.len() || *more)
-                }
-            };
+        NotesResult::Listed { after, limit } => {
             no_fields
-                && observed.notes.as_ref().is_none_or(|entries| {
-                    length_matches(entries)
-                        && entries
-                            .iter()
-                            .zip(listed)
-                            .all(|(entry, &(id, note))| note_matches(id, note, entry.id, entry.version, entry.note))
-                })
+                && observed
+                    .notes
+                    .as_ref()
+                    .is_none_or(|entries| list_matches(state, *after, *limit, observed.more, entries))
         }
+    }
+}
+
+/// Whether a list's observed page is what the state lists after `after`, up to `limit`.
+fn list_matches(
+    state: &NotesState,
+    after: u64,
+    limit: Option<u64>,
+    observed_more: Option<bool>,
+    entries: &[ListedObservation],
+) -> bool {
+    let limit = limit.and_then(|limit| usize::try_from(limit).ok()).unwrap_or(usize::MAX);
+    let mut listed = state.notes.range(after.saturating_add(1)..).take(limit);
+    for entry in entries {
+        match listed.next() {
+            Some((&id, &note)) if note_matches(id, note, entry.id, entry.version, entry.note) => {}
+            _ => return false,
+        }
+    }
+    let fewer_than_listed = listed.next().is_some();
+    let more = || state.notes.range(after.saturating_add(1)..).nth(limit).is_some();
+    // A page may stop before its limit when its notes weigh too much for one answer; it then
+    // says that more follow. Without `more`, a page is whole.
+    match observed_more {
+        None => !fewer_than_listed,
+        Some(false) => !fewer_than_listed && (limit == usize::MAX || !more()),
+        Some(true) => !entries.is_empty() && (fewer_than_listed || (limit != usize::MAX && more())),
     }
 }
 
 impl Model for NotesModel {
     type State = NotesState;
     type Operation = NotesOperation;
+    type Undo = NotesUndo;
 
     fn initial_state(&self) -> NotesState {
-        NotesState { creates_done: 0, notes: BTreeMap::new() }
+        NotesState::empty()
     }
 
-    fn step(&mut self, state: &NotesState, operation: &NotesOperation) -> Option<NotesState> {
+    fn fingerprint(&self, state: &NotesState) -> u128 {
+        state.fingerprint
+    }
+
+    fn step(&mut self, state: &mut NotesState, operation: &NotesOperation) -> Option<NotesUndo> {
         let reports_no_id = operation.observation.as_ref().is_none_or(|observed| observed.id.is_none());
         if let NotesCall::Create { .. } = operation.call
             && reports_no_id
@@ -264,13 +322,67 @@ impl Model for NotesModel {
         {
             return None;
         }
-        let (result, next) = self.apply(state, &operation.call);
+        let (result, change) = self.evaluate(state, &operation.call);
         if let Some(observed) = &operation.observation
-            && !observation_matches(&result, observed)
+            && !observation_matches(state, &result, observed)
         {
             return None;
         }
-        Some(next.unwrap_or_else(|| state.clone()))
+        let Some(change) = change else { return Some(NotesUndo::Unchanged) };
+        if change.created {
+            state.set_creates_done(state.creates_done + 1);
+        }
+        let previous = state.replace(change.id, change.note);
+        Some(NotesUndo::Changed { id: change.id, previous, created: change.created })
+    }
+
+    fn undo(&mut self, state: &mut NotesState, undo: NotesUndo) {
+        if let NotesUndo::Changed { id, previous, created } = undo {
+            state.replace(id, previous);
+            if created {
+                state.set_creates_done(state.creates_done - 1);
+            }
+        }
+    }
+
+    fn may_observe(&self, observer: &NotesOperation, unknown: &NotesOperation) -> bool {
+        observer.observation.is_some() && observes(&observer.call, &unknown.call, &self.reported_ids)
+    }
+}
+
+/// Whether `observer`'s output may depend on what `unknown` did: operations on its note, lists
+/// that may show that note; and for a create, whatever may see the counter it moved (creates,
+/// lists, operations on ids that no create reported; see `drop_unobserved_unknowns`).
+fn observes(observer: &NotesCall, unknown: &NotesCall, reported_ids: &BTreeSet<u64>) -> bool {
+    let unknown_id = match *unknown {
+        NotesCall::Create { .. } => None,
+        NotesCall::Get { id }
+        | NotesCall::Put { id, .. }
+        | NotesCall::Patch { id, .. }
+        | NotesCall::Delete { id, .. } => Some(id),
+        // A read changes nothing.
+        NotesCall::List { .. } => return false,
+    };
+    match (observer, unknown_id) {
+        (NotesCall::List { after, .. }, Some(id)) => id > *after,
+        (NotesCall::List { .. }, None) => true,
+        (NotesCall::Create { .. }, Some(_)) => false,
+        (NotesCall::Create { .. }, None) => true,
+        (
+            NotesCall::Get { id }
+            | NotesCall::Put { id, .. }
+            | NotesCall::Patch { id, .. }
+            | NotesCall::Delete { id, .. },
+            Some(unknown_id),
+        ) => *id == unknown_id,
+        // A note an unknown create may have made: ids reported by creates are never its.
+        (
+            NotesCall::Get { id }
+            | NotesCall::Put { id, .. }
+            | NotesCall::Patch { id, .. }
+            | NotesCall::Delete { id, .. },
+            None,
+        ) => !reported_ids.contains(id),
     }
 }
 

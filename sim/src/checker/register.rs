@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::search::Model;
+use super::search::{Model, fingerprint_of};
 use super::values::{ValueId, ValueTable};
 use super::{CheckError, PreparedOperations, base_operation};
 use crate::history::{Operation, Outcome};
@@ -37,27 +37,49 @@ pub(crate) struct RegisterModel {
     initial_value: ValueId,
 }
 
+/// Keys of register states, a domain of their own.
+const REGISTER_DOMAIN: u64 = 0x7265_6769_7374_6572;
+
 impl Model for RegisterModel {
     type State = ValueId;
     type Operation = RegisterOperation;
+    /// The value before the step.
+    type Undo = ValueId;
 
     fn initial_state(&self) -> ValueId {
         self.initial_value
     }
 
-    fn step(&mut self, state: &ValueId, operation: &RegisterOperation) -> Option<ValueId> {
-        match (&operation.call, &operation.observation) {
-            (RegisterCall::Read, RegisterObservation::Value(value)) => (value == state).then_some(*state),
-            (RegisterCall::Read, _) => Some(*state),
-            (RegisterCall::Write { value }, _) => Some(*value),
+    fn fingerprint(&self, state: &ValueId) -> u128 {
+        fingerprint_of(REGISTER_DOMAIN, &[u64::from(*state)])
+    }
+
+    fn step(&mut self, state: &mut ValueId, operation: &RegisterOperation) -> Option<ValueId> {
+        let before = *state;
+        let after = match (&operation.call, &operation.observation) {
+            (RegisterCall::Read, RegisterObservation::Value(value)) => (*value == before).then_some(before)?,
+            (RegisterCall::Read, _) => before,
+            (RegisterCall::Write { value }, _) => *value,
             (RegisterCall::CompareAndSet { from, to }, observation) => {
-                let succeeds = from == state;
+                let succeeds = *from == before;
                 match observation {
-                    RegisterObservation::CompareAndSetSucceeded(observed) if *observed != succeeds => None,
-                    _ => Some(if succeeds { *to } else { *state }),
+                    RegisterObservation::CompareAndSetSucceeded(observed) if *observed != succeeds => return None,
+                    _ if succeeds => *to,
+                    _ => before,
                 }
             }
-        }
+        };
+        *state = after;
+        Some(before)
+    }
+
+    fn undo(&mut self, state: &mut ValueId, before: ValueId) {
+        *state = before;
+    }
+
+    fn may_observe(&self, observer: &RegisterOperation, _unknown: &RegisterOperation) -> bool {
+        // One object: any observed output may depend on any write.
+        !matches!(observer.observation, RegisterObservation::Anything)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The search: Wing & Gong's backtracking over linearization orders, with Lowe's
 //! just-in-time linearization and memoization of (linearized set, model state),
-//! as Porcupine does it; iterative, with a step budget.
+//! as Porcupine does it; iterative, with a budget.
 //!
 //! The history is a list of call and return entries in real-time order. The search
 //! walks it from the front: at a call entry it tries to linearize that operation
@@ -19,19 +19,55 @@
 //! Memoization is sound because the future of the search depends only on which
 //! operations are linearized and on the model state: the remaining entries are
 //! exactly those of the other operations.
-
-use std::collections::BTreeSet;
+//!
+//! # The memo holds fingerprints
+//!
+//! A memo entry is a 128-bit fingerprint of the pair, not the pair: the linearized
+//! set's part is the XOR of one pseudo-random key per linearized operation (Zobrist
+//! hashing), updated in O(1) per step, and the model keeps its state's part the same
+//! way ([`Model::fingerprint`]). So a step costs no copy of the state or of the set,
+//! and a state in the memo costs 16 bytes however large the history, where a copy of
+//! the set and the state costs kilobytes on long histories. Two different pairs share
+//! a fingerprint only when the XOR of the keys they do not share is zero, which for
+//! pseudo-random keys happens with probability 2^-128 per pair: with a billion states
+//! (more than any budget allows) the chance that any two collide is below 10^-20. A
+//! collision could only make the search skip a pair it never explored, so the one
+//! verdict it could ever falsify is "not linearizable"; "linearizable" always comes
+//! with an order the model accepted step by step.
+//!
+//! # Unknown outcomes that nothing can observe any more
+//!
+//! An operation with an unknown outcome that the search linearizes after every
+//! operation that could observe it ([`Model::may_observe`]: those with a known output
+//! that may depend on it, returning after it was called) changes nothing anyone saw:
+//! the same order without it is a linearization too. So the search never linearizes
+//! such an operation once all its observers are linearized, which keeps it from trying
+//! every unknown outcome at every later point of a long history.
 
 /// A sequential specification whose operations carry their observed output.
 pub(crate) trait Model {
-    type State: Clone + Ord;
+    type State;
     type Operation;
+    /// What [`Model::undo`] needs to take a step back.
+    type Undo;
 
     fn initial_state(&self) -> Self::State;
 
-    /// The state after `operation` when the model, applied in `state`, gives the output that was
-    /// observed (any output when the outcome is unknown); `None` when it cannot.
-    fn step(&mut self, state: &Self::State, operation: &Self::Operation) -> Option<Self::State>;
+    /// The state's part of a memo entry: equal states give equal fingerprints, and different
+    /// states differ but with probability about 2^-128 (see the module documentation).
+    fn fingerprint(&self, state: &Self::State) -> u128;
+
+    /// Applies `operation` when the model, applied in `state`, gives the output that was
+    /// observed (any output when the outcome is unknown), and says how to undo it; leaves
+    /// `state` as it was and returns `None` when it cannot.
+    fn step(&mut self, state: &mut Self::State, operation: &Self::Operation) -> Option<Self::Undo>;
+
+    /// Reverts the step that returned `undo` (steps are undone last first).
+    fn undo(&mut self, state: &mut Self::State, undo: Self::Undo);
+
+    /// Whether `observer`'s observed output may differ depending on whether `unknown`, an
+    /// operation with an unknown outcome, took effect before it. `true` is always safe.
+    fn may_observe(&self, observer: &Self::Operation, unknown: &Self::Operation) -> bool;
 }
 
 /// An operation as the search sees it: its model input and observation, and its interval.
@@ -100,6 +136,79 @@ impl Budget {
             return false;
         }
         true
+    }
+}
+
+/// A pseudo-random function of 64-bit words onto 128 bits: two independent SplitMix64
+/// finalizers over a running mix. Keys of the memo are built from it; `domain` keeps keys
+/// of different kinds (operations, notes, counters) from ever being the same function.
+pub(crate) fn fingerprint_of(domain: u64, words: &[u64]) -> u128 {
+    fn finalize(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let mut low = finalize(domain ^ 0x9e37_79b9_7f4a_7c15);
+    let mut high = finalize(domain.wrapping_add(0x6a09_e667_f3bc_c909));
+    for &word in words {
+        low = finalize(low ^ word).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        high = finalize(high.rotate_left(17) ^ word ^ 0xd1b5_4a32_d192_ed03);
+    }
+    (u128::from(finalize(high)) << 64) | u128::from(finalize(low ^ high))
+}
+
+/// An open-addressing set of fingerprints: 16 bytes a slot, never iterated.
+struct FingerprintSet {
+    slots: Vec<u128>,
+    len: usize,
+}
+
+/// Bytes the memo takes per state at most: a full table at three quarters, then its
+/// double while both exist during a resize.
+pub const MEMO_BYTES_PER_STATE: u64 = 64;
+
+impl FingerprintSet {
+    /// Stands for an empty slot; a fingerprint equal to it is stored as `EMPTY + 1`.
+    const EMPTY: u128 = 0;
+
+    fn new() -> FingerprintSet {
+        FingerprintSet { slots: vec![Self::EMPTY; 1024], len: 0 }
+    }
+
+    /// Inserts; false when it was there already.
+    fn insert(&mut self, fingerprint: u128) -> bool {
+        let fingerprint = if fingerprint == Self::EMPTY { Self::EMPTY + 1 } else { fingerprint };
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        // Fingerprints are pseudo-random, so their low bits spread as well as any hash would.
+        let mut index = (fingerprint as usize) & mask;
+        loop {
+            let slot = self.slots[index];
+            if slot == fingerprint {
+                return false;
+            }
+            if slot == Self::EMPTY {
+                self.slots[index] = fingerprint;
+                self.len += 1;
+                return true;
+            }
+            index = (index + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let doubled = vec![Self::EMPTY; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        let mask = self.slots.len() - 1;
+        for fingerprint in old.into_iter().filter(|&slot| slot != Self::EMPTY) {
+            let mut index = (fingerprint as usize) & mask;
+            while self.slots[index] != Self::EMPTY {
+                index = (index + 1) & mask;
+            }
+            self.slots[index] = fingerprint;
+        }
     }
 }
 
@@ -188,6 +297,41 @@ impl EntryList {
     }
 }
 
+/// For each operation with an unknown outcome, how many of its observers are not linearized
+/// yet; for each operation with a known outcome, the unknown ones it observes.
+struct Observers {
+    pending: Vec<usize>,
+    observed_by: Vec<Vec<usize>>,
+}
+
+impl Observers {
+    fn new<M: Model>(model: &M, operations: &[SearchOperation<M::Operation>]) -> Observers {
+        let mut pending = vec![0; operations.len()];
+        let mut observed_by = vec![Vec::new(); operations.len()];
+        // Known operations by return position, so that each unknown one meets only those that
+        // return after its call.
+        let mut known: Vec<(usize, usize)> = operations
+            .iter()
+            .enumerate()
+            .filter_map(|(index, operation)| operation.return_position.map(|position| (position, index)))
+            .collect();
+        known.sort_unstable();
+        for (unknown_index, unknown) in operations.iter().enumerate() {
+            if unknown.return_position.is_some() {
+                continue;
+            }
+            let first = known.partition_point(|&(position, _)| position <= unknown.call_position);
+            for &(_, observer_index) in &known[first..] {
+                if model.may_observe(&operations[observer_index].operation, &unknown.operation) {
+                    pending[unknown_index] += 1;
+                    observed_by[observer_index].push(unknown_index);
+                }
+            }
+        }
+        Observers { pending, observed_by }
+    }
+}
+
 /// Runs the search, spending `budget`.
 pub(crate) fn search<M: Model>(
     model: &mut M,
@@ -199,67 +343,134 @@ pub(crate) fn search<M: Model>(
     result.0
 }
 
+/// The memo key of each operation, a domain of its own.
+const OPERATION_KEY_DOMAIN: u64 = 0x6f70_6572_6174_696f;
+
 fn search_states<M: Model>(
     model: &mut M,
     operations: &[SearchOperation<M::Operation>],
     budget: &mut Budget,
 ) -> (SearchResult, usize) {
     let mut list = EntryList::new(operations);
-    let word_count = operations.len().div_ceil(64);
-    let mut linearized: Vec<u64> = vec![0; word_count];
-    let mut explored: BTreeSet<(Vec<u64>, M::State)> = BTreeSet::new();
-    // Undo records: the call entry linearized, and the state before it.
-    let mut stack: Vec<(usize, M::State)> = Vec::new();
+    let keys: Vec<u128> =
+        (0..operations.len() as u64).map(|index| fingerprint_of(OPERATION_KEY_DOMAIN, &[index])).collect();
+    let mut observers = Observers::new(model, operations);
+    let mut linearized_fingerprint: u128 = 0;
+    let mut explored = FingerprintSet::new();
+    // Undo records: the call entry linearized, and how to restore the state before it.
+    let mut stack: Vec<(usize, M::Undo)> = Vec::new();
     let mut state = model.initial_state();
     let mut known_outcomes_left = operations.iter().filter(|operation| operation.return_position.is_some()).count();
     let mut longest_prefix: Vec<u64> = Vec::new();
     let mut cursor = list.next[list.head];
+    // Each node's candidates are walked twice: operations with a known outcome first, then
+    // those with an unknown one, so that a linearizable history is found first along the
+    // orders where unknown outcomes did not take effect (both walks meet every candidate).
+    let mut unknown_pass = false;
+    let mut unknown_candidate_skipped = false;
     loop {
         if known_outcomes_left == 0 {
-            return (SearchResult::Linearizable, explored.len());
+            return (SearchResult::Linearizable, explored.len);
         }
-        if !budget.take_step(explored.len()) {
-            return (SearchResult::OutOfBudget, explored.len());
+        if !budget.take_step(explored.len) {
+            return (SearchResult::OutOfBudget, explored.len);
         }
         // While an operation with a known outcome is unlinearized its return entry is in the
         // list, so the walk meets it before running off the end; the end is treated as a
         // return all the same.
         if cursor != NONE && list.entries[cursor].is_call {
-            let entry = list.entries[cursor];
-            let operation = &operations[entry.operation_index];
-            if let Some(next_state) = model.step(&state, &operation.operation) {
-                let (word, bit) = (entry.operation_index / 64, 1u64 << (entry.operation_index % 64));
-                linearized[word] |= bit;
-                if explored.insert((linearized.clone(), next_state.clone())) {
-                    stack.push((cursor, std::mem::replace(&mut state, next_state)));
+            let operation_index = list.entries[cursor].operation_index;
+            let operation = &operations[operation_index];
+            let known = operation.return_position.is_some();
+            if !known && observers.pending[operation_index] == 0 {
+                cursor = list.next[cursor];
+                continue;
+            }
+            if known == unknown_pass {
+                unknown_candidate_skipped |= !known;
+                cursor = list.next[cursor];
+                continue;
+            }
+            if let Some(undo) = model.step(&mut state, &operation.operation) {
+                let fingerprint = linearized_fingerprint ^ keys[operation_index] ^ model.fingerprint(&state);
+                if explored.insert(fingerprint) {
+                    linearized_fingerprint ^= keys[operation_index];
+                    stack.push((cursor, undo));
                     list.lift(cursor);
-                    if operation.return_position.is_some() {
+                    if known {
                         known_outcomes_left -= 1;
-                    }
-                    if stack.len() > longest_prefix.len() {
-                        longest_prefix = stack
-                            .iter()
-                            .map(|&(call_entry, _)| operations[list.entries[call_entry].operation_index].id)
-                            .collect();
+                        for &unknown in &observers.observed_by[operation_index] {
+                            observers.pending[unknown] -= 1;
+                        }
                     }
                     cursor = list.next[list.head];
+                    unknown_pass = false;
+                    unknown_candidate_skipped = false;
                     continue;
                 }
-                linearized[word] &= !bit;
+                model.undo(&mut state, undo);
             }
             cursor = list.next[cursor];
+        } else if !unknown_pass && unknown_candidate_skipped {
+            unknown_pass = true;
+            cursor = list.next[list.head];
         } else {
-            let Some((call_entry, previous_state)) = stack.pop() else {
-                return (SearchResult::NotLinearizable { longest_prefix }, explored.len());
+            if stack.len() > longest_prefix.len() {
+                longest_prefix = stack
+                    .iter()
+                    .map(|&(call_entry, _)| operations[list.entries[call_entry].operation_index].id)
+                    .collect();
+            }
+            let Some((call_entry, undo)) = stack.pop() else {
+                return (SearchResult::NotLinearizable { longest_prefix }, explored.len);
             };
             let operation_index = list.entries[call_entry].operation_index;
             list.unlift(call_entry);
-            linearized[operation_index / 64] &= !(1u64 << (operation_index % 64));
-            if operations[operation_index].return_position.is_some() {
+            linearized_fingerprint ^= keys[operation_index];
+            let known = operations[operation_index].return_position.is_some();
+            if known {
                 known_outcomes_left += 1;
+                for &unknown in &observers.observed_by[operation_index] {
+                    observers.pending[unknown] += 1;
+                }
             }
-            state = previous_state;
+            model.undo(&mut state, undo);
             cursor = list.next[call_entry];
+            // The walk goes on where it was: among the known candidates, with the unknown ones
+            // still to come (assume some, the walk will tell), or among the unknown ones.
+            unknown_pass = !known;
+            unknown_candidate_skipped = known;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_set_keeps_every_member_across_growth() {
+        let mut set = FingerprintSet::new();
+        for value in 0..10_000u64 {
+            assert!(set.insert(fingerprint_of(1, &[value])));
+        }
+        assert!(set.insert(0), "zero is a fingerprint like any other");
+        assert!(!set.insert(0));
+        for value in 0..10_000u64 {
+            assert!(!set.insert(fingerprint_of(1, &[value])), "{value}");
+        }
+        assert_eq!(set.len, 10_001);
+    }
+
+    #[test]
+    fn fingerprints_of_different_words_or_domains_differ() {
+        let mut seen = std::collections::BTreeSet::new();
+        for domain in 0..4u64 {
+            for first in 0..50u64 {
+                for second in 0..50u64 {
+                    assert!(seen.insert(fingerprint_of(domain, &[first, second])));
+                }
+            }
         }
     }
 }
