@@ -88,6 +88,7 @@
 //! The `cas-register` model is a single object and is never split.
 
 mod notes;
+mod projection;
 mod register;
 mod search;
 mod values;
@@ -251,6 +252,10 @@ fn run<M: Model>(model: &mut M, operations: &[SearchOperation<M::Operation>], bu
 
 fn check_notes(operations: &[Operation], budget: &mut Budget) -> Result<Verdict, CheckError> {
     let (mut prepared, scopes) = notes::prepare(operations)?;
+    if let Some(counterexample) = projection::refute_by_note(&mut prepared.model, &prepared.operations, &scopes, budget)
+    {
+        return Ok(Verdict::NotLinearizable(counterexample));
+    }
     match notes::plan(&prepared.operations, &scopes) {
         notes::NotesPlan::Whole => Ok(run(&mut prepared.model, &prepared.operations, budget)),
         notes::NotesPlan::Refuted { reason, operation_ids } => Ok(Verdict::NotLinearizable(Counterexample {

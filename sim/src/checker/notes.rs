@@ -36,27 +36,27 @@ pub(crate) enum NotesCall {
 /// The fields a completion reported.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NotesObservation {
-    error_code: Option<String>,
-    id: Option<u64>,
-    version: Option<u64>,
-    note: Option<ValueId>,
-    notes: Option<Vec<ListedObservation>>,
+    pub(super) error_code: Option<String>,
+    pub(super) id: Option<u64>,
+    pub(super) version: Option<u64>,
+    pub(super) note: Option<ValueId>,
+    pub(super) notes: Option<Vec<ListedObservation>>,
     /// A list's `more`: whether the server said more notes follow its page.
-    more: Option<bool>,
+    pub(super) more: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ListedObservation {
-    id: Option<u64>,
-    version: Option<u64>,
-    note: Option<ValueId>,
+    pub(super) id: Option<u64>,
+    pub(super) version: Option<u64>,
+    pub(super) note: Option<ValueId>,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct NotesOperation {
-    call: NotesCall,
+    pub(super) call: NotesCall,
     /// `None` when nothing is known of the output (unknown outcome, or no `out`).
-    observation: Option<NotesObservation>,
+    pub(super) observation: Option<NotesObservation>,
 }
 
 /// What an operation touches, for partitioning.
@@ -77,7 +77,9 @@ pub(crate) struct StoredNote {
 }
 
 /// The store's notes and id counter, with its memo fingerprint kept up to date: the XOR of
-/// one key per (id, version, object) stored and one for the counter.
+/// one key for the counter and one per (id, version, object) stored of each note that an
+/// operation still to be linearized may observe ([`Liveness`]). Notes nothing will observe
+/// any more are left out, so that states differing only in them meet in the memo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NotesState {
     creates_done: u64,
@@ -103,15 +105,24 @@ impl NotesState {
     }
 
     /// Stores `note` as `id` (or removes `id`), keeping the fingerprint; returns what was there.
-    fn replace(&mut self, id: u64, note: Option<StoredNote>) -> Option<StoredNote> {
+    fn replace(&mut self, id: u64, note: Option<StoredNote>, live: bool) -> Option<StoredNote> {
         let previous = match note {
             Some(note) => self.notes.insert(id, note),
             None => self.notes.remove(&id),
         };
-        for changed in previous.iter().chain(note.iter()) {
-            self.fingerprint ^= note_key(id, *changed);
+        if live {
+            for changed in previous.iter().chain(note.iter()) {
+                self.fingerprint ^= note_key(id, *changed);
+            }
         }
         previous
+    }
+
+    /// Adds or removes note `id`'s part of the fingerprint as it becomes live or dead.
+    fn toggle_in_fingerprint(&mut self, id: u64) {
+        if let Some(&note) = self.notes.get(&id) {
+            self.fingerprint ^= note_key(id, note);
+        }
     }
 
     fn set_creates_done(&mut self, creates_done: u64) {
@@ -125,6 +136,116 @@ impl NotesState {
 pub(crate) enum NotesUndo {
     Unchanged,
     Changed { id: u64, previous: Option<StoredNote>, created: bool },
+}
+
+/// A step's undo record, and whether the step retired an observer (see [`Liveness`]).
+#[derive(Debug)]
+pub(crate) struct NotesStepUndo {
+    change: NotesUndo,
+    retired: Option<ObserverScope>,
+}
+
+/// Which notes the operations still to be linearized may observe: those with an observed
+/// output on one note, and lists, which may show every note after their `after`. A note
+/// is *live* while one of them is left; once none is, its contents can change no verdict
+/// (only operations with an observed output can be refused, and a create depends on the
+/// counter alone), so the memo leaves it out.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    observers_by_note: BTreeMap<u64, u32>,
+    /// The `after` of each list left, counted.
+    list_afters: BTreeMap<u64, u32>,
+}
+
+impl Liveness {
+    fn lowest_list_after(&self) -> u64 {
+        self.list_afters.first_key_value().map_or(u64::MAX, |(&after, _)| after)
+    }
+
+    fn is_live(&self, id: u64) -> bool {
+        self.observers_by_note.contains_key(&id) || self.lowest_list_after() < id
+    }
+
+    fn observer_scope(operation: &NotesOperation) -> Option<ObserverScope> {
+        operation.observation.as_ref()?;
+        match operation.call {
+            NotesCall::Create { .. } => None,
+            NotesCall::List { after, .. } => Some(ObserverScope::List { after }),
+            NotesCall::Get { id }
+            | NotesCall::Put { id, .. }
+            | NotesCall::Patch { id, .. }
+            | NotesCall::Delete { id, .. } => Some(ObserverScope::Note(id)),
+        }
+    }
+
+    fn add(counts: &mut BTreeMap<u64, u32>, key: u64) {
+        *counts.entry(key).or_insert(0) += 1;
+    }
+
+    fn remove(counts: &mut BTreeMap<u64, u32>, key: u64) {
+        let count = counts.get_mut(&key).expect("only an observer counted is retired");
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&key);
+        }
+    }
+
+    /// The observer was linearized: notes it alone kept live leave the fingerprint.
+    fn retire(&mut self, state: &mut NotesState, scope: ObserverScope) {
+        match scope {
+            ObserverScope::Note(id) => {
+                Self::remove(&mut self.observers_by_note, id);
+                if !self.is_live(id) {
+                    state.toggle_in_fingerprint(id);
+                }
+            }
+            ObserverScope::List { after } => {
+                let before = self.lowest_list_after();
+                Self::remove(&mut self.list_afters, after);
+                self.toggle_between(state, before, self.lowest_list_after());
+            }
+        }
+    }
+
+    /// Undoes [`Liveness::retire`].
+    fn restore(&mut self, state: &mut NotesState, scope: ObserverScope) {
+        match scope {
+            ObserverScope::Note(id) => {
+                if !self.is_live(id) {
+                    state.toggle_in_fingerprint(id);
+                }
+                Self::add(&mut self.observers_by_note, id);
+            }
+            ObserverScope::List { after } => {
+                let before = self.lowest_list_after();
+                Self::add(&mut self.list_afters, after);
+                self.toggle_between(state, self.lowest_list_after(), before);
+            }
+        }
+    }
+
+    /// Toggles the notes in `(low, high]` that no operation on them keeps live: those whose
+    /// liveness came from lists alone as the lowest `after` moved between `low` and `high`.
+    fn toggle_between(&self, state: &mut NotesState, low: u64, high: u64) {
+        if low >= high {
+            return;
+        }
+        let ids: Vec<u64> = state
+            .notes
+            .range(low + 1..=high)
+            .map(|(&id, _)| id)
+            .filter(|id| !self.observers_by_note.contains_key(id))
+            .collect();
+        for id in ids {
+            state.toggle_in_fingerprint(id);
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ObserverScope {
+    Note(u64),
+    List { after: u64 },
 }
 
 /// What an operation does to the store when it takes effect.
@@ -160,6 +281,7 @@ pub(crate) struct NotesModel {
     /// The ids that creates reported. A create that reported none never gets one of them in a
     /// linearization (the create that reported it must), so the search need not try.
     reported_ids: BTreeSet<u64>,
+    liveness: Liveness,
 }
 
 /// How the model numbers creates: the whole history's counter, or what that counter gives a
@@ -304,7 +426,18 @@ fn list_matches(
 impl Model for NotesModel {
     type State = NotesState;
     type Operation = NotesOperation;
-    type Undo = NotesUndo;
+    type Undo = NotesStepUndo;
+
+    fn begin(&mut self, operations: &[SearchOperation<NotesOperation>]) {
+        self.liveness = Liveness::default();
+        for operation in operations {
+            match Liveness::observer_scope(&operation.operation) {
+                Some(ObserverScope::Note(id)) => Liveness::add(&mut self.liveness.observers_by_note, id),
+                Some(ObserverScope::List { after }) => Liveness::add(&mut self.liveness.list_afters, after),
+                None => {}
+            }
+        }
+    }
 
     fn initial_state(&self) -> NotesState {
         NotesState::empty()
@@ -314,7 +447,7 @@ impl Model for NotesModel {
         state.fingerprint
     }
 
-    fn step(&mut self, state: &mut NotesState, operation: &NotesOperation) -> Option<NotesUndo> {
+    fn step(&mut self, state: &mut NotesState, operation: &NotesOperation) -> Option<NotesStepUndo> {
         let reports_no_id = operation.observation.as_ref().is_none_or(|observed| observed.id.is_none());
         if let NotesCall::Create { .. } = operation.call
             && reports_no_id
@@ -328,17 +461,29 @@ impl Model for NotesModel {
         {
             return None;
         }
-        let Some(change) = change else { return Some(NotesUndo::Unchanged) };
-        if change.created {
-            state.set_creates_done(state.creates_done + 1);
+        let change = match change {
+            None => NotesUndo::Unchanged,
+            Some(change) => {
+                if change.created {
+                    state.set_creates_done(state.creates_done + 1);
+                }
+                let previous = state.replace(change.id, change.note, self.liveness.is_live(change.id));
+                NotesUndo::Changed { id: change.id, previous, created: change.created }
+            }
+        };
+        let retired = Liveness::observer_scope(operation);
+        if let Some(scope) = retired {
+            self.liveness.retire(state, scope);
         }
-        let previous = state.replace(change.id, change.note);
-        Some(NotesUndo::Changed { id: change.id, previous, created: change.created })
+        Some(NotesStepUndo { change, retired })
     }
 
-    fn undo(&mut self, state: &mut NotesState, undo: NotesUndo) {
-        if let NotesUndo::Changed { id, previous, created } = undo {
-            state.replace(id, previous);
+    fn undo(&mut self, state: &mut NotesState, undo: NotesStepUndo) {
+        if let Some(scope) = undo.retired {
+            self.liveness.restore(state, scope);
+        }
+        if let NotesUndo::Changed { id, previous, created } = undo.change {
+            state.replace(id, previous, self.liveness.is_live(id));
             if created {
                 state.set_creates_done(state.creates_done - 1);
             }
@@ -552,7 +697,12 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         prepared.push(base_operation(operation, NotesOperation { call, observation }));
         scopes.push(scope);
     }
-    let mut model = NotesModel { values, ids: IdAssignment::Counter { first_id: 1 }, reported_ids: BTreeSet::new() };
+    let mut model = NotesModel {
+        values,
+        ids: IdAssignment::Counter { first_id: 1 },
+        reported_ids: BTreeSet::new(),
+        liveness: Liveness::default(),
+    };
     bind_gap_fillers(&model, &mut prepared, &mut scopes);
     model.reported_ids = scopes
         .iter()

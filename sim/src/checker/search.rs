@@ -51,6 +51,10 @@ pub(crate) trait Model {
     /// What [`Model::undo`] needs to take a step back.
     type Undo;
 
+    /// Readies the model for a search of `operations` (a model may keep what it learns of
+    /// them, such as which parts of the state they can still observe).
+    fn begin(&mut self, _operations: &[SearchOperation<Self::Operation>]) {}
+
     fn initial_state(&self) -> Self::State;
 
     /// The state's part of a memo entry: equal states give equal fingerprints, and different
@@ -359,6 +363,7 @@ fn search_states<M: Model>(
     let mut explored = FingerprintSet::new();
     // Undo records: the call entry linearized, and how to restore the state before it.
     let mut stack: Vec<(usize, M::Undo)> = Vec::new();
+    model.begin(operations);
     let mut state = model.initial_state();
     let mut known_outcomes_left = operations.iter().filter(|operation| operation.return_position.is_some()).count();
     let mut longest_prefix: Vec<u64> = Vec::new();

@@ -669,7 +669,7 @@ proptest::proptest! {
 #[test]
 fn random_histories_cover_both_verdicts_and_both_notes_strategies() {
     let mut illegal_by_model: BTreeMap<&str, usize> = BTreeMap::new();
-    let (mut partitioned, mut whole, mut refuted_by_creates) = (0, 0, 0);
+    let (mut partitioned, mut whole, mut refuted_by_creates, mut refuted_by_note) = (0, 0, 0, 0);
     let seeds = 0..600u64;
     for seed in seeds.clone() {
         for (name, model) in [("register", ModelName::CasRegister), ("notes", ModelName::Notes)] {
@@ -680,7 +680,18 @@ fn random_histories_cover_both_verdicts_and_both_notes_strategies() {
                 *illegal_by_model.entry(name).or_default() += 1;
             }
             if model == ModelName::Notes {
-                let (prepared, scopes) = notes::prepare(&operations).expect("valid operations");
+                let (mut prepared, scopes) = notes::prepare(&operations).expect("valid operations");
+                let mut budget = search::Budget {
+                    steps_left: STEP_BUDGET_DEFAULT,
+                    deadline: None,
+                    max_states: None,
+                    peak_states: 0,
+                    exhausted: None,
+                };
+                if projection::refute_by_note(&mut prepared.model, &prepared.operations, &scopes, &mut budget).is_some()
+                {
+                    refuted_by_note += 1;
+                }
                 match notes::plan(&prepared.operations, &scopes) {
                     notes::NotesPlan::Whole => whole += 1,
                     notes::NotesPlan::Partitions(_) => partitioned += 1,
@@ -696,6 +707,10 @@ fn random_histories_cover_both_verdicts_and_both_notes_strategies() {
     }
     assert!(partitioned * 5 > seed_count && whole * 5 > seed_count, "partitioned {partitioned}, whole {whole}");
     assert!(refuted_by_creates > 0, "no history was refuted by its creates alone");
+    assert!(
+        refuted_by_note * 10 > seed_count,
+        "{refuted_by_note} of {seed_count} histories refuted one note at a time"
+    );
 }
 
 #[test]

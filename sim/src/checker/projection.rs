@@ -1,0 +1,204 @@
+//! Refutation one note at a time: a necessary condition checked before the whole search.
+//!
+//! The *projection* of a notes history on a note `n` that exactly one create reported holds
+//! that create, every operation on `n`, and, for each completed list whose page shows
+//! whether `n` existed, a `get` of `n` with the list's interval and what the page showed
+//! of `n` (its version and body, or `not_found` when `n` falls inside the page's range of
+//! ids but is not on it). A page's range runs from its `after` to its last note when it
+//! stopped there (it reached its `limit`, or says `more`), and to the end otherwise.
+//!
+//! Why a refuted projection refutes the history: take any linearization of the history
+//! and keep only the projection's operations, each list standing for its `get`. The order
+//! still respects real time; the create that reported `n` made `n` (the model gives the
+//! projection's one create the id `n`); every operation on `n` sees `n` as before, since
+//! only operations on `n` change it; and each list's `get` sees `n` as the list saw it at
+//! the same point. So the projection has a linearization whenever the history does.
+//!
+//! The converse does not hold (lists bind notes to one instant, creates share a counter),
+//! so a projection that passes proves nothing and the whole search follows. But a stale
+//! read of one note is refuted here, in a search over that note's operations only, and the
+//! counterexample names only them; it is then shrunk, dropping operations while what is
+//! left still has no linearization.
+
+use std::collections::BTreeMap;
+
+use super::notes::{IdAssignment, NotesCall, NotesModel, NotesObservation, NotesOperation, Scope};
+use super::search::{self, Budget, SearchOperation, SearchResult};
+use super::{Counterexample, Exhaustion};
+
+/// Search steps one projection may take; a projection that needs more is skipped (it could
+/// only refute, and the whole search still runs).
+const STEPS_PER_PROJECTION: u64 = 200_000;
+
+/// Searches each note's projection; the first one without a linearization, shrunk.
+pub(crate) fn refute_by_note(
+    model: &mut NotesModel,
+    operations: &[SearchOperation<NotesOperation>],
+    scopes: &[Scope],
+    budget: &mut Budget,
+) -> Option<Counterexample> {
+    for (note_id, projection) in projections(operations, scopes) {
+        let saved_ids = std::mem::replace(&mut model.ids, IdAssignment::Sequence(vec![note_id]));
+        let refuted = matches!(search_within(model, &projection, budget, STEPS_PER_PROJECTION), Some(false));
+        let counterexample = refuted.then(|| {
+            let failing = shrink(model, projection, budget);
+            Counterexample {
+                operation_ids: failing.iter().map(|operation| operation.id).collect(),
+                longest_linearized_prefix: Vec::new(),
+                reason: format!(
+                    "no order of these operations on note {note_id} (lists count as reads of it) respects real \
+                     time and the model"
+                ),
+            }
+        });
+        model.ids = saved_ids;
+        if counterexample.is_some() {
+            return counterexample;
+        }
+        if budget.exhausted.is_some_and(|limit| limit != Exhaustion::Steps) {
+            return None;
+        }
+    }
+    None
+}
+
+/// `Some(true)` linearizable, `Some(false)` not, `None` out of steps.
+fn search_within(
+    model: &mut NotesModel,
+    operations: &[SearchOperation<NotesOperation>],
+    budget: &mut Budget,
+    steps: u64,
+) -> Option<bool> {
+    let granted = steps.min(budget.steps_left);
+    let mut own = Budget { steps_left: granted, exhausted: None, ..budget.clone() };
+    let result = search::search(model, operations, &mut own);
+    budget.steps_left -= granted - own.steps_left;
+    budget.peak_states = budget.peak_states.max(own.peak_states);
+    if own.exhausted.is_some_and(|limit| limit != Exhaustion::Steps) {
+        budget.exhausted = own.exhausted;
+    }
+    match result {
+        SearchResult::Linearizable => Some(true),
+        SearchResult::NotLinearizable { .. } => Some(false),
+        SearchResult::OutOfBudget => None,
+    }
+}
+
+/// Drops operations one by one while what is left still has no linearization.
+fn shrink(
+    model: &mut NotesModel,
+    mut failing: Vec<SearchOperation<NotesOperation>>,
+    budget: &mut Budget,
+) -> Vec<SearchOperation<NotesOperation>> {
+    let mut index = 0;
+    while index < failing.len() {
+        let candidate: Vec<_> = failing
+            .iter()
+            .enumerate()
+            .filter(|&(other, _)| other != index)
+            .map(|(_, operation)| operation.clone())
+            .collect();
+        if matches!(search_within(model, &candidate, budget, STEPS_PER_PROJECTION), Some(false)) {
+            failing = candidate;
+        } else {
+            index += 1;
+        }
+    }
+    failing
+}
+
+/// Each note that exactly one create reported, with its projection in history order.
+fn projections(
+    operations: &[SearchOperation<NotesOperation>],
+    scopes: &[Scope],
+) -> Vec<(u64, Vec<SearchOperation<NotesOperation>>)> {
+    let mut creators: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        if let Scope::Create { known_id: Some(id) } = *scope {
+            creators.entry(id).or_default().push(index);
+        }
+    }
+    let mut by_note: BTreeMap<u64, Vec<SearchOperation<NotesOperation>>> = creators
+        .iter()
+        .filter(|(_, creates)| creates.len() == 1)
+        .map(|(&id, creates)| (id, vec![operations[creates[0]].clone()]))
+        .collect();
+    for (index, scope) in scopes.iter().enumerate() {
+        let operation = &operations[index];
+        match *scope {
+            Scope::Note(id) => {
+                if let Some(projection) = by_note.get_mut(&id) {
+                    projection.push(operation.clone());
+                }
+            }
+            Scope::List => {
+                let NotesCall::List { after, limit } = operation.operation.call else { continue };
+                let Some(observation) = &operation.operation.observation else { continue };
+                let Some(page) = ListedPage::of(observation, after, limit) else { continue };
+                for (&id, projection) in by_note.range_mut(after.saturating_add(1)..) {
+                    if let Some(read) = page.read_of(id) {
+                        projection.push(SearchOperation {
+                            operation: NotesOperation { call: NotesCall::Get { id }, observation: Some(read) },
+                            ..operation.clone()
+                        });
+                    }
+                }
+            }
+            Scope::Create { .. } => {}
+        }
+    }
+    for projection in by_note.values_mut() {
+        projection.sort_by_key(|operation| operation.call_position);
+    }
+    by_note.into_iter().collect()
+}
+
+/// What a completed list's page says of single notes.
+struct ListedPage<'a> {
+    observation: &'a NotesObservation,
+    /// The largest id the page speaks of; `u64::MAX` when it runs to the end.
+    last: u64,
+}
+
+impl<'a> ListedPage<'a> {
+    fn of(observation: &'a NotesObservation, after: u64, limit: Option<u64>) -> Option<ListedPage<'a>> {
+        if observation.error_code.is_some() {
+            return None;
+        }
+        let entries = observation.notes.as_ref()?;
+        let mut previous = after;
+        for entry in entries {
+            // A page the model could never give is left to the whole search.
+            let id = entry.id?;
+            if id <= previous {
+                return None;
+            }
+            previous = id;
+        }
+        let stopped_at_limit = limit.is_some_and(|limit| entries.len() as u64 >= limit);
+        let last = match observation.more {
+            Some(true) => previous,
+            Some(false) => u64::MAX,
+            None if stopped_at_limit => previous,
+            None => u64::MAX,
+        };
+        Some(ListedPage { observation, last })
+    }
+
+    /// The read of note `id` the page stands for, if the page covers it.
+    fn read_of(&self, id: u64) -> Option<NotesObservation> {
+        if id > self.last {
+            return None;
+        }
+        let entries = self.observation.notes.as_ref()?;
+        Some(match entries.iter().find(|entry| entry.id == Some(id)) {
+            Some(entry) => NotesObservation {
+                id: Some(id),
+                version: entry.version,
+                note: entry.note,
+                ..NotesObservation::default()
+            },
+            None => NotesObservation { error_code: Some("not_found".to_string()), ..NotesObservation::default() },
+        })
+    }
+}
