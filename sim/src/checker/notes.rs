@@ -703,6 +703,7 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         reported_ids: BTreeSet::new(),
         liveness: Liveness::default(),
     };
+    bind_observed_creates(&model, &mut prepared, &mut scopes);
     bind_gap_fillers(&model, &mut prepared, &mut scopes);
     model.reported_ids = scopes
         .iter()
@@ -712,6 +713,87 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         })
         .collect();
     Ok((PreparedOperations { model, operations: prepared }, scopes))
+}
+
+/// Gives a create whose id is unknown the id a read shows its body under. A note at version 1
+/// was never written since its create, so a completed read showing note `j` at version 1
+/// with body `b` proves that the create that made `j` had body `b`. When exactly one create
+/// of the history has body `b` (the simulator's bodies carry a unique token), that create
+/// took effect with id `j` before the read returned, in every linearization: saying so in its
+/// observation and its return keeps the same linearizations, and the plan and the search
+/// treat it as a create whose id is known. A body seen under two ids, or an id some create
+/// reported, is left for the search to refute.
+fn bind_observed_creates(model: &NotesModel, operations: &mut [SearchOperation<NotesOperation>], scopes: &mut [Scope]) {
+    let mut creates_by_body: BTreeMap<ValueId, Vec<usize>> = BTreeMap::new();
+    let mut reported: BTreeSet<u64> = BTreeSet::new();
+    for (index, scope) in scopes.iter().enumerate() {
+        let Scope::Create { known_id } = *scope else { continue };
+        let NotesCall::Create { body } = operations[index].operation.call else { continue };
+        creates_by_body.entry(body).or_default().push(index);
+        reported.extend(known_id);
+    }
+    // (create, id, deadline) for every read that names a create's body at version 1.
+    let mut sightings: BTreeMap<usize, (u64, usize)> = BTreeMap::new();
+    let mut conflicting: BTreeSet<usize> = BTreeSet::new();
+    for operation in operations.iter() {
+        let (Some(deadline), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
+            continue;
+        };
+        if observed.error_code.is_some() {
+            continue;
+        }
+        let mut seen: Vec<(u64, ValueId)> = Vec::new();
+        match operation.operation.call {
+            NotesCall::Get { id } if observed.version == Some(1) => seen.extend(observed.note.map(|note| (id, note))),
+            NotesCall::List { .. } => {
+                for entry in observed.notes.iter().flatten() {
+                    if let (Some(id), Some(1), Some(note)) = (entry.id, entry.version, entry.note) {
+                        seen.push((id, note));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for (id, body) in seen {
+            let Some([create]) = creates_by_body.get(&body).map(Vec::as_slice) else { continue };
+            if scopes[*create] != (Scope::Create { known_id: None }) || !model.is_object(body) {
+                continue;
+            }
+            let refused = operations[*create]
+                .operation
+                .observation
+                .as_ref()
+                .is_some_and(|observed| observed.error_code.is_some());
+            if refused || reported.contains(&id) {
+                conflicting.insert(*create);
+                continue;
+            }
+            match sightings.get_mut(create) {
+                Some((bound, earliest)) if *bound == id => *earliest = (*earliest).min(deadline),
+                Some(_) => {
+                    conflicting.insert(*create);
+                }
+                None => {
+                    sightings.insert(*create, (id, deadline));
+                }
+            }
+        }
+    }
+    let mut bound_ids: BTreeMap<u64, usize> = BTreeMap::new();
+    for (&create, &(id, _)) in &sightings {
+        if bound_ids.insert(id, create).is_some() {
+            conflicting.insert(create);
+        }
+    }
+    for (create, (id, deadline)) in sightings {
+        if conflicting.contains(&create) || bound_ids.get(&id) != Some(&create) {
+            continue;
+        }
+        let operation = &mut operations[create];
+        operation.return_position = Some(operation.return_position.map_or(deadline, |own| own.min(deadline)));
+        operation.operation.observation.get_or_insert_with(NotesObservation::default).id = Some(id);
+        scopes[create] = Scope::Create { known_id: Some(id) };
+    }
 }
 
 /// Gives a create whose id is unknown the id it must have had, where the other creates' ids
