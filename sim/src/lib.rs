@@ -34,6 +34,7 @@
 pub mod checker;
 pub mod clock;
 pub mod faults;
+pub mod gen_history;
 pub mod history;
 pub mod html;
 pub mod linearizability;
