@@ -33,16 +33,17 @@
 //! # Unknown outcomes
 //!
 //! At `unknown_share`, an operation's client times out: the completion is `info`, 300
-//! to 1,000 ticks after the call. A write's effect is applied or not (a coin flip), at
-//! a point up to twice the timeout after the call, so sometimes after the `info`, like
-//! a request delivered late; a read has no effect. The client, like a real one that
-//! timed out, waits up to another timeout and then moves on with new operations (it
-//! is not blocked for the rest of the history, which would leave long histories with
-//! few live clients). When an unknown operation is its client's last, its completion
-//! is left out: the history ends with it in flight, as after a crash. Until its `info`
-//! it holds one of the `concurrency` places. `unknown_at`
-//! places them: `spread` over the whole history, `end` in the last 10% of operations,
-//! `bursts` in three short windows (half of the operations inside one are unknown).
+//! to 1,000 ticks after the call, and until then the operation holds one of the
+//! `concurrency` places. A write's effect is applied or not (a coin flip), at a point up
+//! to twice the timeout after the call, so sometimes after the `info`, like a request
+//! delivered late; a read has no effect. The client, like a real one that timed out,
+//! waits up to another timeout and then moves on with new operations: blocking it for
+//! the rest of the history would leave long histories with few live clients. When an
+//! unknown operation is its client's last, its completion is left out: the history ends
+//! with it in flight, as after a crash. `unknown_at` places them by rank in call order:
+//! `spread` anywhere, `end` in the last 10% of the operations, `bursts` in three short
+//! windows (about half of the operations inside one are unknown); the expected count is
+//! `unknown_share` of the operations in each case.
 //!
 //! # A planted violation
 //!
@@ -53,7 +54,9 @@
 //! read; after it the note's version is at least `v` or the note is gone for good
 //! (versions only grow, ids are never reused), so no linearization can explain the
 //! read: the history is certainly illegal. The header's `expect` is then `illegal`, and
-//! its `source` (free text: how the history was made) names the planted operation.
+//! its `source` names the planted operation: `HISTORY-FORMAT.md` defines no free header
+//! field, and `source` is free text saying how the history was made (`noted-sim
+//! gen-history` also prints it on standard error).
 //!
 //! The generator is pure: the same options give the same history, byte for byte
 //! (one seeded `ChaCha8Rng`, no clock, ordered maps only).
