@@ -17,6 +17,7 @@
 //! noted-sim run --protocol remote-write --seed 42 [--trace] [--history h.jsonl] [--html h.html] [--beyond-model]
 //! noted-sim explore --protocol remote-write --seeds 10000 [--from 0] [--jobs 2] [--beyond-model]
 //! noted-sim check FILE...        # lin-history v1 (.jsonl) or Jepsen etcd logs (.log)
+//! noted-sim gen-history --seed 1 --clients 10 --operations 1000 [--plant stale-read] [-o h.jsonl]
 //! ```
 //!
 //! A seed is a decimal `u64` or a hexadecimal git hash (its first 16 digits). Exit codes
@@ -34,6 +35,7 @@
 pub mod checker;
 pub mod clock;
 pub mod faults;
+pub mod gen_history;
 pub mod history;
 pub mod html;
 pub mod linearizability;

@@ -7,9 +7,9 @@
 //! | 0 | pass: the run, every explored seed, or every checked history is linearizable |
 //! | 1 | `check`: a history is not linearizable |
 //! | 2 | undecided: the checker ran out of its step, time or memory budget (and nothing failed) |
-//! | 3 | `check`: an input cannot be read or parsed; `run`: an output file cannot be written |
+//! | 3 | `check`: an input cannot be read or parsed; `run`, `gen-history`: an output file cannot be written |
 //! | 10–15 | `run`/`explore`: the (first) failure's kind: 10 linearizability, 11 panic, 12 convergence, 13 liveness, 14 setup, 15 message size |
-//! | 64 | the command line is wrong (usage error) |
+//! | 64 | the command line is wrong (usage error); `gen-history --plant` found no read to plant in |
 //!
 //! `check` over several files exits with the most serious code: 3 over 1 over 2 over 0.
 
@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use clap::{Parser, Subcommand};
 use noted_sim::checker::{CheckFileError, CheckOptions, Exhaustion, Verdict, check_file_with};
+use noted_sim::gen_history::{GenOptions, Plant, UnknownAt, generate_with_report};
 use noted_sim::html::timeline;
 use noted_sim::linearizability::LinearizabilityVerdict;
 use noted_sim::report::{failure_report, violating_operations};
@@ -92,6 +93,39 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Generate a notes history (lin-history v1) that is linearizable by construction, or
+    /// certainly not with `--plant`; the same arguments give the same bytes.
+    GenHistory {
+        /// A decimal u64, or a hexadecimal git hash (its first 16 digits).
+        #[arg(long, value_parser = parse_seed)]
+        seed: u64,
+        #[arg(long)]
+        clients: u64,
+        /// Operations over all clients.
+        #[arg(long)]
+        operations: u64,
+        /// Operations outstanding at once (default: one per client).
+        #[arg(long)]
+        concurrency: Option<u64>,
+        /// Share of the operations that are lists.
+        #[arg(long, default_value_t = 0.05)]
+        list_share: f64,
+        /// Share of the operations whose outcome is unknown (`info`, or no completion).
+        #[arg(long, default_value_t = 0.02)]
+        unknown_share: f64,
+        /// Where the unknown outcomes fall.
+        #[arg(long, value_enum, default_value_t = UnknownAt::Spread)]
+        unknown_at: UnknownAt,
+        /// How many recently created notes most operations go to.
+        #[arg(long = "notes", default_value_t = 4)]
+        hot_notes: u64,
+        /// Plant a violation; the header then expects `illegal`.
+        #[arg(long, value_enum)]
+        plant: Option<Plant>,
+        /// Write the history here instead of to standard output.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// Exit codes shared by the subcommands (see the module documentation).
@@ -123,7 +157,68 @@ fn main() -> ExitCode {
             let limits = CheckLimits { timeout, max_memory, max_steps };
             check(&files, &limits, json)
         }
+        Command::GenHistory {
+            seed,
+            clients,
+            operations,
+            concurrency,
+            list_share,
+            unknown_share,
+            unknown_at,
+            hot_notes,
+            plant,
+            output,
+        } => {
+            let options = GenOptions {
+                seed,
+                clients,
+                operations,
+                concurrency,
+                list_share,
+                unknown_share,
+                unknown_at,
+                hot_notes,
+                plant,
+            };
+            gen_history(&options, output.as_deref())
+        }
     }
+}
+
+fn gen_history(options: &GenOptions, output: Option<&std::path::Path>) -> ExitCode {
+    if let Err(reason) = options.validate() {
+        eprintln!("noted-sim gen-history: {reason}");
+        return ExitCode::from(exit::USAGE);
+    }
+    let generated = generate_with_report(options);
+    match (&generated.planted, options.plant) {
+        (Some(planted), _) => eprintln!("planted {planted}"),
+        (None, Some(_)) => {
+            // A history without the asked-for violation would pass for one with it.
+            eprintln!(
+                "noted-sim gen-history: no completed read follows a second write of its note: use more operations"
+            );
+            return ExitCode::from(exit::USAGE);
+        }
+        (None, None) => {}
+    }
+    let text = generated.history.to_jsonl();
+    match output {
+        None => {
+            use std::io::Write;
+            if let Err(error) = std::io::stdout().lock().write_all(text.as_bytes()) {
+                eprintln!("cannot write the history: {error}");
+                return ExitCode::from(exit::UNREADABLE);
+            }
+        }
+        Some(path) => {
+            if let Err(error) = std::fs::write(path, text) {
+                eprintln!("cannot write {}: {error}", path.display());
+                return ExitCode::from(exit::UNREADABLE);
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn run_one(

@@ -100,3 +100,63 @@ fn check_prints_one_json_object_per_file() {
     assert_eq!(lines[1]["verdict"], "not-linearizable");
     assert!(lines[1]["failing_operations"].as_array().is_some_and(|ids| !ids.is_empty()), "{stdout}");
 }
+
+#[test]
+fn gen_history_writes_the_same_bytes_every_time_and_check_agrees_with_its_expectation() {
+    let arguments = [
+        "gen-history",
+        "--seed",
+        "12",
+        "--clients",
+        "3",
+        "--operations",
+        "80",
+        "--list-share",
+        "0.1",
+        "--unknown-share",
+        "0.05",
+        "--unknown-at",
+        "bursts",
+    ];
+    let first = noted_sim().args(arguments).output().expect("runs");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let second = noted_sim().args(arguments).output().expect("runs");
+    assert_eq!(first.stdout, second.stdout, "the same arguments give the same bytes");
+    let header: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&first.stdout).lines().next().expect("a header line"))
+            .expect("the header is JSON");
+    assert_eq!(header["expect"], "linearizable");
+    assert_eq!(header["model"], "notes");
+
+    let directory = std::env::temp_dir().join(format!("noted-sim-cli-gen-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("a temporary directory");
+    let linearizable = directory.join("linearizable.jsonl");
+    let to_file = noted_sim().args(arguments).arg("-o").arg(&linearizable).output().expect("runs");
+    assert!(to_file.status.success() && to_file.stdout.is_empty());
+    assert_eq!(std::fs::read(&linearizable).expect("written"), first.stdout, "-o writes what stdout would");
+    let check = noted_sim().arg("check").arg(&linearizable).output().expect("runs");
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+
+    let illegal = directory.join("illegal.jsonl");
+    let planted =
+        noted_sim().args(arguments).args(["--plant", "stale-read", "-o"]).arg(&illegal).output().expect("runs");
+    assert!(planted.status.success(), "{}", String::from_utf8_lossy(&planted.stderr));
+    assert!(String::from_utf8_lossy(&planted.stderr).contains("planted stale read: "));
+    let text = std::fs::read_to_string(&illegal).expect("written");
+    assert!(text.lines().next().is_some_and(|header| header.contains(r#""expect":"illegal""#)), "{text}");
+    let check = noted_sim().arg("check").arg(&illegal).output().expect("runs");
+    assert_eq!(check.status.code(), Some(1), "{}", String::from_utf8_lossy(&check.stdout));
+    std::fs::remove_dir_all(&directory).expect("the temporary directory is removed");
+
+    let refused = noted_sim()
+        .args(["gen-history", "--seed", "1", "--clients", "0", "--operations", "10"])
+        .output()
+        .expect("runs");
+    assert_eq!(refused.status.code(), Some(64));
+    let nothing_to_plant = noted_sim()
+        .args(["gen-history", "--seed", "1", "--clients", "2", "--operations", "1", "--plant", "stale-read"])
+        .output()
+        .expect("runs");
+    assert_eq!(nothing_to_plant.status.code(), Some(64));
+    assert!(nothing_to_plant.stdout.is_empty(), "no history that would pass for a planted one");
+}
