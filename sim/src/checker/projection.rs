@@ -17,8 +17,8 @@
 //! The converse does not hold (lists bind notes to one instant, creates share a counter),
 //! so a projection that passes proves nothing and the whole search follows. But a stale
 //! read of one note is refuted here, in a search over that note's operations only, and the
-//! counterexample names only them; it is then shrunk, dropping operations while what is
-//! left still has no linearization.
+//! counterexample names only them; it is then shrunk, dropping reads while what is left
+//! still has no linearization, and the writes that came after the reads left.
 
 use std::collections::BTreeMap;
 
@@ -84,14 +84,22 @@ fn search_within(
     }
 }
 
-/// Drops operations one by one while what is left still has no linearization.
+/// Drops reads one by one while what is left still has no linearization, then the writes
+/// called after the last read left returned. Writes are otherwise kept: without the writes
+/// that made a version, any read of it fails, which would name the read alone.
 fn shrink(
     model: &mut NotesModel,
     mut failing: Vec<SearchOperation<NotesOperation>>,
     budget: &mut Budget,
 ) -> Vec<SearchOperation<NotesOperation>> {
+    let is_read =
+        |operation: &SearchOperation<NotesOperation>| matches!(operation.operation.call, NotesCall::Get { .. });
     let mut index = 0;
     while index < failing.len() {
+        if !is_read(&failing[index]) {
+            index += 1;
+            continue;
+        }
         let candidate: Vec<_> = failing
             .iter()
             .enumerate()
@@ -102,6 +110,17 @@ fn shrink(
             failing = candidate;
         } else {
             index += 1;
+        }
+    }
+    let last_read_return =
+        failing.iter().filter(|operation| is_read(operation)).filter_map(|operation| operation.return_position).max();
+    if let Some(last_read_return) = last_read_return {
+        let candidate: Vec<_> =
+            failing.iter().filter(|operation| operation.call_position < last_read_return).cloned().collect();
+        if candidate.len() < failing.len()
+            && matches!(search_within(model, &candidate, budget, STEPS_PER_PROJECTION), Some(false))
+        {
+            failing = candidate;
         }
     }
     failing
