@@ -493,6 +493,10 @@ impl Model for NotesModel {
     fn may_observe(&self, observer: &NotesOperation, unknown: &NotesOperation) -> bool {
         observer.observation.is_some() && observes(&observer.call, &unknown.call, &self.reported_ids)
     }
+
+    fn conflicts(&self, unknown: &NotesOperation, next: &NotesOperation) -> bool {
+        observes(&next.call, &unknown.call, &self.reported_ids)
+    }
 }
 
 /// Whether `observer`'s output may depend on what `unknown` did: operations on its note, lists

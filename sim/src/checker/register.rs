@@ -81,6 +81,10 @@ impl Model for RegisterModel {
         // One object: any observed output may depend on any write.
         !matches!(observer.observation, RegisterObservation::Anything)
     }
+
+    fn conflicts(&self, _unknown: &RegisterOperation, _next: &RegisterOperation) -> bool {
+        true
+    }
 }
 
 fn field<'a>(operation: &Operation, value: &'a Value, name: &str) -> Result<&'a Value, CheckError> {

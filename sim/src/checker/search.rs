@@ -43,6 +43,24 @@
 //! the same order without it is a linearization too. So the search never linearizes
 //! such an operation once all its observers are linearized, which keeps it from trying
 //! every unknown outcome at every later point of a long history.
+//!
+//! Two more rules keep at least one linearization of every linearizable history, so
+//! they prune without changing a verdict:
+//!
+//! - An unknown outcome whose step leaves the state's fingerprint as it was (a write
+//!   refused by its precondition, or one to a note nothing observes any more) is never
+//!   linearized there: the node without it has the same future and more choices.
+//! - An unknown outcome is linearized only right before an operation that may not
+//!   commute with it ([`Model::conflicts`]), or before another unknown one. In any
+//!   linearization, moving an unknown outcome later past a known operation that commutes
+//!   with it changes no state and no output, and it has no return to respect; so each
+//!   can be moved until an operation that conflicts with it, or an unknown one, follows,
+//!   or dropped at the end (each move goes later, so moving stops). Stopping at unknown
+//!   ones matters: two unknown writes of different notes that one list shows cannot both
+//!   sit right before it. The node right after an unknown outcome offers only the known
+//!   operations that conflict with it (and every unknown one), and its memo entry says so
+//!   (a key for that constraint), so that it never hides the same pair reached without
+//!   the constraint.
 
 /// A sequential specification whose operations carry their observed output.
 pub(crate) trait Model {
@@ -72,6 +90,11 @@ pub(crate) trait Model {
     /// Whether `observer`'s observed output may differ depending on whether `unknown`, an
     /// operation with an unknown outcome, took effect before it. `true` is always safe.
     fn may_observe(&self, observer: &Self::Operation, unknown: &Self::Operation) -> bool;
+
+    /// Whether `next` may fail to commute with `unknown`, an operation with an unknown
+    /// outcome that took effect: applying them in either order may leave different states, or
+    /// give `next` a different output. `true` is always safe.
+    fn conflicts(&self, unknown: &Self::Operation, next: &Self::Operation) -> bool;
 }
 
 /// An operation as the search sees it: its model input and observation, and its interval.
@@ -349,6 +372,8 @@ pub(crate) fn search<M: Model>(
 
 /// The memo key of each operation, a domain of its own.
 const OPERATION_KEY_DOMAIN: u64 = 0x6f70_6572_6174_696f;
+/// The memo key of "the next operation must conflict with this one".
+const FOLLOW_KEY_DOMAIN: u64 = 0x666f_6c6c_6f77_6564;
 
 fn search_states<M: Model>(
     model: &mut M,
@@ -361,8 +386,13 @@ fn search_states<M: Model>(
     let mut observers = Observers::new(model, operations);
     let mut linearized_fingerprint: u128 = 0;
     let mut explored = FingerprintSet::new();
-    // Undo records: the call entry linearized, and how to restore the state before it.
-    let mut stack: Vec<(usize, M::Undo)> = Vec::new();
+    let follow_keys: Vec<u128> =
+        (0..operations.len() as u64).map(|index| fingerprint_of(FOLLOW_KEY_DOMAIN, &[index])).collect();
+    // The unknown outcome just linearized, which the next operation must conflict with.
+    let mut follow = NONE;
+    // Undo records: the call entry linearized, how to restore the state before it, and the
+    // constraint of the node it was linearized at.
+    let mut stack: Vec<(usize, M::Undo, usize)> = Vec::new();
     model.begin(operations);
     let mut state = model.initial_state();
     let mut known_outcomes_left = operations.iter().filter(|operation| operation.return_position.is_some()).count();
@@ -396,11 +426,19 @@ fn search_states<M: Model>(
                 cursor = list.next[cursor];
                 continue;
             }
+            if known && follow != NONE && !model.conflicts(&operations[follow].operation, &operation.operation) {
+                cursor = list.next[cursor];
+                continue;
+            }
+            let state_before = model.fingerprint(&state);
             if let Some(undo) = model.step(&mut state, &operation.operation) {
-                let fingerprint = linearized_fingerprint ^ keys[operation_index] ^ model.fingerprint(&state);
-                if explored.insert(fingerprint) {
+                let state_after = model.fingerprint(&state);
+                let constraint = if known { 0 } else { follow_keys[operation_index] };
+                let fingerprint = linearized_fingerprint ^ keys[operation_index] ^ state_after ^ constraint;
+                if (known || state_after != state_before) && explored.insert(fingerprint) {
                     linearized_fingerprint ^= keys[operation_index];
-                    stack.push((cursor, undo));
+                    stack.push((cursor, undo, follow));
+                    follow = if known { NONE } else { operation_index };
                     list.lift(cursor);
                     if known {
                         known_outcomes_left -= 1;
@@ -423,10 +461,10 @@ fn search_states<M: Model>(
             if stack.len() > longest_prefix.len() {
                 longest_prefix = stack
                     .iter()
-                    .map(|&(call_entry, _)| operations[list.entries[call_entry].operation_index].id)
+                    .map(|&(call_entry, ..)| operations[list.entries[call_entry].operation_index].id)
                     .collect();
             }
-            let Some((call_entry, undo)) = stack.pop() else {
+            let Some((call_entry, undo, parent_follow)) = stack.pop() else {
                 return (SearchResult::NotLinearizable { longest_prefix }, explored.len);
             };
             let operation_index = list.entries[call_entry].operation_index;
@@ -440,6 +478,7 @@ fn search_states<M: Model>(
                 }
             }
             model.undo(&mut state, undo);
+            follow = parent_follow;
             cursor = list.next[call_entry];
             // The walk goes on where it was: among the known candidates, with the unknown ones
             // still to come (assume some, the walk will tell), or among the unknown ones.
