@@ -77,9 +77,10 @@ pub(crate) struct StoredNote {
 }
 
 /// The store's notes and id counter, with its memo fingerprint kept up to date: the XOR of
-/// one key for the counter and one per (id, version, object) stored of each note that an
-/// operation still to be linearized may observe ([`Liveness`]). Notes nothing will observe
-/// any more are left out, so that states differing only in them meet in the memo.
+/// one key for the counter and one per note stored, made of what operations still to be
+/// linearized may observe of it ([`Liveness`]): its id, version and body, its id and
+/// version, or nothing. So states that differ only in what nothing will observe meet in
+/// the memo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct NotesState {
     creates_done: u64,
@@ -90,9 +91,23 @@ pub(crate) struct NotesState {
 /// Keys of stored notes and of the counter, domains of their own.
 const NOTE_DOMAIN: u64 = 0x6e6f_7465_7374_6f72;
 const COUNTER_DOMAIN: u64 = 0x636f_756e_7465_7273;
+/// Stands for the body in the key of a note whose body nothing observes any more.
+const UNOBSERVED_BODY: u64 = u64::MAX;
 
-fn note_key(id: u64, note: StoredNote) -> u128 {
-    fingerprint_of(NOTE_DOMAIN, &[id, note.version, u64::from(note.object)])
+/// What is left to observe of a note; in increasing order of what its key holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Observed {
+    Nothing,
+    Version,
+    Body,
+}
+
+fn note_key(id: u64, note: StoredNote, observed: Observed) -> u128 {
+    match observed {
+        Observed::Nothing => 0,
+        Observed::Version => fingerprint_of(NOTE_DOMAIN, &[id, note.version, UNOBSERVED_BODY]),
+        Observed::Body => fingerprint_of(NOTE_DOMAIN, &[id, note.version, u64::from(note.object)]),
+    }
 }
 
 fn counter_key(creates_done: u64) -> u128 {
@@ -105,23 +120,23 @@ impl NotesState {
     }
 
     /// Stores `note` as `id` (or removes `id`), keeping the fingerprint; returns what was there.
-    fn replace(&mut self, id: u64, note: Option<StoredNote>, live: bool) -> Option<StoredNote> {
+    fn replace(&mut self, id: u64, note: Option<StoredNote>, observed: Observed) -> Option<StoredNote> {
         let previous = match note {
             Some(note) => self.notes.insert(id, note),
             None => self.notes.remove(&id),
         };
-        if live {
-            for changed in previous.iter().chain(note.iter()) {
-                self.fingerprint ^= note_key(id, *changed);
-            }
+        for changed in previous.iter().chain(note.iter()) {
+            self.fingerprint ^= note_key(id, *changed, observed);
         }
         previous
     }
 
-    /// Adds or removes note `id`'s part of the fingerprint as it becomes live or dead.
-    fn toggle_in_fingerprint(&mut self, id: u64) {
-        if let Some(&note) = self.notes.get(&id) {
-            self.fingerprint ^= note_key(id, note);
+    /// Re-keys note `id` as what is left to observe of it changes.
+    fn observed_changed(&mut self, id: u64, before: Observed, after: Observed) {
+        if before != after
+            && let Some(&note) = self.notes.get(&id)
+        {
+            self.fingerprint ^= note_key(id, note, before) ^ note_key(id, note, after);
         }
     }
 
@@ -145,14 +160,19 @@ pub(crate) struct NotesStepUndo {
     retired: Option<ObserverScope>,
 }
 
-/// Which notes the operations still to be linearized may observe: those with an observed
-/// output on one note, and lists, which may show every note after their `after`. A note
-/// is *live* while one of them is left; once none is, its contents can change no verdict
-/// (only operations with an observed output can be refused, and a create depends on the
-/// counter alone), so the memo leaves it out.
+/// What the operations still to be linearized may observe of each note. An operation on a
+/// note with an observed output sees its version and whether it exists (a `get` that
+/// reports the body, or a write that does, sees the body too); a list may show every note
+/// after its `after`, bodies included. Once nothing is left to observe a note's body, the
+/// body can change no verdict: only operations with an observed output can be refused;
+/// whether a write is refused depends on the note's existence, its version and the body
+/// sent, never on the body stored (a merge patch of an object is an object); and a create
+/// depends on the counter alone. Likewise for the version once nothing observes the note
+/// at all. So the memo keys a note by what is left to observe of it.
 #[derive(Debug, Default)]
 pub(crate) struct Liveness {
     observers_by_note: BTreeMap<u64, u32>,
+    body_observers_by_note: BTreeMap<u64, u32>,
     /// The `after` of each list left, counted.
     list_afters: BTreeMap<u64, u32>,
 }
@@ -162,19 +182,25 @@ impl Liveness {
         self.list_afters.first_key_value().map_or(u64::MAX, |(&after, _)| after)
     }
 
-    fn is_live(&self, id: u64) -> bool {
-        self.observers_by_note.contains_key(&id) || self.lowest_list_after() < id
+    fn observed(&self, id: u64) -> Observed {
+        if self.body_observers_by_note.contains_key(&id) || self.lowest_list_after() < id {
+            Observed::Body
+        } else if self.observers_by_note.contains_key(&id) {
+            Observed::Version
+        } else {
+            Observed::Nothing
+        }
     }
 
     fn observer_scope(operation: &NotesOperation) -> Option<ObserverScope> {
-        operation.observation.as_ref()?;
+        let observation = operation.observation.as_ref()?;
         match operation.call {
             NotesCall::Create { .. } => None,
             NotesCall::List { after, .. } => Some(ObserverScope::List { after }),
             NotesCall::Get { id }
             | NotesCall::Put { id, .. }
             | NotesCall::Patch { id, .. }
-            | NotesCall::Delete { id, .. } => Some(ObserverScope::Note(id)),
+            | NotesCall::Delete { id, .. } => Some(ObserverScope::Note { id, body: observation.note.is_some() }),
         }
     }
 
@@ -190,61 +216,85 @@ impl Liveness {
         }
     }
 
-    /// The observer was linearized: notes it alone kept live leave the fingerprint.
-    fn retire(&mut self, state: &mut NotesState, scope: ObserverScope) {
+    fn count(&mut self, scope: ObserverScope) {
         match scope {
-            ObserverScope::Note(id) => {
-                Self::remove(&mut self.observers_by_note, id);
-                if !self.is_live(id) {
-                    state.toggle_in_fingerprint(id);
+            ObserverScope::Note { id, body } => {
+                Self::add(&mut self.observers_by_note, id);
+                if body {
+                    Self::add(&mut self.body_observers_by_note, id);
                 }
             }
-            ObserverScope::List { after } => {
-                let before = self.lowest_list_after();
-                Self::remove(&mut self.list_afters, after);
-                self.toggle_between(state, before, self.lowest_list_after());
-            }
+            ObserverScope::List { after } => Self::add(&mut self.list_afters, after),
         }
+    }
+
+    fn uncount(&mut self, scope: ObserverScope) {
+        match scope {
+            ObserverScope::Note { id, body } => {
+                Self::remove(&mut self.observers_by_note, id);
+                if body {
+                    Self::remove(&mut self.body_observers_by_note, id);
+                }
+            }
+            ObserverScope::List { after } => Self::remove(&mut self.list_afters, after),
+        }
+    }
+
+    /// The lowest `after` of the lists left once one list with `after` is linearized.
+    fn lowest_list_after_without(&self, after: u64) -> u64 {
+        let mut afters = self.list_afters.iter();
+        match afters.next() {
+            Some((&lowest, &1)) if lowest == after => afters.next().map_or(u64::MAX, |(&next, _)| next),
+            Some((&lowest, _)) => lowest,
+            None => u64::MAX,
+        }
+    }
+
+    /// Stored notes with ids in `(low, high]`: those a list's `after` kept observed.
+    fn stored_between(state: &NotesState, low: u64, high: u64) -> Vec<u64> {
+        if low >= high {
+            return Vec::new();
+        }
+        state.notes.range(low + 1..=high).map(|(&id, _)| id).collect()
+    }
+
+    /// Counts or uncounts an observer, re-keying the notes whose observed part changes.
+    fn recount(&mut self, state: &mut NotesState, scope: ObserverScope, counted: bool) {
+        let affected = match scope {
+            ObserverScope::Note { id, .. } => vec![id],
+            ObserverScope::List { after } if counted => {
+                let without = self.lowest_list_after();
+                Self::stored_between(state, without.min(after), without)
+            }
+            ObserverScope::List { after } => {
+                Self::stored_between(state, self.lowest_list_after(), self.lowest_list_after_without(after))
+            }
+        };
+        let before: Vec<Observed> = affected.iter().map(|&id| self.observed(id)).collect();
+        if counted {
+            self.count(scope);
+        } else {
+            self.uncount(scope);
+        }
+        for (id, was) in affected.into_iter().zip(before) {
+            state.observed_changed(id, was, self.observed(id));
+        }
+    }
+
+    /// The observer was linearized: notes re-keyed by what is left to observe of them.
+    fn retire(&mut self, state: &mut NotesState, scope: ObserverScope) {
+        self.recount(state, scope, false);
     }
 
     /// Undoes [`Liveness::retire`].
     fn restore(&mut self, state: &mut NotesState, scope: ObserverScope) {
-        match scope {
-            ObserverScope::Note(id) => {
-                if !self.is_live(id) {
-                    state.toggle_in_fingerprint(id);
-                }
-                Self::add(&mut self.observers_by_note, id);
-            }
-            ObserverScope::List { after } => {
-                let before = self.lowest_list_after();
-                Self::add(&mut self.list_afters, after);
-                self.toggle_between(state, self.lowest_list_after(), before);
-            }
-        }
-    }
-
-    /// Toggles the notes in `(low, high]` that no operation on them keeps live: those whose
-    /// liveness came from lists alone as the lowest `after` moved between `low` and `high`.
-    fn toggle_between(&self, state: &mut NotesState, low: u64, high: u64) {
-        if low >= high {
-            return;
-        }
-        let ids: Vec<u64> = state
-            .notes
-            .range(low + 1..=high)
-            .map(|(&id, _)| id)
-            .filter(|id| !self.observers_by_note.contains_key(id))
-            .collect();
-        for id in ids {
-            state.toggle_in_fingerprint(id);
-        }
+        self.recount(state, scope, true);
     }
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ObserverScope {
-    Note(u64),
+    Note { id: u64, body: bool },
     List { after: u64 },
 }
 
@@ -431,10 +481,8 @@ impl Model for NotesModel {
     fn begin(&mut self, operations: &[SearchOperation<NotesOperation>]) {
         self.liveness = Liveness::default();
         for operation in operations {
-            match Liveness::observer_scope(&operation.operation) {
-                Some(ObserverScope::Note(id)) => Liveness::add(&mut self.liveness.observers_by_note, id),
-                Some(ObserverScope::List { after }) => Liveness::add(&mut self.liveness.list_afters, after),
-                None => {}
+            if let Some(scope) = Liveness::observer_scope(&operation.operation) {
+                self.liveness.count(scope);
             }
         }
     }
@@ -467,7 +515,7 @@ impl Model for NotesModel {
                 if change.created {
                     state.set_creates_done(state.creates_done + 1);
                 }
-                let previous = state.replace(change.id, change.note, self.liveness.is_live(change.id));
+                let previous = state.replace(change.id, change.note, self.liveness.observed(change.id));
                 NotesUndo::Changed { id: change.id, previous, created: change.created }
             }
         };
@@ -483,7 +531,7 @@ impl Model for NotesModel {
             self.liveness.restore(state, scope);
         }
         if let NotesUndo::Changed { id, previous, created } = undo.change {
-            state.replace(id, previous, self.liveness.is_live(id));
+            state.replace(id, previous, self.liveness.observed(id));
             if created {
                 state.set_creates_done(state.creates_done - 1);
             }

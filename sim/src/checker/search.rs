@@ -35,6 +35,17 @@
 //! verdict it could ever falsify is "not linearizable"; "linearizable" always comes
 //! with an order the model accepted step by step.
 //!
+//! # Few unknown outcomes first
+//!
+//! Most operations with an unknown outcome in a history never took effect, or took
+//! effect where a read shows it. So the search first looks for a linearization in which
+//! none of them takes effect, then at most 1, 2, 4 and so on, and at last any number,
+//! each time with a fresh memo (a node's future depends on how many more may take
+//! effect). A linearization found at any limit is one of the history; only the search
+//! without a limit proves there is none. A linearizable history is so found without
+//! trying every subset of unknown outcomes that a dead end of the search would
+//! otherwise try before it backtracks.
+//!
 //! # Unknown outcomes that nothing can observe any more
 //!
 //! An operation with an unknown outcome that the search linearizes after every
@@ -50,17 +61,18 @@
 //! - An unknown outcome whose step leaves the state's fingerprint as it was (a write
 //!   refused by its precondition, or one to a note nothing observes any more) is never
 //!   linearized there: the node without it has the same future and more choices.
-//! - An unknown outcome is linearized only right before an operation that may not
-//!   commute with it ([`Model::conflicts`]), or before another unknown one. In any
-//!   linearization, moving an unknown outcome later past a known operation that commutes
-//!   with it changes no state and no output, and it has no return to respect; so each
-//!   can be moved until an operation that conflicts with it, or an unknown one, follows,
-//!   or dropped at the end (each move goes later, so moving stops). Stopping at unknown
-//!   ones matters: two unknown writes of different notes that one list shows cannot both
-//!   sit right before it. The node right after an unknown outcome offers only the known
-//!   operations that conflict with it (and every unknown one), and its memo entry says so
-//!   (a key for that constraint), so that it never hides the same pair reached without
-//!   the constraint.
+//! - Unknown outcomes are linearized in runs, and a run ends with a known operation that
+//!   conflicts ([`Model::conflicts`]: may not commute) with every unknown outcome of the
+//!   run that no later unknown outcome of the run conflicts with. In any linearization,
+//!   an unknown outcome that commutes with the rest of its run and with the known
+//!   operation after it can be moved after that operation: no state and no output
+//!   changes, and it has no return to respect. Each such move takes one unknown outcome
+//!   one place later past the run and the others of the run one place earlier, so the
+//!   sum of the unknown outcomes' places grows and the moves stop, at a linearization
+//!   that keeps the rule (an unknown outcome moved past the last known operation is
+//!   dropped). The unknown outcomes of the current run that still wait for a conflict
+//!   are part of the node's memo entry (a key each), so that a node reached with them
+//!   never hides the same pair reached without.
 
 /// A sequential specification whose operations carry their observed output.
 pub(crate) trait Model {
@@ -359,15 +371,24 @@ impl Observers {
     }
 }
 
-/// Runs the search, spending `budget`.
+/// Runs the search, spending `budget`: first allowing no unknown outcome to take effect,
+/// then 1, 2, 4 and so on, and at last any number (see the module documentation).
 pub(crate) fn search<M: Model>(
     model: &mut M,
     operations: &[SearchOperation<M::Operation>],
     budget: &mut Budget,
 ) -> SearchResult {
-    let result = search_states(model, operations, budget);
-    budget.peak_states = budget.peak_states.max(result.1);
-    result.0
+    let unknown_count = operations.iter().filter(|operation| operation.return_position.is_none()).count();
+    let mut allowance = 0;
+    loop {
+        let unlimited = allowance >= unknown_count;
+        let (result, states) = search_states(model, operations, budget, if unlimited { usize::MAX } else { allowance });
+        budget.peak_states = budget.peak_states.max(states);
+        match result {
+            SearchResult::NotLinearizable { .. } if !unlimited => allowance = (allowance * 2).max(1),
+            result => return result,
+        }
+    }
 }
 
 /// The memo key of each operation, a domain of its own.
@@ -379,7 +400,9 @@ fn search_states<M: Model>(
     model: &mut M,
     operations: &[SearchOperation<M::Operation>],
     budget: &mut Budget,
+    unknown_allowance: usize,
 ) -> (SearchResult, usize) {
+    let mut unknown_taken = 0usize;
     let mut list = EntryList::new(operations);
     let keys: Vec<u128> =
         (0..operations.len() as u64).map(|index| fingerprint_of(OPERATION_KEY_DOMAIN, &[index])).collect();
@@ -388,11 +411,12 @@ fn search_states<M: Model>(
     let mut explored = FingerprintSet::new();
     let follow_keys: Vec<u128> =
         (0..operations.len() as u64).map(|index| fingerprint_of(FOLLOW_KEY_DOMAIN, &[index])).collect();
-    // The unknown outcome just linearized, which the next operation must conflict with.
-    let mut follow = NONE;
+    // The unknown outcomes of the current run that no later one conflicts with: the known
+    // operation that ends the run must conflict with each.
+    let mut waiting: Vec<usize> = Vec::new();
     // Undo records: the call entry linearized, how to restore the state before it, and the
-    // constraint of the node it was linearized at.
-    let mut stack: Vec<(usize, M::Undo, usize)> = Vec::new();
+    // waiting unknown outcomes of the node it was linearized at.
+    let mut stack: Vec<(usize, M::Undo, Vec<usize>)> = Vec::new();
     model.begin(operations);
     let mut state = model.initial_state();
     let mut known_outcomes_left = operations.iter().filter(|operation| operation.return_position.is_some()).count();
@@ -417,7 +441,7 @@ fn search_states<M: Model>(
             let operation_index = list.entries[cursor].operation_index;
             let operation = &operations[operation_index];
             let known = operation.return_position.is_some();
-            if !known && observers.pending[operation_index] == 0 {
+            if !known && (observers.pending[operation_index] == 0 || unknown_taken >= unknown_allowance) {
                 cursor = list.next[cursor];
                 continue;
             }
@@ -426,20 +450,34 @@ fn search_states<M: Model>(
                 cursor = list.next[cursor];
                 continue;
             }
-            if known && follow != NONE && !model.conflicts(&operations[follow].operation, &operation.operation) {
+            if known
+                && !waiting.iter().all(|&unknown| model.conflicts(&operations[unknown].operation, &operation.operation))
+            {
                 cursor = list.next[cursor];
                 continue;
             }
             let state_before = model.fingerprint(&state);
             if let Some(undo) = model.step(&mut state, &operation.operation) {
                 let state_after = model.fingerprint(&state);
-                let constraint = if known { 0 } else { follow_keys[operation_index] };
+                let next_waiting: Vec<usize> = if known {
+                    Vec::new()
+                } else {
+                    waiting
+                        .iter()
+                        .copied()
+                        .filter(|&unknown| !model.conflicts(&operations[unknown].operation, &operation.operation))
+                        .chain(std::iter::once(operation_index))
+                        .collect()
+                };
+                let constraint = next_waiting.iter().fold(0, |key, &unknown| key ^ follow_keys[unknown]);
                 let fingerprint = linearized_fingerprint ^ keys[operation_index] ^ state_after ^ constraint;
                 if (known || state_after != state_before) && explored.insert(fingerprint) {
                     linearized_fingerprint ^= keys[operation_index];
-                    stack.push((cursor, undo, follow));
-                    follow = if known { NONE } else { operation_index };
+                    stack.push((cursor, undo, std::mem::replace(&mut waiting, next_waiting)));
                     list.lift(cursor);
+                    if !known {
+                        unknown_taken += 1;
+                    }
                     if known {
                         known_outcomes_left -= 1;
                         for &unknown in &observers.observed_by[operation_index] {
@@ -464,13 +502,16 @@ fn search_states<M: Model>(
                     .map(|&(call_entry, ..)| operations[list.entries[call_entry].operation_index].id)
                     .collect();
             }
-            let Some((call_entry, undo, parent_follow)) = stack.pop() else {
+            let Some((call_entry, undo, parent_waiting)) = stack.pop() else {
                 return (SearchResult::NotLinearizable { longest_prefix }, explored.len);
             };
             let operation_index = list.entries[call_entry].operation_index;
             list.unlift(call_entry);
             linearized_fingerprint ^= keys[operation_index];
             let known = operations[operation_index].return_position.is_some();
+            if !known {
+                unknown_taken -= 1;
+            }
             if known {
                 known_outcomes_left += 1;
                 for &unknown in &observers.observed_by[operation_index] {
@@ -478,7 +519,7 @@ fn search_states<M: Model>(
                 }
             }
             model.undo(&mut state, undo);
-            follow = parent_follow;
+            waiting = parent_waiting;
             cursor = list.next[call_entry];
             // The walk goes on where it was: among the known candidates, with the unknown ones
             // still to come (assume some, the walk will tell), or among the unknown ones.
