@@ -19,7 +19,7 @@ pub enum LinearizabilityVerdict {
 
 /// Search steps allowed per history: enough for the simulator's histories with room to
 /// spare, while bounding the time one pathological history can take.
-pub const STEP_BUDGET: u64 = 5_000_000;
+pub const STEP_BUDGET: u64 = 20_000_000;
 
 /// Search steps allowed per candidate while minimizing: a candidate the checker cannot
 /// refute quickly is treated as passing, which keeps minimization fast and sound.

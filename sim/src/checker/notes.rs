@@ -91,6 +91,8 @@ pub(crate) struct NotesState {
 /// Keys of stored notes and of the counter, domains of their own.
 const NOTE_DOMAIN: u64 = 0x6e6f_7465_7374_6f72;
 const COUNTER_DOMAIN: u64 = 0x636f_756e_7465_7273;
+/// Keys of classes of interchangeable operations.
+const CLASS_DOMAIN: u64 = 0x636c_6173_7365_7321;
 /// Stands for the body in the key of a note whose body nothing observes any more.
 const UNOBSERVED_BODY: u64 = u64::MAX;
 
@@ -332,6 +334,36 @@ pub(crate) struct NotesModel {
     /// linearization (the create that reported it must), so the search need not try.
     reported_ids: BTreeSet<u64>,
     liveness: Liveness,
+    /// Whether this search's creates of unknown outcome are interchangeable.
+    anonymous_creates: bool,
+    /// The notes whose body an operation of this search may show.
+    bodies_seen: BodiesSeen,
+}
+
+/// The notes whose body an operation of a search may show: all of them once a list is in it.
+#[derive(Debug)]
+enum BodiesSeen {
+    All,
+    Some(BTreeSet<u64>),
+}
+
+impl BodiesSeen {
+    fn add(&mut self, scope: ObserverScope) {
+        match (scope, &mut *self) {
+            (ObserverScope::List { .. }, _) => *self = BodiesSeen::All,
+            (ObserverScope::Note { id, body: true }, BodiesSeen::Some(ids)) => {
+                ids.insert(id);
+            }
+            _ => {}
+        }
+    }
+
+    fn contains(&self, id: &u64) -> bool {
+        match self {
+            BodiesSeen::All => true,
+            BodiesSeen::Some(ids) => ids.contains(id),
+        }
+    }
 }
 
 /// How the model numbers creates: the whole history's counter, or what that counter gives a
@@ -480,11 +512,52 @@ impl Model for NotesModel {
 
     fn begin(&mut self, operations: &[SearchOperation<NotesOperation>]) {
         self.liveness = Liveness::default();
+        self.anonymous_creates = true;
+        self.bodies_seen = BodiesSeen::Some(BTreeSet::new());
         for operation in operations {
             if let Some(scope) = Liveness::observer_scope(&operation.operation) {
                 self.liveness.count(scope);
+                // What may show a note that only a create of unknown outcome can have made.
+                self.anonymous_creates &= match scope {
+                    ObserverScope::List { .. } => false,
+                    ObserverScope::Note { id, .. } => self.reported_ids.contains(&id),
+                };
+                self.bodies_seen.add(scope);
             }
         }
+    }
+
+    /// Classes of operations of unknown outcome that no operation of the search can tell
+    /// apart. Creates, when nothing in the search can show a note that one of them made: no
+    /// list, and no observed operation on an id that no create reported (the only ids they
+    /// can take); they take ids in the order they are linearized and their bodies are never
+    /// seen. Writes of one note with the same precondition and a body or patch that is an
+    /// object (puts and patches alike), and deletes of one note with the same precondition,
+    /// when nothing in the search can show that note's body: no list, and no observed
+    /// operation on it that reports a body; each then moves the note's version (or removes
+    /// it) alike. In both cases what an operation without an observed output does later
+    /// to such a note is never seen either, and the members' observers still to come are the
+    /// same (everything still to be linearized returns after every call the search has
+    /// passed).
+    fn interchangeable_class(&self, unknown: &NotesOperation) -> Option<u128> {
+        if unknown.observation.is_some() {
+            return None;
+        }
+        let (id, kind, if_match) = match unknown.call {
+            NotesCall::Create { body } => {
+                return (self.anonymous_creates && self.is_object(body)).then(|| fingerprint_of(CLASS_DOMAIN, &[0]));
+            }
+            NotesCall::Put { id, body: value, if_match } | NotesCall::Patch { id, patch: value, if_match } => {
+                if !self.is_object(value) {
+                    return None;
+                }
+                (id, 1, if_match)
+            }
+            NotesCall::Delete { id, if_match } => (id, 2, if_match),
+            NotesCall::Get { .. } | NotesCall::List { .. } => return None,
+        };
+        let body_unseen = !self.bodies_seen.contains(&id);
+        body_unseen.then(|| fingerprint_of(CLASS_DOMAIN, &[1, id, kind, if_match.map_or(0, |version| version + 1)]))
     }
 
     fn initial_state(&self) -> NotesState {
@@ -754,6 +827,8 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         ids: IdAssignment::Counter { first_id: 1 },
         reported_ids: BTreeSet::new(),
         liveness: Liveness::default(),
+        anonymous_creates: false,
+        bodies_seen: BodiesSeen::All,
     };
     bind_observed_creates(&model, &mut prepared, &mut scopes);
     bind_gap_fillers(&model, &mut prepared, &mut scopes);

@@ -111,6 +111,15 @@ pub(crate) trait Model {
     /// outcome that took effect: applying them in either order may leave different states, or
     /// give `next` a different output. `true` is always safe.
     fn conflicts(&self, unknown: &Self::Operation, next: &Self::Operation) -> bool;
+
+    /// The class of `unknown`, an operation with an unknown outcome, if the operations of
+    /// this search cannot tell its members apart: whichever of them took effect, as many
+    /// give the same futures (see the module documentation). Equal classes must have equal
+    /// keys, and different ones different keys but with probability about 2^-128. Asked
+    /// after `begin`.
+    fn interchangeable_class(&self, _unknown: &Self::Operation) -> Option<u128> {
+        None
+    }
 }
 
 /// An operation as the search sees it: its model input and observation, and its interval.
@@ -430,6 +439,8 @@ fn search_in_turn<M: Model>(
 
 /// The memo key of each operation, a domain of its own.
 const OPERATION_KEY_DOMAIN: u64 = 0x6f70_6572_6174_696f;
+/// The memo key of how many interchangeable operations are linearized.
+const INTERCHANGEABLE_KEY_DOMAIN: u64 = 0x696e_7465_7263_6861;
 /// The memo key of "the next operation must conflict with this one".
 const FOLLOW_KEY_DOMAIN: u64 = 0x666f_6c6c_6f77_6564;
 
@@ -440,21 +451,55 @@ fn search_states<M: Model>(
     unknown_allowance: usize,
 ) -> (SearchResult, usize) {
     let mut unknown_taken = 0usize;
+    model.begin(operations);
     let mut list = EntryList::new(operations);
-    let keys: Vec<u128> =
-        (0..operations.len() as u64).map(|index| fingerprint_of(OPERATION_KEY_DOMAIN, &[index])).collect();
+    // Each operation's class of interchangeable ones, numbered densely.
+    let mut class_numbers: std::collections::BTreeMap<u128, usize> = std::collections::BTreeMap::new();
+    let class_of: Vec<Option<usize>> = operations
+        .iter()
+        .map(|operation| {
+            let class = operation.return_position.is_none().then(|| model.interchangeable_class(&operation.operation));
+            class.flatten().map(|key| {
+                let next = class_numbers.len();
+                *class_numbers.entry(key).or_insert(next)
+            })
+        })
+        .collect();
+    let class_keys: Vec<u128> = class_numbers.keys().copied().collect();
+    let mut class_numbers_by_index = vec![0u128; class_numbers.len()];
+    for (&key, &number) in &class_numbers {
+        class_numbers_by_index[number] = key;
+    }
+    let _ = class_keys;
+    // A class has no key per member: how many of its members are linearized has one.
+    let keys: Vec<u128> = (0..operations.len())
+        .map(|index| if class_of[index].is_some() { 0 } else { fingerprint_of(OPERATION_KEY_DOMAIN, &[index as u64]) })
+        .collect();
+    let count_key = |class: usize, count: u64| {
+        let key = class_numbers_by_index[class];
+        fingerprint_of(INTERCHANGEABLE_KEY_DOMAIN, &[key as u64, (key >> 64) as u64, count])
+    };
+    let mut taken_by_class = vec![0u64; class_numbers_by_index.len()];
     let mut observers = Observers::new(model, operations);
-    let mut linearized_fingerprint: u128 = 0;
+    let mut linearized_fingerprint: u128 = (0..taken_by_class.len()).fold(0, |key, class| key ^ count_key(class, 0));
     let mut explored = FingerprintSet::new();
-    let follow_keys: Vec<u128> =
-        (0..operations.len() as u64).map(|index| fingerprint_of(FOLLOW_KEY_DOMAIN, &[index])).collect();
+    // The members of a class share one: a run holds at most one of them waiting, as they
+    // conflict with each other.
+    let follow_keys: Vec<u128> = (0..operations.len())
+        .map(|index| match class_of[index] {
+            Some(class) => {
+                let key = class_numbers_by_index[class];
+                fingerprint_of(FOLLOW_KEY_DOMAIN, &[u64::MAX, key as u64, (key >> 64) as u64])
+            }
+            None => fingerprint_of(FOLLOW_KEY_DOMAIN, &[index as u64]),
+        })
+        .collect();
     // The unknown outcomes of the current run that no later one conflicts with: the known
     // operation that ends the run must conflict with each.
     let mut waiting: Vec<usize> = Vec::new();
     // Undo records: the call entry linearized, how to restore the state before it, and the
     // waiting unknown outcomes of the node it was linearized at.
     let mut stack: Vec<(usize, M::Undo, Vec<usize>)> = Vec::new();
-    model.begin(operations);
     let mut state = model.initial_state();
     let mut known_outcomes_left = operations.iter().filter(|operation| operation.return_position.is_some()).count();
     let mut longest_prefix: Vec<u64> = Vec::new();
@@ -506,10 +551,24 @@ fn search_states<M: Model>(
                         .chain(std::iter::once(operation_index))
                         .collect()
                 };
+                debug_assert!(
+                    next_waiting.iter().all(|&unknown| class_of[unknown].is_none()
+                        || next_waiting.iter().filter(|&&other| class_of[other] == class_of[unknown]).count() == 1),
+                    "members of a class conflict with each other"
+                );
                 let constraint = next_waiting.iter().fold(0, |key, &unknown| key ^ follow_keys[unknown]);
-                let fingerprint = linearized_fingerprint ^ keys[operation_index] ^ state_after ^ constraint;
+                let counted = match class_of[operation_index] {
+                    Some(class) => {
+                        count_key(class, taken_by_class[class]) ^ count_key(class, taken_by_class[class] + 1)
+                    }
+                    None => keys[operation_index],
+                };
+                let fingerprint = linearized_fingerprint ^ counted ^ state_after ^ constraint;
                 if (known || state_after != state_before) && explored.insert(fingerprint) {
-                    linearized_fingerprint ^= keys[operation_index];
+                    linearized_fingerprint ^= counted;
+                    if let Some(class) = class_of[operation_index] {
+                        taken_by_class[class] += 1;
+                    }
                     stack.push((cursor, undo, std::mem::replace(&mut waiting, next_waiting)));
                     list.lift(cursor);
                     if !known {
@@ -544,7 +603,14 @@ fn search_states<M: Model>(
             };
             let operation_index = list.entries[call_entry].operation_index;
             list.unlift(call_entry);
-            linearized_fingerprint ^= keys[operation_index];
+            match class_of[operation_index] {
+                Some(class) => {
+                    taken_by_class[class] -= 1;
+                    linearized_fingerprint ^=
+                        count_key(class, taken_by_class[class]) ^ count_key(class, taken_by_class[class] + 1);
+                }
+                None => linearized_fingerprint ^= keys[operation_index],
+            }
             let known = operations[operation_index].return_position.is_some();
             if !known {
                 unknown_taken -= 1;
