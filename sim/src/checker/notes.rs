@@ -333,6 +333,10 @@ pub(crate) struct NotesModel {
     /// The ids that creates reported. A create that reported none never gets one of them in a
     /// linearization (the create that reported it must), so the search need not try.
     reported_ids: BTreeSet<u64>,
+    /// The (id, version) pairs that writes reported making. Versions of a note go up by one
+    /// with each write and ids are never reused, so one write makes each pair: a write that
+    /// reported no version never makes one of these in a linearization.
+    reported_versions: BTreeSet<(u64, u64)>,
     liveness: Liveness,
     /// Whether this search's creates of unknown outcome are interchangeable.
     anonymous_creates: bool,
@@ -582,6 +586,13 @@ impl Model for NotesModel {
         {
             return None;
         }
+        let reports_no_version = operation.observation.as_ref().is_none_or(|observed| observed.version.is_none());
+        if let Some(NotesChange { id, note: Some(note), created: false }) = &change
+            && reports_no_version
+            && self.reported_versions.contains(&(*id, note.version))
+        {
+            return None;
+        }
         let change = match change {
             None => NotesUndo::Unchanged,
             Some(change) => {
@@ -826,6 +837,7 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         values,
         ids: IdAssignment::Counter { first_id: 1 },
         reported_ids: BTreeSet::new(),
+        reported_versions: BTreeSet::new(),
         liveness: Liveness::default(),
         anonymous_creates: false,
         bodies_seen: BodiesSeen::All,
@@ -836,6 +848,15 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         .iter()
         .filter_map(|scope| match *scope {
             Scope::Create { known_id } => known_id,
+            _ => None,
+        })
+        .collect();
+    model.reported_versions = prepared
+        .iter()
+        .filter_map(|operation| match (&operation.operation.call, &operation.operation.observation) {
+            (NotesCall::Put { id, .. } | NotesCall::Patch { id, .. }, Some(observed)) if observed.error_code.is_none() => {
+                observed.version.map(|version| (*id, version))
+            }
             _ => None,
         })
         .collect();
