@@ -143,6 +143,9 @@ pub async fn run(args: BenchArgs) -> Result<Finished, String> {
     let finished = run_workers(workers, |_| 0, move |worker, _| worker.measure(deadline)).await?;
     let elapsed = measuring.elapsed();
     ticker.abort();
+    // Aborting only asks: the ticker's clone of `shared` is dropped once the task is,
+    // and until then the recorder cannot be taken back below.
+    let _ = ticker.await;
     progress.finish_and_clear();
 
     let mut tally = Tally::default();
@@ -150,7 +153,8 @@ pub async fn run(args: BenchArgs) -> Result<Finished, String> {
         tally.merge(worker_tally);
     }
     drop(finished);
-    let history = match Arc::into_inner(shared).and_then(|shared| shared.recorder) {
+    let shared = Arc::into_inner(shared).ok_or("the recorder is still shared after the run (a bug in noted bench)")?;
+    let history = match shared.recorder {
         Some(recorder) => Some(record_and_check(&args, &recorder)?),
         None => None,
     };
