@@ -166,7 +166,9 @@ pub struct BenchArgs {
     /// Record every operation as a lin-history v1 file (meant for runs of modest length).
     #[arg(long)]
     pub history: Option<PathBuf>,
-    /// Check the recorded history with the linearizability checker; fails unless linearizable.
+    /// Check the recorded history with the linearizability checker. Exit status: 0
+    /// linearizable, 1 not linearizable, 3 undecided (the checker gave up), 2 the
+    /// run itself failed (as for every noted error).
     #[arg(long)]
     pub check: bool,
 }

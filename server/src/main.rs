@@ -25,16 +25,29 @@ fn main() -> ExitCode {
             None => dev::run(DevArgs { http_port_base: 7001, ..DevArgs::default() }, shutdown::on_signal()).await,
             Some(Command::Dev(args)) => dev::run(args, shutdown::on_signal()).await,
             Some(Command::Serve(args)) => commands::serve(args, shutdown::on_signal()).await,
-            Some(Command::Bench(args)) => bench::run(args).await,
+            Some(Command::Bench(args)) => return bench::run(args).await.map(|finished| ended(&finished)),
             Some(Command::Config { command: ConfigCommand::Init(args) }) => commands::config_init(&args),
         }
+        .map(|()| 0)
     });
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(error) => fail(&error),
     }
 }
 
+/// Says how a bench run ended unless it passed, and returns its exit status
+/// (1 not linearizable, 3 undecided; see `noted_server::bench`).
+fn ended(finished: &bench::Finished) -> u8 {
+    match finished {
+        bench::Finished::Passed => {}
+        bench::Finished::NotLinearizable(why) => eprintln!("noted: error: {why}"),
+        bench::Finished::Undecided(why) => eprintln!("noted: undecided: {why}"),
+    }
+    finished.exit_code()
+}
+
+/// Every error of every command is 2 (`noted bench` also has 1 and 3, see `ended`).
 fn fail(message: &str) -> ExitCode {
     eprintln!("noted: error: {message}");
     ExitCode::from(2)

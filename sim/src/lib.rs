@@ -43,6 +43,7 @@ pub mod minimize;
 pub mod network;
 pub mod options;
 pub mod outcome;
+pub mod plant;
 pub mod protocol;
 pub mod recording;
 pub mod report;

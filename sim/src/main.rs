@@ -7,9 +7,9 @@
 //! | 0 | pass: the run, every explored seed, or every checked history is linearizable |
 //! | 1 | `check`: a history is not linearizable |
 //! | 2 | undecided: the checker ran out of its step, time or memory budget (and nothing failed) |
-//! | 3 | `check`: an input cannot be read or parsed; `run`, `gen-history`: an output file cannot be written |
+//! | 3 | `check`, `plant-stale-read`: an input cannot be read or parsed; `run`, `gen-history`, `plant-stale-read`: an output file cannot be written |
 //! | 10–15 | `run`/`explore`: the (first) failure's kind: 10 linearizability, 11 panic, 12 convergence, 13 liveness, 14 setup, 15 message size |
-//! | 64 | the command line is wrong (usage error); `gen-history --plant` found no read to plant in |
+//! | 64 | the command line is wrong (usage error); `gen-history --plant` or `plant-stale-read` found no read to plant in |
 //!
 //! `check` over several files exits with the most serious code: 3 over 1 over 2 over 0.
 
@@ -126,6 +126,18 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
     },
+    /// Copy a recorded notes history (lin-history v1) with one read made stale: it reports
+    /// the version (and body) before one that a write had returned before the read was
+    /// called, so the copy is certainly not linearizable; its header expects `illegal`.
+    PlantStaleRead {
+        /// Draws the position of the read; the same seed and input give the same bytes.
+        #[arg(long, value_parser = parse_seed)]
+        seed: u64,
+        /// The recorded history.
+        input: PathBuf,
+        /// Where to write the copy.
+        output: PathBuf,
+    },
 }
 
 /// Exit codes shared by the subcommands (see the module documentation).
@@ -182,7 +194,38 @@ fn main() -> ExitCode {
             };
             gen_history(&options, output.as_deref())
         }
+        Command::PlantStaleRead { seed, input, output } => plant_stale_read(seed, &input, &output),
     }
+}
+
+fn plant_stale_read(seed: u64, input: &std::path::Path, output: &std::path::Path) -> ExitCode {
+    let parsed = std::fs::read_to_string(input)
+        .map_err(|error| error.to_string())
+        .and_then(|text| noted_sim::history::History::parse_jsonl(&text).map_err(|error| error.to_string()));
+    let history = match parsed {
+        Ok(history) => history,
+        Err(error) => {
+            eprintln!("noted-sim plant-stale-read: cannot read {}: {error}", input.display());
+            return ExitCode::from(exit::UNREADABLE);
+        }
+    };
+    let (planted, report) = match noted_sim::plant::plant_stale_read(&history, seed) {
+        Ok(Some(planted)) => planted,
+        Ok(None) => {
+            eprintln!("noted-sim plant-stale-read: no completed read follows a second write of its note");
+            return ExitCode::from(exit::USAGE);
+        }
+        Err(error) => {
+            eprintln!("noted-sim plant-stale-read: {}: {error}", input.display());
+            return ExitCode::from(exit::UNREADABLE);
+        }
+    };
+    eprintln!("planted {report}");
+    if let Err(error) = std::fs::write(output, planted.to_jsonl()) {
+        eprintln!("cannot write {}: {error}", output.display());
+        return ExitCode::from(exit::UNREADABLE);
+    }
+    ExitCode::SUCCESS
 }
 
 fn gen_history(options: &GenOptions, output: Option<&std::path::Path>) -> ExitCode {

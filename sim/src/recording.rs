@@ -97,7 +97,12 @@ pub fn model_output(function: &str, status: u16, body: &Value) -> Option<Value> 
                     .iter()
                     .map(|note| json!({ "id": note["id"], "version": note["version"], "note": user_object(note) }))
                     .collect();
-                Some(json!({ "notes": notes }))
+                // `next_after` names the page's last note when more notes follow it:
+                // the model's `more`. A body without it (not noted's) says nothing of more.
+                match body.get("next_after") {
+                    Some(next_after) => Some(json!({ "notes": notes, "more": !next_after.is_null() })),
+                    None => Some(json!({ "notes": notes })),
+                }
             }
             _ => None,
         },
@@ -141,5 +146,10 @@ mod tests {
         assert_eq!(model_output("put", 503, &Value::Null), None);
         assert_eq!(model_output("frobnicate", 200, &Value::Null), None);
         assert_eq!(user_object(&json!({ "id": 3, "version": 2, "title": "t" })), json!({ "title": "t" }));
+        let page = json!({ "next_after": 4, "notes": [{ "id": 4, "version": 1, "title": "t" }] });
+        let listed = json!([{ "id": 4, "version": 1, "note": { "title": "t" } }]);
+        assert_eq!(model_output("list", 200, &page), Some(json!({ "notes": listed, "more": true })));
+        let last = json!({ "next_after": null, "notes": [] });
+        assert_eq!(model_output("list", 200, &last), Some(json!({ "notes": [], "more": false })));
     }
 }

@@ -43,6 +43,9 @@ pub struct Observed {
 pub struct Findings {
     /// Each broken guarantee, in words; empty when all held.
     pub violations: Vec<String>,
+    /// Why the linearizability check decided nothing (the checker gave up), if it did
+    /// not: neither a pass nor a broken guarantee.
+    pub undecided: Option<String>,
     /// What the workload did, in one line.
     pub summary: String,
 }
@@ -103,6 +106,7 @@ impl Workload {
     pub fn finish_and_check(&self, cluster: &Cluster, clients: Vec<std::thread::JoinHandle<()>>, seed: u64) {
         let findings = self.finish_and_verify(cluster, clients, seed, CONVERGENCE_TIMEOUT);
         assert!(findings.violations.is_empty(), "{}", findings.violations.join("\n"));
+        assert!(findings.undecided.is_none(), "{}", findings.undecided.unwrap_or_default());
         eprintln!("workload: {}", findings.summary);
     }
 
@@ -171,6 +175,7 @@ impl Workload {
         let checking = Instant::now();
         let verdict = check(&history);
         let check_took = checking.elapsed();
+        let mut undecided = None;
         match verdict {
             Ok(Verdict::Linearizable) => {}
             Ok(Verdict::NotLinearizable(counterexample)) => {
@@ -184,10 +189,12 @@ impl Workload {
                     saved.display()
                 ));
             }
-            Ok(Verdict::Unknown { steps, .. }) => violations.push(format!(
-                "the checker gave up after {steps} search steps, so linearizability is unknown; history in {}",
-                saved.display()
-            )),
+            Ok(Verdict::Unknown { steps, .. }) => {
+                undecided = Some(format!(
+                    "the checker gave up after {steps} search steps, so linearizability is unknown; history in {}",
+                    saved.display()
+                ))
+            }
             Err(error) => violations.push(format!("the history is malformed: {error}; in {}", saved.display())),
         }
         let summary = format!(
@@ -200,7 +207,7 @@ impl Workload {
             stored.len(),
             saved.display()
         );
-        Findings { violations, summary }
+        Findings { violations, undecided, summary }
     }
 
     /// Linearizable reads of every note id seen, recorded in the history, so that
@@ -258,7 +265,7 @@ impl Worker {
         let path = format!("/notes/{id}");
         let word = format!("w{}", self.random.random_range(0..1000));
         match choice {
-            0..40 => {
+            0..38 => {
                 let token = format!("c{}-r{}", self.client_id, self.request_number + 1);
                 self.observed.lock().unwrap().attempted_tokens.insert(token.clone());
                 let body = json!({ "title": word, "token": token });
@@ -271,9 +278,10 @@ impl Worker {
                     self.observed.lock().unwrap().acknowledged_creates.push((id, token));
                 }
             }
-            40..60 => {
+            38..55 => {
                 self.perform("get", json!({ "id": id }), Method::GET, path, None, None);
             }
+            55..60 => self.list(),
             60..72 => {
                 let body = json!({ "title": word });
                 self.perform("put", json!({ "id": id, "body": body }), Method::PUT, path, Some(body), None);
@@ -297,6 +305,32 @@ impl Worker {
                 self.perform("delete", json!({ "id": id }), Method::DELETE, path, None, None);
             }
         }
+    }
+
+    /// A linearizable list, one page: the first page (up to the server's page size),
+    /// a few notes from the start (`limit`), the notes after one near the newest
+    /// (`after`), or a few after any note (both). Recorded with the input as sent and
+    /// the page as answered, `more` from its `next_after`.
+    fn list(&mut self) {
+        let highest = self.highest_id.load(Ordering::Relaxed);
+        let (after, limit) = match self.random.random_range(0..4) {
+            0 => (None, None),
+            1 => (None, Some(self.random.random_range(1..=10u64))),
+            2 => (Some(highest.saturating_sub(self.random.random_range(0..20))), None),
+            _ => (Some(self.random.random_range(0..=highest)), Some(self.random.random_range(1..=10u64))),
+        };
+        let mut input = json!({});
+        let mut query = Vec::new();
+        if let Some(after) = after {
+            input["after"] = json!(after);
+            query.push(format!("after={after}"));
+        }
+        if let Some(limit) = limit {
+            input["limit"] = json!(limit);
+            query.push(format!("limit={limit}"));
+        }
+        let path = if query.is_empty() { "/notes".to_string() } else { format!("/notes?{}", query.join("&")) };
+        self.perform("list", input, Method::GET, path, None, None);
     }
 
     /// One logical operation: retried with the same request number until a definite

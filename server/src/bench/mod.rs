@@ -9,6 +9,13 @@
 //! With `--history FILE` or `--check` every operation, prefill included, is
 //! recorded as a lin-history (the simulator's format and recorder); `--check`
 //! then runs the simulator's linearizability checker on it.
+//!
+//! Exit status of `noted bench` (see [`Finished::exit_code`]): 0 the run finished
+//! (and with `--check` its history is linearizable); 1 the history is not
+//! linearizable; 3 the checker gave up, so linearizability is undecided; 2 the run
+//! could not be made or finished (no cluster, a file that cannot be written), as
+//! for every `noted` command. `noted-sim check` says 2 for undecided, but 2 already
+//! means an error for `noted`, hence 3, as in `noted-chaos`.
 
 pub mod connection;
 pub mod mix;
@@ -32,7 +39,33 @@ use worker::{Limit, Shared, Worker};
 /// How often the progress bar is redrawn.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(200);
 
-pub async fn run(args: BenchArgs) -> Result<(), String> {
+/// How a run that finished ended: its report printed, and with `--check` the verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// Linearizable, or not checked.
+    Passed,
+    /// The recorded history is not linearizable: why, in words.
+    NotLinearizable(String),
+    /// The checker gave up (its budget ran out): why, in words.
+    Undecided(String),
+}
+
+impl Finished {
+    pub const NOT_LINEARIZABLE: u8 = 1;
+    pub const UNDECIDED: u8 = 3;
+
+    /// The process's exit status (see the module documentation); 2, an error, is
+    /// for runs that did not finish.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Finished::Passed => 0,
+            Finished::NotLinearizable(_) => Finished::NOT_LINEARIZABLE,
+            Finished::Undecided(_) => Finished::UNDECIDED,
+        }
+    }
+}
+
+pub async fn run(args: BenchArgs) -> Result<Finished, String> {
     if args.connections == 0 {
         return Err("--connections must be at least 1".into());
     }
@@ -110,6 +143,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     let finished = run_workers(workers, |_| 0, move |worker, _| worker.measure(deadline)).await?;
     let elapsed = measuring.elapsed();
     ticker.abort();
+    // Aborting only asks: the ticker's clone of `shared` is dropped once the task is,
+    // and until then the recorder cannot be taken back below.
+    let _ = ticker.await;
     progress.finish_and_clear();
 
     let mut tally = Tally::default();
@@ -117,7 +153,8 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         tally.merge(worker_tally);
     }
     drop(finished);
-    let history = match Arc::into_inner(shared).and_then(|shared| shared.recorder) {
+    let shared = Arc::into_inner(shared).ok_or("the recorder is still shared after the run (a bug in noted bench)")?;
+    let history = match shared.recorder {
         Some(recorder) => Some(record_and_check(&args, &recorder)?),
         None => None,
     };
@@ -127,9 +164,17 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
     } else {
         println!("{}", report.to_text());
     }
-    match report.history.as_ref().and_then(|history| history.get("verdict")).and_then(|verdict| verdict.as_str()) {
-        Some("linearizable") | None => Ok(()),
-        Some(verdict) => Err(format!("the history of the run is {verdict}")),
+    Ok(ending(report.history.as_ref().and_then(|history| history.get("verdict")).and_then(|verdict| verdict.as_str())))
+}
+
+/// The run's end from the verdict in its report (absent without `--check`).
+fn ending(verdict: Option<&str>) -> Finished {
+    match verdict {
+        Some("linearizable") | None => Finished::Passed,
+        Some(verdict) if verdict.starts_with("undecided") => {
+            Finished::Undecided(format!("the history of the run is {verdict}"))
+        }
+        Some(verdict) => Finished::NotLinearizable(format!("the history of the run is {verdict}")),
     }
 }
 
@@ -256,4 +301,21 @@ fn record_and_check(args: &BenchArgs, recorder: &Recorder) -> Result<serde_json:
         });
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undecided_check_has_its_own_exit_code() {
+        assert_eq!(ending(None), Finished::Passed);
+        assert_eq!(ending(Some("linearizable")).exit_code(), 0);
+        let failed = ending(Some("not linearizable: no order (operations [3])"));
+        assert!(matches!(failed, Finished::NotLinearizable(ref why) if why.contains("not linearizable")));
+        assert_eq!(failed.exit_code(), 1);
+        let undecided = ending(Some("undecided: the checker gave up after 20000000 steps"));
+        assert!(matches!(undecided, Finished::Undecided(_)));
+        assert_eq!(undecided.exit_code(), 3);
+    }
 }

@@ -314,9 +314,18 @@ pub fn check_file(path: &Path) -> Result<CheckReport, CheckFileError> {
 }
 
 pub fn check_file_with(path: &Path, options: &CheckOptions) -> Result<CheckReport, CheckFileError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| CheckFileError::Io { path: path.to_path_buf(), source })?;
-    let parsed = if path.extension().is_some_and(|extension| extension == "log") {
+    let io_error = |source| CheckFileError::Io { path: path.to_path_buf(), source };
+    // A `.gz` file is decompressed as it is read; the extension inside it picks the
+    // reader (`.jsonl.gz` a lin-history, `.log.gz` a Jepsen log).
+    let (text, inner) = if path.extension().is_some_and(|extension| extension == "gz") {
+        let file = std::fs::File::open(path).map_err(io_error)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut text).map_err(io_error)?;
+        (text, Path::new(path.file_stem().unwrap_or_default()))
+    } else {
+        (std::fs::read_to_string(path).map_err(io_error)?, path)
+    };
+    let parsed = if inner.extension().is_some_and(|extension| extension == "log") {
         History::parse_jepsen_log(&text)
     } else {
         History::parse_jsonl(&text)

@@ -6,8 +6,20 @@
 //!
 //! Needs root on Linux with `ip` and `iptables`. Started normally, it makes a
 //! private network namespace, runs itself inside it and removes it afterwards.
-//! Exit status: 0 when every check passed, 1 when a guarantee was broken, 2 when
-//! the test could not run.
+//!
+//! Exit status:
+//!
+//! | code | meaning |
+//! |------|---------|
+//! | 0 | every check passed, the history is linearizable |
+//! | 1 | a guarantee was broken (lost or duplicated write, divergence, no recovery, a non-linearizable or malformed history) |
+//! | 2 | the test could not run (no root, `ip` or `iptables`, no `noted`, the run did not finish in time) |
+//! | 3 | undecided: every other check passed, but the linearizability checker gave up (its budget ran out) |
+//! | 130 | interrupted (Ctrl-C or SIGTERM) |
+//!
+//! A broken guarantee wins over an undecided check (1, not 3). `noted-sim check`
+//! says 2 for undecided; here 2 already meant "could not run" before the checker
+//! could give up, so undecided is 3.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -19,7 +31,12 @@ use noted_tests::chaos::namespace::{self, Namespace, unavailable_reason};
 use noted_tests::chaos::{self, ChaosOptions, Protocol};
 
 #[derive(Debug, Parser)]
-#[command(name = "noted-chaos", about = "Faults on real noted processes, checked for linearizability")]
+#[command(
+    name = "noted-chaos",
+    about = "Faults on real noted processes, checked for linearizability",
+    after_help = "Exit status: 0 every check passed; 1 a guarantee was broken; 2 the test could not run; \
+                  3 undecided (every other check passed, the linearizability checker gave up); 130 interrupted."
+)]
 struct Arguments {
     /// Replicas in the cluster (3 or more).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=9))]
@@ -44,6 +61,9 @@ struct Arguments {
     /// remote-write's fault model, so the checks are expected to fail.
     #[arg(long)]
     crash_primary: bool,
+    /// Also write the run's lin-history here (JSON lines), whatever the verdict.
+    #[arg(long)]
+    history: Option<PathBuf>,
     /// Already inside the run's network namespace (set when the binary re-runs itself).
     #[arg(long, hide = true)]
     inside_namespace: bool,
@@ -59,6 +79,19 @@ enum ProtocolArgument {
 
 const CHECKS_FAILED: u8 = 1;
 const CANNOT_RUN: u8 = 2;
+const UNDECIDED: u8 = 3;
+
+/// The exit status of a run that finished: a broken guarantee wins over an
+/// undecided linearizability check.
+fn exit_status(violations: &[String], undecided: bool) -> u8 {
+    if !violations.is_empty() {
+        CHECKS_FAILED
+    } else if undecided {
+        UNDECIDED
+    } else {
+        0
+    }
+}
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
@@ -107,6 +140,9 @@ fn main() -> ExitCode {
         return ExitCode::from(CANNOT_RUN);
     }
     let seed = arguments.seed.unwrap_or_else(rand::random);
+    // The run inside the namespace starts in this directory too; an absolute path
+    // keeps the history where it was asked for whatever happens there.
+    let history = arguments.history.as_ref().map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()));
     let mut inner = namespace.command(std::env::current_exe().expect("the binary knows its path"));
     inner
         .args(["--inside-namespace", "--seed", &seed.to_string()])
@@ -116,6 +152,7 @@ fn main() -> ExitCode {
         .args(["--think-ms", &arguments.think_ms.to_string()])
         .args(["--protocol", arguments.protocol.to_possible_value().expect("not skipped").get_name()])
         .args(arguments.crash_primary.then_some("--crash-primary"))
+        .args(history.iter().flat_map(|path| [std::ffi::OsStr::new("--history"), path.as_os_str()]))
         .env("NOTED_BIN", &noted);
     println!("noted-chaos: namespace {}, noted at {}", namespace.name, noted.display());
     let mut child = match inner.spawn() {
@@ -133,6 +170,7 @@ fn main() -> ExitCode {
                 return match status.code() {
                     Some(0) => ExitCode::SUCCESS,
                     Some(1) => ExitCode::from(CHECKS_FAILED),
+                    Some(3) => ExitCode::from(UNDECIDED),
                     _ => {
                         eprintln!("noted-chaos: the run inside the namespace ended with {status}");
                         ExitCode::from(CANNOT_RUN)
@@ -164,19 +202,29 @@ fn run_inside(arguments: &Arguments) -> ExitCode {
         clients: arguments.clients,
         think_time: Duration::from_millis(arguments.think_ms),
         crash_primary: arguments.crash_primary,
+        history: arguments.history.clone(),
     };
     let report = chaos::run(&options);
     println!("noted-chaos: {}", report.summary);
-    if report.violations.is_empty() {
-        println!("noted-chaos: PASSED (seed {})", options.seed);
-        ExitCode::SUCCESS
-    } else {
-        for violation in &report.violations {
-            println!("noted-chaos: VIOLATION: {violation}");
-        }
-        println!("noted-chaos: FAILED (seed {}); logs and history in {}", options.seed, report.directory.display());
-        ExitCode::from(CHECKS_FAILED)
+    for violation in &report.violations {
+        println!("noted-chaos: VIOLATION: {violation}");
     }
+    if let Some(undecided) = &report.undecided {
+        println!("noted-chaos: UNDECIDED: {undecided}");
+    }
+    let status = exit_status(&report.violations, report.undecided.is_some());
+    match status {
+        0 => println!("noted-chaos: PASSED (seed {})", options.seed),
+        UNDECIDED => println!(
+            "noted-chaos: UNDECIDED (seed {}): every other check passed; logs and history in {}",
+            options.seed,
+            report.directory.display()
+        ),
+        _ => {
+            println!("noted-chaos: FAILED (seed {}); logs and history in {}", options.seed, report.directory.display())
+        }
+    }
+    ExitCode::from(status)
 }
 
 /// `NOTED_BIN`, or `noted` built next to this binary (same profile) with cargo.
@@ -213,5 +261,15 @@ mod tests {
         assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
         assert!(parse_duration("10 minutes").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn an_undecided_check_is_its_own_status_and_a_broken_guarantee_wins() {
+        let broken = vec!["1 acknowledged creates were lost".to_string()];
+        assert_eq!(exit_status(&[], false), 0);
+        assert_eq!(exit_status(&[], true), UNDECIDED);
+        assert_eq!(exit_status(&broken, false), CHECKS_FAILED);
+        assert_eq!(exit_status(&broken, true), CHECKS_FAILED);
+        assert!(![CHECKS_FAILED, CANNOT_RUN, 130].contains(&UNDECIDED));
     }
 }

@@ -68,12 +68,18 @@ pub struct ChaosOptions {
     pub think_time: Duration,
     /// remote-write: kill the fixed primary in every step, beyond the fault model.
     pub crash_primary: bool,
+    /// Where to copy the run's lin-history (it is kept in the run's directory only
+    /// when a check failed).
+    pub history: Option<PathBuf>,
 }
 
 #[derive(Debug)]
 pub struct Report {
     /// Each broken guarantee, in words; empty when the run passed.
     pub violations: Vec<String>,
+    /// Why the linearizability check decided nothing, when the checker gave up:
+    /// neither a pass nor a broken guarantee.
+    pub undecided: Option<String>,
     pub summary: String,
     /// Peer packets the partitions dropped (iptables' counters).
     pub dropped_packets: u64,
@@ -124,6 +130,7 @@ pub fn run(options: &ChaosOptions) -> Report {
             cluster.keep_files = true;
             return Report {
                 violations: vec![format!("cannot set up partitions: {error}")],
+                undecided: None,
                 summary: String::new(),
                 dropped_packets: 0,
                 directory: cluster.directory.clone(),
@@ -175,6 +182,13 @@ pub fn run(options: &ChaosOptions) -> Report {
     std::thread::sleep(Duration::from_secs(1));
     let findings = workload.finish_and_verify(&cluster, clients, options.seed, CONVERGENCE_BOUND);
     violations.extend(findings.violations);
+    if let Some(copy) = &options.history {
+        let recorded = cluster.directory.join("history.jsonl");
+        match std::fs::copy(&recorded, copy) {
+            Ok(_) => println!("history copied to {}", copy.display()),
+            Err(error) => eprintln!("noted chaos: cannot copy {} to {}: {error}", recorded.display(), copy.display()),
+        }
+    }
     let summary = format!(
         "{} steps in {:.1?}; {dropped_packets} packets dropped by partitions; serving again {} after healing; {}",
         schedule.steps.len(),
@@ -182,8 +196,8 @@ pub fn run(options: &ChaosOptions) -> Report {
         recovery.map_or("never".into(), |took| format!("{took:.1?}")),
         findings.summary
     );
-    cluster.keep_files = !violations.is_empty();
-    Report { violations, summary, dropped_packets, directory: cluster.directory.clone() }
+    cluster.keep_files = !violations.is_empty() || findings.undecided.is_some();
+    Report { violations, undecided: findings.undecided, summary, dropped_packets, directory: cluster.directory.clone() }
 }
 
 fn describe(step: &Step) -> String {
