@@ -175,11 +175,19 @@ pub(crate) struct NotesStepUndo {
 pub(crate) struct Liveness {
     observers_by_note: BTreeMap<u64, u32>,
     body_observers_by_note: BTreeMap<u64, u32>,
+    /// Operations whose output reports a note present at some version: on the note, or
+    /// lists whose page shows it.
+    version_observers_by_note: BTreeMap<u64, u32>,
     /// The `after` of each list left, counted.
     list_afters: BTreeMap<u64, u32>,
 }
 
 impl Liveness {
+    /// Whether an operation left reports note `id` present at some version.
+    fn version_observed(&self, id: u64) -> bool {
+        self.version_observers_by_note.contains_key(&id)
+    }
+
     fn lowest_list_after(&self) -> u64 {
         self.list_afters.first_key_value().map_or(u64::MAX, |(&after, _)| after)
     }
@@ -198,11 +206,24 @@ impl Liveness {
         let observation = operation.observation.as_ref()?;
         match operation.call {
             NotesCall::Create { .. } => None,
-            NotesCall::List { after, .. } => Some(ObserverScope::List { after }),
+            NotesCall::List { after, .. } => {
+                let shown: std::sync::Arc<[u64]> = observation
+                    .notes
+                    .iter()
+                    .flatten()
+                    .filter(|entry| entry.version.is_some())
+                    .filter_map(|entry| entry.id)
+                    .collect();
+                Some(ObserverScope::List { after, shown })
+            }
             NotesCall::Get { id }
             | NotesCall::Put { id, .. }
             | NotesCall::Patch { id, .. }
-            | NotesCall::Delete { id, .. } => Some(ObserverScope::Note { id, body: observation.note.is_some() }),
+            | NotesCall::Delete { id, .. } => Some(ObserverScope::Note {
+                id,
+                body: observation.note.is_some(),
+                version: observation.error_code.is_none() && observation.version.is_some(),
+            }),
         }
     }
 
@@ -218,27 +239,43 @@ impl Liveness {
         }
     }
 
-    fn count(&mut self, scope: ObserverScope) {
+    fn count(&mut self, scope: &ObserverScope) {
         match scope {
-            ObserverScope::Note { id, body } => {
+            &ObserverScope::Note { id, body, version } => {
                 Self::add(&mut self.observers_by_note, id);
                 if body {
                     Self::add(&mut self.body_observers_by_note, id);
                 }
+                if version {
+                    Self::add(&mut self.version_observers_by_note, id);
+                }
             }
-            ObserverScope::List { after } => Self::add(&mut self.list_afters, after),
+            ObserverScope::List { after, shown } => {
+                Self::add(&mut self.list_afters, *after);
+                for &id in shown.iter() {
+                    Self::add(&mut self.version_observers_by_note, id);
+                }
+            }
         }
     }
 
-    fn uncount(&mut self, scope: ObserverScope) {
+    fn uncount(&mut self, scope: &ObserverScope) {
         match scope {
-            ObserverScope::Note { id, body } => {
+            &ObserverScope::Note { id, body, version } => {
                 Self::remove(&mut self.observers_by_note, id);
                 if body {
                     Self::remove(&mut self.body_observers_by_note, id);
                 }
+                if version {
+                    Self::remove(&mut self.version_observers_by_note, id);
+                }
             }
-            ObserverScope::List { after } => Self::remove(&mut self.list_afters, after),
+            ObserverScope::List { after, shown } => {
+                Self::remove(&mut self.list_afters, *after);
+                for &id in shown.iter() {
+                    Self::remove(&mut self.version_observers_by_note, id);
+                }
+            }
         }
     }
 
@@ -261,14 +298,14 @@ impl Liveness {
     }
 
     /// Counts or uncounts an observer, re-keying the notes whose observed part changes.
-    fn recount(&mut self, state: &mut NotesState, scope: ObserverScope, counted: bool) {
-        let affected = match scope {
+    fn recount(&mut self, state: &mut NotesState, scope: &ObserverScope, counted: bool) {
+        let affected = match *scope {
             ObserverScope::Note { id, .. } => vec![id],
-            ObserverScope::List { after } if counted => {
+            ObserverScope::List { after, .. } if counted => {
                 let without = self.lowest_list_after();
                 Self::stored_between(state, without.min(after), without)
             }
-            ObserverScope::List { after } => {
+            ObserverScope::List { after, .. } => {
                 Self::stored_between(state, self.lowest_list_after(), self.lowest_list_after_without(after))
             }
         };
@@ -284,20 +321,22 @@ impl Liveness {
     }
 
     /// The observer was linearized: notes re-keyed by what is left to observe of them.
-    fn retire(&mut self, state: &mut NotesState, scope: ObserverScope) {
+    fn retire(&mut self, state: &mut NotesState, scope: &ObserverScope) {
         self.recount(state, scope, false);
     }
 
     /// Undoes [`Liveness::retire`].
-    fn restore(&mut self, state: &mut NotesState, scope: ObserverScope) {
+    fn restore(&mut self, state: &mut NotesState, scope: &ObserverScope) {
         self.recount(state, scope, true);
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) enum ObserverScope {
-    Note { id: u64, body: bool },
-    List { after: u64 },
+    /// An operation on one note; whether its output shows the body, and the version.
+    Note { id: u64, body: bool, version: bool },
+    /// A list, and the ids of the notes its page shows (with their versions).
+    List { after: u64, shown: std::sync::Arc<[u64]> },
 }
 
 /// What an operation does to the store when it takes effect.
@@ -337,6 +376,10 @@ pub(crate) struct NotesModel {
     /// with each write and ids are never reused, so one write makes each pair: a write that
     /// reported no version never makes one of these in a linearization.
     reported_versions: BTreeSet<(u64, u64)>,
+    /// The highest version any output reports of each note. A write that makes a higher one
+    /// while an operation that reports the note's version is left can be in no
+    /// linearization: that operation would come after it and see at least that version.
+    highest_version_seen: BTreeMap<u64, u64>,
     liveness: Liveness,
     /// Whether this search's creates of unknown outcome are interchangeable.
     anonymous_creates: bool,
@@ -352,10 +395,10 @@ enum BodiesSeen {
 }
 
 impl BodiesSeen {
-    fn add(&mut self, scope: ObserverScope) {
+    fn add(&mut self, scope: &ObserverScope) {
         match (scope, &mut *self) {
             (ObserverScope::List { .. }, _) => *self = BodiesSeen::All,
-            (ObserverScope::Note { id, body: true }, BodiesSeen::Some(ids)) => {
+            (&ObserverScope::Note { id, body: true, .. }, BodiesSeen::Some(ids)) => {
                 ids.insert(id);
             }
             _ => {}
@@ -520,13 +563,13 @@ impl Model for NotesModel {
         self.bodies_seen = BodiesSeen::Some(BTreeSet::new());
         for operation in operations {
             if let Some(scope) = Liveness::observer_scope(&operation.operation) {
-                self.liveness.count(scope);
+                self.liveness.count(&scope);
                 // What may show a note that only a create of unknown outcome can have made.
-                self.anonymous_creates &= match scope {
+                self.anonymous_creates &= match &scope {
                     ObserverScope::List { .. } => false,
-                    ObserverScope::Note { id, .. } => self.reported_ids.contains(&id),
+                    ObserverScope::Note { id, .. } => self.reported_ids.contains(id),
                 };
-                self.bodies_seen.add(scope);
+                self.bodies_seen.add(&scope);
             }
         }
     }
@@ -589,7 +632,9 @@ impl Model for NotesModel {
         let reports_no_version = operation.observation.as_ref().is_none_or(|observed| observed.version.is_none());
         if let Some(NotesChange { id, note: Some(note), created: false }) = &change
             && reports_no_version
-            && self.reported_versions.contains(&(*id, note.version))
+            && (self.reported_versions.contains(&(*id, note.version))
+                || (note.version > self.highest_version_seen.get(id).copied().unwrap_or(0)
+                    && self.liveness.version_observed(*id)))
         {
             return None;
         }
@@ -604,14 +649,14 @@ impl Model for NotesModel {
             }
         };
         let retired = Liveness::observer_scope(operation);
-        if let Some(scope) = retired {
+        if let Some(scope) = &retired {
             self.liveness.retire(state, scope);
         }
         Some(NotesStepUndo { change, retired })
     }
 
     fn undo(&mut self, state: &mut NotesState, undo: NotesStepUndo) {
-        if let Some(scope) = undo.retired {
+        if let Some(scope) = &undo.retired {
             self.liveness.restore(state, scope);
         }
         if let NotesUndo::Changed { id, previous, created } = undo.change {
@@ -838,6 +883,7 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
         ids: IdAssignment::Counter { first_id: 1 },
         reported_ids: BTreeSet::new(),
         reported_versions: BTreeSet::new(),
+        highest_version_seen: BTreeMap::new(),
         liveness: Liveness::default(),
         anonymous_creates: false,
         bodies_seen: BodiesSeen::All,
@@ -854,12 +900,35 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
     model.reported_versions = prepared
         .iter()
         .filter_map(|operation| match (&operation.operation.call, &operation.operation.observation) {
-            (NotesCall::Put { id, .. } | NotesCall::Patch { id, .. }, Some(observed)) if observed.error_code.is_none() => {
+            (NotesCall::Put { id, .. } | NotesCall::Patch { id, .. }, Some(observed))
+                if observed.error_code.is_none() =>
+            {
                 observed.version.map(|version| (*id, version))
             }
             _ => None,
         })
         .collect();
+    for operation in &prepared {
+        let Some(observed) = &operation.operation.observation else { continue };
+        let mut seen = |id: u64, version: Option<u64>| {
+            if let Some(version) = version {
+                let highest = model.highest_version_seen.entry(id).or_insert(0);
+                *highest = (*highest).max(version);
+            }
+        };
+        match operation.operation.call {
+            NotesCall::Get { id } | NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
+                seen(id, observed.version)
+            }
+            NotesCall::Create { .. } => seen(observed.id.unwrap_or(u64::MAX), observed.version),
+            NotesCall::List { .. } => {
+                for entry in observed.notes.iter().flatten() {
+                    seen(entry.id.unwrap_or(u64::MAX), entry.version);
+                }
+            }
+            NotesCall::Delete { .. } => {}
+        }
+    }
     Ok((PreparedOperations { model, operations: prepared }, scopes))
 }
 

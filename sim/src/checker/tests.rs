@@ -944,3 +944,32 @@ fn unknown_writes_with_different_preconditions_are_not_interchangeable() {
     script.call(4, 0, "get", json!({"id": 1})).ok(4, 0, json!({"version": 4}));
     assert!(is_linearizable(&script), "q, then c, then p");
 }
+
+/// A write that makes a version no output reports is refused while an operation that shows
+/// the note at some version is left, but not because of a list that shows the note gone:
+/// here the unknown put made version 2, which the conditional delete then required.
+#[test]
+fn a_list_that_shows_a_note_gone_does_not_hold_back_the_write_before_its_delete() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"v": 0}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    script.call(1, 1, "put", json!({"id": 1, "body": {"v": 1}})).info(1, 1);
+    script.call(2, 0, "delete", json!({"id": 1, "if_match": 2})).ok(2, 0, json!({}));
+    script.call(3, 0, "list", json!({})).ok(3, 0, json!({"notes": []}));
+    assert!(is_linearizable(&script));
+    script.call(4, 0, "get", json!({"id": 1})).ok(4, 0, json!({"note": {"v": 0}, "version": 1}));
+    assert!(!is_linearizable(&script), "the note is gone");
+}
+
+/// Conversely, a read that shows the note at version 1 after the unknown write's call rules
+/// out that write before it; the write may still come after.
+#[test]
+fn a_write_no_output_reports_comes_after_every_read_of_an_older_version() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"v": 0}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    script.call(1, 1, "put", json!({"id": 1, "body": {"v": 1}})).info(1, 1);
+    script.call(2, 0, "get", json!({"id": 1})).ok(2, 0, json!({"note": {"v": 0}, "version": 1}));
+    script.call(3, 0, "list", json!({})).ok(3, 0, json!({"notes": [{"id": 1, "version": 1, "note": {"v": 0}}]}));
+    assert!(is_linearizable(&script), "the put never happened, or after the list");
+    script.call(4, 0, "get", json!({"id": 1})).ok(4, 0, json!({"note": {"v": 1}, "version": 2}));
+    assert!(is_linearizable(&script), "the put happened after the list");
+}
