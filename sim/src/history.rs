@@ -1,5 +1,11 @@
-//! Client histories in the lin-history v1 format (JSON lines), and a reader for
+//! Client histories in the lin-history format (JSON lines), and a reader for
 //! the Jepsen etcd register logs that Porcupine's test data uses.
+//!
+//! Versions: this module writes version 2 and reads versions 1 and 2. Version 2 adds
+//! room for a store of many shards: `shards` in the header and `shard` on a call (which
+//! shard served the operation); each shard's operations are checked as a history of
+//! their own, as a shard is a replica group with its own ids. A version 1 history has
+//! no `shard`, and one that names a shard is refused rather than misread.
 //!
 //! The format is specified in `sim/testdata/HISTORY-FORMAT.md`: one header line,
 //! then one event per line (`call`, `ok`, `fail`, `info`). This module only
@@ -25,8 +31,10 @@ use serde_json::Value;
 
 /// The only value of the header's `format` field.
 pub const FORMAT_NAME: &str = "lin-history";
-/// The format version this module reads and writes.
-pub const FORMAT_VERSION: u64 = 1;
+/// The format version this module writes.
+pub const FORMAT_VERSION: u64 = 2;
+/// The oldest format version this module reads.
+pub const OLDEST_FORMAT_VERSION: u64 = 1;
 
 /// Errors found while reading a history. Each names the offending line.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +92,9 @@ pub struct Header {
     pub expect: Option<Expectation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// How many shards the history's store has (version 2; absent means one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u64>,
     /// Header fields this version does not interpret, kept so that a round trip loses nothing.
     #[serde(flatten)]
     pub other_fields: BTreeMap<String, Value>,
@@ -98,6 +109,7 @@ impl Header {
             init: None,
             expect: None,
             source: None,
+            shards: None,
             other_fields: BTreeMap::new(),
         }
     }
@@ -137,6 +149,9 @@ pub struct Event {
     /// The operation's output, on `ok` only.
     #[serde(rename = "out", default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
+    /// The shard that served the operation, on calls only (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u64>,
 }
 
 impl Event {
@@ -149,19 +164,30 @@ impl Event {
             function: Some(function.to_string()),
             input,
             output: None,
+            shard: None,
         }
     }
 
     pub fn ok(id: u64, client: u64, output: Option<Value>) -> Event {
-        Event { kind: EventKind::Ok, id, client, time: None, function: None, input: None, output }
+        Event { output, ..Event::completion(EventKind::Ok, id, client) }
     }
 
     pub fn fail(id: u64, client: u64) -> Event {
-        Event { kind: EventKind::Fail, id, client, time: None, function: None, input: None, output: None }
+        Event::completion(EventKind::Fail, id, client)
     }
 
     pub fn info(id: u64, client: u64) -> Event {
-        Event { kind: EventKind::Info, id, client, time: None, function: None, input: None, output: None }
+        Event::completion(EventKind::Info, id, client)
+    }
+
+    fn completion(kind: EventKind, id: u64, client: u64) -> Event {
+        Event { kind, id, client, time: None, function: None, input: None, output: None, shard: None }
+    }
+
+    /// A call served by `shard` (version 2).
+    pub fn on_shard(mut self, shard: u64) -> Event {
+        self.shard = Some(shard);
+        self
     }
 
     pub fn at(mut self, time: u64) -> Event {
@@ -204,6 +230,8 @@ pub struct Operation {
     pub return_position: Option<usize>,
     /// The line of the call, for messages.
     pub call_line: usize,
+    /// The shard that served it (version 2); `None` in a store of one shard.
+    pub shard: Option<u64>,
 }
 
 impl Operation {
@@ -307,6 +335,9 @@ impl History {
                             ),
                         ));
                     }
+                    if event.shard.is_some() && self.header.version < 2 {
+                        return Err(HistoryError::invalid(line, "a shard needs version 2 of the format"));
+                    }
                     index_by_id.insert(event.id, operations.len());
                     operations.push(Operation {
                         id: event.id,
@@ -317,11 +348,12 @@ impl History {
                         call_position: positions[event_index],
                         return_position: None,
                         call_line: line,
+                        shard: event.shard,
                     });
                 }
                 EventKind::Ok | EventKind::Fail | EventKind::Info => {
-                    if event.function.is_some() || event.input.is_some() {
-                        return Err(HistoryError::invalid(line, "a completion has no function or input"));
+                    if event.function.is_some() || event.input.is_some() || event.shard.is_some() {
+                        return Err(HistoryError::invalid(line, "a completion has no function, input or shard"));
                     }
                     if event.kind != EventKind::Ok && event.output.is_some() {
                         return Err(HistoryError::invalid(line, "only an ok completion has an output"));
@@ -459,8 +491,17 @@ fn check_header(header: &Header, line: usize) -> Result<(), HistoryError> {
     if header.format != FORMAT_NAME {
         return Err(HistoryError::invalid(line, format!("format is {:?}, expected {FORMAT_NAME:?}", header.format)));
     }
-    if header.version != FORMAT_VERSION {
-        return Err(HistoryError::invalid(line, format!("version {} is not supported", header.version)));
+    if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&header.version) {
+        return Err(HistoryError::invalid(
+            line,
+            format!(
+                "version {} is not supported (this build reads {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})",
+                header.version
+            ),
+        ));
+    }
+    if header.shards.is_some() && header.version < 2 {
+        return Err(HistoryError::invalid(line, "shards need version 2 of the format"));
     }
     Ok(())
 }
@@ -573,6 +614,33 @@ mod tests {
         history.events[3].time = Some(4);
         let operations = history.operations().expect("valid");
         assert!(operations[0].precedes(&operations[1]));
+    }
+
+    /// Version 1 histories (every file under `sim/testdata/` but two is one) read as they
+    /// are; what only version 2 has is refused in version 1; a later version is refused.
+    #[test]
+    fn version_2_is_written_and_versions_1_and_2_are_read() {
+        let mut history = History::new(Header::new(ModelName::Notes));
+        assert_eq!(history.header.version, 2);
+        history.header.shards = Some(2);
+        history.events.push(Event::call(0, 0, "get", Some(serde_json::json!({"id": 1}))).on_shard(1).at(1));
+        history.events.push(Event::ok(0, 0, Some(serde_json::json!({"error": "not_found"}))).at(2));
+        let text = history.to_jsonl();
+        assert!(text.starts_with(r#"{"format":"lin-history","version":2,"model":"notes","shards":2}"#), "{text}");
+        let read = History::parse_jsonl(&text).expect("version 2 reads back");
+        assert_eq!(read, history);
+        assert_eq!(read.operations().expect("valid")[0].shard, Some(1));
+
+        let version_1 = text.replacen(r#""version":2"#, r#""version":1"#, 1).replacen(r#","shards":2"#, "", 1);
+        let error = History::parse_jsonl(&version_1).expect_err("a shard in version 1");
+        assert!(error.to_string().contains("line 2: a shard needs version 2"), "{error}");
+        let without_shard = version_1.replacen(r#","shard":1"#, "", 1);
+        let read = History::parse_jsonl(&without_shard).expect("version 1 reads");
+        assert_eq!((read.header.version, read.operations().expect("valid")[0].shard), (1, None));
+
+        let version_3 = text.replacen(r#""version":2"#, r#""version":3"#, 1);
+        let error = History::parse_jsonl(&version_3).expect_err("version 3");
+        assert!(error.to_string().contains("this build reads 1 to 2"), "{error}");
     }
 
     #[test]

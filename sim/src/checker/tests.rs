@@ -47,6 +47,8 @@ fn notes_histories_give_their_documented_verdicts() {
         ("n4-bad-id-order", false),
         ("n5-ok-concurrent-creates", true),
         ("n6-bad-unknown-create-too-late", false),
+        ("n7-ok-two-shards-v2", true),
+        ("n8-bad-stale-on-one-shard-v2", false),
     ];
     for (name, linearizable) in names {
         let report = verdict_of_file(&format!("notes-histories/{name}.jsonl"));
