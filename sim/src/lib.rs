@@ -16,15 +16,17 @@
 //! ```text
 //! noted-sim run --protocol remote-write --seed 42 [--trace] [--history h.jsonl] [--html h.html] [--beyond-model]
 //! noted-sim explore --protocol remote-write --seeds 10000 [--from 0] [--jobs 2] [--beyond-model]
-//! noted-sim check FILE...        # lin-history v1 (.jsonl) or Jepsen etcd logs (.log)
+//! noted-sim check FILE...        # lin-history (.jsonl, .jsonl.gz) or Jepsen etcd logs (.log)
 //! noted-sim gen-history --seed 1 --clients 10 --operations 1000 [--plant stale-read] [-o h.jsonl]
 //! ```
 //!
 //! A seed is a decimal `u64` or a hexadecimal git hash (its first 16 digits). Exit codes
 //! of `run` and `explore`: 0 every check passed, 10 not linearizable, 11 a replica
 //! panicked (a broken invariant), 12 no convergence, 13 a request unanswered after the
-//! faults healed, 14 the run could not start. `check` exits 0 when every file is
-//! linearizable and 1 otherwise.
+//! faults healed, 14 the run could not start, 15 a message over its bound; 2 when a
+//! history is undecided. `check` exits 0 when every file is linearizable, 1 when one is
+//! not, 2 when one is undecided and 3 when one cannot be read (see `src/main.rs`). The
+//! history format and the checker are the crate `noted-check` (`sim/check/`).
 //!
 //! # Adding a protocol
 //!
@@ -32,24 +34,22 @@
 //! (in [`protocol`]), and describe its messages in [`trace::describe_message`];
 //! `cargo test` sweeps every variant in [`SimProtocol::ALL`].
 
-pub mod checker;
 pub mod clock;
 pub mod faults;
-pub mod gen_history;
-pub mod history;
 pub mod html;
 pub mod linearizability;
 pub mod minimize;
 pub mod network;
 pub mod options;
 pub mod outcome;
-pub mod plant;
 pub mod protocol;
-pub mod recording;
 pub mod report;
 pub mod runner;
 pub mod trace;
 pub mod workload;
+
+// The history format and the checker live in their own crate; these paths stay for users.
+pub use noted_check::{checker, gen_history, history, plant, recording};
 
 use noted_core::Defect;
 

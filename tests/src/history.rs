@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
-use noted_sim::recording;
-pub use noted_sim::recording::{Recorder, user_object};
+use noted_check::recording;
+pub use noted_check::recording::{Recorder, user_object};
 use serde_json::Value;
 
 use crate::client::HttpResponse;

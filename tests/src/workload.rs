@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use noted_sim::checker::{Verdict, check};
+use noted_check::checker::{Verdict, check};
 
 use crate::checks::{CONVERGENCE_TIMEOUT, notes_once_converged};
 use crate::client::NotesClient;

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use noted_sim::history::History;
+use noted_check::history::History;
 use noted_tests::{Cluster, ClusterOptions, noted_binary};
 use serde_json::Value;
 

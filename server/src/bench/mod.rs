@@ -27,8 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use noted_sim::checker::{self, Verdict};
-use noted_sim::recording::Recorder;
+use noted_check::checker::{self, Verdict};
+use noted_check::recording::Recorder;
 use serde_json::json;
 
 use crate::cli::{BenchArgs, SendTo};

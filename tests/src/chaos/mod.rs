@@ -10,7 +10,7 @@
 //! After the last fault heals, a run checks that the cluster serves through every
 //! replica within [`RECOVERY_BOUND`], that every replica holds the same notes, that
 //! no acknowledged create was lost and no retried create made two notes, and that
-//! the history is linearizable (noted-sim's checker).
+//! the history is linearizable (noted-check's checker).
 //!
 //! [`run`] expects to be inside a namespace already; the `noted-chaos` binary makes
 //! one with [`namespace::Namespace`] and runs itself inside it.

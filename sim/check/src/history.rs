@@ -561,7 +561,7 @@ mod tests {
     use super::*;
 
     fn data_path(relative: &str) -> String {
-        format!("{}/testdata/{relative}", env!("CARGO_MANIFEST_DIR"))
+        format!("{}/../testdata/{relative}", env!("CARGO_MANIFEST_DIR"))
     }
 
     fn read_data(relative: &str) -> String {

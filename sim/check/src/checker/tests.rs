@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use super::*;
 
 fn data_path(relative: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/")).join(relative)
+    // The test data is the simulator's, beside this crate.
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/")).join(relative)
 }
 
 fn verdict_of_file(relative: &str) -> CheckReport {
