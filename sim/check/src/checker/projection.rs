@@ -12,7 +12,9 @@
 //! still respects real time; the create that reported `n` made `n` (the model gives the
 //! projection's one create the id `n`); every operation on `n` sees `n` as before, since
 //! only operations on `n` change it; and each list's `get` sees `n` as the list saw it at
-//! the same point. So the projection has a linearization whenever the history does.
+//! the same point. So the projection has a linearization whenever the history does. (A
+//! list that returned before the note's create was called is left out: it shows the note
+//! absent in every linearization, so its read could refute nothing.)
 //!
 //! The converse does not hold (lists bind notes to one instant, creates share a counter),
 //! so a projection that passes proves nothing and the whole search follows. But a stale
@@ -37,7 +39,9 @@ pub(crate) fn refute_by_note(
     scopes: &[Scope],
     budget: &mut Budget,
 ) -> Option<Counterexample> {
-    for (note_id, projection) in projections(operations, scopes) {
+    let index = ProjectionIndex::new(operations, scopes);
+    for &note_id in index.creator_by_note.keys() {
+        let projection = index.projection(operations, note_id);
         let saved_ids = std::mem::replace(&mut model.ids, IdAssignment::Sequence(vec![note_id]));
         let refuted = matches!(search_within(model, &projection, budget, STEPS_PER_PROJECTION), Some(false));
         let counterexample = refuted.then(|| {
@@ -126,60 +130,87 @@ fn shrink(
     failing
 }
 
-/// Each note that exactly one create reported, with its projection in history order.
-fn projections(
-    operations: &[SearchOperation<NotesOperation>],
-    scopes: &[Scope],
-) -> Vec<(u64, Vec<SearchOperation<NotesOperation>>)> {
-    let mut creators: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    for (index, scope) in scopes.iter().enumerate() {
-        if let Scope::Create { known_id: Some(id) } = *scope {
-            creators.entry(id).or_default().push(index);
-        }
-    }
-    let mut by_note: BTreeMap<u64, Vec<SearchOperation<NotesOperation>>> = creators
-        .iter()
-        .filter(|(_, creates)| creates.len() == 1)
-        .map(|(&id, creates)| (id, vec![operations[creates[0]].clone()]))
-        .collect();
-    for (index, scope) in scopes.iter().enumerate() {
-        let operation = &operations[index];
-        match *scope {
-            Scope::Note(id) => {
-                if let Some(projection) = by_note.get_mut(&id) {
-                    projection.push(operation.clone());
-                }
-            }
-            Scope::List => {
-                let NotesCall::List { after, limit } = operation.operation.call else { continue };
-                let Some(observation) = &operation.operation.observation else { continue };
-                let Some(page) = ListedPage::of(observation, after, limit) else { continue };
-                for (&id, projection) in by_note.range_mut(after.saturating_add(1)..) {
-                    if let Some(read) = page.read_of(id) {
-                        projection.push(SearchOperation {
-                            operation: NotesOperation { call: NotesCall::Get { id }, observation: Some(read) },
-                            ..operation.clone()
-                        });
+/// Where each note's projection comes from, so that projections are built one at a time:
+/// all of them at once hold every list once per note it covers.
+struct ProjectionIndex<'a> {
+    /// Notes that exactly one create reported, and that create.
+    creator_by_note: BTreeMap<u64, usize>,
+    operations_by_note: BTreeMap<u64, Vec<usize>>,
+    /// Completed lists whose page the model could give, by operation index.
+    pages: Vec<(usize, ListedPage<'a>)>,
+}
+
+impl<'a> ProjectionIndex<'a> {
+    fn new(operations: &'a [SearchOperation<NotesOperation>], scopes: &[Scope]) -> ProjectionIndex<'a> {
+        let mut creators: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        let mut operations_by_note: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+        let mut pages = Vec::new();
+        for (index, scope) in scopes.iter().enumerate() {
+            match *scope {
+                Scope::Create { known_id: Some(id) } => creators.entry(id).or_default().push(index),
+                Scope::Create { known_id: None } => {}
+                Scope::Note(id) => operations_by_note.entry(id).or_default().push(index),
+                Scope::List => {
+                    let operation = &operations[index];
+                    let NotesCall::List { after, limit } = operation.operation.call else { continue };
+                    let Some(observation) = &operation.operation.observation else { continue };
+                    if let Some(page) = ListedPage::of(observation, after, limit) {
+                        pages.push((index, page));
                     }
                 }
             }
-            Scope::Create { .. } => {}
         }
+        let creator_by_note = creators
+            .into_iter()
+            .filter(|(_, creates)| creates.len() == 1)
+            .map(|(id, creates)| (id, creates[0]))
+            .collect();
+        ProjectionIndex { creator_by_note, operations_by_note, pages }
     }
-    for projection in by_note.values_mut() {
+
+    /// Note `note_id`'s projection, in history order.
+    fn projection(
+        &self,
+        operations: &[SearchOperation<NotesOperation>],
+        note_id: u64,
+    ) -> Vec<SearchOperation<NotesOperation>> {
+        let creator = &operations[self.creator_by_note[&note_id]];
+        let mut projection = vec![creator.clone()];
+        for &index in self.operations_by_note.get(&note_id).into_iter().flatten() {
+            projection.push(operations[index].clone());
+        }
+        for &(index, ref page) in &self.pages {
+            let list = &operations[index];
+            // A list that returned before the note's create was called shows it absent in
+            // every linearization: such a read can refute nothing.
+            if list.return_position.is_some_and(|returned| returned < creator.call_position) {
+                continue;
+            }
+            if let Some(read) = page.read_of(note_id) {
+                projection.push(SearchOperation {
+                    id: list.id,
+                    operation: NotesOperation { call: NotesCall::Get { id: note_id }, observation: Some(read) },
+                    call_position: list.call_position,
+                    return_position: list.return_position,
+                });
+            }
+        }
         projection.sort_by_key(|operation| operation.call_position);
+        projection
     }
-    by_note.into_iter().collect()
 }
 
 /// What a completed list's page says of single notes.
 struct ListedPage<'a> {
     observation: &'a NotesObservation,
+    /// The list's `after`: the page speaks of larger ids only.
+    after: u64,
     /// The largest id the page speaks of; `u64::MAX` when it runs to the end.
     last: u64,
 }
 
 impl<'a> ListedPage<'a> {
+    /// The page, if the model could give it: ids increasing, all after `after`.
     fn of(observation: &'a NotesObservation, after: u64, limit: Option<u64>) -> Option<ListedPage<'a>> {
         if observation.error_code.is_some() {
             return None;
@@ -201,16 +232,18 @@ impl<'a> ListedPage<'a> {
             None if stopped_at_limit => previous,
             None => u64::MAX,
         };
-        Some(ListedPage { observation, last })
+        Some(ListedPage { observation, after, last })
     }
 
     /// The read of note `id` the page stands for, if the page covers it.
     fn read_of(&self, id: u64) -> Option<NotesObservation> {
-        if id > self.last {
+        if id <= self.after || id > self.last {
             return None;
         }
         let entries = self.observation.notes.as_ref()?;
-        Some(match entries.iter().find(|entry| entry.id == Some(id)) {
+        // Ids are increasing on a page `of` accepted.
+        let found = entries.binary_search_by_key(&Some(id), |entry| entry.id).ok().map(|position| &entries[position]);
+        Some(match found {
             Some(entry) => NotesObservation {
                 id: Some(id),
                 version: entry.version,

@@ -224,7 +224,7 @@ impl FingerprintSet {
     const EMPTY: u128 = 0;
 
     fn new() -> FingerprintSet {
-        FingerprintSet { slots: vec![Self::EMPTY; 1024], len: 0 }
+        FingerprintSet { slots: vec![Self::EMPTY; 64], len: 0 }
     }
 
     /// Inserts; false when it was there already.
