@@ -47,16 +47,17 @@
 //!
 //! # A planted violation
 //!
-//! `plant: Some(Plant::StaleRead)` picks (with the seed) one completed `get`, or one
-//! entry of a completed `list`, of a note on which a write that established version
-//! `v >= 2` *returned before the read was called*, and makes it report version `v - 1`
-//! with the body the note had then. In every linearization that write precedes the
-//! read; after it the note's version is at least `v` or the note is gone for good
-//! (versions only grow, ids are never reused), so no linearization can explain the
-//! read: the history is certainly illegal. The header's `expect` is then `illegal`, and
-//! its `source` names the planted operation: `HISTORY-FORMAT.md` defines no free header
-//! field, and `source` is free text saying how the history was made (`noted-sim
-//! gen-history` also prints it on standard error).
+//! `plant: Some(Plant::StaleRead)` generates the history as without it, then plants a
+//! stale read in it as [`crate::plant`] does for any recorded history, seeded by the
+//! history's seed: one completed `get`, or one entry of a completed `list`, of a note on
+//! which a write that established version `v >= 2` *returned before the read was
+//! called* reports version `v - 1` with the body the note had then. In every
+//! linearization that write precedes the read; after it the note's version is at least
+//! `v` or the note is gone for good (versions only grow, ids are never reused), so no
+//! linearization can explain the read: the history is certainly illegal. The header's
+//! `expect` is then `illegal`, and its `source` names the planted operation:
+//! `HISTORY-FORMAT.md` defines no free header field, and `source` is free text saying
+//! how the history was made (`noted-sim gen-history` also prints it on standard error).
 //!
 //! The generator is pure: the same options give the same history, byte for byte
 //! (one seeded `ChaCha8Rng`, no clock, ordered maps only).
@@ -222,18 +223,26 @@ pub fn generate(options: &GenOptions) -> History {
 pub fn generate_with_report(options: &GenOptions) -> Generated {
     let mut random = ChaCha8Rng::seed_from_u64(options.seed);
     let schedule = schedule(options, &mut random);
-    let (mut operations, bodies) = run_store(options, &schedule, &mut random);
+    let operations = run_store(options, &schedule, &mut random);
+    let mut header = Header::new(ModelName::Notes);
+    header.expect = Some(Expectation::Linearizable);
+    header.source = Some(options.command());
+    let history = History { header, events: events(&schedule, &operations) };
     let planted = match options.plant {
-        Some(Plant::StaleRead) => plant_stale_read(&schedule, &mut operations, &bodies, &mut random),
+        // The same planting as `noted-sim plant-stale-read`, seeded by the history's seed.
+        Some(Plant::StaleRead) => {
+            crate::plant::plant_stale_read(&history, options.seed).expect("a generated history is well formed")
+        }
         None => None,
     };
-    let mut header = Header::new(ModelName::Notes);
-    header.expect = Some(if planted.is_some() { Expectation::Illegal } else { Expectation::Linearizable });
-    header.source = Some(match &planted {
-        Some(planted) => format!("{} (planted {planted})", options.command()),
-        None => options.command(),
-    });
-    Generated { history: History { header, events: events(&schedule, &operations) }, planted }
+    match planted {
+        Some((mut history, planted)) => {
+            history.header.expect = Some(Expectation::Illegal);
+            history.header.source = Some(format!("{} (planted {planted})", options.command()));
+            Generated { history, planted: Some(planted) }
+        }
+        None => Generated { history, planted: None },
+    }
 }
 
 /// When an operation happens, decided before what it does.
@@ -396,8 +405,6 @@ struct Done {
 struct Store {
     creates_done: u64,
     notes: BTreeMap<u64, (Value, u64)>,
-    /// Every body each note had, by version - 1.
-    bodies: BTreeMap<u64, Vec<Value>>,
 }
 
 fn error(code: &str) -> Value {
@@ -413,7 +420,6 @@ impl Store {
                 self.creates_done += 1;
                 let id = self.creates_done;
                 let body = input["body"].clone();
-                self.bodies.entry(id).or_default().push(body.clone());
                 self.notes.insert(id, (body, 1));
                 json!({ "id": id, "version": 1 })
             }
@@ -450,13 +456,11 @@ impl Store {
                     }
                     "put" => {
                         let body = input["body"].clone();
-                        self.bodies.entry(id).or_default().push(body.clone());
                         self.notes.insert(id, (body, version));
                         json!({ "version": version })
                     }
                     _ => {
                         let body = merge_patch(note, &input["patch"]);
-                        self.bodies.entry(id).or_default().push(body.clone());
                         self.notes.insert(id, (body.clone(), version));
                         json!({ "version": version, "note": body })
                     }
@@ -620,8 +624,7 @@ fn choose_call(options: &GenOptions, rank: u64, knowledge: &Knowledge, random: &
 }
 
 /// Chooses each operation's input at its call and computes its output at its point.
-/// Also returns every body each note had, by version - 1: what a planted stale read reports.
-fn run_store(options: &GenOptions, slots: &[Slot], random: &mut ChaCha8Rng) -> (Vec<Done>, BTreeMap<u64, Vec<Value>>) {
+fn run_store(options: &GenOptions, slots: &[Slot], random: &mut ChaCha8Rng) -> Vec<Done> {
     // At one instant: calls, then points (in operation order), then returns; so an operation
     // is called before its point and its point comes before its return.
     const CALL: u8 = 0;
@@ -664,112 +667,9 @@ fn run_store(options: &GenOptions, slots: &[Slot], random: &mut ChaCha8Rng) -> (
             operation.output = None;
         }
     }
-    (operations, store.bodies)
+    operations
 }
 
-/// A read that could carry the planted violation.
-struct Candidate {
-    operation: usize,
-    /// The entry of a list's page, or `None` for a get.
-    entry: Option<usize>,
-    note: u64,
-    established_version: u64,
-    write: usize,
-}
-
-/// Makes one read report the version before one that a write had returned before the read
-/// was called (see the module documentation). `None` when no read qualifies.
-fn plant_stale_read(
-    slots: &[Slot],
-    operations: &mut [Done],
-    bodies: &BTreeMap<u64, Vec<Value>>,
-    random: &mut ChaCha8Rng,
-) -> Option<PlantedRead> {
-    // Each note's completed writes by return time, with the highest version returned so far.
-    let mut writes: BTreeMap<u64, Vec<(u64, u64, usize)>> = BTreeMap::new();
-    for (index, (slot, operation)) in slots.iter().zip(operations.iter()).enumerate() {
-        let Some(output) = &operation.output else { continue };
-        if slot.unknown || output.get("error").is_some() {
-            continue;
-        }
-        let note = match operation.function {
-            "create" => output.get("id").and_then(Value::as_u64),
-            "put" | "patch" => operation.input.get("id").and_then(Value::as_u64),
-            _ => None,
-        };
-        if let (Some(note), Some(version)) = (note, output.get("version").and_then(Value::as_u64)) {
-            writes.entry(note).or_default().push((slot.end, version, index));
-        }
-    }
-    for note_writes in writes.values_mut() {
-        note_writes.sort_unstable();
-        let mut highest = (0, 0);
-        for write in note_writes.iter_mut() {
-            highest = highest.max((write.1, write.2));
-            (write.1, write.2) = highest;
-        }
-    }
-    let established_before = |note: u64, call: u64| -> Option<(u64, usize)> {
-        let note_writes = writes.get(&note)?;
-        let returned = note_writes.partition_point(|&(end, ..)| end < call);
-        let &(_, version, write) = note_writes.get(returned.checked_sub(1)?)?;
-        (version >= 2).then_some((version, write))
-    };
-    let mut candidates: Vec<Candidate> = Vec::new();
-    for (index, (slot, operation)) in slots.iter().zip(operations.iter()).enumerate() {
-        let Some(output) = operation.output.as_ref().filter(|_| !slot.unknown) else { continue };
-        match operation.function {
-            "get" if output.get("note").is_some() => {
-                let Some(note) = operation.input.get("id").and_then(Value::as_u64) else { continue };
-                if let Some((established_version, write)) = established_before(note, slot.call) {
-                    candidates.push(Candidate { operation: index, entry: None, note, established_version, write });
-                }
-            }
-            "list" => {
-                for (entry, listed) in output["notes"].as_array().into_iter().flatten().enumerate() {
-                    let Some(note) = listed.get("id").and_then(Value::as_u64) else { continue };
-                    if let Some((established_version, write)) = established_before(note, slot.call) {
-                        candidates.push(Candidate {
-                            operation: index,
-                            entry: Some(entry),
-                            note,
-                            established_version,
-                            write,
-                        });
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    // A read first, then one of its entries: drawing among entries would nearly always pick a
-    // list, whose pages hold many notes, while gets are the common stale read.
-    let reads: BTreeSet<usize> = candidates.iter().map(|candidate| candidate.operation).collect();
-    let read = *reads.iter().nth(random.random_range(0..reads.len().max(1)))?;
-    let entries: Vec<&Candidate> = candidates.iter().filter(|candidate| candidate.operation == read).collect();
-    let chosen = entries[random.random_range(0..entries.len())];
-    let reported_version = chosen.established_version - 1;
-    let body = bodies.get(&chosen.note)?.get(usize::try_from(reported_version - 1).ok()?)?.clone();
-    let operation = &mut operations[chosen.operation];
-    let output = operation.output.as_mut()?;
-    let target = match chosen.entry {
-        None => output,
-        Some(entry) => output.get_mut("notes")?.get_mut(entry)?,
-    };
-    target["version"] = json!(reported_version);
-    target["note"] = body;
-    Some(PlantedRead {
-        operation: chosen.operation as u64,
-        function: operation.function,
-        note: chosen.note,
-        reported_version,
-        established_version: chosen.established_version,
-        write: chosen.write as u64,
-    })
-}
-
-/// The history's lines: every call, and every completion but those left out, in time order
-/// (at one instant calls first, as the format reads them).
 fn events(slots: &[Slot], operations: &[Done]) -> Vec<Event> {
     let mut timed: Vec<(u64, EventKind, u64, Event)> = Vec::with_capacity(slots.len() * 2);
     for (index, (slot, operation)) in slots.iter().zip(operations).enumerate() {

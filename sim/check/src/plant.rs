@@ -1,5 +1,5 @@
-//! Planting a stale read in a recorded notes history (one from real processes, say),
-//! the way [`crate::gen_history`] plants one in a generated history.
+//! Planting a stale read in a notes history: one recorded from real processes, or one
+//! that [`crate::gen_history`] generated.
 //!
 //! One completed `get`, or one entry of a completed `list`, of a note on which a
 //! completed write (create, put or patch) had returned version `v >= 2` *before the
