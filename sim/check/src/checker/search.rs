@@ -465,21 +465,19 @@ fn search_states<M: Model>(
             })
         })
         .collect();
-    let class_keys: Vec<u128> = class_numbers.keys().copied().collect();
-    let mut class_numbers_by_index = vec![0u128; class_numbers.len()];
+    let mut class_key_by_number = vec![0u128; class_numbers.len()];
     for (&key, &number) in &class_numbers {
-        class_numbers_by_index[number] = key;
+        class_key_by_number[number] = key;
     }
-    let _ = class_keys;
     // A class has no key per member: how many of its members are linearized has one.
     let keys: Vec<u128> = (0..operations.len())
         .map(|index| if class_of[index].is_some() { 0 } else { fingerprint_of(OPERATION_KEY_DOMAIN, &[index as u64]) })
         .collect();
     let count_key = |class: usize, count: u64| {
-        let key = class_numbers_by_index[class];
+        let key = class_key_by_number[class];
         fingerprint_of(INTERCHANGEABLE_KEY_DOMAIN, &[key as u64, (key >> 64) as u64, count])
     };
-    let mut taken_by_class = vec![0u64; class_numbers_by_index.len()];
+    let mut taken_by_class = vec![0u64; class_key_by_number.len()];
     let mut observers = Observers::new(model, operations);
     let mut linearized_fingerprint: u128 = (0..taken_by_class.len()).fold(0, |key, class| key ^ count_key(class, 0));
     let mut explored = FingerprintSet::new();
@@ -488,7 +486,7 @@ fn search_states<M: Model>(
     let follow_keys: Vec<u128> = (0..operations.len())
         .map(|index| match class_of[index] {
             Some(class) => {
-                let key = class_numbers_by_index[class];
+                let key = class_key_by_number[class];
                 fingerprint_of(FOLLOW_KEY_DOMAIN, &[u64::MAX, key as u64, (key >> 64) as u64])
             }
             None => fingerprint_of(FOLLOW_KEY_DOMAIN, &[index as u64]),
