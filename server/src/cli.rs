@@ -163,7 +163,7 @@ pub struct BenchArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// Record every operation as a lin-history v1 file (meant for runs of modest length).
+    /// Record every operation as a lin-history file (meant for runs of modest length).
     #[arg(long)]
     pub history: Option<PathBuf>,
     /// Check the recorded history with the linearizability checker. Exit status: 0

@@ -50,7 +50,7 @@ enum Command {
         /// Print the readable per-event trace.
         #[arg(long)]
         trace: bool,
-        /// Write the history (lin-history v1, JSON lines) to this file.
+        /// Write the history (lin-history version 2, JSON lines) to this file.
         #[arg(long)]
         history: Option<PathBuf>,
         /// Write a self-contained HTML timeline of the history to this file.
@@ -76,7 +76,7 @@ enum Command {
         #[arg(long)]
         beyond_model: bool,
     },
-    /// Check history files (lin-history v1, or Jepsen etcd `.log`): exit 0 when all are
+    /// Check history files (lin-history versions 1 and 2, gzipped or not, or Jepsen etcd `.log`): exit 0 when all are
     /// linearizable, 1 when one is not, 2 when one is undecided, 3 when one cannot be read.
     Check {
         files: Vec<PathBuf>,
@@ -93,7 +93,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Generate a notes history (lin-history v1) that is linearizable by construction, or
+    /// Generate a notes history (lin-history version 2) that is linearizable by construction, or
     /// certainly not with `--plant`; the same arguments give the same bytes.
     GenHistory {
         /// A decimal u64, or a hexadecimal git hash (its first 16 digits).
@@ -126,7 +126,7 @@ enum Command {
         #[arg(short = 'o', long = "output")]
         output: Option<PathBuf>,
     },
-    /// Copy a recorded notes history (lin-history v1) with one read made stale: it reports
+    /// Copy a recorded notes history (lin-history) with one read made stale: it reports
     /// the version (and body) before one that a write had returned before the read was
     /// called, so the copy is certainly not linearizable; its header expects `illegal`.
     PlantStaleRead {

@@ -172,7 +172,7 @@ fn linearizable(operation: Operation) -> PlannedOperation {
     PlannedOperation { operation, consistency: Consistency::Linearizable }
 }
 
-/// The history's function name and input for an operation (lin-history v1, notes model).
+/// The history's function name and input for an operation (lin-history, notes model).
 pub fn history_call(operation: &Operation) -> (&'static str, Value) {
     let mut input = Map::new();
     let put_if_match = |input: &mut Map<String, Value>, if_match: &Option<Version>| {

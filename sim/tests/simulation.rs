@@ -75,7 +75,7 @@ fn the_trace_format_is_locked() {
 fn histories_round_trip_through_the_format_and_pass_the_checker() {
     let outcome = run(&RunRequest::new(SimProtocol::RemoteWrite, 5));
     let text = outcome.history.to_jsonl();
-    let parsed = History::parse_jsonl(&text).expect("the simulator writes valid lin-history v1");
+    let parsed = History::parse_jsonl(&text).expect("the simulator writes a valid lin-history");
     assert_eq!(parsed.to_jsonl(), text);
     assert!(outcome.operations() > 0);
     assert_eq!(outcome.linearizability, Some(LinearizabilityVerdict::Linearizable));

@@ -1,4 +1,4 @@
-//! Recording what clients saw as a lin-history v1 history, for the checker: the
+//! Recording what clients saw as a lin-history, for the checker: the
 //! simulator's [`Recorder`] with the wall clock, and the model's output of a response.
 
 use std::time::Instant;

@@ -34,7 +34,7 @@ fn a_short_bench_run_reports_and_its_history_is_linearizable() {
     assert_eq!(report["history"]["verdict"], "linearizable");
 
     let history = History::parse_jsonl(&std::fs::read_to_string(&history_path).expect("the history was written"))
-        .expect("the history is lin-history v1");
+        .expect("the history is a valid lin-history");
     let operations = history.operations().expect("the history is well formed");
     assert_eq!(operations.len(), 160, "the prefill's creates and the measured operations");
 }

@@ -1,4 +1,4 @@
-//! A generator of `notes` histories (lin-history v1) for the linearizability checker:
+//! A generator of `notes` histories (lin-history) for the linearizability checker:
 //! large, heavily concurrent, with unknown outcomes, and linearizable by construction
 //! unless a violation is planted.
 //!

@@ -251,7 +251,7 @@ impl History {
         History { header, events: Vec::new() }
     }
 
-    /// Reads a lin-history v1 document. Blank lines are skipped (but counted).
+    /// Reads a lin-history document (version 1 or 2). Blank lines are skipped (but counted).
     pub fn parse_jsonl(text: &str) -> Result<History, HistoryError> {
         let mut header: Option<Header> = None;
         let mut events = Vec::new();
@@ -279,7 +279,7 @@ impl History {
         Ok(history)
     }
 
-    /// Writes the history as lin-history v1, one line per event, each ending in a newline.
+    /// Writes the history in the version its header says (new histories: version 2), one line per event, each ending in a newline.
     pub fn to_jsonl(&self) -> String {
         let mut text = String::new();
         // Serialising these types cannot fail: every key is a string and every value is JSON.

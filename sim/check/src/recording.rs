@@ -1,4 +1,4 @@
-//! Recording what real clients of noted's HTTP API saw, as a lin-history v1
+//! Recording what real clients of noted's HTTP API saw, as a lin-history
 //! [`History`] for the checker: used by the end-to-end tests and by `noted bench`.
 //!
 //! The host supplies the clock (microseconds since some start): nothing here reads

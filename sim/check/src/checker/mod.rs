@@ -327,7 +327,7 @@ pub enum CheckFileError {
     Check { path: PathBuf, source: CheckError },
 }
 
-/// Reads and checks a file: a Jepsen etcd log when the name ends in `.log`, else lin-history v1.
+/// Reads and checks a file: a Jepsen etcd log when the name ends in `.log`, else a lin-history (versions 1 and 2; `.gz` is read through gzip).
 pub fn check_file(path: &Path) -> Result<CheckReport, CheckFileError> {
     check_file_with(path, &CheckOptions::default())
 }
