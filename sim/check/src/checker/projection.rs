@@ -13,8 +13,9 @@
 //! projection's one create the id `n`); every operation on `n` sees `n` as before, since
 //! only operations on `n` change it; and each list's `get` sees `n` as the list saw it at
 //! the same point. So the projection has a linearization whenever the history does. (A
-//! list that returned before the note's create was called is left out: it shows the note
-//! absent in every linearization, so its read could refute nothing.)
+//! list that returned before the note's create was called and does not show the note is
+//! left out: the note is absent then in every linearization, so its read could refute
+//! nothing.)
 //!
 //! The converse does not hold (lists bind notes to one instant, creates share a counter),
 //! so a projection that passes proves nothing and the whole search follows. But a stale
@@ -181,19 +182,19 @@ impl<'a> ProjectionIndex<'a> {
         }
         for &(index, ref page) in &self.pages {
             let list = &operations[index];
-            // A list that returned before the note's create was called shows it absent in
-            // every linearization: such a read can refute nothing.
-            if list.return_position.is_some_and(|returned| returned < creator.call_position) {
+            let Some(read) = page.read_of(note_id) else { continue };
+            // A list that returned before the note's create was called finds it absent in
+            // every linearization: such a read can refute nothing (one that shows it can).
+            let absent = read.error_code.is_some();
+            if absent && list.return_position.is_some_and(|returned| returned < creator.call_position) {
                 continue;
             }
-            if let Some(read) = page.read_of(note_id) {
-                projection.push(SearchOperation {
-                    id: list.id,
-                    operation: NotesOperation { call: NotesCall::Get { id: note_id }, observation: Some(read) },
-                    call_position: list.call_position,
-                    return_position: list.return_position,
-                });
-            }
+            projection.push(SearchOperation {
+                id: list.id,
+                operation: NotesOperation { call: NotesCall::Get { id: note_id }, observation: Some(read) },
+                call_position: list.call_position,
+                return_position: list.return_position,
+            });
         }
         projection.sort_by_key(|operation| operation.call_position);
         projection

@@ -976,3 +976,16 @@ fn a_write_no_output_reports_comes_after_every_read_of_an_older_version() {
     script.call(4, 0, "get", json!({"id": 1})).ok(4, 0, json!({"note": {"v": 1}, "version": 2}));
     assert!(is_linearizable(&script), "the put happened after the list");
 }
+
+/// A list that returned before a create was called cannot show the note that create made.
+#[test]
+fn a_list_cannot_show_a_note_before_its_create_was_called() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "list", json!({})).ok(0, 0, json!({"notes": [{"id": 1, "version": 1, "note": {"v": 0}}]}));
+    script.call(1, 0, "create", json!({"body": {"v": 0}})).ok(1, 0, json!({"id": 1, "version": 1}));
+    assert!(!is_linearizable(&script));
+    let mut empty = Script::new(ModelName::Notes);
+    empty.call(0, 0, "list", json!({})).ok(0, 0, json!({"notes": []}));
+    empty.call(1, 0, "create", json!({"body": {"v": 0}})).ok(1, 0, json!({"id": 1, "version": 1}));
+    assert!(is_linearizable(&empty));
+}
