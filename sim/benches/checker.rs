@@ -89,6 +89,9 @@ fn generated_matrix() {
     for plant in [None, Some(Plant::StaleRead)] {
         cases.push(GenOptions { plant, ..GenOptions::new(1, 10, 10_000) });
     }
+    for seed in 2..=6 {
+        cases.push(GenOptions::new(seed, 10, 10_000));
+    }
     if quick() {
         cases.retain(|options| options.operations == 200 && options.seed == 1);
     }
@@ -97,7 +100,13 @@ fn generated_matrix() {
     for options in &cases {
         let generated = generate_with_report(options);
         let started = Instant::now();
-        let result = checker::check_measured(&generated.history, &checker::CheckOptions::default());
+        // No step limit: each history has the 10 s the target allows.
+        let limits = checker::CheckOptions {
+            step_budget: u64::MAX,
+            deadline: Some(started + std::time::Duration::from_secs(10)),
+            max_states: None,
+        };
+        let result = checker::check_measured(&generated.history, &limits);
         let milliseconds = started.elapsed().as_secs_f64() * 1e3;
         let (verdict, states) = match result {
             Ok((verdict, states)) => (verdict, states),

@@ -86,8 +86,8 @@ enum Command {
         /// Give up on a file (undecided) when its search would hold about this many bytes of states.
         #[arg(long)]
         max_memory: Option<u64>,
-        /// Give up on a file (undecided) after this many search steps.
-        #[arg(long, default_value_t = noted_sim::checker::STEP_BUDGET_DEFAULT)]
+        /// Give up on a file (undecided) after this many search steps (default: no limit).
+        #[arg(long, default_value_t = u64::MAX, hide_default_value = true)]
         max_steps: u64,
         /// Print one JSON object per file instead of a line of text.
         #[arg(long)]
@@ -544,5 +544,16 @@ fn json_line(
         }
         Err(error) => line["error"] = serde_json::json!(error.to_string()),
     }
+    if let Some(bytes) = peak_resident_bytes() {
+        line["process_peak_resident_bytes"] = serde_json::json!(bytes);
+    }
     line
+}
+
+/// The most memory this process has held resident so far (`VmHWM`), where the system says.
+fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kibibytes: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kibibytes * 1024)
 }

@@ -45,6 +45,8 @@ pub enum HistoryError {
     Invalid { line: usize, reason: String },
     #[error("the history is empty: a header line is required")]
     Empty,
+    #[error("line {line}: cannot read: {source}")]
+    Read { line: usize, source: std::io::Error },
 }
 
 impl HistoryError {
@@ -275,7 +277,7 @@ impl History {
         }
         let header = header.ok_or(HistoryError::Empty)?;
         let history = History { header, events };
-        history.operations_with_lines(&event_lines)?;
+        history.operations_on_lines(event_lines.into_iter())?;
         Ok(history)
     }
 
@@ -294,107 +296,18 @@ impl History {
 
     /// Checks the structure and pairs every call with its completion.
     pub fn operations(&self) -> Result<Vec<Operation>, HistoryError> {
-        check_header(&self.header, 1)?;
-        let lines: Vec<usize> = (0..self.events.len()).map(event_line).collect();
-        self.operations_with_lines(&lines)
+        self.operations_on_lines((0..self.events.len()).map(event_line))
     }
 
-    fn operations_with_lines(&self, lines: &[usize]) -> Result<Vec<Operation>, HistoryError> {
-        let positions = real_time_positions(&self.events);
-        let mut operations: Vec<Operation> = Vec::new();
-        let mut index_by_id: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut completed_ids: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut in_flight_by_client: BTreeMap<u64, u64> = BTreeMap::new();
-        let mut previous_time: Option<u64> = None;
-        for (event_index, event) in self.events.iter().enumerate() {
-            let line = lines[event_index];
-            if let Some(time) = event.time {
-                if previous_time.is_some_and(|previous| time < previous) {
-                    return Err(HistoryError::invalid(line, format!("time t={time} is earlier than the line before")));
-                }
-                previous_time = Some(time);
-            }
-            match event.kind {
-                EventKind::Call => {
-                    let function = event
-                        .function
-                        .clone()
-                        .ok_or_else(|| HistoryError::invalid(line, "a call needs a function (\"f\")"))?;
-                    if event.output.is_some() {
-                        return Err(HistoryError::invalid(line, "a call has no output (\"out\")"));
-                    }
-                    if index_by_id.contains_key(&event.id) {
-                        return Err(HistoryError::invalid(line, format!("operation id {} is called twice", event.id)));
-                    }
-                    if let Some(other) = in_flight_by_client.insert(event.client, event.id) {
-                        return Err(HistoryError::invalid(
-                            line,
-                            format!(
-                                "client {} calls operation {} while operation {other} is in flight",
-                                event.client, event.id
-                            ),
-                        ));
-                    }
-                    if event.shard.is_some() && self.header.version < 2 {
-                        return Err(HistoryError::invalid(line, "a shard needs version 2 of the format"));
-                    }
-                    index_by_id.insert(event.id, operations.len());
-                    operations.push(Operation {
-                        id: event.id,
-                        client: event.client,
-                        function,
-                        input: event.input.clone().unwrap_or(Value::Null),
-                        outcome: Outcome::Unknown,
-                        call_position: positions[event_index],
-                        return_position: None,
-                        call_line: line,
-                        shard: event.shard,
-                    });
-                }
-                EventKind::Ok | EventKind::Fail | EventKind::Info => {
-                    if event.function.is_some() || event.input.is_some() || event.shard.is_some() {
-                        return Err(HistoryError::invalid(line, "a completion has no function, input or shard"));
-                    }
-                    if event.kind != EventKind::Ok && event.output.is_some() {
-                        return Err(HistoryError::invalid(line, "only an ok completion has an output"));
-                    }
-                    let Some(&operation_index) = index_by_id.get(&event.id) else {
-                        return Err(HistoryError::invalid(
-                            line,
-                            format!("operation {} completes before its call", event.id),
-                        ));
-                    };
-                    if let Some(previous_line) = completed_ids.insert(event.id, line) {
-                        return Err(HistoryError::invalid(
-                            line,
-                            format!("operation {} already completed on line {previous_line}", event.id),
-                        ));
-                    }
-                    let operation = &mut operations[operation_index];
-                    if operation.client != event.client {
-                        return Err(HistoryError::invalid(
-                            line,
-                            format!(
-                                "operation {} was called by client {}, not {}",
-                                event.id, operation.client, event.client
-                            ),
-                        ));
-                    }
-                    in_flight_by_client.remove(&event.client);
-                    match event.kind {
-                        EventKind::Ok => {
-                            operation.outcome = Outcome::Ok(event.output.clone().unwrap_or(Value::Null));
-                            operation.return_position = Some(positions[event_index]);
-                        }
-                        EventKind::Fail => {
-                            operation.outcome = Outcome::Failed;
-                            operation.return_position = Some(positions[event_index]);
-                        }
-                        _ => {}
-                    }
-                }
-            }
+    /// The operations in call order, the events being on `lines`.
+    fn operations_on_lines(&self, lines: impl Iterator<Item = usize>) -> Result<Vec<Operation>, HistoryError> {
+        check_header(&self.header, 1)?;
+        let mut assembler = OperationAssembler::new(&self.header);
+        for (event, line) in self.events.iter().zip(lines) {
+            assembler.push(event.clone(), line)?;
         }
+        let mut operations = assembler.finish();
+        operations.sort_by_key(|operation| operation.call_position);
         Ok(operations)
     }
 
@@ -481,9 +394,300 @@ impl History {
             };
             history.events.push(event.at(time));
         }
-        let lines: Vec<usize> = (0..history.events.len()).map(event_line).collect();
-        history.operations_with_lines(&lines)?;
+        history.operations()?;
         Ok(history)
+    }
+}
+
+/// Turns events, given in line order, into operations as they complete, and checks on the way
+/// what every history must satisfy. A reader hands each operation on as soon as it completes
+/// and keeps nothing else of it, so a history is never held whole ([`OperationStream`]).
+///
+/// Positions: the events of a run that shares one `t` are held until the run ends, then
+/// numbered calls first (see the module documentation).
+#[derive(Debug)]
+pub struct OperationAssembler {
+    version: u64,
+    /// The run of events with the current `t`, not yet positioned.
+    run: Vec<RunEvent>,
+    run_time: Option<u64>,
+    next_position: usize,
+    previous_time: Option<u64>,
+    /// Every operation id seen, for the rules on ids; a few words each.
+    ids: BTreeMap<u64, IdState>,
+    in_flight_by_client: BTreeMap<u64, u64>,
+    /// Positioned calls whose completion has not been positioned yet.
+    pending: BTreeMap<u64, Operation>,
+    completed: Vec<Operation>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum IdState {
+    Called { client: u64 },
+    Completed { line: usize },
+}
+
+#[derive(Debug)]
+enum RunEvent {
+    Call(Operation),
+    Completion { id: u64, kind: EventKind, output: Option<Value> },
+}
+
+impl OperationAssembler {
+    /// An assembler for events under `header` (whose version decides what a call may carry).
+    pub fn new(header: &Header) -> OperationAssembler {
+        OperationAssembler {
+            version: header.version,
+            run: Vec::new(),
+            run_time: None,
+            next_position: 0,
+            previous_time: None,
+            ids: BTreeMap::new(),
+            in_flight_by_client: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            completed: Vec::new(),
+        }
+    }
+
+    /// Takes the next event, found on `line`.
+    pub fn push(&mut self, event: Event, line: usize) -> Result<(), HistoryError> {
+        if let Some(time) = event.time {
+            if self.previous_time.is_some_and(|previous| time < previous) {
+                return Err(HistoryError::invalid(line, format!("time t={time} is earlier than the line before")));
+            }
+            self.previous_time = Some(time);
+        }
+        let run_event = self.validate(event.kind, event, line)?;
+        if !self.run.is_empty() && (self.run_time.is_none() || self.run_time != run_event.1) {
+            self.close_run();
+        }
+        self.run_time = run_event.1;
+        self.run.push(run_event.0);
+        Ok(())
+    }
+
+    /// Operations completed since the last call, in completion order.
+    pub fn take_completed(&mut self) -> Vec<Operation> {
+        std::mem::take(&mut self.completed)
+    }
+
+    /// Ends the history: the operations not yet taken, those never completed last (their
+    /// outcome is unknown).
+    pub fn finish(mut self) -> Vec<Operation> {
+        self.close_run();
+        let mut operations = std::mem::take(&mut self.completed);
+        operations.extend(std::mem::take(&mut self.pending).into_values());
+        operations
+    }
+
+    fn validate(
+        &mut self,
+        kind: EventKind,
+        event: Event,
+        line: usize,
+    ) -> Result<(RunEvent, Option<u64>), HistoryError> {
+        let time = event.time;
+        if kind == EventKind::Call {
+            let Some(function) = event.function else {
+                return Err(HistoryError::invalid(line, "a call needs a function (\"f\")"));
+            };
+            if event.output.is_some() {
+                return Err(HistoryError::invalid(line, "a call has no output (\"out\")"));
+            }
+            if self.ids.contains_key(&event.id) {
+                return Err(HistoryError::invalid(line, format!("operation id {} is called twice", event.id)));
+            }
+            if let Some(other) = self.in_flight_by_client.insert(event.client, event.id) {
+                return Err(HistoryError::invalid(
+                    line,
+                    format!(
+                        "client {} calls operation {} while operation {other} is in flight",
+                        event.client, event.id
+                    ),
+                ));
+            }
+            if event.shard.is_some() && self.version < 2 {
+                return Err(HistoryError::invalid(line, "a shard needs version 2 of the format"));
+            }
+            self.ids.insert(event.id, IdState::Called { client: event.client });
+            let operation = Operation {
+                id: event.id,
+                client: event.client,
+                function,
+                input: event.input.unwrap_or(Value::Null),
+                outcome: Outcome::Unknown,
+                call_position: 0,
+                return_position: None,
+                call_line: line,
+                shard: event.shard,
+            };
+            return Ok((RunEvent::Call(operation), time));
+        }
+        if event.function.is_some() || event.input.is_some() || event.shard.is_some() {
+            return Err(HistoryError::invalid(line, "a completion has no function, input or shard"));
+        }
+        if kind != EventKind::Ok && event.output.is_some() {
+            return Err(HistoryError::invalid(line, "only an ok completion has an output"));
+        }
+        match self.ids.get(&event.id) {
+            None => {
+                return Err(HistoryError::invalid(line, format!("operation {} completes before its call", event.id)));
+            }
+            Some(IdState::Completed { line: previous_line }) => {
+                return Err(HistoryError::invalid(
+                    line,
+                    format!("operation {} already completed on line {previous_line}", event.id),
+                ));
+            }
+            Some(&IdState::Called { client }) if client != event.client => {
+                return Err(HistoryError::invalid(
+                    line,
+                    format!("operation {} was called by client {client}, not {}", event.id, event.client),
+                ));
+            }
+            Some(IdState::Called { .. }) => {}
+        }
+        self.ids.insert(event.id, IdState::Completed { line });
+        self.in_flight_by_client.remove(&event.client);
+        Ok((RunEvent::Completion { id: event.id, kind, output: event.output }, time))
+    }
+
+    fn close_run(&mut self) {
+        let run = std::mem::take(&mut self.run);
+        let (calls, completions): (Vec<RunEvent>, Vec<RunEvent>) =
+            run.into_iter().partition(|event| matches!(event, RunEvent::Call(_)));
+        for event in calls.into_iter().chain(completions) {
+            let position = self.next_position;
+            self.next_position += 1;
+            match event {
+                RunEvent::Call(mut operation) => {
+                    operation.call_position = position;
+                    self.pending.insert(operation.id, operation);
+                }
+                RunEvent::Completion { id, kind, output } => {
+                    // Validation saw this operation's call on an earlier line, and calls are
+                    // positioned before the completions of their run.
+                    let mut operation = self.pending.remove(&id).expect("a completion follows its positioned call");
+                    match kind {
+                        EventKind::Ok => {
+                            operation.outcome = Outcome::Ok(output.unwrap_or(Value::Null));
+                            operation.return_position = Some(position);
+                        }
+                        EventKind::Fail => {
+                            operation.outcome = Outcome::Failed;
+                            operation.return_position = Some(position);
+                        }
+                        EventKind::Info | EventKind::Call => {}
+                    }
+                    self.completed.push(operation);
+                }
+            }
+        }
+    }
+}
+
+/// Reads a lin-history line by line and yields its operations as they complete, so that
+/// memory holds the current line and the operations in flight, never the whole history.
+pub struct OperationStream<R> {
+    reader: R,
+    line: String,
+    line_number: usize,
+    header: Header,
+    /// `None` once the input has ended (or failed).
+    assembler: Option<OperationAssembler>,
+    ready: std::vec::IntoIter<Operation>,
+}
+
+impl<R> fmt::Debug for OperationStream<R> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("OperationStream")
+            .field("line_number", &self.line_number)
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: std::io::BufRead> OperationStream<R> {
+    /// Reads up to and including the header.
+    pub fn new(reader: R) -> Result<OperationStream<R>, HistoryError> {
+        let mut stream = OperationStream {
+            reader,
+            line: String::new(),
+            line_number: 0,
+            header: Header::new(ModelName::Notes),
+            assembler: None,
+            ready: Vec::new().into_iter(),
+        };
+        loop {
+            if !stream.read_line()? {
+                return Err(HistoryError::Empty);
+            }
+            if !stream.line.trim().is_empty() {
+                break;
+            }
+        }
+        let header: Header = serde_json::from_str(&stream.line)
+            .map_err(|source| HistoryError::Json { line: stream.line_number, source })?;
+        check_header(&header, stream.line_number)?;
+        stream.assembler = Some(OperationAssembler::new(&header));
+        stream.header = header;
+        Ok(stream)
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Reads the next line into `self.line`; false at the end of the input.
+    fn read_line(&mut self) -> Result<bool, HistoryError> {
+        self.line.clear();
+        self.line_number += 1;
+        match self.reader.read_line(&mut self.line) {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(source) => Err(HistoryError::Read { line: self.line_number, source }),
+        }
+    }
+
+    fn advance(&mut self) -> Result<(), HistoryError> {
+        if self.assembler.is_none() {
+            return Ok(());
+        }
+        if !self.read_line()? {
+            if let Some(assembler) = self.assembler.take() {
+                self.ready = assembler.finish().into_iter();
+            }
+            return Ok(());
+        }
+        if self.line.trim().is_empty() {
+            return Ok(());
+        }
+        let event: Event =
+            serde_json::from_str(&self.line).map_err(|source| HistoryError::Json { line: self.line_number, source })?;
+        if let Some(assembler) = self.assembler.as_mut() {
+            assembler.push(event, self.line_number)?;
+            self.ready = assembler.take_completed().into_iter();
+        }
+        Ok(())
+    }
+}
+
+impl<R: std::io::BufRead> Iterator for OperationStream<R> {
+    type Item = Result<Operation, HistoryError>;
+
+    /// The next operation to complete; after an error, nothing more.
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(operation) = self.ready.next() {
+                return Some(Ok(operation));
+            }
+            self.assembler.as_ref()?;
+            if let Err(error) = self.advance() {
+                self.assembler = None;
+                return Some(Err(error));
+            }
+        }
     }
 }
 
@@ -504,30 +708,6 @@ fn check_header(header: &Header, line: usize) -> Result<(), HistoryError> {
         return Err(HistoryError::invalid(line, "shards need version 2 of the format"));
     }
     Ok(())
-}
-
-/// Positions of the events in real-time order: line order, except that within a run of
-/// consecutive events with the same `t`, calls come before completions.
-fn real_time_positions(events: &[Event]) -> Vec<usize> {
-    let mut order: Vec<usize> = Vec::with_capacity(events.len());
-    let mut run_start = 0;
-    while run_start < events.len() {
-        let mut run_end = run_start + 1;
-        if let Some(time) = events[run_start].time {
-            while run_end < events.len() && events[run_end].time == Some(time) {
-                run_end += 1;
-            }
-        }
-        let run = run_start..run_end;
-        order.extend(run.clone().filter(|&index| events[index].kind == EventKind::Call));
-        order.extend(run.filter(|&index| events[index].kind != EventKind::Call));
-        run_start = run_end;
-    }
-    let mut positions = vec![0; events.len()];
-    for (position, &event_index) in order.iter().enumerate() {
-        positions[event_index] = position;
-    }
-    positions
 }
 
 enum JepsenValue {
@@ -679,14 +859,76 @@ mod tests {
             ("{\"format\":\"lin-history\",\"version\":1,\"model\":\"queue\"}".to_string(), 1),
         ];
         for (text, expected_line) in cases {
+            let streamed = OperationStream::new(text.as_bytes())
+                .and_then(|stream| stream.collect::<Result<Vec<_>, _>>())
+                .expect_err(&text);
+            assert_eq!(error_line(&streamed), expected_line, "{text}: {streamed}");
             let error = History::parse_jsonl(&text).expect_err(&text);
             let line = match error {
-                HistoryError::Json { line, .. } | HistoryError::Invalid { line, .. } => line,
+                HistoryError::Json { line, .. }
+                | HistoryError::Invalid { line, .. }
+                | HistoryError::Read { line, .. } => line,
                 HistoryError::Empty => 0,
             };
             assert_eq!(line, expected_line, "{text}: {error}");
         }
         assert!(matches!(History::parse_jsonl("\n\n"), Err(HistoryError::Empty)));
+    }
+
+    fn error_line(error: &HistoryError) -> usize {
+        match error {
+            HistoryError::Json { line, .. } | HistoryError::Invalid { line, .. } | HistoryError::Read { line, .. } => {
+                *line
+            }
+            HistoryError::Empty => 0,
+        }
+    }
+
+    fn streamed_in_call_order(text: &str) -> Vec<Operation> {
+        let mut operations = OperationStream::new(text.as_bytes())
+            .and_then(|stream| stream.collect::<Result<Vec<_>, _>>())
+            .expect("the stream reads what parse_jsonl reads");
+        operations.sort_by_key(|operation| operation.call_position);
+        operations
+    }
+
+    /// The stream hands operations on as they complete, and keeps nothing of them: sorted
+    /// by call, they are what the whole history gives, positions and lines included.
+    #[test]
+    fn the_stream_yields_the_operations_of_the_whole_history() {
+        let mut paths: Vec<String> = JEPSEN_NAMES.iter().map(|name| format!("jepsen-etcd/{name}.jsonl")).collect();
+        paths.extend(NOTES_NAMES.iter().map(|name| format!("notes-histories/{name}.jsonl")));
+        for path in paths {
+            let text = read_data(&path);
+            let whole = History::parse_jsonl(&text).expect("a sample");
+            let expected = whole.operations().expect("valid");
+            // Blank lines count, so the lines of operations differ from `event_line` here.
+            assert_eq!(streamed_in_call_order(&text).len(), expected.len(), "{path}");
+            let compact = whole.to_jsonl();
+            assert_eq!(streamed_in_call_order(&compact), expected, "{path}");
+        }
+        let mut history = History::new(Header::new(ModelName::Notes));
+        history.events.push(Event::call(0, 0, "get", Some(serde_json::json!({"id": 1}))).at(5));
+        history.events.push(Event::call(1, 1, "get", Some(serde_json::json!({"id": 1}))).at(6));
+        history.events.push(Event::ok(0, 0, Some(serde_json::json!({"error": "not_found"}))).at(6));
+        history.events.push(Event::call(2, 2, "create", Some(serde_json::json!({"body": {}}))).at(6));
+        history.events.push(Event::info(1, 1));
+        let streamed = streamed_in_call_order(&history.to_jsonl());
+        assert_eq!(streamed, history.operations().expect("valid"));
+        let positions: Vec<_> =
+            streamed.iter().map(|operation| (operation.call_position, operation.return_position)).collect();
+        assert_eq!(positions, [(0, Some(3)), (1, None), (2, None)], "calls of a run come before its completions");
+    }
+
+    #[test]
+    fn a_line_that_is_not_text_is_an_error_naming_it() {
+        let mut bytes = br#"{"format":"lin-history","version":2,"model":"notes"}"#.to_vec();
+        bytes.extend_from_slice(b"\n\xff\xfe\n");
+        let error = OperationStream::new(bytes.as_slice())
+            .and_then(|stream| stream.collect::<Result<Vec<_>, _>>())
+            .expect_err("not UTF-8");
+        assert!(matches!(error, HistoryError::Read { line: 2, .. }), "{error}");
+        assert!(matches!(OperationStream::new(&b"\n \n"[..]), Err(HistoryError::Empty)));
     }
 
     #[test]

@@ -99,7 +99,9 @@ mod tests;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::history::{Expectation, History, HistoryError, ModelName, Operation, Outcome};
+use std::io::{BufRead, BufReader, Read};
+
+use crate::history::{Expectation, Header, History, HistoryError, ModelName, Operation, OperationStream, Outcome};
 pub use search::Exhaustion;
 use search::{Budget, Model, SearchOperation, SearchResult};
 
@@ -215,6 +217,47 @@ pub fn check_with(history: &History, options: &CheckOptions) -> Result<Verdict, 
 /// Checks a history and says how many memoized states the largest search held.
 pub fn check_measured(history: &History, options: &CheckOptions) -> Result<(Verdict, usize), CheckError> {
     let operations = history.operations()?;
+    let checked = check_operations(&history.header, operations.into_iter().map(Ok), options)?;
+    Ok((checked.verdict, checked.peak_states))
+}
+
+/// What checking a stream of operations found.
+struct Checked {
+    verdict: Verdict,
+    peak_states: usize,
+    operation_count: usize,
+}
+
+/// One shard's operations, kept as compactly as its model allows while the history is read.
+enum ShardOperations {
+    /// Register histories are small: kept whole.
+    Register(Vec<Operation>),
+    Notes(Box<notes::NotesPreparer>),
+}
+
+/// Checks the operations of a history with `header`, given in any order (a reader hands
+/// each on as it completes), keeping only what the search needs of each.
+fn check_operations(
+    header: &Header,
+    operations: impl Iterator<Item = Result<Operation, HistoryError>>,
+    options: &CheckOptions,
+) -> Result<Checked, CheckError> {
+    // Each shard is a replica group with its own ids: its operations are a history of their
+    // own, and the whole is linearizable exactly when every shard's is (locality).
+    let mut by_shard: BTreeMap<Option<u64>, ShardOperations> = BTreeMap::new();
+    let mut operation_count = 0;
+    for operation in operations {
+        let operation = operation?;
+        operation_count += 1;
+        let shard = by_shard.entry(operation.shard).or_insert_with(|| match header.model {
+            ModelName::CasRegister => ShardOperations::Register(Vec::new()),
+            ModelName::Notes => ShardOperations::Notes(Box::default()),
+        });
+        match shard {
+            ShardOperations::Register(operations) => operations.push(operation),
+            ShardOperations::Notes(preparer) => preparer.add(&operation)?,
+        }
+    }
     let mut budget = Budget {
         steps_left: options.step_budget,
         deadline: options.deadline,
@@ -222,20 +265,15 @@ pub fn check_measured(history: &History, options: &CheckOptions) -> Result<(Verd
         peak_states: 0,
         exhausted: None,
     };
-    // Each shard is a replica group with its own ids: its operations are a history of their
-    // own, and the whole is linearizable exactly when every shard's is (locality).
-    let mut by_shard: BTreeMap<Option<u64>, Vec<Operation>> = BTreeMap::new();
-    for operation in operations {
-        by_shard.entry(operation.shard).or_default().push(operation);
-    }
     let mut verdict = Verdict::Linearizable;
-    for operations in by_shard.values() {
-        let shard_verdict = match history.header.model {
-            ModelName::CasRegister => {
-                let mut prepared = register::prepare(operations, history.header.init.as_ref())?;
+    for shard in by_shard.into_values() {
+        let shard_verdict = match shard {
+            ShardOperations::Register(mut operations) => {
+                operations.sort_by_key(|operation| operation.call_position);
+                let mut prepared = register::prepare(&operations, header.init.as_ref())?;
                 run(&mut prepared.model, &prepared.operations, &mut budget)
             }
-            ModelName::Notes => check_notes(operations, &mut budget)?,
+            ShardOperations::Notes(preparer) => check_notes(*preparer, &mut budget),
         };
         match shard_verdict {
             Verdict::Linearizable => {}
@@ -254,7 +292,7 @@ pub fn check_measured(history: &History, options: &CheckOptions) -> Result<(Verd
         },
         verdict => verdict,
     };
-    Ok((verdict, budget.peak_states))
+    Ok(Checked { verdict, peak_states: budget.peak_states, operation_count })
 }
 
 fn run<M: Model>(model: &mut M, operations: &[SearchOperation<M::Operation>], budget: &mut Budget) -> Verdict {
@@ -269,19 +307,17 @@ fn run<M: Model>(model: &mut M, operations: &[SearchOperation<M::Operation>], bu
     }
 }
 
-fn check_notes(operations: &[Operation], budget: &mut Budget) -> Result<Verdict, CheckError> {
-    let (mut prepared, scopes) = notes::prepare(operations)?;
+fn check_notes(preparer: notes::NotesPreparer, budget: &mut Budget) -> Verdict {
+    let (mut prepared, scopes) = preparer.finish();
     if let Some(counterexample) = projection::refute_by_note(&mut prepared.model, &prepared.operations, &scopes, budget)
     {
-        return Ok(Verdict::NotLinearizable(counterexample));
+        return Verdict::NotLinearizable(counterexample);
     }
     match notes::plan(&prepared.operations, &scopes) {
-        notes::NotesPlan::Whole => Ok(run(&mut prepared.model, &prepared.operations, budget)),
-        notes::NotesPlan::Refuted { reason, operation_ids } => Ok(Verdict::NotLinearizable(Counterexample {
-            operation_ids,
-            longest_linearized_prefix: Vec::new(),
-            reason,
-        })),
+        notes::NotesPlan::Whole => run(&mut prepared.model, &prepared.operations, budget),
+        notes::NotesPlan::Refuted { reason, operation_ids } => {
+            Verdict::NotLinearizable(Counterexample { operation_ids, longest_linearized_prefix: Vec::new(), reason })
+        }
         notes::NotesPlan::Partitions(partitions) => {
             let mut out_of_budget = false;
             for partition in partitions {
@@ -290,16 +326,12 @@ fn check_notes(operations: &[Operation], budget: &mut Budget) -> Result<Verdict,
                 prepared.model.ids = partition.ids;
                 match run(&mut prepared.model, &partition_operations, budget) {
                     Verdict::Linearizable => {}
-                    Verdict::NotLinearizable(counterexample) => return Ok(Verdict::NotLinearizable(counterexample)),
+                    Verdict::NotLinearizable(counterexample) => return Verdict::NotLinearizable(counterexample),
                     // Another partition may still refute the history within the remaining budget.
                     Verdict::Unknown { .. } => out_of_budget = true,
                 }
             }
-            Ok(if out_of_budget {
-                Verdict::Unknown { steps: 0, limit: Exhaustion::Steps }
-            } else {
-                Verdict::Linearizable
-            })
+            if out_of_budget { Verdict::Unknown { steps: 0, limit: Exhaustion::Steps } } else { Verdict::Linearizable }
         }
     }
 }
@@ -334,30 +366,49 @@ pub fn check_file(path: &Path) -> Result<CheckReport, CheckFileError> {
 
 pub fn check_file_with(path: &Path, options: &CheckOptions) -> Result<CheckReport, CheckFileError> {
     let io_error = |source| CheckFileError::Io { path: path.to_path_buf(), source };
+    let history_error = |source| CheckFileError::History { path: path.to_path_buf(), source };
+    let check_error = |error| match error {
+        CheckError::History(source) => history_error(source),
+        source => CheckFileError::Check { path: path.to_path_buf(), source },
+    };
     // A `.gz` file is decompressed as it is read; the extension inside it picks the
     // reader (`.jsonl.gz` a lin-history, `.log.gz` a Jepsen log).
-    let (text, inner) = if path.extension().is_some_and(|extension| extension == "gz") {
-        let file = std::fs::File::open(path).map_err(io_error)?;
+    let file = std::fs::File::open(path).map_err(io_error)?;
+    let (mut reader, inner): (Box<dyn BufRead>, &Path) = if path.extension().is_some_and(|extension| extension == "gz")
+    {
+        let decoder = flate2::read::GzDecoder::new(file);
+        (
+            Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, decoder)),
+            Path::new(path.file_stem().unwrap_or_default()),
+        )
+    } else {
+        (Box::new(BufReader::with_capacity(READ_BUFFER_BYTES, file)), path)
+    };
+    if inner.extension().is_some_and(|extension| extension == "log") {
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut text).map_err(io_error)?;
-        (text, Path::new(path.file_stem().unwrap_or_default()))
-    } else {
-        (std::fs::read_to_string(path).map_err(io_error)?, path)
-    };
-    let parsed = if inner.extension().is_some_and(|extension| extension == "log") {
-        History::parse_jepsen_log(&text)
-    } else {
-        History::parse_jsonl(&text)
-    };
-    let history = parsed.map_err(|source| CheckFileError::History { path: path.to_path_buf(), source })?;
-    let (verdict, peak_states) = check_measured(&history, options)
-        .map_err(|source| CheckFileError::Check { path: path.to_path_buf(), source })?;
-    let operation_count = history.events.iter().filter(|event| event.kind == crate::history::EventKind::Call).count();
-    Ok(CheckReport {
-        model: history.header.model,
-        verdict,
-        peak_states,
-        operation_count,
-        expect: history.header.expect,
-    })
+        reader.read_to_string(&mut text).map_err(io_error)?;
+        let history = History::parse_jepsen_log(&text).map_err(history_error)?;
+        let operations = history.operations().map_err(history_error)?;
+        let checked =
+            check_operations(&history.header, operations.into_iter().map(Ok), options).map_err(check_error)?;
+        return Ok(report(&history.header, checked));
+    }
+    // A lin-history is read line by line: only the operations' compact forms are kept.
+    let stream = OperationStream::new(reader).map_err(history_error)?;
+    let header = stream.header().clone();
+    let checked = check_operations(&header, stream, options).map_err(check_error)?;
+    Ok(report(&header, checked))
+}
+
+/// Bytes read from a file at a time.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
+
+fn report(header: &Header, checked: Checked) -> CheckReport {
+    CheckReport {
+        model: header.model,
+        verdict: checked.verdict,
+        peak_states: checked.peak_states,
+        operation_count: checked.operation_count,
+        expect: header.expect,
+    }
 }

@@ -164,8 +164,11 @@ pub(crate) struct NotesStepUndo {
 
 /// What the operations still to be linearized may observe of each note. An operation on a
 /// note with an observed output sees its version and whether it exists (a `get` that
-/// reports the body, or a write that does, sees the body too); a list may show every note
-/// after its `after`, bodies included. Once nothing is left to observe a note's body, the
+/// reports the body, or a write that does, sees the body too). A list's page shows the notes
+/// of its range ([`page_last`]), bodies included, and nothing of the notes after it but, when
+/// the page says `more`, whether there is one: those notes are keyed by version (which also
+/// says whether a note exists, and decides whether a delete with a precondition removes it).
+/// Once nothing is left to observe a note's body, the
 /// body can change no verdict: only operations with an observed output can be refused;
 /// whether a write is refused depends on the note's existence, its version and the body
 /// sent, never on the body stored (a merge patch of an object is an object); and a create
@@ -178,8 +181,10 @@ pub(crate) struct Liveness {
     /// Operations whose output reports a note present at some version: on the note, or
     /// lists whose page shows it.
     version_observers_by_note: BTreeMap<u64, u32>,
-    /// The `after` of each list left, counted.
-    list_afters: BTreeMap<u64, u32>,
+    /// The range `(after, last]` of the page of each list left, counted.
+    list_ranges: BTreeMap<(u64, u64), u32>,
+    /// The `last` of each list left whose page says whether a note follows it, counted.
+    beyond_lasts: BTreeMap<u64, u32>,
 }
 
 impl Liveness {
@@ -188,14 +193,12 @@ impl Liveness {
         self.version_observers_by_note.contains_key(&id)
     }
 
-    fn lowest_list_after(&self) -> u64 {
-        self.list_afters.first_key_value().map_or(u64::MAX, |(&after, _)| after)
-    }
-
     fn observed(&self, id: u64) -> Observed {
-        if self.body_observers_by_note.contains_key(&id) || self.lowest_list_after() < id {
+        let on_a_page = || self.list_ranges.range(..(id, 0)).any(|(&(_, last), _)| id <= last);
+        let after_a_page = || self.beyond_lasts.first_key_value().is_some_and(|(&last, _)| last < id);
+        if self.body_observers_by_note.contains_key(&id) || on_a_page() {
             Observed::Body
-        } else if self.observers_by_note.contains_key(&id) {
+        } else if self.observers_by_note.contains_key(&id) || after_a_page() {
             Observed::Version
         } else {
             Observed::Nothing
@@ -206,7 +209,9 @@ impl Liveness {
         let observation = operation.observation.as_ref()?;
         match operation.call {
             NotesCall::Create { .. } => None,
-            NotesCall::List { after, .. } => {
+            NotesCall::List { after, limit } => {
+                let last = page_last(observation, after, limit).unwrap_or(u64::MAX);
+                let beyond = last != u64::MAX && observation.more == Some(true);
                 let shown: std::sync::Arc<[u64]> = observation
                     .notes
                     .iter()
@@ -214,7 +219,7 @@ impl Liveness {
                     .filter(|entry| entry.version.is_some())
                     .filter_map(|entry| entry.id)
                     .collect();
-                Some(ObserverScope::List { after, shown })
+                Some(ObserverScope::List { after, last, beyond, shown })
             }
             NotesCall::Get { id }
             | NotesCall::Put { id, .. }
@@ -224,6 +229,18 @@ impl Liveness {
                 body: observation.note.is_some(),
                 version: observation.error_code.is_none() && observation.version.is_some(),
             }),
+        }
+    }
+
+    fn add_range(counts: &mut BTreeMap<(u64, u64), u32>, range: (u64, u64)) {
+        *counts.entry(range).or_insert(0) += 1;
+    }
+
+    fn remove_range(counts: &mut BTreeMap<(u64, u64), u32>, range: (u64, u64)) {
+        let count = counts.get_mut(&range).expect("only a list counted is retired");
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(&range);
         }
     }
 
@@ -250,8 +267,11 @@ impl Liveness {
                     Self::add(&mut self.version_observers_by_note, id);
                 }
             }
-            ObserverScope::List { after, shown } => {
-                Self::add(&mut self.list_afters, *after);
+            ObserverScope::List { after, last, beyond, shown } => {
+                Self::add_range(&mut self.list_ranges, (*after, *last));
+                if *beyond {
+                    Self::add(&mut self.beyond_lasts, *last);
+                }
                 for &id in shown.iter() {
                     Self::add(&mut self.version_observers_by_note, id);
                 }
@@ -270,8 +290,11 @@ impl Liveness {
                     Self::remove(&mut self.version_observers_by_note, id);
                 }
             }
-            ObserverScope::List { after, shown } => {
-                Self::remove(&mut self.list_afters, *after);
+            ObserverScope::List { after, last, beyond, shown } => {
+                Self::remove_range(&mut self.list_ranges, (*after, *last));
+                if *beyond {
+                    Self::remove(&mut self.beyond_lasts, *last);
+                }
                 for &id in shown.iter() {
                     Self::remove(&mut self.version_observers_by_note, id);
                 }
@@ -279,34 +302,13 @@ impl Liveness {
         }
     }
 
-    /// The lowest `after` of the lists left once one list with `after` is linearized.
-    fn lowest_list_after_without(&self, after: u64) -> u64 {
-        let mut afters = self.list_afters.iter();
-        match afters.next() {
-            Some((&lowest, &1)) if lowest == after => afters.next().map_or(u64::MAX, |(&next, _)| next),
-            Some((&lowest, _)) => lowest,
-            None => u64::MAX,
-        }
-    }
-
-    /// Stored notes with ids in `(low, high]`: those a list's `after` kept observed.
-    fn stored_between(state: &NotesState, low: u64, high: u64) -> Vec<u64> {
-        if low >= high {
-            return Vec::new();
-        }
-        state.notes.range(low + 1..=high).map(|(&id, _)| id).collect()
-    }
-
     /// Counts or uncounts an observer, re-keying the notes whose observed part changes.
     fn recount(&mut self, state: &mut NotesState, scope: &ObserverScope, counted: bool) {
-        let affected = match *scope {
+        let affected: Vec<u64> = match *scope {
             ObserverScope::Note { id, .. } => vec![id],
-            ObserverScope::List { after, .. } if counted => {
-                let without = self.lowest_list_after();
-                Self::stored_between(state, without.min(after), without)
-            }
-            ObserverScope::List { after, .. } => {
-                Self::stored_between(state, self.lowest_list_after(), self.lowest_list_after_without(after))
+            ObserverScope::List { after, last, beyond, .. } => {
+                let end = if beyond { u64::MAX } else { last };
+                if after >= end { Vec::new() } else { state.notes.range(after + 1..=end).map(|(&id, _)| id).collect() }
             }
         };
         let before: Vec<Observed> = affected.iter().map(|&id| self.observed(id)).collect();
@@ -335,8 +337,9 @@ impl Liveness {
 pub(crate) enum ObserverScope {
     /// An operation on one note; whether its output shows the body, and the version.
     Note { id: u64, body: bool, version: bool },
-    /// A list, and the ids of the notes its page shows (with their versions).
-    List { after: u64, shown: std::sync::Arc<[u64]> },
+    /// A list: the range `(after, last]` its page shows, whether it says if a note follows
+    /// `last`, and the ids of the notes its page shows (with their versions).
+    List { after: u64, last: u64, beyond: bool, shown: std::sync::Arc<[u64]> },
 }
 
 /// What an operation does to the store when it takes effect.
@@ -381,35 +384,37 @@ pub(crate) struct NotesModel {
     /// linearization: that operation would come after it and see at least that version.
     highest_version_seen: BTreeMap<u64, u64>,
     liveness: Liveness,
-    /// Whether this search's creates of unknown outcome are interchangeable.
-    anonymous_creates: bool,
+    /// The last return of an operation of this search that may show the body of a note no
+    /// create reported, if any: the creates of unknown outcome called after it are
+    /// interchangeable.
+    unreported_bodies_shown_until: Option<usize>,
     /// The notes whose body an operation of this search may show.
     bodies_seen: BodiesSeen,
 }
 
-/// The notes whose body an operation of a search may show: all of them once a list is in it.
-#[derive(Debug)]
-enum BodiesSeen {
-    All,
-    Some(BTreeSet<u64>),
+/// The notes whose body an operation of a search may show: those that operations on one note
+/// show, and the ranges of the lists' pages.
+#[derive(Debug, Default)]
+struct BodiesSeen {
+    ids: BTreeSet<u64>,
+    /// The ranges `(after, last]` of the lists' pages (`last` is `u64::MAX` for a page that
+    /// runs to the end).
+    ranges: Vec<(u64, u64)>,
 }
 
 impl BodiesSeen {
     fn add(&mut self, scope: &ObserverScope) {
-        match (scope, &mut *self) {
-            (ObserverScope::List { .. }, _) => *self = BodiesSeen::All,
-            (&ObserverScope::Note { id, body: true, .. }, BodiesSeen::Some(ids)) => {
-                ids.insert(id);
+        match *scope {
+            ObserverScope::List { after, last, .. } => self.ranges.push((after, last)),
+            ObserverScope::Note { id, body: true, .. } => {
+                self.ids.insert(id);
             }
-            _ => {}
+            ObserverScope::Note { body: false, .. } => {}
         }
     }
 
     fn contains(&self, id: &u64) -> bool {
-        match self {
-            BodiesSeen::All => true,
-            BodiesSeen::Some(ids) => ids.contains(id),
-        }
+        self.ids.contains(id) || self.ranges.iter().any(|&(after, last)| after < *id && *id <= last)
     }
 }
 
@@ -429,6 +434,17 @@ impl NotesModel {
             IdAssignment::Counter { first_id } => first_id + creates_done,
             IdAssignment::Sequence(ids) => {
                 usize::try_from(creates_done).ok().and_then(|index| ids.get(index)).copied().unwrap_or(u64::MAX)
+            }
+        }
+    }
+
+    /// Whether a create linearized after `creates_done` creates may still get `id`.
+    fn may_assign(&self, id: u64, creates_done: u64) -> bool {
+        match &self.ids {
+            IdAssignment::Counter { first_id } => id >= first_id.saturating_add(creates_done),
+            IdAssignment::Sequence(ids) => {
+                let done = usize::try_from(creates_done).unwrap_or(usize::MAX).min(ids.len());
+                ids[done..].contains(&id)
             }
         }
     }
@@ -525,6 +541,33 @@ fn observation_matches(state: &NotesState, result: &NotesResult, observed: &Note
     }
 }
 
+/// The largest id a list's page speaks of (`u64::MAX` when it runs to the end), if the model
+/// could give the page: ids increasing, all after `after`. A page stops at its last note when
+/// it says `more: true`, or reached its `limit` and says nothing of `more`; a page with
+/// `more: false` says that no note follows, so it speaks of every id. [`list_matches`] reads
+/// nothing of the notes after `last` but, when the page says `more: true`, whether one exists.
+pub(super) fn page_last(observation: &NotesObservation, after: u64, limit: Option<u64>) -> Option<u64> {
+    if observation.error_code.is_some() {
+        return None;
+    }
+    let entries = observation.notes.as_ref()?;
+    let mut previous = after;
+    for entry in entries {
+        let id = entry.id?;
+        if id <= previous {
+            return None;
+        }
+        previous = id;
+    }
+    let stopped_at_limit = limit.is_some_and(|limit| entries.len() as u64 >= limit);
+    Some(match observation.more {
+        Some(true) => previous,
+        Some(false) => u64::MAX,
+        None if stopped_at_limit => previous,
+        None => u64::MAX,
+    })
+}
+
 /// Whether a list's observed page is what the state lists after `after`, up to `limit`.
 fn list_matches(
     state: &NotesState,
@@ -559,40 +602,53 @@ impl Model for NotesModel {
 
     fn begin(&mut self, operations: &[SearchOperation<NotesOperation>]) {
         self.liveness = Liveness::default();
-        self.anonymous_creates = true;
-        self.bodies_seen = BodiesSeen::Some(BTreeSet::new());
+        self.bodies_seen = BodiesSeen::default();
+        self.unreported_bodies_shown_until = None;
         for operation in operations {
             if let Some(scope) = Liveness::observer_scope(&operation.operation) {
                 self.liveness.count(&scope);
-                // What may show a note that only a create of unknown outcome can have made.
-                self.anonymous_creates &= match &scope {
-                    ObserverScope::List { .. } => false,
-                    ObserverScope::Note { id, .. } => self.reported_ids.contains(id),
-                };
                 self.bodies_seen.add(&scope);
+                // A create of unknown outcome only ever makes a note no create reported.
+                let shows_unreported = match scope {
+                    ObserverScope::Note { id, body, .. } => body && !self.reported_ids.contains(&id),
+                    ObserverScope::List { after, last, .. } => {
+                        last > after
+                            && (last == u64::MAX
+                                || self.reported_ids.range(after + 1..=last).count() as u64 != last - after)
+                    }
+                };
+                if shows_unreported {
+                    let until = operation.return_position.unwrap_or(usize::MAX);
+                    self.unreported_bodies_shown_until = self.unreported_bodies_shown_until.max(Some(until));
+                }
             }
         }
     }
 
     /// Classes of operations of unknown outcome that no operation of the search can tell
-    /// apart. Creates, when nothing in the search can show a note that one of them made: no
-    /// list, and no observed operation on an id that no create reported (the only ids they
-    /// can take); they take ids in the order they are linearized and their bodies are never
-    /// seen. Writes of one note with the same precondition and a body or patch that is an
-    /// object (puts and patches alike), and deletes of one note with the same precondition,
-    /// when nothing in the search can show that note's body: no list, and no observed
-    /// operation on it that reports a body; each then moves the note's version (or removes
-    /// it) alike. In both cases what an operation without an observed output does later
+    /// apart. Creates called after every operation that can show the body of a note one of
+    /// them made returned (a list whose page covers an id that no create reported, the only
+    /// ids they can take, or an observed operation on such an id that reports a body); such
+    /// an operation comes before each of them in every order, and the search linearizes none
+    /// of them before it. They take ids in the order they are linearized, each makes its note
+    /// at version 1 (which is all the others may observe of it), and their bodies are never
+    /// seen. Writes of one note with the same precondition
+    /// and a body or patch that is an object (puts and patches alike), and deletes of one note
+    /// with the same precondition, when nothing in the search can show that note's body: no
+    /// list's page covers it, and no observed operation on it reports a body; each then moves
+    /// the note's version (or removes it) alike. In both cases what an operation without an observed output does later
     /// to such a note is never seen either, and the members' observers still to come are the
     /// same (everything still to be linearized returns after every call the search has
     /// passed).
-    fn interchangeable_class(&self, unknown: &NotesOperation) -> Option<u128> {
+    fn interchangeable_class(&self, unknown: &SearchOperation<NotesOperation>) -> Option<u128> {
+        let (call_position, unknown) = (unknown.call_position, &unknown.operation);
         if unknown.observation.is_some() {
             return None;
         }
         let (id, kind, if_match) = match unknown.call {
             NotesCall::Create { body } => {
-                return (self.anonymous_creates && self.is_object(body)).then(|| fingerprint_of(CLASS_DOMAIN, &[0]));
+                let unseen = self.unreported_bodies_shown_until.is_none_or(|until| call_position > until);
+                return (unseen && self.is_object(body)).then(|| fingerprint_of(CLASS_DOMAIN, &[0]));
             }
             NotesCall::Put { id, body: value, if_match } | NotesCall::Patch { id, patch: value, if_match } => {
                 if !self.is_object(value) {
@@ -605,6 +661,27 @@ impl Model for NotesModel {
         };
         let body_unseen = !self.bodies_seen.contains(&id);
         body_unseen.then(|| fingerprint_of(CLASS_DOMAIN, &[1, id, kind, if_match.map_or(0, |version| version + 1)]))
+    }
+
+    /// An operation on one note reads and changes that note alone; a create moves the counter
+    /// and a list reads many notes, so they belong to no part.
+    fn part(&self, operation: &NotesOperation) -> Option<u64> {
+        match operation.call {
+            NotesCall::Get { id }
+            | NotesCall::Put { id, .. }
+            | NotesCall::Patch { id, .. }
+            | NotesCall::Delete { id, .. } => Some(id),
+            NotesCall::Create { .. } | NotesCall::List { .. } => None,
+        }
+    }
+
+    /// A note is closed once it is absent and no create can make it any more: it was deleted,
+    /// or its id is one the counter has passed (or never reaches). Ids are never reused, so it
+    /// stays absent; every put, patch and delete of it answers `not_found` and changes nothing,
+    /// and a create takes an id the counter has not passed. Only a delete of the note (or the
+    /// create that makes it, which no other part's step is) changes whether it is closed.
+    fn part_closed(&self, state: &NotesState, note: u64) -> bool {
+        !state.notes.contains_key(&note) && !self.may_assign(note, state.creates_done)
     }
 
     fn initial_state(&self) -> NotesState {
@@ -667,8 +744,94 @@ impl Model for NotesModel {
         }
     }
 
+    /// A note's version starts at 1 when it is created and grows by one with each write that
+    /// changes it, and a deleted note's id is never made again. So an operation that saw note
+    /// `j` at version `u` (a read, or a list page showing it) comes before the write that
+    /// reports making version `u + 1` of it, and that write before every operation that saw
+    /// `u + 1`: sorting the operations that report a version of `j` by (version, writes before
+    /// reads) orders them in every linearization. Each group of equal keys is tied to the next
+    /// one; ties between two large groups of reads of consecutive versions (a write between
+    /// them reported nothing) are left out, as leaving any pair out is safe.
+    fn order_constraints(&self, operations: &[SearchOperation<NotesOperation>]) -> Vec<(usize, usize)> {
+        const READ: u8 = 1;
+        const WRITE: u8 = 0;
+        let mut keyed: Vec<(u64, u64, u8, usize)> = Vec::new();
+        for (index, operation) in operations.iter().enumerate() {
+            let Some(observed) = &operation.operation.observation else { continue };
+            if operation.return_position.is_none() || observed.error_code.is_some() {
+                continue;
+            }
+            match operation.operation.call {
+                NotesCall::Get { id } => keyed.extend(observed.version.map(|version| (id, version, READ, index))),
+                NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
+                    keyed.extend(observed.version.map(|version| (id, version, WRITE, index)));
+                }
+                NotesCall::Create { .. } => {
+                    if let (Some(id), Some(version)) = (observed.id, observed.version) {
+                        keyed.push((id, version, WRITE, index));
+                    }
+                }
+                NotesCall::List { .. } => {
+                    for entry in observed.notes.iter().flatten() {
+                        if let (Some(id), Some(version)) = (entry.id, entry.version) {
+                            keyed.push((id, version, READ, index));
+                        }
+                    }
+                }
+                NotesCall::Delete { .. } => {}
+            }
+        }
+        keyed.sort_unstable();
+        keyed.dedup();
+        /// More pairs than this between two groups of reads are left out.
+        const MOST_PAIRS_BETWEEN_GROUPS: usize = 64;
+        let mut constraints = Vec::new();
+        let mut groups = keyed.chunk_by(|a, b| (a.0, a.1, a.2) == (b.0, b.1, b.2)).peekable();
+        while let Some(group) = groups.next() {
+            let Some(next) = groups.peek() else { break };
+            if next[0].0 != group[0].0 {
+                continue;
+            }
+            if group.len() * next.len() > MOST_PAIRS_BETWEEN_GROUPS && group.len() > 1 && next.len() > 1 {
+                continue;
+            }
+            for &(.., before) in group {
+                for &(.., after) in next.iter() {
+                    if before != after {
+                        constraints.push((before, after));
+                    }
+                }
+            }
+        }
+        constraints
+    }
+
+    /// Reads, and operations whose output is an error: an error answer means the store was
+    /// left as it was (a step gives that answer only where the model refuses the operation).
+    fn never_changes_state(&self, operation: &NotesOperation) -> bool {
+        matches!(operation.call, NotesCall::Get { .. } | NotesCall::List { .. })
+            || operation.observation.as_ref().is_some_and(|observed| observed.error_code.is_some())
+    }
+
+    /// As [`observes`] says, except that a list whose page was cut (it reached its limit, or
+    /// said more notes follow) shows nothing of the notes after its last entry but whether one
+    /// exists: a put or a patch of such a note, or of any note when the page says nothing of
+    /// more, cannot change its output.
     fn may_observe(&self, observer: &NotesOperation, unknown: &NotesOperation) -> bool {
-        observer.observation.is_some() && observes(&observer.call, &unknown.call, &self.reported_ids)
+        let Some(observed) = &observer.observation else { return false };
+        if !observes(&observer.call, &unknown.call, &self.reported_ids) {
+            return false;
+        }
+        let (NotesCall::List { limit, .. }, Some(page)) = (&observer.call, &observed.notes) else { return true };
+        let cut = observed.more == Some(true) || limit.is_some_and(|limit| page.len() as u64 >= limit);
+        let last_shown = page.iter().filter_map(|entry| entry.id).max();
+        let (id, changes_existence) = match unknown.call {
+            NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => (id, false),
+            NotesCall::Delete { id, .. } => (id, true),
+            NotesCall::Create { .. } | NotesCall::Get { .. } | NotesCall::List { .. } => return true,
+        };
+        let beyond_page = cut && last_shown.is_some_and(|last| id > last);
+        !beyond_page || (changes_existence && observed.more.is_some())
     }
 
     fn conflicts(&self, unknown: &NotesOperation, next: &NotesOperation) -> bool {
@@ -849,19 +1012,27 @@ fn parse_observation(
 }
 
 /// Turns the history's operations into the model, its search operations and their scopes.
-pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<NotesModel>, Vec<Scope>), CheckError> {
-    let mut values = ValueTable::default();
-    let mut prepared = Vec::new();
-    let mut scopes = Vec::new();
-    for operation in operations {
-        let call = parse_call(operation, &mut values)?;
+/// Turns operations, given in any order, into search operations as they arrive, so that
+/// what the search needs is all that is kept of each (a list's page becomes ids, versions and
+/// interned bodies).
+#[derive(Debug, Default)]
+pub(crate) struct NotesPreparer {
+    values: ValueTable,
+    prepared: Vec<SearchOperation<NotesOperation>>,
+    scopes: Vec<Scope>,
+}
+
+impl NotesPreparer {
+    pub(crate) fn add(&mut self, operation: &Operation) -> Result<(), CheckError> {
+        let values = &mut self.values;
+        let call = parse_call(operation, values)?;
         let read_only = matches!(call, NotesCall::Get { .. } | NotesCall::List { .. });
         let observation = match &operation.outcome {
             // A failed operation had no effect, and an unknown read constrains nothing.
-            Outcome::Failed => continue,
-            Outcome::Unknown if read_only => continue,
+            Outcome::Failed => return Ok(()),
+            Outcome::Unknown if read_only => return Ok(()),
             Outcome::Unknown | Outcome::Ok(Value::Null) => None,
-            Outcome::Ok(output) => Some(parse_observation(operation, output, &mut values)?),
+            Outcome::Ok(output) => Some(parse_observation(operation, output, values)?),
         };
         let scope = match call {
             NotesCall::Create { .. } => {
@@ -875,61 +1046,82 @@ pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<No
             | NotesCall::Patch { id, .. }
             | NotesCall::Delete { id, .. } => Scope::Note(id),
         };
-        prepared.push(base_operation(operation, NotesOperation { call, observation }));
-        scopes.push(scope);
+        self.prepared.push(base_operation(operation, NotesOperation { call, observation }));
+        self.scopes.push(scope);
+        Ok(())
     }
-    let mut model = NotesModel {
-        values,
-        ids: IdAssignment::Counter { first_id: 1 },
-        reported_ids: BTreeSet::new(),
-        reported_versions: BTreeSet::new(),
-        highest_version_seen: BTreeMap::new(),
-        liveness: Liveness::default(),
-        anonymous_creates: false,
-        bodies_seen: BodiesSeen::All,
-    };
-    bind_observed_creates(&model, &mut prepared, &mut scopes);
-    bind_gap_fillers(&model, &mut prepared, &mut scopes);
-    model.reported_ids = scopes
-        .iter()
-        .filter_map(|scope| match *scope {
-            Scope::Create { known_id } => known_id,
-            _ => None,
-        })
-        .collect();
-    model.reported_versions = prepared
-        .iter()
-        .filter_map(|operation| match (&operation.operation.call, &operation.operation.observation) {
-            (NotesCall::Put { id, .. } | NotesCall::Patch { id, .. }, Some(observed))
-                if observed.error_code.is_none() =>
-            {
-                observed.version.map(|version| (*id, version))
-            }
-            _ => None,
-        })
-        .collect();
-    for operation in &prepared {
-        let Some(observed) = &operation.operation.observation else { continue };
-        let mut seen = |id: u64, version: Option<u64>| {
-            if let Some(version) = version {
-                let highest = model.highest_version_seen.entry(id).or_insert(0);
-                *highest = (*highest).max(version);
-            }
+
+    /// The model and the operations in call order, with what holds across operations bound.
+    pub(crate) fn finish(self) -> (PreparedOperations<NotesModel>, Vec<Scope>) {
+        let NotesPreparer { values, prepared, scopes } = self;
+        let mut in_call_order: Vec<_> = prepared.into_iter().zip(scopes).collect();
+        in_call_order.sort_by_key(|(operation, _)| operation.call_position);
+        let (mut prepared, mut scopes): (Vec<_>, Vec<_>) = in_call_order.into_iter().unzip();
+        let mut model = NotesModel {
+            values,
+            ids: IdAssignment::Counter { first_id: 1 },
+            reported_ids: BTreeSet::new(),
+            reported_versions: BTreeSet::new(),
+            highest_version_seen: BTreeMap::new(),
+            liveness: Liveness::default(),
+            unreported_bodies_shown_until: Some(usize::MAX),
+            bodies_seen: BodiesSeen::default(),
         };
-        match operation.operation.call {
-            NotesCall::Get { id } | NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
-                seen(id, observed.version)
-            }
-            NotesCall::Create { .. } => seen(observed.id.unwrap_or(u64::MAX), observed.version),
-            NotesCall::List { .. } => {
-                for entry in observed.notes.iter().flatten() {
-                    seen(entry.id.unwrap_or(u64::MAX), entry.version);
+        bind_observed_creates(&model, &mut prepared, &mut scopes);
+        bind_gap_fillers(&model, &mut prepared, &mut scopes);
+        bind_observed_writes(&model, &mut prepared);
+        bind_observed_deletes(&mut prepared);
+        model.reported_ids = scopes
+            .iter()
+            .filter_map(|scope| match *scope {
+                Scope::Create { known_id } => known_id,
+                _ => None,
+            })
+            .collect();
+        model.reported_versions = prepared
+            .iter()
+            .filter_map(|operation| match (&operation.operation.call, &operation.operation.observation) {
+                (NotesCall::Put { id, .. } | NotesCall::Patch { id, .. }, Some(observed))
+                    if observed.error_code.is_none() =>
+                {
+                    observed.version.map(|version| (*id, version))
                 }
+                _ => None,
+            })
+            .collect();
+        for operation in &prepared {
+            let Some(observed) = &operation.operation.observation else { continue };
+            let mut seen = |id: u64, version: Option<u64>| {
+                if let Some(version) = version {
+                    let highest = model.highest_version_seen.entry(id).or_insert(0);
+                    *highest = (*highest).max(version);
+                }
+            };
+            match operation.operation.call {
+                NotesCall::Get { id } | NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
+                    seen(id, observed.version)
+                }
+                NotesCall::Create { .. } => seen(observed.id.unwrap_or(u64::MAX), observed.version),
+                NotesCall::List { .. } => {
+                    for entry in observed.notes.iter().flatten() {
+                        seen(entry.id.unwrap_or(u64::MAX), entry.version);
+                    }
+                }
+                NotesCall::Delete { .. } => {}
             }
-            NotesCall::Delete { .. } => {}
         }
+        (PreparedOperations { model, operations: prepared }, scopes)
     }
-    Ok((PreparedOperations { model, operations: prepared }, scopes))
+}
+
+/// Prepares a whole history's operations at once.
+#[cfg(test)]
+pub(crate) fn prepare(operations: &[Operation]) -> Result<(PreparedOperations<NotesModel>, Vec<Scope>), CheckError> {
+    let mut preparer = NotesPreparer::default();
+    for operation in operations {
+        preparer.add(operation)?;
+    }
+    Ok(preparer.finish())
 }
 
 /// Gives a create whose id is unknown the id a read shows its body under. A note at version 1
@@ -1011,6 +1203,189 @@ fn bind_observed_creates(model: &NotesModel, operations: &mut [SearchOperation<N
         operation.operation.observation.get_or_insert_with(NotesObservation::default).id = Some(id);
         scopes[create] = Scope::Create { known_id: Some(id) };
     }
+}
+
+/// Makes a write of unknown outcome that a read shows take effect before that read returned.
+/// A completed operation that shows note `j` with body `b` (a `get`, a write that reports the
+/// note, or a list's entry) proves that some operation gave `j` the body `b` before it returned:
+/// a put of `b` to `j`, a create of `b` (whose id is `j` or unknown), or a patch of `j` that can
+/// merge into `b` (every field it sets is in `b` with that value, merged alike where both are
+/// objects, and every field it removes is absent). When exactly one operation of the history
+/// can, and its outcome is unknown, it took effect before the earliest such read returned, in
+/// every linearization. Giving it that return (and no output to match) keeps exactly the same
+/// linearizations, and spares the search from finding, by backtracking over every operation
+/// in between, the one place it had to go. A write called after that return is left alone: no
+/// linearization exists, and the search says so.
+fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<NotesOperation>]) {
+    let mut earliest_sighting: BTreeMap<(u64, ValueId), usize> = BTreeMap::new();
+    for operation in operations.iter() {
+        let (Some(returned), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
+            continue;
+        };
+        if observed.error_code.is_some() {
+            continue;
+        }
+        let mut sight = |id: u64, body: ValueId| {
+            let earliest = earliest_sighting.entry((id, body)).or_insert(returned);
+            *earliest = (*earliest).min(returned);
+        };
+        match operation.operation.call {
+            NotesCall::Get { id } | NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
+                if let Some(note) = observed.note {
+                    sight(id, note);
+                }
+            }
+            NotesCall::List { .. } => {
+                for entry in observed.notes.iter().flatten() {
+                    if let (Some(id), Some(note)) = (entry.id, entry.note) {
+                        sight(id, note);
+                    }
+                }
+            }
+            NotesCall::Create { .. } | NotesCall::Delete { .. } => {}
+        }
+    }
+    if earliest_sighting.is_empty() {
+        return;
+    }
+    let mut puts: BTreeMap<(u64, ValueId), usize> = BTreeMap::new();
+    let mut patches_by_note: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    let mut creates_by_body: BTreeMap<ValueId, Vec<Option<u64>>> = BTreeMap::new();
+    for (index, operation) in operations.iter().enumerate() {
+        match operation.operation.call {
+            NotesCall::Put { id, body, .. } => *puts.entry((id, body)).or_insert(0) += 1,
+            NotesCall::Patch { id, .. } => patches_by_note.entry(id).or_default().push(index),
+            NotesCall::Create { body } => {
+                let reported = operation.operation.observation.as_ref().and_then(|observed| observed.id);
+                creates_by_body.entry(body).or_default().push(reported);
+            }
+            NotesCall::Get { .. } | NotesCall::List { .. } | NotesCall::Delete { .. } => {}
+        }
+    }
+    let may_produce = |patch_index: usize, body: ValueId| match operations[patch_index].operation.call {
+        NotesCall::Patch { patch, .. } => patch_may_produce(model.values.get(patch), model.values.get(body)),
+        _ => false,
+    };
+    let producers = |id: u64, body: ValueId| {
+        let creates = creates_by_body
+            .get(&body)
+            .map_or(0, |reported| reported.iter().filter(|reported| reported.is_none_or(|own| own == id)).count());
+        let patches = patches_by_note
+            .get(&id)
+            .map_or(0, |patches| patches.iter().filter(|&&patch| may_produce(patch, body)).count());
+        puts.get(&(id, body)).copied().unwrap_or(0) + creates + patches
+    };
+    let mut deadlines: Vec<(usize, usize)> = Vec::new();
+    for (index, operation) in operations.iter().enumerate() {
+        if operation.return_position.is_some() {
+            continue;
+        }
+        let sightings: Vec<((u64, ValueId), usize)> = match operation.operation.call {
+            NotesCall::Put { id, body, .. } => {
+                earliest_sighting.get(&(id, body)).map(|&returned| ((id, body), returned)).into_iter().collect()
+            }
+            NotesCall::Patch { id, .. } => earliest_sighting
+                .range((id, ValueId::MIN)..=(id, ValueId::MAX))
+                .filter(|&(&(_, body), _)| may_produce(index, body))
+                .map(|(&key, &returned)| (key, returned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let deadline = sightings
+            .into_iter()
+            .filter(|&((id, body), returned)| returned > operation.call_position && producers(id, body) == 1)
+            .map(|(_, returned)| returned)
+            .min();
+        deadlines.extend(deadline.map(|deadline| (index, deadline)));
+    }
+    for (index, deadline) in deadlines {
+        operations[index].return_position = Some(deadline);
+    }
+}
+
+/// Makes the one delete of a note, when its outcome is unknown, take effect before a read shows
+/// the note gone. A note whose create returned before a completed operation was called existed
+/// from then on until a delete removed it (ids are never made again), so that operation seeing
+/// it absent (a `get`, put, patch or delete answered `not_found`, or a list page that covers its
+/// id and does not show it) proves a delete of it took effect before the operation returned.
+/// When the history has exactly one delete of that note and its outcome is unknown, giving it
+/// that return keeps exactly the same linearizations (as for writes above).
+fn bind_observed_deletes(operations: &mut [SearchOperation<NotesOperation>]) {
+    let mut created_by: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut deletes: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (index, operation) in operations.iter().enumerate() {
+        match operation.operation.call {
+            NotesCall::Create { .. } => {
+                let observed = operation.operation.observation.as_ref();
+                if let (Some(returned), Some(id)) =
+                    (operation.return_position, observed.and_then(|observed| observed.id))
+                {
+                    created_by.insert(id, returned);
+                }
+            }
+            NotesCall::Delete { id, .. } => deletes.entry(id).or_default().push(index),
+            _ => {}
+        }
+    }
+    let mut deadlines: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut absent = |id: u64, called: usize, returned: usize| {
+        let existed = created_by.get(&id).is_some_and(|&created| created < called);
+        let Some(&[delete]) = deletes.get(&id).map(Vec::as_slice) else { return };
+        if existed && operations[delete].return_position.is_none() && operations[delete].call_position < returned {
+            let deadline = deadlines.entry(delete).or_insert(returned);
+            *deadline = (*deadline).min(returned);
+        }
+    };
+    for operation in operations.iter() {
+        let (Some(returned), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
+            continue;
+        };
+        let called = operation.call_position;
+        match &operation.operation.call {
+            NotesCall::Get { id }
+            | NotesCall::Put { id, .. }
+            | NotesCall::Patch { id, .. }
+            | NotesCall::Delete { id, .. } => {
+                if observed.error_code.as_deref() == Some(NOT_FOUND) {
+                    absent(*id, called, returned);
+                }
+            }
+            NotesCall::List { after, limit } => {
+                let Some(page) = &observed.notes else { continue };
+                if observed.error_code.is_some() {
+                    continue;
+                }
+                let shown: BTreeSet<u64> = page.iter().filter_map(|entry| entry.id).collect();
+                let cut = observed.more == Some(true) || limit.is_some_and(|limit| page.len() as u64 >= limit);
+                let covered_until = if cut { shown.last().copied().unwrap_or(*after) } else { u64::MAX };
+                if covered_until <= *after {
+                    continue;
+                }
+                for (&id, _) in created_by.range(after + 1..=covered_until) {
+                    if !shown.contains(&id) {
+                        absent(id, called, returned);
+                    }
+                }
+            }
+            NotesCall::Create { .. } => {}
+        }
+    }
+    for (delete, deadline) in deadlines {
+        operations[delete].return_position = Some(deadline);
+    }
+}
+
+/// Whether merging `patch` into some note (RFC 7396) can give `body`: every field the patch
+/// sets is in `body` with that value (merged alike where both are objects), and every field
+/// it removes is absent.
+fn patch_may_produce(patch: &Value, body: &Value) -> bool {
+    let Value::Object(patch_fields) = patch else { return patch == body };
+    let Value::Object(body_fields) = body else { return false };
+    patch_fields.iter().all(|(key, patch_value)| match (patch_value, body_fields.get(key)) {
+        (Value::Null, found) => found.is_none(),
+        (_, None) => false,
+        (patch_value, Some(body_value)) => patch_may_produce(patch_value, body_value),
+    })
 }
 
 /// Gives a create whose id is unknown the id it must have had, where the other creates' ids

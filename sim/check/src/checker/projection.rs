@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 
-use super::notes::{IdAssignment, NotesCall, NotesModel, NotesObservation, NotesOperation, Scope};
+use super::notes::{IdAssignment, NotesCall, NotesModel, NotesObservation, NotesOperation, Scope, page_last};
 use super::search::{self, Budget, SearchOperation, SearchResult};
 use super::{Counterexample, Exhaustion};
 
@@ -211,28 +211,9 @@ struct ListedPage<'a> {
 }
 
 impl<'a> ListedPage<'a> {
-    /// The page, if the model could give it: ids increasing, all after `after`.
+    /// The page, if the model could give it (see [`page_last`]).
     fn of(observation: &'a NotesObservation, after: u64, limit: Option<u64>) -> Option<ListedPage<'a>> {
-        if observation.error_code.is_some() {
-            return None;
-        }
-        let entries = observation.notes.as_ref()?;
-        let mut previous = after;
-        for entry in entries {
-            // A page the model could never give is left to the whole search.
-            let id = entry.id?;
-            if id <= previous {
-                return None;
-            }
-            previous = id;
-        }
-        let stopped_at_limit = limit.is_some_and(|limit| entries.len() as u64 >= limit);
-        let last = match observation.more {
-            Some(true) => previous,
-            Some(false) => u64::MAX,
-            None if stopped_at_limit => previous,
-            None => u64::MAX,
-        };
+        let last = page_last(observation, after, limit)?;
         Some(ListedPage { observation, after, last })
     }
 

@@ -77,6 +77,14 @@ impl Model for RegisterModel {
         *state = before;
     }
 
+    fn never_changes_state(&self, operation: &RegisterOperation) -> bool {
+        matches!(
+            (&operation.call, &operation.observation),
+            (RegisterCall::Read, _)
+                | (RegisterCall::CompareAndSet { .. }, RegisterObservation::CompareAndSetSucceeded(false))
+        )
+    }
+
     fn may_observe(&self, observer: &RegisterOperation, _unknown: &RegisterOperation) -> bool {
         // One object: any observed output may depend on any write.
         !matches!(observer.observation, RegisterObservation::Anything)

@@ -47,8 +47,8 @@
 //! would otherwise try before it backtracks; but when a linearization needs some unknown
 //! outcomes, proving that none exists with fewer can cost more than the plain search.
 //! Neither way is always faster, so they take turns, each from scratch, with 20,000
-//! steps at first and twice as many each round, until one decides: the turns cost at
-//! most about four times the faster way alone.
+//! steps at first (8 per operation on long histories) and twice as many each round, until
+//! one decides: the turns cost at most about four times the faster way alone.
 //!
 //! # Unknown outcomes that nothing can observe any more
 //!
@@ -77,6 +77,45 @@
 //!   dropped). The unknown outcomes of the current run that still wait for a conflict
 //!   are part of the node's memo entry (a key each), so that a node reached with them
 //!   never hides the same pair reached without.
+//!
+//! # Unknown outcomes of a closed part
+//!
+//! A model may split its state into parts that one operation alone reads and changes (a
+//! note, [`Model::part`]), and say when a part is *closed* ([`Model::part_closed`]: a
+//! deleted note, whose id is never made again): from then on no step of an unknown outcome
+//! of that part changes the state's fingerprint, so the search never linearizes one there.
+//! The unknown outcomes linearized in a part (outside a class) are keyed in the memo by the
+//! part, and only while it is open. Two nodes that differ only in which unknown outcomes of
+//! closed parts they linearized have the same future: the same known operations are left,
+//! and the unknown ones left that differ can never be linearized (a closed part stays closed).
+//! So they share a memo entry, and a dead end reached after any subset of a deleted note's
+//! writes is explored once, not once per subset. The part's closedness follows from the
+//! node's memo entry, or else nothing more is ever linearized in the part either way (a
+//! note whose presence the fingerprint leaves out is one nothing observes any more).
+
+//!
+//! # Orders the outputs prove
+//!
+//! A model may name pairs of operations whose outputs put one before the other in every
+//! order it accepts ([`Model::order_constraints`]: a note's versions only grow, so a read
+//! of version 3 comes before the write that made version 4). The search never linearizes
+//! an operation before those that must precede it: every linearization keeps these pairs,
+//! so none is lost, and the dead ends where a write went before a read of the version
+//! before it are never entered.
+//!
+//! # Reads first, with no alternative
+//!
+//! An operation with a known outcome that changes nothing when it gives its output (a read,
+//! a refused write: [`Model::never_changes_state`]) and that the model accepts at a node is
+//! linearized there, and the node tries nothing else. Take any linearization that extends
+//! the node with the read later: moving the read to the node keeps real time (the read is a
+//! candidate, so nothing left returned before its call, and whatever it passes was not
+//! called after it returned, or the read would not have been reached), keeps every state
+//! and output (the read changes nothing and its output is right at the node), and is
+//! again of the form the other rules keep (the read conflicts with the unknown outcomes
+//! waiting at the node, or it would not be a candidate, and it ends their run). So the node
+//! has a linearization exactly when the node after the read has one, and when the memo
+//! says that node was explored already, the node fails at once.
 
 /// A sequential specification whose operations carry their observed output.
 pub(crate) trait Model {
@@ -117,9 +156,49 @@ pub(crate) trait Model {
     /// give the same futures (see the module documentation). Equal classes must have equal
     /// keys, and different ones different keys but with probability about 2^-128. Asked
     /// after `begin`.
-    fn interchangeable_class(&self, _unknown: &Self::Operation) -> Option<u128> {
+    fn interchangeable_class(&self, _unknown: &SearchOperation<Self::Operation>) -> Option<u128> {
         None
     }
+
+    /// Pairs `(a, b)` of indices of operations with a known outcome such that `a` comes before
+    /// `b` in every order the model accepts with their outputs (for instance by the versions
+    /// they report). None is always safe.
+    fn order_constraints(&self, _operations: &[SearchOperation<Self::Operation>]) -> Vec<(usize, usize)> {
+        Vec::new()
+    }
+
+    /// Whether a step of `operation`, whenever it gives the output observed, leaves the state
+    /// as it was (a read, a refused write). `false` is always safe.
+    fn never_changes_state(&self, _operation: &Self::Operation) -> bool {
+        false
+    }
+
+    /// The part of the state that `operation` alone reads and changes (one note), if any: see
+    /// [`Model::part_closed`].
+    fn part(&self, _operation: &Self::Operation) -> Option<u64> {
+        None
+    }
+
+    /// Whether `part` is closed in `state`: no step of an operation with an unknown outcome of
+    /// that part changes the state's fingerprint, in this state or any state later steps reach
+    /// from it. Only steps of the part's own operations may change whether a part is closed.
+    /// Two states with equal fingerprints, reached with the same operations of known outcome
+    /// linearized, agree on it, or in both no later step of an unknown outcome of the part
+    /// changes the fingerprint (see the module documentation). `false` is always safe.
+    fn part_closed(&self, _state: &Self::State, _part: u64) -> bool {
+        false
+    }
+}
+
+/// Which candidates a walk of the entries tries (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Operations with a known outcome that never change the state.
+    Reads,
+    /// The other operations with a known outcome.
+    Writes,
+    /// Operations with an unknown outcome.
+    Unknown,
 }
 
 /// An operation as the search sees it: its model input and observation, and its interval.
@@ -279,16 +358,19 @@ struct EntryList {
     entries: Vec<Entry>,
     next: Vec<usize>,
     previous: Vec<usize>,
+    /// Index of each operation's call entry.
+    call_entry_by_operation: Vec<usize>,
     /// Index of each operation's return entry.
     return_entry_by_operation: Vec<usize>,
     head: usize,
 }
 
 impl EntryList {
-    fn new<O>(operations: &[SearchOperation<O>]) -> EntryList {
+    /// The entries of the operations `include` picks.
+    fn new<O>(operations: &[SearchOperation<O>], include: impl Fn(&SearchOperation<O>) -> bool) -> EntryList {
         // Sort key: position, with unknown returns at the end of time.
         let mut keyed: Vec<(usize, usize, Entry)> = Vec::with_capacity(operations.len() * 2);
-        for (operation_index, operation) in operations.iter().enumerate() {
+        for (operation_index, operation) in operations.iter().enumerate().filter(|(_, operation)| include(operation)) {
             keyed.push((operation.call_position, operation_index, Entry { operation_index, is_call: true }));
             let return_key = operation.return_position.unwrap_or(usize::MAX);
             keyed.push((return_key, operation_index, Entry { operation_index, is_call: false }));
@@ -310,13 +392,21 @@ impl EntryList {
             *next_index = if index + 1 < count { index + 1 } else { NONE };
         }
         next[head] = if count > 0 { 0 } else { NONE };
+        let mut call_entry_by_operation = vec![NONE; operations.len()];
         let mut return_entry_by_operation = vec![NONE; operations.len()];
         for (index, entry) in entries.iter().enumerate() {
-            if !entry.is_call {
+            if entry.is_call {
+                call_entry_by_operation[entry.operation_index] = index;
+            } else {
                 return_entry_by_operation[entry.operation_index] = index;
             }
         }
-        EntryList { entries, next, previous, return_entry_by_operation, head }
+        EntryList { entries, next, previous, call_entry_by_operation, return_entry_by_operation, head }
+    }
+
+    /// The first entry, or `NONE`.
+    fn first(&self) -> usize {
+        self.next[self.head]
     }
 
     fn unlink(&mut self, index: usize) {
@@ -350,10 +440,15 @@ impl EntryList {
 }
 
 /// For each operation with an unknown outcome, how many of its observers are not linearized
-/// yet; for each operation with a known outcome, the unknown ones it observes.
+/// yet; for each operation with a known outcome, the unknown ones it observes; and the order
+/// the model's constraints impose: for each operation, how many that must come before it are
+/// not linearized yet, and those that must come after it.
+#[derive(Clone)]
 struct Observers {
     pending: Vec<usize>,
     observed_by: Vec<Vec<usize>>,
+    predecessors_left: Vec<u32>,
+    successors: Vec<Vec<usize>>,
 }
 
 impl Observers {
@@ -380,12 +475,33 @@ impl Observers {
                 }
             }
         }
-        Observers { pending, observed_by }
+        let mut predecessors_left = vec![0u32; operations.len()];
+        let mut successors = vec![Vec::new(); operations.len()];
+        for (before, after) in model.order_constraints(operations) {
+            debug_assert!(operations[before].return_position.is_some() && operations[after].return_position.is_some());
+            predecessors_left[after] += 1;
+            successors[before].push(after);
+        }
+        Observers { pending, observed_by, predecessors_left, successors }
     }
 }
 
-/// Steps of the first turn of each way of searching; each later turn has twice as many.
+/// How linearizing an operation changed its part of the state: the key it added to the part,
+/// whether the part was closed before and after, and how the open parts' fingerprint changed.
+#[derive(Debug, Clone, Copy)]
+struct PartChange {
+    part: usize,
+    key_added: u128,
+    was_closed: bool,
+    now_closed: bool,
+    fingerprint_change: u128,
+}
+
+/// Steps of the first turn of each way of searching (at least, see
+/// [`TURN_STEPS_PER_OPERATION`]); each later turn has twice as many.
 const FIRST_TURN_STEPS: u64 = 20_000;
+/// Steps of the first turn per operation searched.
+const TURN_STEPS_PER_OPERATION: u64 = 8;
 
 /// Runs the search, spending `budget`, in turns of growing length: the plain search, then
 /// the search that allows 0, 1, 2, 4... unknown outcomes to take effect before any number
@@ -395,12 +511,17 @@ pub(crate) fn search<M: Model>(
     operations: &[SearchOperation<M::Operation>],
     budget: &mut Budget,
 ) -> SearchResult {
-    let mut turn_steps = FIRST_TURN_STEPS;
+    // Who observes whom depends on the operations alone: found once for every turn.
+    model.begin(operations);
+    let observers = Observers::new(model, operations);
+    // A turn shorter than a walk through the history would end before it could decide, and
+    // each turn begins with work in proportion to the history.
+    let mut turn_steps = FIRST_TURN_STEPS.max(TURN_STEPS_PER_OPERATION * operations.len() as u64);
     loop {
         for limited_first in [false, true] {
             let granted = turn_steps.min(budget.steps_left);
             let mut turn = Budget { steps_left: granted, exhausted: None, ..budget.clone() };
-            let result = search_in_turn(model, operations, &mut turn, limited_first);
+            let result = search_in_turn(model, operations, &observers, &mut turn, limited_first);
             budget.steps_left -= granted - turn.steps_left;
             budget.peak_states = budget.peak_states.max(turn.peak_states);
             match (result, turn.exhausted) {
@@ -421,6 +542,7 @@ pub(crate) fn search<M: Model>(
 fn search_in_turn<M: Model>(
     model: &mut M,
     operations: &[SearchOperation<M::Operation>],
+    observers: &Observers,
     budget: &mut Budget,
     limited_first: bool,
 ) -> SearchResult {
@@ -428,7 +550,8 @@ fn search_in_turn<M: Model>(
     let mut allowance = if limited_first { 0 } else { usize::MAX };
     loop {
         let unlimited = allowance >= unknown_count;
-        let (result, states) = search_states(model, operations, budget, if unlimited { usize::MAX } else { allowance });
+        let (result, states) =
+            search_states(model, operations, observers, budget, if unlimited { usize::MAX } else { allowance });
         budget.peak_states = budget.peak_states.max(states);
         match result {
             SearchResult::NotLinearizable { .. } if !unlimited => allowance = (allowance * 2).max(1),
@@ -444,21 +567,41 @@ const INTERCHANGEABLE_KEY_DOMAIN: u64 = 0x696e_7465_7263_6861;
 /// The memo key of "the next operation must conflict with this one".
 const FOLLOW_KEY_DOMAIN: u64 = 0x666f_6c6c_6f77_6564;
 
+/// One linearized operation on the search's stack, with what undoing it needs.
+struct Linearized<U> {
+    operation_index: usize,
+    call_entry: usize,
+    undo: U,
+    /// The unknown outcomes waiting at the node it was linearized at.
+    parent_waiting: Vec<usize>,
+    /// A read taken with no alternative: its node fails with it.
+    forced: bool,
+    /// The node's bound on the calls of unknown outcomes it could try (see [`Pass::Unknown`]).
+    frontier: usize,
+    /// How it changed its part of the state.
+    part_change: Option<PartChange>,
+}
+
 fn search_states<M: Model>(
     model: &mut M,
     operations: &[SearchOperation<M::Operation>],
+    initial_observers: &Observers,
     budget: &mut Budget,
     unknown_allowance: usize,
 ) -> (SearchResult, usize) {
     let mut unknown_taken = 0usize;
+    // A search that ran out of budget leaves the model's bookkeeping where it stopped.
     model.begin(operations);
-    let mut list = EntryList::new(operations);
+    // Operations with a known outcome and those with an unknown one are walked apart, so
+    // that a walk among the first never passes the second, which may wait for a long time.
+    let mut known_list = EntryList::new(operations, |operation| operation.return_position.is_some());
+    let mut unknown_list = EntryList::new(operations, |operation| operation.return_position.is_none());
     // Each operation's class of interchangeable ones, numbered densely.
     let mut class_numbers: std::collections::BTreeMap<u128, usize> = std::collections::BTreeMap::new();
     let class_of: Vec<Option<usize>> = operations
         .iter()
         .map(|operation| {
-            let class = operation.return_position.is_none().then(|| model.interchangeable_class(&operation.operation));
+            let class = operation.return_position.is_none().then(|| model.interchangeable_class(operation));
             class.flatten().map(|key| {
                 let next = class_numbers.len();
                 *class_numbers.entry(key).or_insert(next)
@@ -478,8 +621,38 @@ fn search_states<M: Model>(
         fingerprint_of(INTERCHANGEABLE_KEY_DOMAIN, &[key as u64, (key >> 64) as u64, count])
     };
     let mut taken_by_class = vec![0u64; class_key_by_number.len()];
-    let mut observers = Observers::new(model, operations);
+    let mut observers = initial_observers.clone();
+    // An unknown outcome that nothing left can observe is never linearized (see the module
+    // documentation): its call entry leaves the list while that holds, so that walks do not
+    // pass it again and again. Those that nothing observes at all leave it for good.
+    let mut lifted = vec![false; operations.len()];
+    for (index, operation) in operations.iter().enumerate() {
+        if operation.return_position.is_none() && observers.pending[index] == 0 {
+            unknown_list.unlink(unknown_list.call_entry_by_operation[index]);
+        }
+    }
     let mut linearized_fingerprint: u128 = (0..taken_by_class.len()).fold(0, |key, class| key ^ count_key(class, 0));
+    // Each operation's part of the state, numbered densely; the unknown outcomes outside a
+    // class that are linearized in a part are keyed there, and count only while it is open.
+    let mut part_numbers: std::collections::BTreeMap<u64, usize> = std::collections::BTreeMap::new();
+    let part_of: Vec<Option<usize>> = operations
+        .iter()
+        .map(|operation| {
+            model.part(&operation.operation).map(|part| {
+                let next = part_numbers.len();
+                *part_numbers.entry(part).or_insert(next)
+            })
+        })
+        .collect();
+    let mut part_by_number = vec![0u64; part_numbers.len()];
+    for (&part, &number) in &part_numbers {
+        part_by_number[number] = part;
+    }
+    let keyed_in_part = |index: usize| {
+        operations[index].return_position.is_none() && class_of[index].is_none() && part_of[index].is_some()
+    };
+    let mut part_keys = vec![0u128; part_by_number.len()];
+    let mut open_parts_fingerprint: u128 = 0;
     let mut explored = FingerprintSet::new();
     // The members of a class share one: a run holds at most one of them waiting, as they
     // conflict with each other.
@@ -495,18 +668,28 @@ fn search_states<M: Model>(
     // The unknown outcomes of the current run that no later one conflicts with: the known
     // operation that ends the run must conflict with each.
     let mut waiting: Vec<usize> = Vec::new();
-    // Undo records: the call entry linearized, how to restore the state before it, and the
-    // waiting unknown outcomes of the node it was linearized at.
-    let mut stack: Vec<(usize, M::Undo, Vec<usize>)> = Vec::new();
+    let mut stack: Vec<Linearized<M::Undo>> = Vec::new();
     let mut state = model.initial_state();
+    let mut part_closed: Vec<bool> = part_by_number.iter().map(|&part| model.part_closed(&state, part)).collect();
     let mut known_outcomes_left = operations.iter().filter(|operation| operation.return_position.is_some()).count();
     let mut longest_prefix: Vec<u64> = Vec::new();
-    let mut cursor = list.next[list.head];
-    // Each node's candidates are walked twice: operations with a known outcome first, then
-    // those with an unknown one, so that a linearizable history is found first along the
-    // orders where unknown outcomes did not take effect (both walks meet every candidate).
-    let mut unknown_pass = false;
-    let mut unknown_candidate_skipped = false;
+    // How long a prefix of the stack `longest_prefix` starts with.
+    let mut prefix_shared = 0usize;
+    let reads: Vec<bool> = operations
+        .iter()
+        .map(|operation| operation.return_position.is_some() && model.never_changes_state(&operation.operation))
+        .collect();
+    // Each node's candidates are walked up to three times: reads first (a read that can be
+    // linearized now is, with no alternative), then the other operations with a known outcome,
+    // then those with an unknown one, so that a linearizable history is found first along the
+    // orders where unknown outcomes did not take effect (the walks meet every candidate).
+    let mut pass = Pass::Reads;
+    let mut cursor = known_list.first();
+    // While walking unknown outcomes: the return of the first operation with a known outcome
+    // not linearized yet. Only an unknown outcome called before it can be linearized now.
+    let mut frontier = usize::MAX;
+    // The node fails without trying more candidates.
+    let mut node_failed = false;
     loop {
         if known_outcomes_left == 0 {
             return (SearchResult::Linearizable, explored.len);
@@ -514,19 +697,27 @@ fn search_states<M: Model>(
         if !budget.take_step(explored.len) {
             return (SearchResult::OutOfBudget, explored.len);
         }
+        let list = if pass == Pass::Unknown { &unknown_list } else { &known_list };
         // While an operation with a known outcome is unlinearized its return entry is in the
-        // list, so the walk meets it before running off the end; the end is treated as a
+        // known list, so the walk meets it before running off the end; the end is treated as a
         // return all the same.
-        if cursor != NONE && list.entries[cursor].is_call {
+        let at_candidate = !node_failed
+            && cursor != NONE
+            && list.entries[cursor].is_call
+            && (pass != Pass::Unknown || operations[list.entries[cursor].operation_index].call_position < frontier);
+        if at_candidate {
             let operation_index = list.entries[cursor].operation_index;
             let operation = &operations[operation_index];
-            let known = operation.return_position.is_some();
-            if !known && (observers.pending[operation_index] == 0 || unknown_taken >= unknown_allowance) {
+            let known = pass != Pass::Unknown;
+            debug_assert_eq!(known, operation.return_position.is_some());
+            debug_assert!(known || observers.pending[operation_index] > 0, "dead unknown outcomes leave the walk");
+            if !known && unknown_taken >= unknown_allowance {
                 cursor = list.next[cursor];
                 continue;
             }
-            if known == unknown_pass {
-                unknown_candidate_skipped |= !known;
+            if known
+                && (reads[operation_index] != (pass == Pass::Reads) || observers.predecessors_left[operation_index] > 0)
+            {
                 cursor = list.next[cursor];
                 continue;
             }
@@ -559,73 +750,155 @@ fn search_states<M: Model>(
                     Some(class) => {
                         count_key(class, taken_by_class[class]) ^ count_key(class, taken_by_class[class] + 1)
                     }
+                    None if keyed_in_part(operation_index) => 0,
                     None => keys[operation_index],
                 };
-                let fingerprint = linearized_fingerprint ^ counted ^ state_after ^ constraint;
-                if (known || state_after != state_before) && explored.insert(fingerprint) {
+                let part_change = part_of[operation_index].map(|part| {
+                    let key_added = if keyed_in_part(operation_index) { keys[operation_index] } else { 0 };
+                    let was_closed = part_closed[part];
+                    let now_closed = model.part_closed(&state, part_by_number[part]);
+                    let open_key = |closed: bool, key: u128| if closed { 0 } else { key };
+                    PartChange {
+                        part,
+                        key_added,
+                        was_closed,
+                        now_closed,
+                        fingerprint_change: open_key(was_closed, part_keys[part])
+                            ^ open_key(now_closed, part_keys[part] ^ key_added),
+                    }
+                });
+                let part_fingerprint_change = part_change.map_or(0, |change| change.fingerprint_change);
+                let fingerprint = linearized_fingerprint
+                    ^ counted
+                    ^ open_parts_fingerprint
+                    ^ part_fingerprint_change
+                    ^ state_after
+                    ^ constraint;
+                let new_node = (known || state_after != state_before) && explored.insert(fingerprint);
+                if !new_node && pass == Pass::Reads {
+                    // The node after this read was explored and failed, so this node fails too.
+                    model.undo(&mut state, undo);
+                    node_failed = true;
+                    continue;
+                }
+                if new_node {
                     linearized_fingerprint ^= counted;
+                    if let Some(change) = part_change {
+                        part_keys[change.part] ^= change.key_added;
+                        part_closed[change.part] = change.now_closed;
+                        open_parts_fingerprint ^= change.fingerprint_change;
+                    }
                     if let Some(class) = class_of[operation_index] {
                         taken_by_class[class] += 1;
                     }
-                    stack.push((cursor, undo, std::mem::replace(&mut waiting, next_waiting)));
-                    list.lift(cursor);
-                    if !known {
-                        unknown_taken += 1;
-                    }
+                    stack.push(Linearized {
+                        operation_index,
+                        call_entry: cursor,
+                        undo,
+                        parent_waiting: std::mem::replace(&mut waiting, next_waiting),
+                        forced: pass == Pass::Reads,
+                        frontier,
+                        part_change,
+                    });
+                    lifted[operation_index] = true;
                     if known {
+                        known_list.lift(cursor);
                         known_outcomes_left -= 1;
+                        for &successor in &observers.successors[operation_index] {
+                            observers.predecessors_left[successor] -= 1;
+                        }
                         for &unknown in &observers.observed_by[operation_index] {
                             observers.pending[unknown] -= 1;
+                            if observers.pending[unknown] == 0 && !lifted[unknown] {
+                                unknown_list.unlink(unknown_list.call_entry_by_operation[unknown]);
+                            }
                         }
+                    } else {
+                        unknown_list.lift(cursor);
+                        unknown_taken += 1;
                     }
-                    cursor = list.next[list.head];
-                    unknown_pass = false;
-                    unknown_candidate_skipped = false;
+                    pass = Pass::Reads;
+                    cursor = known_list.first();
                     continue;
                 }
                 model.undo(&mut state, undo);
             }
             cursor = list.next[cursor];
-        } else if !unknown_pass && unknown_candidate_skipped {
-            unknown_pass = true;
-            cursor = list.next[list.head];
+        } else if !node_failed && pass == Pass::Reads {
+            pass = Pass::Writes;
+            cursor = known_list.first();
+        } else if !node_failed && pass == Pass::Writes {
+            frontier = if cursor == NONE {
+                usize::MAX
+            } else {
+                operations[known_list.entries[cursor].operation_index].return_position.unwrap_or(usize::MAX)
+            };
+            pass = Pass::Unknown;
+            cursor = unknown_list.first();
         } else {
+            node_failed = false;
             if stack.len() > longest_prefix.len() {
-                longest_prefix = stack
-                    .iter()
-                    .map(|&(call_entry, ..)| operations[list.entries[call_entry].operation_index].id)
-                    .collect();
+                // Only what was pushed since the stack last shared its prefix is copied, so
+                // keeping the longest prefix costs no more than the pushes.
+                longest_prefix.truncate(prefix_shared);
+                longest_prefix.extend(stack[prefix_shared..].iter().map(|taken| operations[taken.operation_index].id));
+                prefix_shared = stack.len();
             }
-            let Some((call_entry, undo, parent_waiting)) = stack.pop() else {
+            let Some(taken) = stack.pop() else {
                 return (SearchResult::NotLinearizable { longest_prefix }, explored.len);
             };
-            let operation_index = list.entries[call_entry].operation_index;
-            list.unlift(call_entry);
+            prefix_shared = prefix_shared.min(stack.len());
+            let operation_index = taken.operation_index;
+            let known = operations[operation_index].return_position.is_some();
+            // Links come back in the reverse order they left in (dancing links).
+            if known {
+                known_outcomes_left += 1;
+                for &unknown in observers.observed_by[operation_index].iter().rev() {
+                    if observers.pending[unknown] == 0 && !lifted[unknown] {
+                        unknown_list.relink(unknown_list.call_entry_by_operation[unknown]);
+                    }
+                    observers.pending[unknown] += 1;
+                }
+                for &successor in &observers.successors[operation_index] {
+                    observers.predecessors_left[successor] += 1;
+                }
+                known_list.unlift(taken.call_entry);
+            } else {
+                unknown_taken -= 1;
+                unknown_list.unlift(taken.call_entry);
+            }
+            lifted[operation_index] = false;
             match class_of[operation_index] {
                 Some(class) => {
                     taken_by_class[class] -= 1;
                     linearized_fingerprint ^=
                         count_key(class, taken_by_class[class]) ^ count_key(class, taken_by_class[class] + 1);
                 }
+                None if keyed_in_part(operation_index) => {}
                 None => linearized_fingerprint ^= keys[operation_index],
             }
-            let known = operations[operation_index].return_position.is_some();
-            if !known {
-                unknown_taken -= 1;
+            if let Some(change) = taken.part_change {
+                part_keys[change.part] ^= change.key_added;
+                part_closed[change.part] = change.was_closed;
+                open_parts_fingerprint ^= change.fingerprint_change;
             }
+            model.undo(&mut state, taken.undo);
+            waiting = taken.parent_waiting;
+            if taken.forced {
+                // A node that linearized a read has no alternative: it fails with the read.
+                node_failed = true;
+                continue;
+            }
+            // The walk goes on where it was: among the known candidates that are not reads
+            // (no read could be linearized at this node), or among the unknown ones.
             if known {
-                known_outcomes_left += 1;
-                for &unknown in &observers.observed_by[operation_index] {
-                    observers.pending[unknown] += 1;
-                }
+                pass = Pass::Writes;
+                cursor = known_list.next[taken.call_entry];
+            } else {
+                pass = Pass::Unknown;
+                frontier = taken.frontier;
+                cursor = unknown_list.next[taken.call_entry];
             }
-            model.undo(&mut state, undo);
-            waiting = parent_waiting;
-            cursor = list.next[call_entry];
-            // The walk goes on where it was: among the known candidates, with the unknown ones
-            // still to come (assume some, the walk will tell), or among the unknown ones.
-            unknown_pass = !known;
-            unknown_candidate_skipped = known;
         }
     }
 }

@@ -211,6 +211,53 @@ fn a_stale_read_is_not_linearizable() {
     assert!(!is_linearizable(&notes));
 }
 
+/// A read showing a body that only a write of unknown outcome could give proves the write took
+/// effect before the read returned; a patch that can merge into that body leaves it unproved.
+#[test]
+fn a_write_of_unknown_outcome_is_bound_only_when_nothing_else_gives_the_body_read() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"v": 1}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    script.call(1, 1, "put", json!({"id": 1, "body": {"v": 2}}));
+    script.call(2, 0, "patch", json!({"id": 1, "patch": {"v": 2}})).ok(2, 0, json!({"version": 2}));
+    script.call(3, 0, "get", json!({"id": 1})).ok(3, 0, json!({"note": {"v": 2}, "version": 2}));
+    script.call(4, 0, "get", json!({"id": 1})).ok(4, 0, json!({"note": {"v": 2}, "version": 2}));
+    assert!(is_linearizable(&script), "the patch gave the body; the put never took effect");
+
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"v": 1}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    script.call(1, 1, "put", json!({"id": 1, "body": {"v": 2}}));
+    script.call(2, 0, "patch", json!({"id": 1, "patch": {"w": 2}})).ok(2, 0, json!({"version": 2}));
+    script.call(3, 0, "get", json!({"id": 1})).ok(3, 0, json!({"note": {"v": 2}, "version": 3}));
+    script.call(4, 0, "get", json!({"id": 1})).ok(4, 0, json!({"note": {"v": 2}, "version": 3}));
+    assert!(is_linearizable(&script), "the put took effect after the patch, before the first get");
+    script.call(5, 0, "put", json!({"id": 1, "body": {"v": 3}})).ok(5, 0, json!({"version": 4}));
+    script.call(6, 0, "get", json!({"id": 1})).ok(6, 0, json!({"note": {"v": 2}, "version": 5}));
+    assert!(!is_linearizable(&script), "the put took effect once, before the first get");
+}
+
+/// A list shows whether a note after its page exists when its page says `more`, and every
+/// note after `after` when its page was not cut: a delete of unknown outcome that such a list
+/// needs must be allowed to take effect before it.
+#[test]
+fn a_list_observes_deletes_beyond_its_page_only_through_more() {
+    for (input, output) in [
+        (json!({"limit": 1}), json!({"notes": [{"id": 1, "version": 1}], "more": false})),
+        (json!({}), json!({"notes": [{"id": 1, "version": 1}]})),
+    ] {
+        let mut script = Script::new(ModelName::Notes);
+        script.call(0, 0, "create", json!({"body": {"a": 1}})).ok(0, 0, json!({"id": 1, "version": 1}));
+        script.call(1, 0, "create", json!({"body": {"a": 2}})).ok(1, 0, json!({"id": 2, "version": 1}));
+        script.call(2, 1, "delete", json!({"id": 2}));
+        script.call(3, 0, "list", input.clone()).ok(3, 0, output.clone());
+        assert!(is_linearizable(&script), "{input}: the delete took effect before the list");
+        let mut without_delete = Script::new(ModelName::Notes);
+        without_delete.call(0, 0, "create", json!({"body": {"a": 1}})).ok(0, 0, json!({"id": 1, "version": 1}));
+        without_delete.call(1, 0, "create", json!({"body": {"a": 2}})).ok(1, 0, json!({"id": 2, "version": 1}));
+        without_delete.call(3, 0, "list", input.clone()).ok(3, 0, output);
+        assert!(!is_linearizable(&without_delete), "{input}: note 2 exists");
+    }
+}
+
 #[test]
 fn preconditions_and_missing_notes_answer_as_the_format_says() {
     let mut script = Script::new(ModelName::Notes);
@@ -333,14 +380,24 @@ mod brute_force {
             "list" => {
                 let after = input["after"].as_u64().unwrap_or(0);
                 let limit = input["limit"].as_u64().unwrap_or(u64::MAX) as usize;
-                let notes: Vec<Value> = state
+                let following: Vec<Value> = state
                     .notes
                     .iter()
                     .filter(|(note_id, _)| **note_id > after)
-                    .take(limit)
                     .map(|(note_id, (note, version))| json!({"id": note_id, "version": version, "note": note}))
                     .collect();
-                json!({ "notes": notes })
+                let mut notes: Vec<Value> = following.iter().take(limit).cloned().collect();
+                // `page` (which the checker ignores) says how the page ends: as a server that says
+                // whether more notes follow, or one that stops after one note when more follow.
+                match input["page"].as_str() {
+                    Some("more") => json!({ "notes": notes, "more": following.len() > notes.len() }),
+                    Some("short") if following.len() >= 2 => {
+                        notes.truncate(1);
+                        json!({ "notes": notes, "more": true })
+                    }
+                    Some("short") => json!({ "notes": notes, "more": false }),
+                    _ => json!({ "notes": notes }),
+                }
             }
             "put" | "patch" => {
                 if let Err(error) = precondition(state) {
@@ -387,6 +444,28 @@ mod brute_force {
         search(&candidates, required, 0, initial)
     }
 
+    /// Whether a page that says `more` is one the format allows: the first notes after `after`
+    /// (at most `limit`), all of them when it says `more: false`, and at least one but not all
+    /// of them when it says `more: true`.
+    fn page_matches(state: &ReferenceState, input: &Value, observed: &Value) -> bool {
+        let after = input["after"].as_u64().unwrap_or(0);
+        let limit = input["limit"].as_u64().unwrap_or(u64::MAX) as usize;
+        let following: Vec<Value> = state
+            .notes
+            .iter()
+            .filter(|(note_id, _)| **note_id > after)
+            .map(|(note_id, (note, version))| json!({"id": note_id, "version": version, "note": note}))
+            .collect();
+        let (Some(Value::Array(shown)), Some(Value::Bool(more))) = (observed.get("notes"), observed.get("more")) else {
+            return false;
+        };
+        let fields_known =
+            observed.as_object().is_some_and(|fields| fields.keys().all(|key| key == "notes" || key == "more"));
+        let count_allowed =
+            if *more { !shown.is_empty() && shown.len() < following.len() } else { shown.len() == following.len() };
+        fields_known && count_allowed && shown.len() <= limit && following.starts_with(shown)
+    }
+
     fn search(candidates: &[&Operation], required: u64, done: u64, state: &ReferenceState) -> bool {
         if required & !done == 0 {
             return true;
@@ -406,6 +485,9 @@ mod brute_force {
             let output = reference_apply(&mut next, &operation.function, &operation.input);
             let observed_matches = match &operation.outcome {
                 Outcome::Ok(Value::Null) | Outcome::Unknown | Outcome::Failed => true,
+                Outcome::Ok(observed) if operation.function == "list" && observed.get("more").is_some() => {
+                    page_matches(state, &operation.input, observed)
+                }
                 // A field the completion leaves out is not checked (the format says so), but
                 // the absence of `error` means success.
                 Outcome::Ok(Value::Object(observed)) => {
@@ -421,7 +503,13 @@ mod brute_force {
         false
     }
 
-    fn random_call(rng: &mut ChaCha8Rng, model: ModelName, with_lists: bool, mix: Mix) -> (&'static str, Value) {
+    fn random_call(
+        rng: &mut ChaCha8Rng,
+        pages: &mut ChaCha8Rng,
+        model: ModelName,
+        with_lists: bool,
+        mix: Mix,
+    ) -> (&'static str, Value) {
         let small = |rng: &mut ChaCha8Rng| rng.random_range(0..3u64);
         match model {
             ModelName::CasRegister => match rng.random_range(0..10) {
@@ -433,7 +521,8 @@ mod brute_force {
                 ),
             },
             ModelName::Notes => {
-                if mix == Mix::UnknownCreates && rng.random_bool(0.4) {
+                let many_creates = matches!(mix, Mix::UnknownCreates | Mix::CreatesAndPages);
+                if many_creates && rng.random_bool(0.4) {
                     return ("create", json!({"body": {"v": small(rng)}}));
                 }
                 if mix == Mix::Unseen {
@@ -452,17 +541,23 @@ mod brute_force {
                     return call;
                 }
                 if mix == Mix::UnknownWrites {
-                    // Few notes, written often, and lists that show them all.
+                    // Few notes, written often and deleted, and lists that show them all or stop
+                    // after the first.
                     let id = rng.random_range(1..3u64);
-                    return match rng.random_range(0..10) {
+                    return match rng.random_range(0..11) {
                         0..3 => ("create", json!({"body": {"v": small(rng)}})),
                         3..6 => ("put", json!({"id": id, "body": {"v": small(rng)}})),
-                        6..7 => ("patch", json!({"id": id, "patch": {"w": small(rng)}})),
-                        7..9 => ("list", json!({})),
+                        // A patch of `v` can give a note the very body a put gives it.
+                        6..7 => {
+                            let field = if rng.random_bool(0.5) { "v" } else { "w" };
+                            ("patch", json!({"id": id, "patch": {field: small(rng)}}))
+                        }
+                        7..8 => ("delete", json!({"id": id})),
+                        8..10 => ("list", random_page(pages, json!({}))),
                         _ => ("get", json!({"id": id})),
                     };
                 }
-                let id = rng.random_range(1..if mix == Mix::UnknownCreates { 6 } else { 4u64 });
+                let id = rng.random_range(1..if many_creates { 6 } else { 4u64 });
                 let if_match = rng.random_bool(0.3).then(|| rng.random_range(1..4u64));
                 let mut call = match rng.random_range(0..if with_lists { 20 } else { 17 }) {
                     0..5 => ("create", json!({"body": {"v": small(rng)}})),
@@ -481,7 +576,7 @@ mod brute_force {
                         if rng.random_bool(0.5) {
                             input["limit"] = json!(rng.random_range(1..3u64));
                         }
-                        ("list", input)
+                        ("list", random_page(pages, input))
                     }
                 };
                 if let (Some(expected), "put" | "patch" | "delete") = (if_match, call.0) {
@@ -490,6 +585,16 @@ mod brute_force {
                 call
             }
         }
+    }
+
+    /// A list's input with how its page ends (see `reference_apply`).
+    fn random_page(rng: &mut ChaCha8Rng, mut input: Value) -> Value {
+        match rng.random_range(0..3) {
+            0 => {}
+            1 => input["page"] = json!("more"),
+            _ => input["page"] = json!("short"),
+        }
+        input
     }
 
     #[derive(Debug, Clone, Copy, PartialEq)]
@@ -508,8 +613,12 @@ mod brute_force {
         /// Many creates and many unknown outcomes: ids that only a create with an unknown
         /// outcome can have made, and creates that may or may not have taken effect.
         UnknownCreates,
-        /// Many unknown outcomes of writes to several notes, and lists that show them.
+        /// Many unknown outcomes of writes and deletes of several notes, and lists that show
+        /// them.
         UnknownWrites,
+        /// Many creates and many unknown outcomes, as `UnknownCreates`, and lists with pages
+        /// that end at their limit or say whether more notes follow.
+        CreatesAndPages,
         /// Many unknown outcomes of creates and writes, no list, and reads that report
         /// versions but no bodies: creates and writes that nothing tells apart.
         Unseen,
@@ -522,11 +631,14 @@ mod brute_force {
 
     pub(super) fn generate_mix(seed: u64, model: ModelName, mix: Mix) -> (History, ReferenceState) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // How pages end is drawn apart, so that the rest of a seed's history stays as it was.
+        let mut pages = ChaCha8Rng::seed_from_u64(seed ^ 0x7061_6765_7361_7061);
         let client_count = rng.random_range(1..4u64);
         let operation_count = rng.random_range(if mix == Mix::Everything { 1..8usize } else { 3..10usize });
         let with_lists = rng.random_bool(match mix {
             Mix::Everything => 0.5,
             Mix::UnknownCreates => 0.1,
+            Mix::CreatesAndPages => 1.0,
             Mix::UnknownWrites => 0.8,
             Mix::Unseen => 0.0,
         });
@@ -565,7 +677,7 @@ mod brute_force {
             } else {
                 next_call_time.insert(client, end_time + 1);
             }
-            let (function, input) = random_call(&mut rng, model, with_lists, mix);
+            let (function, input) = random_call(&mut rng, &mut pages, model, with_lists, mix);
             planned.push((id, client, function, input, call_time, end_time, ending, effect_point));
         }
         let mut effect_order: Vec<(u64, usize)> = planned
@@ -726,6 +838,12 @@ proptest::proptest! {
     fn notes_verdicts_with_unknown_creates_agree_with_brute_force(seed: u64) {
         compare_mix_with_brute_force(seed, ModelName::Notes, brute_force::Mix::UnknownCreates, false);
         compare_mix_with_brute_force(seed, ModelName::Notes, brute_force::Mix::UnknownCreates, true);
+    }
+
+    #[test]
+    fn notes_verdicts_with_unknown_creates_and_short_pages_agree_with_brute_force(seed: u64) {
+        compare_mix_with_brute_force(seed, ModelName::Notes, brute_force::Mix::CreatesAndPages, false);
+        compare_mix_with_brute_force(seed, ModelName::Notes, brute_force::Mix::CreatesAndPages, true);
     }
 }
 
@@ -988,4 +1106,37 @@ fn a_list_cannot_show_a_note_before_its_create_was_called() {
     empty.call(0, 0, "list", json!({})).ok(0, 0, json!({"notes": []}));
     empty.call(1, 0, "create", json!({"body": {"v": 0}})).ok(1, 0, json!({"id": 1, "version": 1}));
     assert!(is_linearizable(&empty));
+}
+
+/// Which unknown writes of a note are linearized is part of a memo entry while the note
+/// exists: here the two puts leave the same state whichever comes first, but only the
+/// conditional one first leaves the other free to make version 3.
+#[test]
+fn unknown_writes_of_a_note_that_exists_are_remembered_apart() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"v": 0}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    script.call(1, 1, "put", json!({"id": 1, "body": {"v": "a"}}));
+    script.call(2, 2, "put", json!({"id": 1, "body": {"v": "a"}, "if_match": 1}));
+    script.info(1, 1).info(2, 2);
+    script.call(3, 0, "get", json!({"id": 1})).ok(3, 0, json!({"note": {"v": "a"}, "version": 2}));
+    script.call(4, 0, "get", json!({"id": 1})).ok(4, 0, json!({"note": {"v": "a"}, "version": 3}));
+    assert!(is_linearizable(&script), "the conditional put, the first get, the other put");
+}
+
+/// Once a note is deleted for good, which of its unknown writes were linearized no longer
+/// matters; the verdicts stay those of the model.
+#[test]
+fn unknown_writes_of_a_deleted_note_change_no_verdict() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"v": 0}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    script.call(1, 0, "create", json!({"body": {"v": 0}})).ok(1, 0, json!({"id": 2, "version": 1}));
+    script.call(2, 1, "put", json!({"id": 1, "body": {"v": "a"}}));
+    script.call(3, 2, "patch", json!({"id": 1, "patch": {"w": 1}}));
+    script.call(4, 3, "delete", json!({"id": 1}));
+    script.info(2, 1).info(3, 2).info(4, 3);
+    script.call(5, 0, "get", json!({"id": 2})).ok(5, 0, json!({"note": {"v": 0}, "version": 1}));
+    script.call(6, 0, "list", json!({})).ok(6, 0, json!({"notes": [{"id": 2, "version": 1, "note": {"v": 0}}]}));
+    assert!(is_linearizable(&script), "the delete took effect before the list");
+    script.call(7, 0, "get", json!({"id": 1})).ok(7, 0, json!({"note": {"v": "a"}, "version": 2}));
+    assert!(!is_linearizable(&script), "a deleted note is never seen again");
 }
