@@ -135,6 +135,11 @@ pub enum Defect {
     /// `message_bytes_max`: with large notes such a message outgrows its bound
     /// (and, with default limits, could outgrow a frame).
     UnboundedBatches,
+    /// A vr replica that learns of a view it missed drops its uncommitted entries
+    /// at once (as §5.2 says), although until it holds the new view's log it still
+    /// claims its older log in a view change: an entry committed in that older view
+    /// can be lost.
+    DropUncommittedOnCatchUp,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

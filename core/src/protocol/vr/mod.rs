@@ -103,6 +103,12 @@ pub struct Vr {
     /// older view that holds committed entries.
     log_view: u64,
     log: Log,
+    /// While this replica is normal in a view whose log it does not hold yet
+    /// (`log_view < view`, §5.2), how far its log is known to equal that view's
+    /// log. It executes no further, and keeps the entries after it until the view's
+    /// log replaces them: acknowledged in `log_view`, they may be committed there,
+    /// and it still claims that view's log in a view change.
+    view_log_matched_through: u64,
     /// Every entry up to here is committed and executed on `store` and `client_table`.
     commit_number: u64,
     store: NoteStore,
@@ -249,6 +255,7 @@ impl Vr {
             view: 0,
             log_view: 0,
             log: Log::new(0),
+            view_log_matched_through: 0,
             commit_number: 0,
             store: NoteStore::new(config.limits.store),
             client_table: ClientTable::new(config.limits.clients_max),
@@ -339,10 +346,22 @@ impl Vr {
         }
     }
 
+    /// Normal in a view whose log this replica does not hold yet: it joined the view
+    /// by a message other than StartView and fetches the log by state transfer.
+    fn catching_up(&self) -> bool {
+        self.status == ReplicaStatus::Normal && self.log_view < self.view
+    }
+
+    /// How far the log may be executed: all of it, except while catching up, where
+    /// entries past what matches the view's log may be ones the view replaced.
+    fn executable_through(&self) -> u64 {
+        if self.catching_up() { self.view_log_matched_through } else { self.log.op_number() }
+    }
+
     /// Executes every committed entry up to `commit_number` that is in the log (§4.1 step 4
     /// at the primary, step 7 at backups), answering clients at the primary.
     fn commit_through(&mut self, commit_number: u64, outputs: &mut Outputs) {
-        let target = commit_number.min(self.log.op_number());
+        let target = commit_number.min(self.executable_through());
         while self.commit_number < target {
             let op_number = self.commit_number + 1;
             // Borrowed, not cloned: an entry's operation may carry a whole note.
@@ -645,6 +664,13 @@ impl Protocol for Vr {
         assert!(self.commit_number <= self.log.op_number(), "only entries in the log are committed");
         assert!(self.log.checkpoint() <= self.commit_number, "only committed entries are discarded");
         assert!(self.log_view <= self.view, "the log's view is not in the future");
+        if self.catching_up() {
+            assert!(
+                self.commit_number <= self.view_log_matched_through
+                    && self.view_log_matched_through <= self.log.op_number(),
+                "a replica catching up executes only what matches the view's log"
+            );
+        }
         assert!(self.view <= SEQUENCE_NUMBER_MAX + 1, "views come from messages within bounds, plus one");
         let limits = &self.config.limits;
         assert!(

@@ -217,9 +217,10 @@ impl Vr {
             return self.catch_up_with_view(now, view, outputs);
         }
         self.reset_primary_silence(now);
-        if let Some(first) = entries.first()
-            && first.op_number > self.log.op_number() + 1
-        {
+        let unmatched_entries = self.catching_up() && self.view_log_matched_through < self.log.op_number();
+        if unmatched_entries || entries.first().is_some_and(|first| first.op_number > self.log.op_number() + 1) {
+            // Catching up, entries continue this log only once all of it matches the view's.
+            self.commit_through(commit_number, outputs);
             return self.request_state_soon(now, outputs);
         }
         if !self.log.agrees_with(&entries) {
@@ -238,6 +239,9 @@ impl Vr {
             if entry.op_number == self.log.op_number() + 1 {
                 self.log.append_weighed(entry, weight);
             }
+        }
+        if self.catching_up() {
+            self.view_log_matched_through = self.log.op_number();
         }
         self.acknowledge(from, outputs);
         self.commit_through(commit_number, outputs);
@@ -262,7 +266,7 @@ impl Vr {
             return self.catch_up_with_view(now, view, outputs);
         }
         self.reset_primary_silence(now);
-        if commit_number > self.log.op_number() {
+        if commit_number > self.executable_through() {
             self.request_state_soon(now, outputs);
         }
         self.commit_through(commit_number, outputs);

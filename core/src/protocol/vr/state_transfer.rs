@@ -37,7 +37,11 @@ impl Vr {
         let recovering_from = self.recovery.as_ref().and_then(|recovery| recovery.fetching);
         let (target, op_number) = match (self.status, self.view_change.awaiting_state_from, recovering_from) {
             (ReplicaStatus::ViewChange, Some(sender), _) => (sender, self.commit_number),
-            (ReplicaStatus::Normal, _, _) if !self.is_primary() => (self.primary_of(self.view), self.log.op_number()),
+            (ReplicaStatus::Normal, _, _) if !self.is_primary() => {
+                // Catching up, the entries after the matched ones are compared, not trusted.
+                let after = if self.catching_up() { self.view_log_matched_through } else { self.log.op_number() };
+                (self.primary_of(self.view), after)
+            }
             (ReplicaStatus::Recovering, _, Some(fetch)) => {
                 if self.state_requests_sent >= super::RECOVERY_STATE_REQUESTS_MAX {
                     // The primary stopped answering (it crashed, or moved to a later
@@ -67,7 +71,7 @@ impl Vr {
         // In a view change only the new primary may take this replica's log: it
         // adopts it whole, uncommitted entries included.
         let serves = match self.status {
-            ReplicaStatus::Normal => true,
+            ReplicaStatus::Normal => !self.catching_up(),
             ReplicaStatus::ViewChange => from == self.primary_of(view),
             ReplicaStatus::Recovering => false,
         };
@@ -185,7 +189,12 @@ impl Vr {
         if let Some(manifest) = snapshot {
             return self.start_download(now, from, manifest, outputs);
         }
-        if !self.append_state(from, commit_number, after, entries, &weights, outputs) {
+        let continued = if self.catching_up() {
+            self.match_view_log(from, commit_number, after, entries, &weights, outputs)
+        } else {
+            self.append_state(from, commit_number, after, entries, &weights, outputs)
+        };
+        if !continued {
             return;
         }
         match self.status {
@@ -196,13 +205,15 @@ impl Vr {
             }
             ReplicaStatus::Normal => {
                 let primary = self.primary_of(self.view);
-                if self.log.op_number() >= op_number {
-                    // Everything the primary had when it answered: this is the view's log.
+                if self.catching_up() && self.view_log_matched_through >= op_number {
+                    // Everything the primary had when it answered: this is the view's
+                    // log. What follows it here is of an older view, and not in this one.
+                    self.log.truncate_after(self.view_log_matched_through);
                     self.log_view = self.view;
                 }
                 self.acknowledge(primary, outputs);
                 self.commit_through(commit_number, outputs);
-                if self.log.op_number() < op_number {
+                if self.executable_through() < op_number {
                     self.request_state(now, outputs);
                 }
             }
@@ -241,6 +252,54 @@ impl Vr {
                 break;
             }
             self.log.append_weighed(entry, *weight);
+        }
+        true
+    }
+
+    /// Catching up (§5.2): compares the view's entries with this log from where they
+    /// last matched. An entry that differs was never committed, nor any after it:
+    /// the view's log, which holds every committed entry, replaces them from there.
+    /// Returns false, having counted the message as dropped, when the view's entries
+    /// contradict what already matched.
+    fn match_view_log(
+        &mut self,
+        from: ReplicaId,
+        commit_number: u64,
+        after: u64,
+        entries: Vec<Entry>,
+        weights: &[usize],
+        outputs: &mut Outputs,
+    ) -> bool {
+        if after < self.log.checkpoint() || after > self.view_log_matched_through {
+            return true; // Nothing here continues what matched; the caller asks again.
+        }
+        let bytes_max = self.config.limits.uncommitted_bytes_max as u64;
+        for (entry, weight) in entries.into_iter().zip(weights) {
+            let op_number = entry.op_number;
+            let ours = self.log.get(op_number);
+            if op_number <= self.view_log_matched_through {
+                if ours.is_some_and(|ours| *ours != entry) {
+                    outputs.drop_message(from, DropReason::Conflicting);
+                    return false;
+                }
+                continue;
+            }
+            assert_eq!(op_number, self.view_log_matched_through + 1, "entries are consecutive");
+            match ours {
+                Some(ours) if *ours == entry => {}
+                _ => {
+                    assert!(op_number > self.commit_number, "committed entries are never replaced");
+                    self.log.truncate_after(op_number - 1);
+                    // Entries up to the sender's commit number are executed right after this.
+                    let committed = commit_number.max(self.commit_number).min(self.log.op_number());
+                    if self.log.bytes_after(committed) + *weight as u64 > bytes_max {
+                        outputs.drop_message(from, DropReason::TooFarAhead);
+                        break;
+                    }
+                    self.log.append_weighed(entry, *weight);
+                }
+            }
+            self.view_log_matched_through = op_number;
         }
         true
     }
@@ -364,11 +423,22 @@ impl Vr {
     }
 
     /// Replaces the executed state with a snapshot's; the log restarts at its sequence.
+    /// Catching up, the entries after the snapshot stay, still to be compared with
+    /// the view's log (see [`Vr::catch_up_with_view`]).
     pub(super) fn install_snapshot(&mut self, sequence: u64, store: NoteStore, client_table: ClientTable) {
         assert!(sequence >= self.commit_number, "a snapshot never takes the state back");
+        let unmatched = if self.catching_up() {
+            self.log.entries_after(sequence.min(self.log.op_number()), usize::MAX, usize::MAX)
+        } else {
+            Vec::new()
+        };
         self.store.restore(store);
         self.client_table = client_table;
         self.commit_number = sequence;
         self.log = Log::new(sequence);
+        for entry in unmatched {
+            self.log.append(entry);
+        }
+        self.view_log_matched_through = sequence;
     }
 }

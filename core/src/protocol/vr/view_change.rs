@@ -2,6 +2,7 @@
 
 use super::log::{Entry, consecutive};
 use super::{DoViewChange, Message, ReplicaStatus, ViewChangeProgress, Vr, wrap};
+use crate::config::Defect;
 use crate::ids::ReplicaId;
 use crate::operation::{Refusal, Reply};
 use crate::protocol::Outputs;
@@ -200,6 +201,7 @@ impl Vr {
         if holds_the_log {
             self.log_view = self.view;
         }
+        self.view_log_matched_through = self.commit_number;
         self.view_change = ViewChangeProgress::default();
         self.timers.view_change_at = None;
         self.timers.view_change_resend_at = None;
@@ -253,14 +255,21 @@ impl Vr {
         self.commit_through(commit_number, outputs);
     }
 
-    /// §5.2: a message shows that `view` started without this replica. Keep what is
-    /// committed, drop the rest, and fetch the new primary's state.
+    /// §5.2: a message shows that `view` started without this replica. Fetch the
+    /// new primary's log, executing only what matches it.
+    ///
+    /// The uncommitted entries stay until that log replaces them (§5.2 drops them
+    /// at once). This replica may have acknowledged them in its `log_view`, where
+    /// they may be committed; until it holds the new view's log it still claims
+    /// its `log_view` in a view change, and a claim without them could outrank
+    /// every other log that holds them, losing a committed entry.
     pub(super) fn catch_up_with_view(&mut self, now: Instant, view: u64, outputs: &mut Outputs) {
         assert!(view >= self.view, "catching up moves forward");
         self.step_down(outputs);
         self.view = view;
-        self.log.truncate_after(self.commit_number);
-        // The log is now a committed prefix; the view's log comes with NewState.
+        if self.config.defect == Some(Defect::DropUncommittedOnCatchUp) {
+            self.log.truncate_after(self.commit_number);
+        }
         self.enter_view(now, false);
         assert!(self.primary_of(view) != self.me(), "a view starts only at its primary");
         outputs.event(Event::ViewStarted { view, primary: self.primary_of(view) });
