@@ -25,14 +25,14 @@ fn every_seed_inside_the_fault_model_passes() {
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();
         let mut failures = Vec::new();
-        let mut unchecked = 0u64;
+        let mut unchecked = Vec::new();
         let (mut operations, mut events) = (0u64, 0u64);
         for seed in 0..seeds {
             let outcome = run(&RunRequest::new(protocol, seed));
             operations += outcome.operations();
             events += outcome.events;
-            if matches!(outcome.linearizability, Some(LinearizabilityVerdict::Unchecked { .. })) {
-                unchecked += 1;
+            if let Some(LinearizabilityVerdict::Unchecked { reason }) = &outcome.linearizability {
+                unchecked.push(format!("{}: {reason}", outcome.options.replay_command()));
             }
             let Some(failure) = &outcome.failure else { continue };
             failures.push(format!("{}: {}", outcome.options.replay_command(), failure.message));
@@ -40,12 +40,14 @@ fn every_seed_inside_the_fault_model_passes() {
         let elapsed = started.elapsed().as_secs_f64();
         println!(
             "{protocol}: {seeds} seeds in {elapsed:.1}s ({:.0} seeds/s, {:.0} events/s), {operations} operations, \
-             {unchecked} histories the checker gave up on",
+             {} histories undecided",
             seeds as f64 / elapsed,
-            events as f64 / elapsed
+            events as f64 / elapsed,
+            unchecked.len()
         );
         assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
-        assert!(unchecked * 1_000 <= seeds, "the checker gave up on {unchecked} of {seeds} histories");
+        // An undecided history is a hole in the promise, not a pass: the checker decides every one.
+        assert!(unchecked.is_empty(), "{} histories undecided:\n{}", unchecked.len(), unchecked.join("\n"));
     }
 }
 

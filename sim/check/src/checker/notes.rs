@@ -383,6 +383,11 @@ pub(crate) struct NotesModel {
     /// while an operation that reports the note's version is left can be in no
     /// linearization: that operation would come after it and see at least that version.
     highest_version_seen: BTreeMap<u64, u64>,
+    /// Of each note, the last return of an operation that may show a version some write of
+    /// unknown outcome made (see [`VersionAccount`]); a note absent here has none.
+    unaccounted_versions_shown_until: BTreeMap<u64, usize>,
+    /// What may show a note absent, for deletes of unknown outcome ([`AbsenceAccount`]).
+    absence: AbsenceAccount,
     liveness: Liveness,
     /// The last return of an operation of this search that may show the body of a note no
     /// create reported, if any: the creates of unknown outcome called after it are
@@ -834,6 +839,25 @@ impl Model for NotesModel {
         !beyond_page || (changes_existence && observed.more.is_some())
     }
 
+    /// A put or patch of unknown outcome called after every operation returned that may show a
+    /// version only such a write made, or that proves something of the version without saying
+    /// which ([`VersionAccount`]); a delete of unknown outcome of a note that a delete with a
+    /// known outcome removed, or called after every operation returned that may show the note
+    /// absent ([`AbsenceAccount`]).
+    fn needless(&self, unknown: &SearchOperation<NotesOperation>) -> bool {
+        let operation = &unknown.operation;
+        if operation.observation.is_some() {
+            return false;
+        }
+        match operation.call {
+            NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
+                self.unaccounted_versions_shown_until.get(&id).is_none_or(|&until| until < unknown.call_position)
+            }
+            NotesCall::Delete { id, .. } => self.absence.delete_needless(id, unknown.call_position),
+            NotesCall::Create { .. } | NotesCall::Get { .. } | NotesCall::List { .. } => false,
+        }
+    }
+
     fn conflicts(&self, unknown: &NotesOperation, next: &NotesOperation) -> bool {
         observes(&next.call, &unknown.call, &self.reported_ids)
     }
@@ -1063,6 +1087,8 @@ impl NotesPreparer {
             reported_ids: BTreeSet::new(),
             reported_versions: BTreeSet::new(),
             highest_version_seen: BTreeMap::new(),
+            unaccounted_versions_shown_until: BTreeMap::new(),
+            absence: AbsenceAccount::default(),
             liveness: Liveness::default(),
             unreported_bodies_shown_until: Some(usize::MAX),
             bodies_seen: BodiesSeen::default(),
@@ -1110,7 +1136,250 @@ impl NotesPreparer {
                 NotesCall::Delete { .. } => {}
             }
         }
+        model.unaccounted_versions_shown_until = VersionAccount::of(&prepared).shown_until();
+        model.absence = AbsenceAccount::of(&prepared);
         (PreparedOperations { model, operations: prepared }, scopes)
+    }
+}
+
+/// What the operations with a known outcome say of notes being absent, to tell which deletes of
+/// unknown outcome are needless ([`Model::needless`]).
+///
+/// An operation may show note `j` absent when it is refused on `j` (`not_found`, or any refusal
+/// but a failed precondition, which needs the note), or is a list whose page does not show `j`
+/// although it covers `j` ([`page_last`]), or stops before `j` saying that more notes follow
+/// unless another surely does: a note that a create reported before the list was called and
+/// that no operation of the history deletes (so it is not `j`, which a delete names).
+///
+/// Take a delete `d` of unknown outcome of note `j`, called at `c`. If a delete of `j` with a
+/// known outcome succeeded, `d` took effect after it or the success would be `not_found`, and
+/// after it `d` finds nothing to remove. Otherwise, if every operation that may show `j` absent
+/// returned before `c`: in an order the model accepts where `d` removes `j`, every operation
+/// after `d` that depends on `j` would see it absent (ids are never made again), and none
+/// returned after `c`; so none depends on `j` after `d`, and the same order without `d` is
+/// accepted too. Either way `d` is needless.
+#[derive(Debug, Default)]
+struct AbsenceAccount {
+    /// Notes a delete with a known outcome removed.
+    deleted: BTreeSet<u64>,
+    /// Of each note, the last return of an operation refused on it that may show it absent.
+    refused_until: BTreeMap<u64, usize>,
+    /// Lists with a page that may show a note absent, by return: the range `(after, last]` of
+    /// the notes it may show absent and the ids it shows, in order.
+    lists: Vec<(usize, u64, u64, Vec<u64>)>,
+}
+
+impl AbsenceAccount {
+    fn of(operations: &[SearchOperation<NotesOperation>]) -> AbsenceAccount {
+        let mut account = AbsenceAccount::default();
+        // Notes that exist from their create's return to the end: no operation deletes them.
+        let deleted_ever: BTreeSet<u64> = operations
+            .iter()
+            .filter_map(|operation| match operation.operation.call {
+                NotesCall::Delete { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        let mut lasting: BTreeMap<u64, usize> = BTreeMap::new();
+        for operation in operations {
+            let observed = operation.operation.observation.as_ref();
+            if let (NotesCall::Create { .. }, Some(returned), Some(id)) =
+                (&operation.operation.call, operation.return_position, observed.and_then(|observed| observed.id))
+                && observed.is_some_and(|observed| observed.error_code.is_none())
+                && !deleted_ever.contains(&id)
+            {
+                lasting.insert(id, returned);
+            }
+        }
+        for operation in operations {
+            let (Some(returned), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
+                continue;
+            };
+            match (&operation.operation.call, observed.error_code.as_deref()) {
+                (NotesCall::Create { .. }, _) => {}
+                (NotesCall::List { after, limit }, None) => {
+                    let Some(covered) = page_last(observed, *after, *limit) else { continue };
+                    let surely_more = || {
+                        lasting
+                            .range(covered.saturating_add(1)..)
+                            .filter(|&(_, &created)| created < operation.call_position)
+                            .next()
+                            .is_some()
+                    };
+                    let last = if covered == u64::MAX || observed.more != Some(true) || surely_more() {
+                        covered
+                    } else {
+                        u64::MAX
+                    };
+                    let mut shown: Vec<u64> = observed.notes.iter().flatten().filter_map(|entry| entry.id).collect();
+                    shown.sort_unstable();
+                    account.lists.push((returned, *after, last, shown));
+                }
+                (NotesCall::List { .. }, Some(_)) => {}
+                (NotesCall::Delete { id, .. }, None) => {
+                    account.deleted.insert(*id);
+                }
+                (NotesCall::Get { .. } | NotesCall::Put { .. } | NotesCall::Patch { .. }, None) => {}
+                (
+                    NotesCall::Get { id }
+                    | NotesCall::Put { id, .. }
+                    | NotesCall::Patch { id, .. }
+                    | NotesCall::Delete { id, .. },
+                    Some(code),
+                ) => {
+                    if code != PRECONDITION_FAILED {
+                        let until = account.refused_until.entry(*id).or_insert(returned);
+                        *until = (*until).max(returned);
+                    }
+                }
+            }
+        }
+        account.lists.sort_by_key(|&(returned, ..)| returned);
+        account
+    }
+
+    /// Whether a delete of `id` called at `call_position` is needless (see above).
+    fn delete_needless(&self, id: u64, call_position: usize) -> bool {
+        if self.deleted.contains(&id) {
+            return true;
+        }
+        let refused_later = self.refused_until.get(&id).is_some_and(|&until| until > call_position);
+        let first_later = self.lists.partition_point(|&(returned, ..)| returned <= call_position);
+        let listed_without = self.lists[first_later..]
+            .iter()
+            .any(|(_, after, last, shown)| *after < id && id <= *last && shown.binary_search(&id).is_err());
+        !refused_later && !listed_without
+    }
+}
+
+/// What the operations with a known outcome say of each note's versions, to tell which writes
+/// of unknown outcome are needless ([`Model::needless`]).
+///
+/// A note's version is 1 when it is created and grows by one with each write that changes it,
+/// and its id is never reused: so each version of a note is made by exactly one operation. An
+/// operation *pins* the versions its output proves the note had: a read or a list page showing
+/// version `r` pins `r`; a write that reports making `w` pins `w - 1` and `w`; a write whose
+/// precondition `m` held pins `m`; a create pins version 1. An operation that proves something
+/// of the version without saying which (a precondition that failed, a success or a page entry
+/// that leaves the version out) is *vague*. A *gap* is a version from 2 up to the highest one
+/// pinned that no write with a known outcome reports making: only a write of unknown outcome
+/// (or one bound to take effect) can have made it.
+///
+/// Take a put or patch `u` of unknown outcome, called at `c`, on a note whose vague operations
+/// and whose operations pinning a version at or above its lowest gap all returned before `c`.
+/// In an order the model accepts with `u` taking effect, `u` made some version `v`. Not one a
+/// known write reports making (one maker per version), so `v` is a gap or above every pinned
+/// version. A gap is pinned, at or above, by an operation ordered after `u` (versions only
+/// grow), which returned before `c` and so cannot follow `u`. So `v` is above every pinned
+/// version, and no operation after `u` sees the note's version (it would see `v` or more, above
+/// what any pins, and no vague one is left): the operations after `u` on the note are deletes
+/// without a precondition, refusals and writes of unknown outcome, whose outputs and effects
+/// are the same without `u`, and a list after it shows the note only if deleted. So the same
+/// order without `u` is accepted too: `u` is needless.
+#[derive(Debug, Default)]
+struct VersionAccount {
+    notes: BTreeMap<u64, NoteVersions>,
+}
+
+#[derive(Debug, Default)]
+struct NoteVersions {
+    /// Versions pinned, with the latest return of an operation pinning each.
+    pinned_until: BTreeMap<u64, usize>,
+    /// Versions that writes with a known outcome report making.
+    reported: BTreeSet<u64>,
+    /// The latest return of a vague operation.
+    vague_until: Option<usize>,
+}
+
+impl VersionAccount {
+    fn of(operations: &[SearchOperation<NotesOperation>]) -> VersionAccount {
+        let mut account = VersionAccount::default();
+        for operation in operations {
+            let (Some(returned), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
+                continue;
+            };
+            account.add(returned, &operation.operation.call, observed);
+        }
+        account
+    }
+
+    fn pin(&mut self, id: u64, version: u64, returned: usize) {
+        let until = self.notes.entry(id).or_default().pinned_until.entry(version).or_insert(returned);
+        *until = (*until).max(returned);
+    }
+
+    fn vague(&mut self, id: u64, returned: usize) {
+        let note = self.notes.entry(id).or_default();
+        note.vague_until = note.vague_until.max(Some(returned));
+    }
+
+    fn add(&mut self, returned: usize, call: &NotesCall, observed: &NotesObservation) {
+        let succeeded = observed.error_code.is_none();
+        let refused_by_precondition = observed.error_code.as_deref() == Some(PRECONDITION_FAILED);
+        match *call {
+            NotesCall::Create { .. } => {
+                if let (true, Some(id)) = (succeeded, observed.id) {
+                    self.pin(id, observed.version.unwrap_or(1), returned);
+                }
+            }
+            NotesCall::Get { id } => match (succeeded, observed.version) {
+                (true, Some(version)) => self.pin(id, version, returned),
+                (true, None) => self.vague(id, returned),
+                (false, _) => {}
+            },
+            NotesCall::Put { id, if_match, .. } | NotesCall::Patch { id, if_match, .. } => {
+                if refused_by_precondition {
+                    return self.vague(id, returned);
+                }
+                if !succeeded {
+                    return;
+                }
+                if let Some(version) = if_match {
+                    self.pin(id, version, returned);
+                }
+                match observed.version {
+                    Some(version) => {
+                        self.pin(id, version, returned);
+                        self.pin(id, version.saturating_sub(1), returned);
+                        self.notes.entry(id).or_default().reported.insert(version);
+                    }
+                    None => self.vague(id, returned),
+                }
+            }
+            NotesCall::Delete { id, if_match } => {
+                if refused_by_precondition {
+                    return self.vague(id, returned);
+                }
+                if let (true, Some(version)) = (succeeded, if_match) {
+                    self.pin(id, version, returned);
+                }
+            }
+            NotesCall::List { .. } => {
+                for entry in observed.notes.iter().flatten() {
+                    let Some(id) = entry.id else { continue };
+                    match entry.version {
+                        Some(version) => self.pin(id, version, returned),
+                        None => self.vague(id, returned),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Of each note with a gap or a vague operation, the last return of an operation that is
+    /// vague or pins a version at or above its lowest gap.
+    fn shown_until(&self) -> BTreeMap<u64, usize> {
+        let mut shown_until = BTreeMap::new();
+        for (&id, note) in &self.notes {
+            let highest = note.pinned_until.last_key_value().map_or(0, |(&version, _)| version);
+            let lowest_gap = (2..=highest).find(|version| !note.reported.contains(version));
+            let pinned_until =
+                lowest_gap.and_then(|gap| note.pinned_until.range(gap..).map(|(_, &returned)| returned).max());
+            if let Some(until) = pinned_until.max(note.vague_until) {
+                shown_until.insert(id, until);
+            }
+        }
+        shown_until
     }
 }
 
@@ -1210,14 +1479,19 @@ fn bind_observed_creates(model: &NotesModel, operations: &mut [SearchOperation<N
 /// note, or a list's entry) proves that some operation gave `j` the body `b` before it returned:
 /// a put of `b` to `j`, a create of `b` (whose id is `j` or unknown), or a patch of `j` that can
 /// merge into `b` (every field it sets is in `b` with that value, merged alike where both are
-/// objects, and every field it removes is absent). When exactly one operation of the history
-/// can, and its outcome is unknown, it took effect before the earliest such read returned, in
+/// objects, and every field it removes is absent). Not a write that was refused (it changed
+/// nothing), nor, when every read showing `b` shows it at one version `v`, a write that reports
+/// making another version than `v` (a version is made by one write, the last before the read),
+/// or a create when `v` is not 1. When exactly one operation of the history can, and its
+/// outcome is unknown, it took effect before the earliest such read returned, in
 /// every linearization. Giving it that return (and no output to match) keeps exactly the same
 /// linearizations, and spares the search from finding, by backtracking over every operation
 /// in between, the one place it had to go. A write called after that return is left alone: no
 /// linearization exists, and the search says so.
 fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<NotesOperation>]) {
-    let mut earliest_sighting: BTreeMap<(u64, ValueId), usize> = BTreeMap::new();
+    // Of each (note, body) seen, the earliest return of an operation showing it, and the
+    // version they all show it at, if they do.
+    let mut earliest_sighting: BTreeMap<(u64, ValueId), (usize, Option<u64>)> = BTreeMap::new();
     for operation in operations.iter() {
         let (Some(returned), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
             continue;
@@ -1225,20 +1499,23 @@ fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<No
         if observed.error_code.is_some() {
             continue;
         }
-        let mut sight = |id: u64, body: ValueId| {
-            let earliest = earliest_sighting.entry((id, body)).or_insert(returned);
+        let mut sight = |id: u64, body: ValueId, version: Option<u64>| {
+            let (earliest, at) = earliest_sighting.entry((id, body)).or_insert((returned, version));
             *earliest = (*earliest).min(returned);
+            if *at != version {
+                *at = None;
+            }
         };
         match operation.operation.call {
             NotesCall::Get { id } | NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
                 if let Some(note) = observed.note {
-                    sight(id, note);
+                    sight(id, note, observed.version);
                 }
             }
             NotesCall::List { .. } => {
                 for entry in observed.notes.iter().flatten() {
                     if let (Some(id), Some(note)) = (entry.id, entry.note) {
-                        sight(id, note);
+                        sight(id, note, entry.version);
                     }
                 }
             }
@@ -1248,17 +1525,14 @@ fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<No
     if earliest_sighting.is_empty() {
         return;
     }
-    let mut puts: BTreeMap<(u64, ValueId), usize> = BTreeMap::new();
+    let mut puts: BTreeMap<(u64, ValueId), Vec<usize>> = BTreeMap::new();
     let mut patches_by_note: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
-    let mut creates_by_body: BTreeMap<ValueId, Vec<Option<u64>>> = BTreeMap::new();
+    let mut creates_by_body: BTreeMap<ValueId, Vec<usize>> = BTreeMap::new();
     for (index, operation) in operations.iter().enumerate() {
         match operation.operation.call {
-            NotesCall::Put { id, body, .. } => *puts.entry((id, body)).or_insert(0) += 1,
+            NotesCall::Put { id, body, .. } => puts.entry((id, body)).or_default().push(index),
             NotesCall::Patch { id, .. } => patches_by_note.entry(id).or_default().push(index),
-            NotesCall::Create { body } => {
-                let reported = operation.operation.observation.as_ref().and_then(|observed| observed.id);
-                creates_by_body.entry(body).or_default().push(reported);
-            }
+            NotesCall::Create { body } => creates_by_body.entry(body).or_default().push(index),
             NotesCall::Get { .. } | NotesCall::List { .. } | NotesCall::Delete { .. } => {}
         }
     }
@@ -1266,35 +1540,49 @@ fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<No
         NotesCall::Patch { patch, .. } => patch_may_produce(model.values.get(patch), model.values.get(body)),
         _ => false,
     };
-    let producers = |id: u64, body: ValueId| {
+    // Whether the write at `index` can have made note `id` at `version` (when the sightings
+    // agree on one): a refused write made nothing, and one that reports an id or version made
+    // that one.
+    let may_have_made = |index: usize, id: u64, version: Option<u64>| {
+        let operation = &operations[index].operation;
+        let Some(observed) = &operation.observation else { return true };
+        let creates_another =
+            matches!(operation.call, NotesCall::Create { .. }) && observed.id.is_some_and(|own| own != id);
+        let other_version = version.is_some_and(|version| observed.version.is_some_and(|own| own != version));
+        observed.error_code.is_none() && !creates_another && !other_version
+    };
+    let producers = |id: u64, body: ValueId, version: Option<u64>| {
         let creates = creates_by_body
             .get(&body)
-            .map_or(0, |reported| reported.iter().filter(|reported| reported.is_none_or(|own| own == id)).count());
-        let patches = patches_by_note
-            .get(&id)
-            .map_or(0, |patches| patches.iter().filter(|&&patch| may_produce(patch, body)).count());
-        puts.get(&(id, body)).copied().unwrap_or(0) + creates + patches
+            .into_iter()
+            .flatten()
+            .filter(|&&create| version.is_none_or(|version| version == 1) && may_have_made(create, id, version));
+        let patches = patches_by_note.get(&id).into_iter().flatten().filter(|&&patch| may_produce(patch, body));
+        let puts = puts.get(&(id, body)).into_iter().flatten();
+        creates.chain(patches).chain(puts).filter(|&&index| may_have_made(index, id, version)).count()
     };
     let mut deadlines: Vec<(usize, usize)> = Vec::new();
     for (index, operation) in operations.iter().enumerate() {
         if operation.return_position.is_some() {
             continue;
         }
-        let sightings: Vec<((u64, ValueId), usize)> = match operation.operation.call {
+        let sightings: Vec<((u64, ValueId), (usize, Option<u64>))> = match operation.operation.call {
             NotesCall::Put { id, body, .. } => {
-                earliest_sighting.get(&(id, body)).map(|&returned| ((id, body), returned)).into_iter().collect()
+                earliest_sighting.get(&(id, body)).map(|&sighting| ((id, body), sighting)).into_iter().collect()
             }
             NotesCall::Patch { id, .. } => earliest_sighting
                 .range((id, ValueId::MIN)..=(id, ValueId::MAX))
                 .filter(|&(&(_, body), _)| may_produce(index, body))
-                .map(|(&key, &returned)| (key, returned))
+                .map(|(&key, &sighting)| (key, sighting))
                 .collect(),
             _ => Vec::new(),
         };
         let deadline = sightings
             .into_iter()
-            .filter(|&((id, body), returned)| returned > operation.call_position && producers(id, body) == 1)
-            .map(|(_, returned)| returned)
+            .filter(|&((id, body), (returned, version))| {
+                returned > operation.call_position && producers(id, body, version) == 1
+            })
+            .map(|(_, (returned, _))| returned)
             .min();
         deadlines.extend(deadline.map(|deadline| (index, deadline)));
     }

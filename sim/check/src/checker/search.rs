@@ -146,6 +146,14 @@ pub(crate) trait Model {
     /// operation with an unknown outcome, took effect before it. `true` is always safe.
     fn may_observe(&self, observer: &Self::Operation, unknown: &Self::Operation) -> bool;
 
+    /// Whether `unknown`, an operation with an unknown outcome, is needless: whenever the model
+    /// accepts an order of the operations with it, it accepts the same order without it (for
+    /// instance because a note's versions leave it nothing to have made). The search never
+    /// linearizes a needless operation. `false` is always safe.
+    fn needless(&self, _unknown: &SearchOperation<Self::Operation>) -> bool {
+        false
+    }
+
     /// Whether `next` may fail to commute with `unknown`, an operation with an unknown
     /// outcome that took effect: applying them in either order may leave different states, or
     /// give `next` a different output. `true` is always safe.
@@ -464,7 +472,8 @@ impl Observers {
             .collect();
         known.sort_unstable();
         for (unknown_index, unknown) in operations.iter().enumerate() {
-            if unknown.return_position.is_some() {
+            // A needless operation has no observer: the search never linearizes it.
+            if unknown.return_position.is_some() || model.needless(unknown) {
                 continue;
             }
             let first = known.partition_point(|&(position, _)| position <= unknown.call_position);
