@@ -1202,9 +1202,7 @@ impl AbsenceAccount {
                     let surely_more = || {
                         lasting
                             .range(covered.saturating_add(1)..)
-                            .filter(|&(_, &created)| created < operation.call_position)
-                            .next()
-                            .is_some()
+                            .any(|(_, &created)| created < operation.call_position)
                     };
                     let last = if covered == u64::MAX || observed.more != Some(true) || surely_more() {
                         covered
@@ -1474,6 +1472,12 @@ fn bind_observed_creates(model: &NotesModel, operations: &mut [SearchOperation<N
     }
 }
 
+/// A note and a body it had.
+type NoteBody = (u64, ValueId);
+/// The earliest return of a read showing a note with a body, and the version all such reads
+/// show, if they agree.
+type Sighting = (usize, Option<u64>);
+
 /// Makes a write of unknown outcome that a read shows take effect before that read returned.
 /// A completed operation that shows note `j` with body `b` (a `get`, a write that reports the
 /// note, or a list's entry) proves that some operation gave `j` the body `b` before it returned:
@@ -1491,7 +1495,7 @@ fn bind_observed_creates(model: &NotesModel, operations: &mut [SearchOperation<N
 fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<NotesOperation>]) {
     // Of each (note, body) seen, the earliest return of an operation showing it, and the
     // version they all show it at, if they do.
-    let mut earliest_sighting: BTreeMap<(u64, ValueId), (usize, Option<u64>)> = BTreeMap::new();
+    let mut earliest_sighting: BTreeMap<NoteBody, Sighting> = BTreeMap::new();
     for operation in operations.iter() {
         let (Some(returned), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
             continue;
@@ -1566,7 +1570,7 @@ fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<No
         if operation.return_position.is_some() {
             continue;
         }
-        let sightings: Vec<((u64, ValueId), (usize, Option<u64>))> = match operation.operation.call {
+        let sightings: Vec<(NoteBody, Sighting)> = match operation.operation.call {
             NotesCall::Put { id, body, .. } => {
                 earliest_sighting.get(&(id, body)).map(|&sighting| ((id, body), sighting)).into_iter().collect()
             }
