@@ -383,8 +383,10 @@ pub(crate) struct NotesModel {
     /// while an operation that reports the note's version is left can be in no
     /// linearization: that operation would come after it and see at least that version.
     highest_version_seen: BTreeMap<u64, u64>,
-    /// Of each note, the last return of an operation that may show a version some write of
-    /// unknown outcome made (see [`VersionAccount`]); a note absent here has none.
+    /// Of each note with a gap, its relevant versions ([`VersionAccount`]).
+    relevant_versions: BTreeMap<u64, Vec<(u64, u64)>>,
+    /// Of each note, the last return of an observer of its writes of unknown outcome
+    /// ([`VersionAccount`]); a note absent here has none.
     unaccounted_versions_shown_until: BTreeMap<u64, usize>,
     /// What may show a note absent, for deletes of unknown outcome ([`AbsenceAccount`]).
     absence: AbsenceAccount,
@@ -824,6 +826,17 @@ impl Model for NotesModel {
     /// more, cannot change its output.
     fn may_observe(&self, observer: &NotesOperation, unknown: &NotesOperation) -> bool {
         let Some(observed) = &observer.observation else { return false };
+        if let (NotesCall::Put { id, .. } | NotesCall::Patch { id, .. }, None) = (&unknown.call, &unknown.observation) {
+            // Only its vague operations and those pinning a relevant version ([`VersionAccount`]).
+            let pins = Pins::of(&observer.call, observed, *id);
+            let relevant = self.relevant_versions.get(id).map_or(&[][..], Vec::as_slice);
+            return pins.vague
+                || pins
+                    .versions
+                    .into_iter()
+                    .flatten()
+                    .any(|version| relevant.iter().any(|&(first, last)| (first..=last).contains(&version)));
+        }
         if !observes(&observer.call, &unknown.call, &self.reported_ids) {
             return false;
         }
@@ -1087,6 +1100,7 @@ impl NotesPreparer {
             reported_ids: BTreeSet::new(),
             reported_versions: BTreeSet::new(),
             highest_version_seen: BTreeMap::new(),
+            relevant_versions: BTreeMap::new(),
             unaccounted_versions_shown_until: BTreeMap::new(),
             absence: AbsenceAccount::default(),
             liveness: Liveness::default(),
@@ -1136,7 +1150,9 @@ impl NotesPreparer {
                 NotesCall::Delete { .. } => {}
             }
         }
-        model.unaccounted_versions_shown_until = VersionAccount::of(&prepared).shown_until();
+        let versions = VersionAccount::of(&prepared);
+        model.relevant_versions = versions.relevant_versions();
+        model.unaccounted_versions_shown_until = versions.observed_until(&model.relevant_versions);
         model.absence = AbsenceAccount::of(&prepared);
         (PreparedOperations { model, operations: prepared }, scopes)
     }
@@ -1154,14 +1170,16 @@ impl NotesPreparer {
 /// Take a delete `d` of unknown outcome of note `j`, called at `c`. If a delete of `j` with a
 /// known outcome succeeded, `d` took effect after it or the success would be `not_found`, and
 /// after it `d` finds nothing to remove. Otherwise, if every operation that may show `j` absent
-/// returned before `c`: in an order the model accepts where `d` removes `j`, every operation
-/// after `d` that depends on `j` would see it absent (ids are never made again), and none
-/// returned after `c`; so none depends on `j` after `d`, and the same order without `d` is
+/// returned before `c`, or before the create that reported `j` was called: in an order the
+/// model accepts where `d` removes `j` (after both), every operation after `d` that depends on
+/// `j` would see it absent (ids are never made again), and none returned late enough; so none depends on `j` after `d`, and the same order without `d` is
 /// accepted too. Either way `d` is needless.
 #[derive(Debug, Default)]
 struct AbsenceAccount {
     /// Notes a delete with a known outcome removed.
     deleted: BTreeSet<u64>,
+    /// Where the create that reported each note was called.
+    created_at: BTreeMap<u64, usize>,
     /// Of each note, the last return of an operation refused on it that may show it absent.
     refused_until: BTreeMap<u64, usize>,
     /// Lists with a page that may show a note absent, by return: the range `(after, last]` of
@@ -1183,6 +1201,11 @@ impl AbsenceAccount {
         let mut lasting: BTreeMap<u64, usize> = BTreeMap::new();
         for operation in operations {
             let observed = operation.operation.observation.as_ref();
+            if let (NotesCall::Create { .. }, Some(id)) =
+                (&operation.operation.call, observed.and_then(|observed| observed.id))
+            {
+                account.created_at.insert(id, operation.call_position);
+            }
             if let (NotesCall::Create { .. }, Some(returned), Some(id)) =
                 (&operation.operation.call, operation.return_position, observed.and_then(|observed| observed.id))
                 && observed.is_some_and(|observed| observed.error_code.is_none())
@@ -1241,8 +1264,10 @@ impl AbsenceAccount {
         if self.deleted.contains(&id) {
             return true;
         }
-        let refused_later = self.refused_until.get(&id).is_some_and(|&until| until > call_position);
-        let first_later = self.lists.partition_point(|&(returned, ..)| returned <= call_position);
+        // The delete removes the note after its own call and after the note's create was called.
+        let removed_after = call_position.max(self.created_at.get(&id).copied().unwrap_or(0));
+        let refused_later = self.refused_until.get(&id).is_some_and(|&until| until > removed_after);
+        let first_later = self.lists.partition_point(|&(returned, ..)| returned <= removed_after);
         let listed_without = self.lists[first_later..]
             .iter()
             .any(|(_, after, last, shown)| *after < id && id <= *last && shown.binary_search(&id).is_err());
@@ -1250,8 +1275,9 @@ impl AbsenceAccount {
     }
 }
 
-/// What the operations with a known outcome say of each note's versions, to tell which writes
-/// of unknown outcome are needless ([`Model::needless`]).
+/// What the operations with a known outcome say of each note's versions, to tell which of them
+/// may observe a put or patch of unknown outcome ([`Model::may_observe`]) and which of those
+/// writes are needless ([`Model::needless`]).
 ///
 /// A note's version is 1 when it is created and grows by one with each write that changes it,
 /// and its id is never reused: so each version of a note is made by exactly one operation. An
@@ -1261,19 +1287,21 @@ impl AbsenceAccount {
 /// of the version without saying which (a precondition that failed, a success or a page entry
 /// that leaves the version out) is *vague*. A *gap* is a version from 2 up to the highest one
 /// pinned that no write with a known outcome reports making: only a write of unknown outcome
-/// (or one bound to take effect) can have made it.
+/// can have made it. A run of gaps `g..=h` is *relevant* with the version after it, `h + 1`,
+/// if pinned (it is, unless `h` is the highest pinned).
 ///
-/// Take a put or patch `u` of unknown outcome, called at `c`, on a note whose vague operations
-/// and whose operations pinning a version at or above its lowest gap all returned before `c`.
-/// In an order the model accepts with `u` taking effect, `u` made some version `v`. Not one a
-/// known write reports making (one maker per version), so `v` is a gap or above every pinned
-/// version. A gap is pinned, at or above, by an operation ordered after `u` (versions only
-/// grow), which returned before `c` and so cannot follow `u`. So `v` is above every pinned
-/// version, and no operation after `u` sees the note's version (it would see `v` or more, above
-/// what any pins, and no vague one is left): the operations after `u` on the note are deletes
-/// without a precondition, refusals and writes of unknown outcome, whose outputs and effects
-/// are the same without `u`, and a list after it shows the note only if deleted. So the same
-/// order without `u` is accepted too: `u` is needless.
+/// The observers of a put or patch `u` of unknown outcome of a note are its vague operations and
+/// those pinning a relevant version. Take an order the model accepts in which `u` takes effect
+/// after all of them, making version `v`. Not a version a known write reports making (one maker
+/// per version). Not a gap of a run `g..=h`: the version after the run, or `h` itself when it is
+/// the highest pinned, is pinned by an operation ordered after `u` (versions only grow), which
+/// is an observer. So `v` is above every pinned version, and no operation after `u` sees the
+/// note's version (it would see `v` or more, above what any pins, and no vague one is left): the
+/// operations after `u` on the note are deletes without a precondition, refusals and writes of
+/// unknown outcome, whose outputs and effects are the same without `u`, and a list after it
+/// shows the note only if deleted. So the same order without `u` is accepted too, and the
+/// search never linearizes `u` after its observers; with none returning after its call, `u` is
+/// needless.
 #[derive(Debug, Default)]
 struct VersionAccount {
     notes: BTreeMap<u64, NoteVersions>,
@@ -1289,6 +1317,71 @@ struct NoteVersions {
     vague_until: Option<usize>,
 }
 
+/// What one operation with a known outcome proves of one note's version.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Pins {
+    versions: [Option<u64>; 3],
+    /// The version it reports making.
+    reported: Option<u64>,
+    vague: bool,
+}
+
+impl Pins {
+    /// What `call`, answered with `observed`, proves of note `id`'s version.
+    fn of(call: &NotesCall, observed: &NotesObservation, id: u64) -> Pins {
+        let succeeded = observed.error_code.is_none();
+        let refused_by_precondition = observed.error_code.as_deref() == Some(PRECONDITION_FAILED);
+        let vague = Pins { vague: true, ..Pins::default() };
+        let pinned = |versions: [Option<u64>; 3]| Pins { versions, ..Pins::default() };
+        match *call {
+            NotesCall::Create { .. } if succeeded && observed.id == Some(id) => {
+                pinned([Some(observed.version.unwrap_or(1)), None, None])
+            }
+            NotesCall::Get { id: own } if own == id && succeeded => match observed.version {
+                Some(version) => pinned([Some(version), None, None]),
+                None => vague,
+            },
+            NotesCall::Put { id: own, if_match, .. } | NotesCall::Patch { id: own, if_match, .. } if own == id => {
+                if refused_by_precondition {
+                    return vague;
+                }
+                if !succeeded {
+                    return Pins::default();
+                }
+                match observed.version {
+                    Some(version) => Pins {
+                        versions: [if_match, Some(version.saturating_sub(1)), Some(version)],
+                        reported: Some(version),
+                        vague: false,
+                    },
+                    None => vague,
+                }
+            }
+            NotesCall::Delete { id: own, if_match } if own == id => {
+                if refused_by_precondition {
+                    vague
+                } else if succeeded {
+                    pinned([if_match, None, None])
+                } else {
+                    Pins::default()
+                }
+            }
+            NotesCall::List { .. } if succeeded => {
+                let entries = observed.notes.as_deref().unwrap_or_default();
+                // A page's ids increase; one that does not is refused whatever it shows.
+                match entries.binary_search_by_key(&Some(id), |entry| entry.id) {
+                    Ok(index) => match entries[index].version {
+                        Some(version) => pinned([Some(version), None, None]),
+                        None => vague,
+                    },
+                    Err(_) => Pins::default(),
+                }
+            }
+            _ => Pins::default(),
+        }
+    }
+}
+
 impl VersionAccount {
     fn of(operations: &[SearchOperation<NotesOperation>]) -> VersionAccount {
         let mut account = VersionAccount::default();
@@ -1296,88 +1389,73 @@ impl VersionAccount {
             let (Some(returned), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
                 continue;
             };
-            account.add(returned, &operation.operation.call, observed);
+            let call = &operation.operation.call;
+            let ids: Vec<u64> = match *call {
+                NotesCall::Create { .. } => observed.id.into_iter().collect(),
+                NotesCall::Get { id }
+                | NotesCall::Put { id, .. }
+                | NotesCall::Patch { id, .. }
+                | NotesCall::Delete { id, .. } => {
+                    vec![id]
+                }
+                NotesCall::List { .. } => observed.notes.iter().flatten().filter_map(|entry| entry.id).collect(),
+            };
+            for id in ids {
+                let pins = Pins::of(call, observed, id);
+                if pins == Pins::default() {
+                    continue;
+                }
+                let note = account.notes.entry(id).or_default();
+                for version in pins.versions.into_iter().flatten() {
+                    let until = note.pinned_until.entry(version).or_insert(returned);
+                    *until = (*until).max(returned);
+                }
+                note.reported.extend(pins.reported);
+                if pins.vague {
+                    note.vague_until = note.vague_until.max(Some(returned));
+                }
+            }
         }
         account
     }
 
-    fn pin(&mut self, id: u64, version: u64, returned: usize) {
-        let until = self.notes.entry(id).or_default().pinned_until.entry(version).or_insert(returned);
-        *until = (*until).max(returned);
-    }
-
-    fn vague(&mut self, id: u64, returned: usize) {
-        let note = self.notes.entry(id).or_default();
-        note.vague_until = note.vague_until.max(Some(returned));
-    }
-
-    fn add(&mut self, returned: usize, call: &NotesCall, observed: &NotesObservation) {
-        let succeeded = observed.error_code.is_none();
-        let refused_by_precondition = observed.error_code.as_deref() == Some(PRECONDITION_FAILED);
-        match *call {
-            NotesCall::Create { .. } => {
-                if let (true, Some(id)) = (succeeded, observed.id) {
-                    self.pin(id, observed.version.unwrap_or(1), returned);
-                }
-            }
-            NotesCall::Get { id } => match (succeeded, observed.version) {
-                (true, Some(version)) => self.pin(id, version, returned),
-                (true, None) => self.vague(id, returned),
-                (false, _) => {}
-            },
-            NotesCall::Put { id, if_match, .. } | NotesCall::Patch { id, if_match, .. } => {
-                if refused_by_precondition {
-                    return self.vague(id, returned);
-                }
-                if !succeeded {
-                    return;
-                }
-                if let Some(version) = if_match {
-                    self.pin(id, version, returned);
-                }
-                match observed.version {
-                    Some(version) => {
-                        self.pin(id, version, returned);
-                        self.pin(id, version.saturating_sub(1), returned);
-                        self.notes.entry(id).or_default().reported.insert(version);
-                    }
-                    None => self.vague(id, returned),
-                }
-            }
-            NotesCall::Delete { id, if_match } => {
-                if refused_by_precondition {
-                    return self.vague(id, returned);
-                }
-                if let (true, Some(version)) = (succeeded, if_match) {
-                    self.pin(id, version, returned);
-                }
-            }
-            NotesCall::List { .. } => {
-                for entry in observed.notes.iter().flatten() {
-                    let Some(id) = entry.id else { continue };
-                    match entry.version {
-                        Some(version) => self.pin(id, version, returned),
-                        None => self.vague(id, returned),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Of each note with a gap or a vague operation, the last return of an operation that is
-    /// vague or pins a version at or above its lowest gap.
-    fn shown_until(&self) -> BTreeMap<u64, usize> {
-        let mut shown_until = BTreeMap::new();
+    /// Of each note with a gap, its relevant versions, as ranges `(first, last)`.
+    fn relevant_versions(&self) -> BTreeMap<u64, Vec<(u64, u64)>> {
+        let mut relevant = BTreeMap::new();
         for (&id, note) in &self.notes {
             let highest = note.pinned_until.last_key_value().map_or(0, |(&version, _)| version);
-            let lowest_gap = (2..=highest).find(|version| !note.reported.contains(version));
-            let pinned_until =
-                lowest_gap.and_then(|gap| note.pinned_until.range(gap..).map(|(_, &returned)| returned).max());
-            if let Some(until) = pinned_until.max(note.vague_until) {
-                shown_until.insert(id, until);
+            let mut ranges: Vec<(u64, u64)> = Vec::new();
+            for version in 2..=highest {
+                if note.reported.contains(&version) {
+                    continue;
+                }
+                match ranges.last_mut() {
+                    Some(range) if range.1 >= version => range.1 = (version + 1).min(highest),
+                    _ => ranges.push((version, (version + 1).min(highest))),
+                }
+            }
+            if !ranges.is_empty() {
+                relevant.insert(id, ranges);
             }
         }
-        shown_until
+        relevant
+    }
+
+    /// Of each note with an observer of its writes of unknown outcome (see above), the last
+    /// return of one.
+    fn observed_until(&self, relevant: &BTreeMap<u64, Vec<(u64, u64)>>) -> BTreeMap<u64, usize> {
+        let mut observed_until = BTreeMap::new();
+        for (&id, note) in &self.notes {
+            let ranges = relevant.get(&id).map_or(&[][..], Vec::as_slice);
+            let pinned_until = ranges
+                .iter()
+                .flat_map(|&(first, last)| note.pinned_until.range(first..=last).map(|(_, &returned)| returned))
+                .max();
+            if let Some(until) = pinned_until.max(note.vague_until) {
+                observed_until.insert(id, until);
+            }
+        }
+        observed_until
     }
 }
 
@@ -1488,8 +1566,8 @@ type Sighting = (usize, Option<u64>);
 /// making another version than `v` (a version is made by one write, the last before the read),
 /// or a create when `v` is not 1. When exactly one operation of the history can, and its
 /// outcome is unknown, it took effect before the earliest such read returned, in
-/// every linearization. Giving it that return (and no output to match) keeps exactly the same
-/// linearizations, and spares the search from finding, by backtracking over every operation
+/// every linearization, making the version the reads show when they agree on one. Giving it
+/// that return (and that version as its output, if any) keeps exactly the same linearizations, and spares the search from finding, by backtracking over every operation
 /// in between, the one place it had to go. A write called after that return is left alone: no
 /// linearization exists, and the search says so.
 fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<NotesOperation>]) {
@@ -1565,7 +1643,7 @@ fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<No
         let puts = puts.get(&(id, body)).into_iter().flatten();
         creates.chain(patches).chain(puts).filter(|&&index| may_have_made(index, id, version)).count()
     };
-    let mut deadlines: Vec<(usize, usize)> = Vec::new();
+    let mut deadlines: Vec<(usize, Sighting)> = Vec::new();
     for (index, operation) in operations.iter().enumerate() {
         if operation.return_position.is_some() {
             continue;
@@ -1581,17 +1659,22 @@ fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<No
                 .collect(),
             _ => Vec::new(),
         };
-        let deadline = sightings
+        let binding = sightings
             .into_iter()
             .filter(|&((id, body), (returned, version))| {
                 returned > operation.call_position && producers(id, body, version) == 1
             })
-            .map(|(_, (returned, _))| returned)
+            .map(|(_, sighting)| sighting)
             .min();
-        deadlines.extend(deadline.map(|deadline| (index, deadline)));
+        deadlines.extend(binding.map(|binding| (index, binding)));
     }
-    for (index, deadline) in deadlines {
+    for (index, (deadline, version)) in deadlines {
         operations[index].return_position = Some(deadline);
+        // It made the version the reads show, if they agree on one: say so, as if it reported it.
+        if let Some(version) = version {
+            operations[index].operation.observation =
+                Some(NotesObservation { version: Some(version), ..NotesObservation::default() });
+        }
     }
 }
 
@@ -1600,7 +1683,8 @@ fn bind_observed_writes(model: &NotesModel, operations: &mut [SearchOperation<No
 /// from then on until a delete removed it (ids are never made again), so that operation seeing
 /// it absent (a `get`, put, patch or delete answered `not_found`, or a list page that covers its
 /// id and does not show it) proves a delete of it took effect before the operation returned.
-/// When the history has exactly one delete of that note and its outcome is unknown, giving it
+/// When the history has exactly one delete of that note that was not refused, and its outcome
+/// is unknown, giving it
 /// that return keeps exactly the same linearizations (as for writes above).
 fn bind_observed_deletes(operations: &mut [SearchOperation<NotesOperation>]) {
     let mut created_by: BTreeMap<u64, usize> = BTreeMap::new();
@@ -1615,7 +1699,14 @@ fn bind_observed_deletes(operations: &mut [SearchOperation<NotesOperation>]) {
                     created_by.insert(id, returned);
                 }
             }
-            NotesCall::Delete { id, .. } => deletes.entry(id).or_default().push(index),
+            NotesCall::Delete { id, .. } => {
+                // A refused delete removed nothing.
+                let refused =
+                    operation.operation.observation.as_ref().is_some_and(|observed| observed.error_code.is_some());
+                if !refused {
+                    deletes.entry(id).or_default().push(index);
+                }
+            }
             _ => {}
         }
     }
