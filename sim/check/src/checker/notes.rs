@@ -385,6 +385,9 @@ pub(crate) struct NotesModel {
     highest_version_seen: BTreeMap<u64, u64>,
     /// Of each note with a gap, its relevant versions ([`VersionAccount`]).
     relevant_versions: BTreeMap<u64, Vec<(u64, u64)>>,
+    /// Notes with a write whose output is not known and that has a precondition
+    /// ([`VersionAccount`]).
+    conditional_unknown: BTreeSet<u64>,
     /// Of each note, the last return of an observer of its writes of unknown outcome
     /// ([`VersionAccount`]); a note absent here has none.
     unaccounted_versions_shown_until: BTreeMap<u64, usize>,
@@ -826,7 +829,9 @@ impl Model for NotesModel {
     /// more, cannot change its output.
     fn may_observe(&self, observer: &NotesOperation, unknown: &NotesOperation) -> bool {
         let Some(observed) = &observer.observation else { return false };
-        if let (NotesCall::Put { id, .. } | NotesCall::Patch { id, .. }, None) = (&unknown.call, &unknown.observation) {
+        if let (NotesCall::Put { id, .. } | NotesCall::Patch { id, .. }, None) = (&unknown.call, &unknown.observation)
+            && !self.conditional_unknown.contains(id)
+        {
             // Only its vague operations and those pinning a relevant version ([`VersionAccount`]).
             let pins = Pins::of(&observer.call, observed, *id);
             let relevant = self.relevant_versions.get(id).map_or(&[][..], Vec::as_slice);
@@ -864,7 +869,8 @@ impl Model for NotesModel {
         }
         match operation.call {
             NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
-                self.unaccounted_versions_shown_until.get(&id).is_none_or(|&until| until < unknown.call_position)
+                !self.conditional_unknown.contains(&id)
+                    && self.unaccounted_versions_shown_until.get(&id).is_none_or(|&until| until < unknown.call_position)
             }
             NotesCall::Delete { id, .. } => self.absence.delete_needless(id, unknown.call_position),
             NotesCall::Create { .. } | NotesCall::Get { .. } | NotesCall::List { .. } => false,
@@ -1101,6 +1107,7 @@ impl NotesPreparer {
             reported_versions: BTreeSet::new(),
             highest_version_seen: BTreeMap::new(),
             relevant_versions: BTreeMap::new(),
+            conditional_unknown: BTreeSet::new(),
             unaccounted_versions_shown_until: BTreeMap::new(),
             absence: AbsenceAccount::default(),
             liveness: Liveness::default(),
@@ -1153,6 +1160,7 @@ impl NotesPreparer {
         let versions = VersionAccount::of(&prepared);
         model.relevant_versions = versions.relevant_versions();
         model.unaccounted_versions_shown_until = versions.observed_until(&model.relevant_versions);
+        model.conditional_unknown = versions.conditional_unknown;
         model.absence = AbsenceAccount::of(&prepared);
         (PreparedOperations { model, operations: prepared }, scopes)
     }
@@ -1298,13 +1306,17 @@ impl AbsenceAccount {
 /// is an observer. So `v` is above every pinned version, and no operation after `u` sees the
 /// note's version (it would see `v` or more, above what any pins, and no vague one is left): the
 /// operations after `u` on the note are deletes without a precondition, refusals and writes of
-/// unknown outcome, whose outputs and effects are the same without `u`, and a list after it
-/// shows the note only if deleted. So the same order without `u` is accepted too, and the
-/// search never linearizes `u` after its observers; with none returning after its call, `u` is
-/// needless.
+/// unknown outcome without a precondition, whose outputs and effects are the same without
+/// `u`, and a list after it shows the note only if deleted. So the same order without `u` is
+/// accepted too, and the search never linearizes `u` after its observers; with none returning
+/// after its call, `u` is needless. A write whose output is not known but that has a
+/// precondition takes effect or not by the version, which `u` moves: on a note with one, every
+/// operation that may see the note observes `u`, and none is needless.
 #[derive(Debug, Default)]
 struct VersionAccount {
     notes: BTreeMap<u64, NoteVersions>,
+    /// Notes with a write whose output is not known and that has a precondition.
+    conditional_unknown: BTreeSet<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -1386,10 +1398,17 @@ impl VersionAccount {
     fn of(operations: &[SearchOperation<NotesOperation>]) -> VersionAccount {
         let mut account = VersionAccount::default();
         for operation in operations {
+            let call = &operation.operation.call;
+            if let NotesCall::Put { id, if_match: Some(_), .. }
+            | NotesCall::Patch { id, if_match: Some(_), .. }
+            | NotesCall::Delete { id, if_match: Some(_) } = *call
+                && operation.operation.observation.is_none()
+            {
+                account.conditional_unknown.insert(id);
+            }
             let (Some(returned), Some(observed)) = (operation.return_position, &operation.operation.observation) else {
                 continue;
             };
-            let call = &operation.operation.call;
             let ids: Vec<u64> = match *call {
                 NotesCall::Create { .. } => observed.id.into_iter().collect(),
                 NotesCall::Get { id }

@@ -59,6 +59,13 @@
 //! such an operation once all its observers are linearized, which keeps it from trying
 //! every unknown outcome at every later point of a long history.
 //!
+//! What counts as an observer is the model's to say, and may be much less than every
+//! operation that could see the state it changed: a write of unknown outcome whose note's
+//! versions leave it nothing to have made that anyone sees is observed only by what could
+//! show such a version. And an operation with no observer at all ([`Model::needless`]: in
+//! every order the model accepts with it, the same order without it is accepted too) is never
+//! tried.
+//!
 //! Two more rules keep at least one linearization of every linearizable history, so
 //! they prune without changing a verdict:
 //!

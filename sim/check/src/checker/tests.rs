@@ -1140,3 +1140,17 @@ fn unknown_writes_of_a_deleted_note_change_no_verdict() {
     script.call(7, 0, "get", json!({"id": 1})).ok(7, 0, json!({"note": {"v": "a"}, "version": 2}));
     assert!(!is_linearizable(&script), "a deleted note is never seen again");
 }
+
+/// A write of unknown outcome that nothing shows a version of can still matter through a
+/// write of unknown outcome with a precondition that its version lets take effect: here the
+/// put makes version 2, the conditional delete removes the note, and a list shows it gone.
+#[test]
+fn a_write_nothing_shows_matters_through_a_conditional_write_after_it() {
+    let mut script = Script::new(ModelName::Notes);
+    script.call(0, 0, "create", json!({"body": {"a": 1}})).ok(0, 0, json!({"id": 1, "version": 1}));
+    script.call(1, 0, "get", json!({"id": 1})).ok(1, 0, json!({"note": {"a": 1}, "version": 1}));
+    script.call(2, 1, "put", json!({"id": 1, "body": {"a": 2}})).info(2, 1);
+    script.call(3, 2, "delete", json!({"id": 1, "if_match": 2})).info(3, 2);
+    script.call(4, 0, "list", json!({})).ok(4, 0, json!({"notes": []}));
+    assert!(is_linearizable(&script), "the put made version 2, which the delete needed");
+}
