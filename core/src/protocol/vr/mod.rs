@@ -43,6 +43,12 @@
 //!   fetches the primary's state by state transfer, still recovering: it takes
 //!   part again only once it holds the primary's log up to where the primary's
 //!   answer said it reached, as the paper's recovering replica does.
+//! - A replica that learns of a view it missed (§5.2) keeps its uncommitted
+//!   entries until the view's log replaces them, where the paper drops them at
+//!   once: until it holds that log it still claims its older one in a view change,
+//!   and the entries it dropped could be committed there. It compares the view's
+//!   entries with its own, replacing them from the first that differs, and
+//!   executes only what matches ([`view_change`]'s `catch_up_with_view`).
 //!
 //! # Fault model
 //!
