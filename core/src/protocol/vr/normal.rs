@@ -227,11 +227,8 @@ impl Vr {
             return outputs.drop_message(from, DropReason::Conflicting);
         }
         let uncommitted_max = self.config.limits.log_entries_max as u64;
-        let uncommitted_bytes_max = self.config.limits.uncommitted_bytes_max as u64;
         for (entry, weight) in entries.into_iter().zip(weights) {
-            // Entries up to the primary's commit number are executed right after this.
-            let committed = commit_number.max(self.commit_number).min(self.log.op_number());
-            let too_heavy = self.log.bytes_after(committed) + weight as u64 > uncommitted_bytes_max;
+            let too_heavy = !self.fits_uncommitted(commit_number, weight);
             if entry.op_number.saturating_sub(self.commit_number) > uncommitted_max || too_heavy {
                 outputs.drop_message(from, DropReason::TooFarAhead);
                 break;

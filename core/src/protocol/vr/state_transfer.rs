@@ -240,20 +240,25 @@ impl Vr {
             outputs.drop_message(from, DropReason::Conflicting);
             return false;
         }
-        let bytes_max = self.config.limits.uncommitted_bytes_max as u64;
         for (entry, weight) in entries.into_iter().zip(weights) {
             if entry.op_number != self.log.op_number() + 1 {
                 continue;
             }
-            // Entries up to the sender's commit number are executed right after this.
-            let committed = commit_number.max(self.commit_number).min(self.log.op_number());
-            if self.log.bytes_after(committed) + *weight as u64 > bytes_max {
+            if !self.fits_uncommitted(commit_number, *weight) {
                 outputs.drop_message(from, DropReason::TooFarAhead);
                 break;
             }
             self.log.append_weighed(entry, *weight);
         }
         true
+    }
+
+    /// Whether an entry weighing `weight` appended now keeps the uncommitted entries
+    /// within `uncommitted_bytes_max`. Entries up to the sender's `commit_number` are
+    /// executed right after, so they do not count.
+    pub(super) fn fits_uncommitted(&self, commit_number: u64, weight: usize) -> bool {
+        let committed = commit_number.max(self.commit_number).min(self.log.op_number());
+        self.log.bytes_after(committed) + weight as u64 <= self.config.limits.uncommitted_bytes_max as u64
     }
 
     /// Catching up (§5.2): compares the view's entries with this log from where they
@@ -273,7 +278,6 @@ impl Vr {
         if after < self.log.checkpoint() || after > self.view_log_matched_through {
             return true; // Nothing here continues what matched; the caller asks again.
         }
-        let bytes_max = self.config.limits.uncommitted_bytes_max as u64;
         for (entry, weight) in entries.into_iter().zip(weights) {
             let op_number = entry.op_number;
             let ours = self.log.get(op_number);
@@ -290,9 +294,7 @@ impl Vr {
                 _ => {
                     assert!(op_number > self.commit_number, "committed entries are never replaced");
                     self.log.truncate_after(op_number - 1);
-                    // Entries up to the sender's commit number are executed right after this.
-                    let committed = commit_number.max(self.commit_number).min(self.log.op_number());
-                    if self.log.bytes_after(committed) + *weight as u64 > bytes_max {
+                    if !self.fits_uncommitted(commit_number, *weight) {
                         outputs.drop_message(from, DropReason::TooFarAhead);
                         break;
                     }

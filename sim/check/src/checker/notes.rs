@@ -390,7 +390,7 @@ pub(crate) struct NotesModel {
     conditional_unknown: BTreeSet<u64>,
     /// Of each note, the last return of an observer of its writes of unknown outcome
     /// ([`VersionAccount`]); a note absent here has none.
-    unaccounted_versions_shown_until: BTreeMap<u64, usize>,
+    unknown_write_observers_until: BTreeMap<u64, usize>,
     /// What may show a note absent, for deletes of unknown outcome ([`AbsenceAccount`]).
     absence: AbsenceAccount,
     liveness: Liveness,
@@ -857,9 +857,8 @@ impl Model for NotesModel {
         !beyond_page || (changes_existence && observed.more.is_some())
     }
 
-    /// A put or patch of unknown outcome called after every operation returned that may show a
-    /// version only such a write made, or that proves something of the version without saying
-    /// which ([`VersionAccount`]); a delete of unknown outcome of a note that a delete with a
+    /// A put or patch of unknown outcome called after every one of its observers returned
+    /// ([`VersionAccount`]); a delete of unknown outcome of a note that a delete with a
     /// known outcome removed, or called after every operation returned that may show the note
     /// absent ([`AbsenceAccount`]).
     fn needless(&self, unknown: &SearchOperation<NotesOperation>) -> bool {
@@ -870,7 +869,7 @@ impl Model for NotesModel {
         match operation.call {
             NotesCall::Put { id, .. } | NotesCall::Patch { id, .. } => {
                 !self.conditional_unknown.contains(&id)
-                    && self.unaccounted_versions_shown_until.get(&id).is_none_or(|&until| until < unknown.call_position)
+                    && self.unknown_write_observers_until.get(&id).is_none_or(|&until| until < unknown.call_position)
             }
             NotesCall::Delete { id, .. } => self.absence.delete_needless(id, unknown.call_position),
             NotesCall::Create { .. } | NotesCall::Get { .. } | NotesCall::List { .. } => false,
@@ -1108,7 +1107,7 @@ impl NotesPreparer {
             highest_version_seen: BTreeMap::new(),
             relevant_versions: BTreeMap::new(),
             conditional_unknown: BTreeSet::new(),
-            unaccounted_versions_shown_until: BTreeMap::new(),
+            unknown_write_observers_until: BTreeMap::new(),
             absence: AbsenceAccount::default(),
             liveness: Liveness::default(),
             unreported_bodies_shown_until: Some(usize::MAX),
@@ -1159,7 +1158,7 @@ impl NotesPreparer {
         }
         let versions = VersionAccount::of(&prepared);
         model.relevant_versions = versions.relevant_versions();
-        model.unaccounted_versions_shown_until = versions.observed_until(&model.relevant_versions);
+        model.unknown_write_observers_until = versions.observed_until(&model.relevant_versions);
         model.conditional_unknown = versions.conditional_unknown;
         model.absence = AbsenceAccount::of(&prepared);
         (PreparedOperations { model, operations: prepared }, scopes)
