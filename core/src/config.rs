@@ -113,10 +113,26 @@ pub struct Config {
     pub seed: u64,
     pub timing: Timing,
     pub limits: Limits,
+    /// Where a vr replica keeps its state: memory alone, or a data directory too.
+    #[serde(default)]
+    pub storage: StorageKind,
     /// A deliberate bug, for proving that the simulator catches bugs. Never set
     /// outside tests: it is not read from configuration files.
     #[serde(skip)]
     pub defect: Option<Defect>,
+}
+
+/// Where a replica keeps its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageKind {
+    /// In memory only: a replica that restarts has lost its state and recovers it
+    /// from its peers; the whole cluster stopping at once loses every note.
+    #[default]
+    Memory,
+    /// A data directory as well ([`crate::storage`]): vr survives any number of
+    /// replicas restarting at once.
+    Disk,
 }
 
 /// Deliberate bugs the simulator's own tests switch on to show they are caught.
@@ -140,6 +156,10 @@ pub enum Defect {
     /// claims its older log in a view change: an entry committed in that older view
     /// can be lost.
     DropUncommittedOnCatchUp,
+    /// A vr replica with durable storage acknowledges the last entry of a group
+    /// commit before the sync that covers it: a crash of every replica can lose
+    /// an acknowledged write.
+    AcknowledgeBeforeSync,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -189,6 +209,7 @@ impl Config {
             seed,
             timing: Timing::default(),
             limits: Limits::default(),
+            storage: StorageKind::Memory,
             defect: None,
         }
     }

@@ -40,6 +40,7 @@ pub mod protocol;
 pub mod replica;
 pub mod request_body;
 pub mod snapshot;
+pub mod storage;
 pub mod store;
 pub mod time;
 pub mod wire;

@@ -13,6 +13,7 @@ use crate::protocol::vr::Vr;
 use crate::protocol::{Outputs, Protocol};
 use crate::store::{Change, NoteStore};
 use crate::time::Instant;
+use crate::storage::{DiskImage, OpenError, StorageOp};
 use crate::wire::size;
 
 /// Everything that can happen to a replica.
@@ -25,6 +26,8 @@ pub enum Input {
     Message { from: ReplicaId, message: Message },
     /// The deadline returned by [`Replica::next_timeout`] has passed.
     Timeout,
+    /// Every storage operation before [`StorageOp::Sync`] with this `id` is durable.
+    Synced { id: u64 },
 }
 
 /// Everything a replica asks its host to do or to know.
@@ -42,6 +45,8 @@ pub enum Output {
         freshness: Freshness,
     },
     Event(Event),
+    /// Something to write to the data directory, or a sync to wait for (durable storage only).
+    Storage(StorageOp),
 }
 
 /// Whether a read reflects every acknowledged write.
@@ -242,6 +247,20 @@ impl Replica {
         Ok(Replica { engine, now, counters: Counters::default(), body_bytes_max })
     }
 
+    /// A vr replica restarted from its data directory (`config.storage` is disk).
+    /// Refuses, with the reason, a directory of another cluster or replica, of an
+    /// unknown format, or with no intact superblock.
+    pub fn open(config: Config, disk: &DiskImage, now: Instant) -> Result<Replica, OpenError> {
+        config.validate().map_err(|error| OpenError::Config(error.to_string()))?;
+        if config.protocol != ProtocolKind::Vr || config.storage != crate::config::StorageKind::Disk {
+            return Err(OpenError::Config("durable storage is for vr with \"storage\": \"disk\"".into()));
+        }
+        let recovered = crate::storage::open(&config, disk)?;
+        let body_bytes_max = config.limits.store.body_bytes_max;
+        let engine = Engine::Vr(Vr::reopen(config, recovered, now));
+        Ok(Replica { engine, now, counters: Counters::default(), body_bytes_max })
+    }
+
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Output> {
         assert!(now >= self.now, "time went backwards: {now} after {}", self.now);
         self.now = now;
@@ -258,6 +277,7 @@ impl Replica {
             Input::Request(request) => protocol.on_request(now, request, &mut outputs),
             Input::Message { from, message } => protocol.on_message(now, from, message, &mut outputs),
             Input::Timeout => protocol.on_timeout(now, &mut outputs),
+            Input::Synced { id } => protocol.on_synced(now, id, &mut outputs),
         }
         self.protocol_mut().check_invariants();
         for change in self.protocol_mut().store_mut().take_changes() {

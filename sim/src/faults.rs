@@ -17,6 +17,8 @@ pub enum FaultAction {
     Partition { partition: Partition, lasting: Duration },
     HealPartition,
     Crash { replica: ReplicaId, lasting: Duration },
+    /// Every replica at once, each down for its own time.
+    CrashAll { lastings: Vec<Duration> },
     Pause { replica: ReplicaId, lasting: Duration },
 }
 
@@ -68,6 +70,9 @@ impl FaultInjector {
             return None;
         }
         let lasting = self.spread(self.options.mean_duration);
+        if self.options.whole_cluster_crashes && self.rng.random_range(0..3u32) == 0 {
+            return Some(FaultAction::CrashAll { lastings: self.whole_cluster_lastings(cluster.replica_count) });
+        }
         match kinds[self.rng.random_range(0..kinds.len())] {
             0 if cluster.partitioned => Some(FaultAction::HealPartition),
             0 => Some(FaultAction::Partition {
@@ -83,6 +88,16 @@ impl FaultInjector {
                 self.pick(&candidates).map(|replica| FaultAction::Pause { replica, lasting })
             }
         }
+    }
+
+    /// How long each replica stays down after a whole-cluster crash.
+    pub fn whole_cluster_lastings(&mut self, replica_count: u8) -> Vec<Duration> {
+        (0..replica_count).map(|_| self.spread(self.options.mean_duration)).collect()
+    }
+
+    /// True once in `odds` draws.
+    pub fn coin(&mut self, odds: u32) -> bool {
+        self.rng.random_range(0..odds.max(1)) == 0
     }
 
     /// Whether the next snapshot chunk sent is struck (see [`FaultOptions::transfer_faults`]).
@@ -171,6 +186,7 @@ mod tests {
             clock_skew_max: Duration::ZERO,
             clock_drift_max_ppm: 0,
             transfer_faults: true,
+            whole_cluster_crashes: false,
         }
     }
 

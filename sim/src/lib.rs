@@ -35,6 +35,7 @@
 //! `cargo test` sweeps every variant in [`SimProtocol::ALL`].
 
 pub mod clock;
+pub mod disk;
 pub mod faults;
 pub mod html;
 pub mod linearizability;

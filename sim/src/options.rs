@@ -6,6 +6,7 @@ use core::fmt;
 use core::time::Duration;
 
 use noted_core::wire::size;
+use noted_core::config::StorageKind;
 use noted_core::{Defect, Limits, Timing};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,6 +75,46 @@ pub struct FaultOptions {
     /// now and then, by a crash, pause or partition within the budget: transfers
     /// interrupted midway, and view changes during them.
     pub transfer_faults: bool,
+    /// Every replica crashes at once now and then (a power cut), each restarting
+    /// after its own delay (durable storage only).
+    pub whole_cluster_crashes: bool,
+}
+
+/// Where replicas keep their state, and what their disks do (vr only draws disks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StorageOptions {
+    pub kind: StorageKind,
+    /// Every sync takes at least this long.
+    pub sync_min: Duration,
+    /// Upper bound of the ordinary, uniformly drawn extra sync time.
+    pub sync_spread: Duration,
+    /// Per mille of syncs that fall in the long tail, and how long it is.
+    pub sync_tail_per_mille: u32,
+    pub sync_tail_max: Duration,
+    /// A crash keeps each write no sync covered with this chance (per mille) ...
+    pub unsynced_kept_per_mille: u32,
+    /// ... and tears a kept write with this chance: only a prefix lands.
+    pub torn_per_mille: u32,
+    /// A crash may also lose the replica's disk (it recovers from its peers), for
+    /// at most a minority of replicas at once.
+    pub disk_losses: bool,
+}
+
+impl StorageOptions {
+    pub const MEMORY: StorageOptions = StorageOptions {
+        kind: StorageKind::Memory,
+        sync_min: Duration::ZERO,
+        sync_spread: Duration::ZERO,
+        sync_tail_per_mille: 0,
+        sync_tail_max: Duration::ZERO,
+        unsynced_kept_per_mille: 0,
+        torn_per_mille: 0,
+        disk_losses: false,
+    };
+
+    pub fn is_disk(&self) -> bool {
+        self.kind == StorageKind::Disk
+    }
 }
 
 /// What the clients do.
@@ -126,6 +167,7 @@ pub struct SimOptions {
     pub safety_duration: Duration,
     /// Once faults heal, every request must complete and the replicas converge within this.
     pub liveness_bound: Duration,
+    pub storage: StorageOptions,
     /// A deliberate bug switched on in every replica (simulator self-tests only).
     pub defect: Option<Defect>,
     pub streams: StreamSeeds,
@@ -187,6 +229,7 @@ impl SimOptions {
             },
             clock_drift_max_ppm: if budget.clock_skew { rng.random_range(0..=50_000) } else { 0 },
             transfer_faults: false,
+            whole_cluster_crashes: false,
         };
         let workload = WorkloadOptions {
             client_count: rng.random_range(2..=6),
@@ -215,6 +258,7 @@ impl SimOptions {
             workload,
             safety_duration: Duration::from_millis(rng.random_range(500..=3_000)),
             liveness_bound: Duration::from_secs(10),
+            storage: StorageOptions::MEMORY,
             defect: None,
             streams,
         };
@@ -226,6 +270,17 @@ impl SimOptions {
             options.workload.padding_bytes_max = if rng.random_bool(0.7) { padding_max } else { 0 };
             options.faults.transfer_faults = options.faults.mean_interval.is_some() && rng.random_bool(0.6);
         }
+        if protocol == SimProtocol::Vr && rng.random_bool(0.5) {
+            options.storage = disk_options(&mut rng, weather);
+            if options.faults.crashes != CrashBudget::None {
+                // With disks, crashes lose only what was not synced: any number of
+                // replicas may be down at once. Disk losses keep to the minority.
+                options.faults.crashes = CrashBudget::Unlimited;
+                options.faults.whole_cluster_crashes = rng.random_bool(0.7);
+            } else {
+                options.storage.disk_losses = false;
+            }
+        }
         options
     }
 
@@ -233,6 +288,21 @@ impl SimOptions {
     pub fn replay_command(&self) -> String {
         let beyond = if self.beyond_model { " --beyond-model" } else { "" };
         format!("noted-sim run --protocol {} --seed {}{beyond}", self.protocol, self.seed)
+    }
+}
+
+/// Disks from fast and steady to slow with long tails; crashes that keep none,
+/// some or all of what was not synced, torn or not.
+fn disk_options(rng: &mut ChaCha8Rng, weather: u32) -> StorageOptions {
+    StorageOptions {
+        kind: StorageKind::Disk,
+        sync_min: Duration::from_micros(rng.random_range(20..=2_000)),
+        sync_spread: Duration::from_micros(rng.random_range(0..=[200, 5_000, 20_000][weather as usize])),
+        sync_tail_per_mille: [0, 10, 50][weather as usize],
+        sync_tail_max: Duration::from_millis(rng.random_range(20..=300)),
+        unsynced_kept_per_mille: [0, 0, 500, 1000][rng.random_range(0..4usize)],
+        torn_per_mille: rng.random_range(0..=500),
+        disk_losses: rng.random_bool(0.3),
     }
 }
 
@@ -308,6 +378,22 @@ impl fmt::Display for SimOptions {
             faults.clock_drift_max_ppm,
             faults.transfer_faults,
         )?;
+        let storage = &self.storage;
+        if storage.is_disk() {
+            writeln!(
+                formatter,
+                "disks: sync {}+{} tail {}‰ up to {}; a crash keeps {}‰ of unsynced writes, tears {}‰ of those; \
+                 whole-cluster crashes {}, disk losses {}",
+                millis(storage.sync_min),
+                millis(storage.sync_spread),
+                storage.sync_tail_per_mille,
+                millis(storage.sync_tail_max),
+                storage.unsynced_kept_per_mille,
+                storage.torn_per_mille,
+                self.faults.whole_cluster_crashes,
+                storage.disk_losses,
+            )?;
+        }
         let limits = &self.limits;
         writeln!(
             formatter,

@@ -29,6 +29,8 @@ pub(crate) trait Protocol: core::fmt::Debug {
     fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs);
     fn on_message(&mut self, now: Instant, from: ReplicaId, message: Message, outputs: &mut Outputs);
     fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs);
+    /// A sync the replica asked for completed (durable storage only).
+    fn on_synced(&mut self, _now: Instant, _id: u64, _outputs: &mut Outputs) {}
     fn next_timeout(&self) -> Option<Instant>;
     fn store(&self) -> &NoteStore;
     fn store_mut(&mut self) -> &mut NoteStore;

@@ -36,6 +36,15 @@ impl Outputs {
         self.event(Event::Dropped { from, reason });
     }
 
+    pub(crate) fn storage(&mut self, op: crate::storage::StorageOp) {
+        self.outputs.push(Output::Storage(op));
+    }
+
+    /// Keeps only the outputs `keep` says yes to (the journal takes back messages that must wait).
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&Output) -> bool) {
+        self.outputs.retain(keep);
+    }
+
     pub(crate) fn into_vec(self) -> Vec<Output> {
         self.outputs
     }

@@ -2,6 +2,7 @@
 //! partition, restarting a crashed replica with empty memory, resuming a paused one.
 
 use noted_core::ReplicaId;
+use noted_core::storage::OpenError;
 
 use super::{Phase, SimEvent, Simulation, nanos};
 use crate::faults::{ClusterView, FaultAction};
@@ -60,7 +61,7 @@ impl Simulation {
         (crashed, paused)
     }
 
-    fn apply_fault(&mut self, action: Option<FaultAction>) {
+    pub(super) fn apply_fault(&mut self, action: Option<FaultAction>) {
         match action {
             None => {}
             Some(FaultAction::Partition { partition, lasting }) => {
@@ -72,13 +73,17 @@ impl Simulation {
             }
             Some(FaultAction::HealPartition) => self.heal_partition(),
             Some(FaultAction::Crash { replica, lasting }) => {
-                self.trace.line(self.now, format_args!("FAULT crash {replica} (memory lost) for {lasting:?}"));
-                let state = &mut self.replicas[replica.index()];
-                state.replica = None;
-                state.paused = false;
-                state.held.clear();
-                state.timer = None;
-                self.schedule(nanos(lasting), SimEvent::Restart { replica });
+                let lose_disk = self.options.storage.is_disk() && self.may_lose_disk() && self.faults.coin(4);
+                self.crash(replica, lasting, lose_disk);
+            }
+            Some(FaultAction::CrashAll { lastings }) => {
+                self.trace.line(self.now, format_args!("FAULT every replica crashes at once"));
+                for (index, lasting) in lastings.into_iter().enumerate() {
+                    let replica = ReplicaId(u8::try_from(index).expect("few replicas"));
+                    if self.replicas[index].replica.is_some() {
+                        self.crash(replica, lasting, false);
+                    }
+                }
             }
             Some(FaultAction::Pause { replica, lasting }) => {
                 self.trace.line(self.now, format_args!("FAULT pause {replica} for {lasting:?}"));
@@ -86,6 +91,18 @@ impl Simulation {
                 self.schedule(nanos(lasting), SimEvent::Resume { replica });
             }
         }
+    }
+
+    fn crash(&mut self, replica: ReplicaId, lasting: core::time::Duration, lose_disk: bool) {
+        let what = if self.options.storage.is_disk() { "power lost" } else { "memory lost" };
+        self.trace.line(self.now, format_args!("FAULT crash {replica} ({what}) for {lasting:?}"));
+        let state = &mut self.replicas[replica.index()];
+        state.replica = None;
+        state.paused = false;
+        state.held.clear();
+        state.timer = None;
+        self.crash_disk(replica, lose_disk);
+        self.schedule(nanos(lasting), SimEvent::Restart { replica });
     }
 
     pub(super) fn heal_partition(&mut self) {
@@ -99,11 +116,23 @@ impl Simulation {
             return;
         }
         let local_now = state.clock.local(self.now);
-        match noted_core::Replica::new(state.config.clone(), local_now) {
+        // A disk with no superblock never held state this replica promised anything
+        // about (a lost disk, or one that crashed before its first superblock): the
+        // replica recovers from its peers, as the server does with an empty directory.
+        let opened = state.disk.as_ref().map(|disk| noted_core::Replica::open(state.config.clone(), disk.image(), local_now));
+        let from_disk = matches!(opened, Some(Ok(_)));
+        let restarted = match opened {
+            Some(Ok(replica)) => Ok(replica),
+            Some(Err(error)) if error != OpenError::Unformatted => Err(format!("{replica} cannot open its disk: {error}")),
+            _ => noted_core::Replica::new(state.config.clone(), local_now)
+                .map_err(|error| format!("{replica} cannot restart: {error}")),
+        };
+        match restarted {
             Ok(restarted) => state.replica = Some(restarted),
-            Err(error) => return self.fail(FailureKind::Setup, format!("{replica} cannot restart: {error}")),
+            Err(error) => return self.fail(FailureKind::Setup, error),
         }
-        self.trace.line(self.now, format_args!("HEAL restart {replica} with empty memory"));
+        let how = if from_disk { "from its disk" } else { "with empty memory" };
+        self.trace.line(self.now, format_args!("HEAL restart {replica} {how}"));
         self.reschedule_timer(replica);
     }
 

@@ -8,6 +8,7 @@
 //! the seed: the same seed gives the same bytes of trace.
 
 mod clients;
+mod disks;
 mod fault_actions;
 mod liveness;
 mod panics;
@@ -17,6 +18,7 @@ use std::collections::BTreeMap;
 
 pub use panics::{panic_message, quietly};
 
+use noted_core::config::StorageKind;
 use noted_core::{
     ClientId, ClientRequest, ClusterId, Config, Freshness, Input, Message, Output, ReplicaId, Reply, RequestNumber,
     wire,
@@ -25,6 +27,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::clock::ReplicaClock;
+use crate::disk::SimDisk;
 use crate::faults::FaultInjector;
 use crate::history::{Event as HistoryEvent, Header, History, ModelName};
 use crate::network::{Fate, Network};
@@ -84,6 +87,14 @@ enum SimEvent {
     Resume {
         replica: ReplicaId,
     },
+    /// Every replica loses power at once (struck while a sync was in flight).
+    PowerCut,
+    /// A replica's disk finished a sync; `incarnation` tells a sync of an earlier life.
+    SyncDone {
+        replica: ReplicaId,
+        id: u64,
+        incarnation: u64,
+    },
     StartLiveness,
     LivenessProbe,
 }
@@ -94,6 +105,10 @@ struct SimReplica {
     clock: ReplicaClock,
     /// `None` while crashed.
     replica: Option<noted_core::Replica>,
+    /// With durable storage: the replica's disk, which outlives its crashes.
+    disk: Option<SimDisk>,
+    /// Restarts so far: a sync completion of an earlier life is ignored.
+    incarnation: u64,
     paused: bool,
     /// Events that arrived while paused and wait for the resume.
     held: Vec<SimEvent>,
@@ -156,6 +171,8 @@ struct Simulation {
     clients: Vec<SimClient>,
     network: Network,
     faults: FaultInjector,
+    /// Sync latencies and what crashes leave on disks.
+    disk_rng: ChaCha8Rng,
     workload: Workload,
     phase: Phase,
     partition_generation: u64,
@@ -202,12 +219,24 @@ impl Simulation {
             config.limits = options.limits;
             config.defect = options.defect;
             let clock = ReplicaClock::random(&mut clock_rng, skew_max_nanos, options.faults.clock_drift_max_ppm);
-            let replica = noted_core::Replica::new(config.clone(), clock.local(0))
-                .map_err(|error| Failure::new(FailureKind::Setup, format!("invalid configuration: {error}")))?;
+            let (replica, disk) = if options.storage.is_disk() {
+                // The cluster is created once: every data directory formatted, then opened.
+                config.storage = StorageKind::Disk;
+                let disk = SimDisk::formatted(noted_core::storage::format(&config));
+                let replica = noted_core::Replica::open(config.clone(), disk.image(), clock.local(0))
+                    .map_err(|error| Failure::new(FailureKind::Setup, format!("cannot open a new disk: {error}")))?;
+                (replica, Some(disk))
+            } else {
+                let replica = noted_core::Replica::new(config.clone(), clock.local(0))
+                    .map_err(|error| Failure::new(FailureKind::Setup, format!("invalid configuration: {error}")))?;
+                (replica, None)
+            };
             replicas.push(SimReplica {
                 config,
                 clock,
                 replica: Some(replica),
+                disk,
+                incarnation: 0,
                 paused: false,
                 held: Vec::new(),
                 timer: None,
@@ -231,6 +260,8 @@ impl Simulation {
         let mut simulation = Simulation {
             network: Network::new(options.network, ChaCha8Rng::seed_from_u64(options.streams.network)),
             faults: FaultInjector::new(options.faults, ChaCha8Rng::seed_from_u64(options.streams.faults)),
+            // Its own stream, derived so that runs without disks draw exactly as before.
+            disk_rng: ChaCha8Rng::seed_from_u64(options.streams.faults ^ 0x6469_736b_5f72_6e67),
             workload,
             now: 0,
             queue: EventQueue::new(),
@@ -368,6 +399,8 @@ impl Simulation {
                 }
             }
             SimEvent::Restart { replica } => self.restart(replica),
+            SimEvent::SyncDone { replica, id, incarnation } => self.sync_done(replica, id, incarnation),
+            SimEvent::PowerCut => self.power_cut(),
             SimEvent::Resume { replica } => self.resume(replica),
             SimEvent::StartLiveness => self.start_liveness(),
             SimEvent::LivenessProbe => self.liveness_probe(),
@@ -419,6 +452,7 @@ impl Simulation {
                         self.trace.line(self.now, format_args!("{at} {}", describe_event(&event)));
                     }
                 }
+                Output::Storage(op) => self.store(at, op),
             }
         }
         self.reschedule_timer(at);

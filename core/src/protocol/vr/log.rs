@@ -33,6 +33,10 @@ pub(crate) struct Log {
     entries: VecDeque<Slot>,
     /// The running total up to the checkpoint.
     bytes_at_checkpoint: u64,
+    /// The lowest op whose entry changed since [`Log::take_changed_from`] was last
+    /// called; the checkpoint itself for a log that restarted at a checkpoint
+    /// (the executed state was replaced). What the journal must write again.
+    changed_from: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -44,7 +48,16 @@ struct Slot {
 
 impl Log {
     pub(crate) fn new(checkpoint: u64) -> Log {
-        Log { checkpoint, entries: VecDeque::new(), bytes_at_checkpoint: 0 }
+        Log { checkpoint, entries: VecDeque::new(), bytes_at_checkpoint: 0, changed_from: Some(checkpoint) }
+    }
+
+    /// The lowest op changed since the previous call (see [`Log::changed_from`]).
+    pub(crate) fn take_changed_from(&mut self) -> Option<u64> {
+        self.changed_from.take()
+    }
+
+    fn changed(&mut self, op_number: u64) {
+        self.changed_from = Some(self.changed_from.map_or(op_number, |from| from.min(op_number)));
     }
 
     /// The op number of the last entry (the checkpoint when no entry is retained).
@@ -83,6 +96,7 @@ impl Log {
         assert_eq!(entry.op_number, self.op_number() + 1, "log entries are appended in op-number order");
         debug_assert_eq!(bytes, size::entry_bytes(&entry.operation), "the caller weighed the entry");
         let bytes_through = self.bytes_through(self.op_number()) + bytes as u64;
+        self.changed(entry.op_number);
         self.entries.push_back(Slot { entry, bytes_through });
     }
 
@@ -131,6 +145,9 @@ impl Log {
     pub(crate) fn truncate_after(&mut self, op_number: u64) {
         assert!(op_number >= self.checkpoint, "committed entries before the checkpoint are never truncated");
         let keep = usize::try_from(op_number - self.checkpoint).unwrap_or(usize::MAX);
+        if keep < self.entries.len() {
+            self.changed(op_number + 1);
+        }
         self.entries.truncate(keep);
     }
 

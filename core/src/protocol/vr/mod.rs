@@ -59,7 +59,7 @@
 //!
 //! Not tolerated: more than `f` replicas failed at once, or Byzantine peers.
 
-mod log;
+pub(crate) mod log;
 mod message;
 mod normal;
 mod reads;
@@ -87,7 +87,7 @@ pub(crate) fn log_for_tests() -> Log {
 use self::log::Log;
 use self::reads::ReadRounds;
 use crate::client_table::{Admission, ClientTable};
-use crate::config::Config;
+use crate::config::{Config, StorageKind};
 use crate::ids::{ClientId, ReplicaId, RequestNumber};
 use crate::message::Message as AnyMessage;
 use crate::operation::{ClientRequest, Consistency, Refusal, Reply};
@@ -95,6 +95,8 @@ use crate::protocol::{Outputs, PendingForwards, Protocol, SEQUENCE_NUMBER_MAX};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
 use crate::snapshot::{Download, Images};
 use crate::store::NoteStore;
+use crate::storage::Recovered;
+use crate::storage::journal::{Journal, ReplicaState};
 use crate::time::Instant;
 
 #[derive(Debug)]
@@ -137,6 +139,8 @@ pub struct Vr {
     download: Option<Download>,
     /// The time of the input being handled.
     now: Instant,
+    /// With durable storage: what is on disk, and the messages waiting for it.
+    journal: Option<Journal>,
     /// Values after the previous input, to assert they never go back.
     view_before: u64,
     commit_number_before: u64,
@@ -276,12 +280,83 @@ impl Vr {
             images: Images::default(),
             download: None,
             now,
+            journal: (config.storage == StorageKind::Disk).then(|| Journal::unformatted(&config)),
             view_before: 0,
             commit_number_before: 0,
             config,
         };
         assert!(vr.quorum() >= 1 && vr.quorum() <= usize::from(vr.config.replica_count));
         vr
+    }
+
+    /// A replica restarted from its data directory. It keeps the view it promised
+    /// and the log it holds, and rejoins: as a backup of that view, or, if it was
+    /// that view's primary, by a view change to the next. A primary that restarts
+    /// may have sent prepares it lost (a primary sends before its own sync), so it
+    /// never orders anything in that view again.
+    pub(crate) fn reopen(config: Config, recovered: Recovered, now: Instant) -> Vr {
+        let journal = Journal::reopened(&config, &recovered);
+        let Recovered { superblock, store, client_table, entries, commit_number, .. } = recovered;
+        let mut vr = Vr::new(config, now);
+        vr.view = superblock.view;
+        vr.log_view = superblock.log_view;
+        vr.log = Log::new(superblock.checkpoint_op);
+        for entry in entries {
+            vr.log.append(entry);
+        }
+        vr.log.take_changed_from();
+        vr.commit_number = superblock.checkpoint_op;
+        vr.view_log_matched_through = superblock.checkpoint_op;
+        vr.store.restore(store);
+        vr.store.take_changes();
+        vr.client_table = client_table;
+        vr.journal = Some(journal);
+        vr.timers = Timers::default();
+        // Committed entries are in every later view's log: they match it, and run now.
+        vr.status = ReplicaStatus::Normal;
+        vr.view_log_matched_through = commit_number;
+        vr.commit_through(commit_number, &mut Outputs::default());
+        vr.store.take_changes();
+        assert_eq!(vr.commit_number, commit_number, "a restarted replica executes what it knows committed");
+        if vr.primary_of(vr.view) == vr.me() {
+            vr.status = ReplicaStatus::ViewChange;
+            vr.timers.view_change_at = Some(now);
+        } else {
+            vr.status = ReplicaStatus::Normal;
+            vr.reset_primary_silence(now);
+            if vr.catching_up() {
+                vr.timers.state_transfer_at = Some(now);
+            }
+        }
+        vr.view_before = vr.view;
+        vr.commit_number_before = vr.commit_number;
+        vr
+    }
+
+    /// How far this replica's own log counts towards a commit quorum: all of it in
+    /// memory; with durable storage, what is synced.
+    fn self_acknowledged(&self) -> u64 {
+        match &self.journal {
+            None => self.log.op_number(),
+            Some(journal) => journal.durable_op().unwrap_or(0).min(self.log.op_number()),
+        }
+    }
+
+    /// Hands the state after an input to the journal, which writes what changed and
+    /// holds the messages that must wait for it.
+    fn persist(&mut self, outputs: &mut Outputs) {
+        let changed_from = self.log.take_changed_from();
+        let Some(journal) = self.journal.as_mut() else { return };
+        let state = ReplicaState {
+            view: self.view,
+            log_view: self.log_view,
+            commit_number: self.commit_number,
+            log: &self.log,
+            changed_from,
+            store: &self.store,
+            client_table: &self.client_table,
+        };
+        journal.after_input(&state, self.status == ReplicaStatus::Recovering, outputs);
     }
 
     fn me(&self) -> ReplicaId {
@@ -590,18 +665,34 @@ impl Protocol for Vr {
         self.now = now;
         self.dispatch_request(now, request, outputs);
         self.discard_old_entries();
+        self.persist(outputs);
     }
 
     fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
         self.now = now;
         self.dispatch_message(now, from, message, outputs);
         self.discard_old_entries();
+        self.persist(outputs);
     }
 
     fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
         self.now = now;
         self.dispatch_timeout(now, outputs);
         self.discard_old_entries();
+        self.persist(outputs);
+    }
+
+    fn on_synced(&mut self, now: Instant, id: u64, outputs: &mut Outputs) {
+        self.now = now;
+        let Some(journal) = self.journal.as_mut() else { return };
+        if !journal.on_synced(id, outputs) {
+            return;
+        }
+        if self.status == ReplicaStatus::Normal && self.is_primary() {
+            self.advance_commit(outputs);
+        }
+        self.discard_old_entries();
+        self.persist(outputs);
     }
 
     fn next_timeout(&self) -> Option<Instant> {
@@ -699,6 +790,9 @@ impl Protocol for Vr {
             "uncommitted entries fit in one view change message"
         );
         assert!(self.images.len() <= crate::snapshot::IMAGES_MAX, "images stay bounded");
+        if let Some(journal) = &self.journal {
+            journal.check_invariants();
+        }
         match self.status {
             ReplicaStatus::Normal => {
                 if self.is_primary() {

@@ -144,10 +144,10 @@ impl Vr {
     }
 
     /// §4.1 step 4: an entry held by a quorum in this view is committed.
-    fn advance_commit(&mut self, outputs: &mut Outputs) {
+    pub(super) fn advance_commit(&mut self, outputs: &mut Outputs) {
         let primary = self.primary.as_ref().expect("only the primary commits");
         let mut acknowledged: Vec<u64> = primary.backups.values().map(|progress| progress.acknowledged).collect();
-        acknowledged.push(self.log.op_number());
+        acknowledged.push(self.self_acknowledged());
         acknowledged.sort_unstable_by(|a, b| b.cmp(a));
         let committed = acknowledged[self.quorum() - 1];
         if committed > self.commit_number {

@@ -72,9 +72,13 @@ impl Vr {
                 .responses
                 .values()
                 .all(|answer| answer.responder.status == ReplicaStatus::Recovering || answer.responder.is_empty());
-        if all_empty {
-            let everyone_recovering =
-                recovery.responses.values().all(|answer| answer.responder.status == ReplicaStatus::Recovering);
+        let everyone_recovering =
+            recovery.responses.values().all(|answer| answer.responder.status == ReplicaStatus::Recovering);
+        // With durable storage a cluster is created once, on formatted data
+        // directories: replicas that all lack their state lost it, and wait for an
+        // operator rather than start an empty cluster in its place.
+        let durable = self.journal.is_some();
+        if all_empty && !(durable && everyone_recovering) {
             let latest_view = recovery.responses.values().map(|answer| answer.view).max().unwrap_or(0);
             return self.start_empty(now, everyone_recovering, latest_view, outputs);
         }

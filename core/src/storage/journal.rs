@@ -1,0 +1,399 @@
+//! The journal: what a vr replica has asked to be on disk, what is durable, and
+//! the messages that wait for it.
+//!
+//! After every input the replica hands its state to [`Journal::after_input`],
+//! which writes what changed (log entries, the superblock, a checkpoint) and
+//! holds back each message that promises something not yet durable. A sync
+//! completion ([`Journal::on_synced`]) releases what it covers.
+//!
+//! Writes are numbered; a message is held with the number of the next write and
+//! the superblock sequence when it was decided, and leaves once every write
+//! before that number is synced and every superblock copy holds that sequence.
+
+use std::collections::VecDeque;
+
+use crate::client_table::ClientTable;
+use crate::config::Defect;
+use crate::ids::{ClusterId, ReplicaId};
+use crate::message::Message as AnyMessage;
+use crate::protocol::Outputs;
+use crate::protocol::vr::Message;
+use crate::protocol::vr::log::Log;
+use crate::replica::Output;
+use crate::store::NoteStore;
+
+use super::format::{RecordKind, chain_seed, encode_record};
+use super::{DiskFile, Recovered, SUPERBLOCK_COPIES, StorageOp, Superblock, encode_checkpoint};
+
+/// What the journal needs of the replica's state after an input.
+pub(crate) struct ReplicaState<'a> {
+    pub view: u64,
+    pub log_view: u64,
+    pub commit_number: u64,
+    pub log: &'a Log,
+    /// The lowest op whose entry changed since the previous input; at or below
+    /// the log's checkpoint when the executed state itself was replaced.
+    pub changed_from: Option<u64>,
+    pub store: &'a NoteStore,
+    pub client_table: &'a ClientTable,
+}
+
+#[derive(Debug)]
+struct Held {
+    write: u64,
+    sequence: u64,
+    to: ReplicaId,
+    message: AnyMessage,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct SyncInFlight {
+    id: u64,
+    /// Every write numbered below this is covered.
+    covers_before: u64,
+    /// The superblock copy this sync makes durable, with the sequence it holds.
+    copy: Option<(u8, u64)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Journal {
+    cluster: ClusterId,
+    replica: ReplicaId,
+    defect: Option<Defect>,
+    /// A checkpoint is taken once the log file grows past this.
+    wal_bytes_max: u64,
+    /// The latest superblock; `copies[i]` is the sequence copy `i` durably holds.
+    superblock: Superblock,
+    copies: [u64; SUPERBLOCK_COPIES as usize],
+    /// `wal.<superblock.generation>`: where the next record goes, and what it chains to.
+    wal_offset: u64,
+    wal_chain: u64,
+    /// The ops written to the log file after `written_after`, with their view and write number.
+    written: VecDeque<(u64, u64, u64)>,
+    written_after: u64,
+    /// The commit number last written to the log file.
+    commit_written: u64,
+    next_write: u64,
+    synced_before: u64,
+    next_sync_id: u64,
+    in_flight: Option<SyncInFlight>,
+    held: Vec<Held>,
+    /// Files to remove once every superblock copy holds `retire_at` or later.
+    retiring: Vec<DiskFile>,
+    retire_at: u64,
+    /// While false (a replica that started with no data directory and has not
+    /// recovered yet), nothing is written: the first write is a checkpoint.
+    formatted: bool,
+    pub(crate) syncs_completed: u64,
+    pub(crate) checkpoints_written: u64,
+}
+
+/// Messages that promise this replica's view, log view or log.
+fn promises(message: &AnyMessage) -> bool {
+    matches!(
+        message,
+        AnyMessage::Vr(
+            Message::PrepareOk { .. }
+                | Message::StartViewChange { .. }
+                | Message::DoViewChange { .. }
+                | Message::StartView { .. }
+                | Message::ConfirmViewOk { .. }
+                | Message::RecoveryResponse { .. }
+        )
+    )
+}
+
+impl Journal {
+    /// The journal of a replica with no data directory yet: it writes nothing until
+    /// it holds state, then starts with a checkpoint.
+    pub(crate) fn unformatted(config: &crate::Config) -> Journal {
+        let superblock = Superblock {
+            cluster: config.cluster,
+            replica: config.replica,
+            replica_count: config.replica_count,
+            sequence: 0,
+            view: 0,
+            log_view: 0,
+            epoch: 0,
+            generation: 0,
+            checkpoint_op: 0,
+        };
+        Journal {
+            cluster: config.cluster,
+            replica: config.replica,
+            defect: config.defect,
+            wal_bytes_max: config.limits.log_bytes_max as u64,
+            superblock,
+            copies: [0; SUPERBLOCK_COPIES as usize],
+            wal_offset: 0,
+            wal_chain: 0,
+            written: VecDeque::new(),
+            written_after: 0,
+            commit_written: 0,
+            next_write: 0,
+            synced_before: 0,
+            next_sync_id: 1,
+            in_flight: None,
+            held: Vec::new(),
+            retiring: Vec::new(),
+            retire_at: 0,
+            formatted: false,
+            syncs_completed: 0,
+            checkpoints_written: 0,
+        }
+    }
+
+    /// The journal of a replica restarted from its data directory.
+    pub(crate) fn reopened(config: &crate::Config, recovered: &Recovered) -> Journal {
+        let mut journal = Journal::unformatted(config);
+        let superblock = recovered.superblock;
+        journal.superblock = superblock;
+        for (copy, current) in recovered.copies_current.iter().enumerate() {
+            // A stale or damaged copy is rewritten by the next superblock write.
+            journal.copies[copy] = if *current { superblock.sequence } else { 0 };
+        }
+        if journal.copies.iter().any(|sequence| *sequence < superblock.sequence) {
+            // Rewrite the stale copies now.
+            journal.superblock.sequence += 1;
+        }
+        journal.wal_offset = recovered.wal_end;
+        journal.wal_chain = recovered.wal_chain;
+        journal.written_after = superblock.checkpoint_op;
+        journal.commit_written = recovered.commit_number;
+        journal.written = recovered.entries.iter().map(|entry| (entry.op_number, entry.view, 0)).collect();
+        journal.formatted = true;
+        journal
+    }
+
+    /// The view this replica durably promised.
+    pub(crate) fn durable_sequence(&self) -> u64 {
+        *self.copies.iter().min().expect("copies")
+    }
+
+    /// The last op of this replica's log that is durable, with the view and log view
+    /// of the current superblock; `None` while the superblock is being rewritten.
+    pub(crate) fn durable_op(&self) -> Option<u64> {
+        if self.durable_sequence() < self.superblock.sequence {
+            return None;
+        }
+        let durable = self.written.iter().rev().find(|(_, _, write)| *write < self.synced_before);
+        Some(durable.map_or(self.written_after, |(op, _, _)| *op))
+    }
+
+    /// Writes what changed in `state`, holds the messages in `outputs` that promise
+    /// what is not durable yet, and starts the next sync if none is in flight.
+    pub(crate) fn after_input(&mut self, state: &ReplicaState<'_>, recovering: bool, outputs: &mut Outputs) {
+        if !self.formatted && recovering {
+            return;
+        }
+        let mut checkpoint_needed = !self.formatted;
+        if (state.view, state.log_view) != (self.superblock.view, self.superblock.log_view) {
+            assert!(state.view >= self.superblock.view || !self.formatted, "a promised view never goes back");
+            self.superblock.view = state.view;
+            self.superblock.log_view = state.log_view;
+            self.superblock.sequence += 1;
+        }
+        if let Some(changed_from) = state.changed_from
+            && changed_from <= state.log.checkpoint()
+        {
+            // Changed entries were executed and dropped, or the state was replaced by a
+            // snapshot: the log file cannot say how to reach the state; a checkpoint can.
+            checkpoint_needed = true;
+        }
+        if !checkpoint_needed && state.log.checkpoint() > self.written_after + self.written.len() as u64 {
+            checkpoint_needed = true;
+        }
+        if checkpoint_needed || (self.wal_offset > self.wal_bytes_max && state.commit_number > self.written_after) {
+            self.write_checkpoint(state, outputs);
+        } else {
+            self.write_log_changes(state, outputs);
+        }
+        self.hold_promises(outputs);
+        self.pump(outputs);
+    }
+
+    /// Takes a sync's completion: releases what it covers, and starts the next step.
+    /// A completion the journal did not ask for (a host's bug) is ignored.
+    pub(crate) fn on_synced(&mut self, id: u64, outputs: &mut Outputs) -> bool {
+        let Some(in_flight) = self.in_flight.filter(|in_flight| in_flight.id == id) else {
+            return false;
+        };
+        self.in_flight = None;
+        self.syncs_completed += 1;
+        self.synced_before = self.synced_before.max(in_flight.covers_before);
+        if let Some((copy, sequence)) = in_flight.copy {
+            self.copies[usize::from(copy)] = sequence;
+        }
+        self.release(outputs);
+        self.pump(outputs);
+        true
+    }
+
+    fn write(&mut self, op: StorageOp, outputs: &mut Outputs) -> u64 {
+        let number = self.next_write;
+        self.next_write += 1;
+        outputs.storage(op);
+        number
+    }
+
+    /// Appends the log's changes since the last input: new entries, or a new suffix
+    /// from the first entry that differs (entries with the same op and view are the
+    /// same entry), or a truncation.
+    fn write_log_changes(&mut self, state: &ReplicaState<'_>, outputs: &mut Outputs) {
+        let written_last = self.written_after + self.written.len() as u64;
+        // Everything at or below the in-memory checkpoint is committed and was written.
+        let floor = self.written_after.max(state.log.checkpoint());
+        let mut matched = written_last.min(state.log.op_number());
+        if let Some(changed_from) = state.changed_from {
+            matched = matched.min(changed_from.saturating_sub(1));
+        }
+        while matched > floor {
+            let (op, view, _) = self.written[(matched - self.written_after - 1) as usize];
+            debug_assert_eq!(op, matched);
+            if state.log.get(matched).is_some_and(|entry| entry.view == view) {
+                break;
+            }
+            matched -= 1;
+        }
+        let matched = matched.max(floor);
+        if matched >= state.log.op_number() && matched >= written_last {
+            return;
+        }
+        let mut bytes = Vec::new();
+        if state.commit_number > self.commit_written {
+            // First in the batch: whatever prefix of it survives a crash, the entries
+            // after this commit number are within the uncommitted bound.
+            let body = postcard::to_allocvec(&state.commit_number).expect("plain data always encodes");
+            self.wal_chain = encode_record(&mut bytes, RecordKind::Commit, self.wal_chain, &body);
+            self.commit_written = state.commit_number;
+        }
+        if matched < written_last && matched >= state.log.op_number() {
+            let body = postcard::to_allocvec(&matched).expect("plain data always encodes");
+            self.wal_chain = encode_record(&mut bytes, RecordKind::Truncate, self.wal_chain, &body);
+        }
+        self.written.truncate((matched - self.written_after) as usize);
+        let write = self.next_write;
+        for op in matched + 1..=state.log.op_number() {
+            let entry = state.log.get(op).expect("the log holds every op after its checkpoint");
+            let body = postcard::to_allocvec(entry).expect("plain data always encodes");
+            self.wal_chain = encode_record(&mut bytes, RecordKind::Entry, self.wal_chain, &body);
+            self.written.push_back((op, entry.view, write));
+        }
+        let file = DiskFile::Wal { generation: self.superblock.generation };
+        let offset = self.wal_offset;
+        self.wal_offset += bytes.len() as u64;
+        self.write(StorageOp::Write { file, offset, bytes }, outputs);
+    }
+
+    /// A new generation: the state after the commit number in `checkpoint.<g+1>`,
+    /// the entries after it in `wal.<g+1>`; the superblock names them once both
+    /// are synced, and the old generation goes once every copy names the new.
+    fn write_checkpoint(&mut self, state: &ReplicaState<'_>, outputs: &mut Outputs) {
+        let generation = self.superblock.generation + 1;
+        let op = state.commit_number;
+        let bytes = encode_checkpoint(self.cluster, self.replica, generation, op, state.store, state.client_table);
+        self.write(StorageOp::Write { file: DiskFile::Checkpoint { generation }, offset: 0, bytes }, outputs);
+        let mut bytes = Vec::new();
+        let mut chain = chain_seed(self.cluster, self.replica, DiskFile::Wal { generation });
+        self.written.clear();
+        self.written_after = op;
+        self.commit_written = op;
+        let write = self.next_write;
+        for next in op + 1..=state.log.op_number() {
+            let entry = state.log.get(next).expect("the log holds every op after its checkpoint");
+            let body = postcard::to_allocvec(entry).expect("plain data always encodes");
+            chain = encode_record(&mut bytes, RecordKind::Entry, chain, &body);
+            self.written.push_back((next, entry.view, write));
+        }
+        self.wal_offset = bytes.len() as u64;
+        self.wal_chain = chain;
+        self.write(StorageOp::Write { file: DiskFile::Wal { generation }, offset: 0, bytes }, outputs);
+        if self.formatted {
+            let old = self.superblock.generation;
+            self.retiring.push(DiskFile::Wal { generation: old });
+            self.retiring.push(DiskFile::Checkpoint { generation: old });
+        }
+        self.superblock.generation = generation;
+        self.superblock.checkpoint_op = op;
+        self.superblock.sequence += 1;
+        self.retire_at = self.superblock.sequence;
+        self.formatted = true;
+        self.checkpoints_written += 1;
+    }
+
+    fn hold_promises(&mut self, outputs: &mut Outputs) {
+        let (write, sequence) = (self.next_write, self.superblock.sequence);
+        if self.covered(write, sequence) {
+            return;
+        }
+        let held = &mut self.held;
+        outputs.retain(|output| match output {
+            Output::Send { to, message } if promises(message) => {
+                held.push(Held { write, sequence, to: *to, message: message.clone() });
+                false
+            }
+            _ => true,
+        });
+    }
+
+    fn covered(&self, write: u64, sequence: u64) -> bool {
+        let synced_before = if self.defect == Some(Defect::AcknowledgeBeforeSync) {
+            // The deliberate bug: the last write of a group commit counts as synced.
+            self.synced_before + 1
+        } else {
+            self.synced_before
+        };
+        write <= synced_before && sequence <= self.durable_sequence()
+    }
+
+    fn release(&mut self, outputs: &mut Outputs) {
+        let held = std::mem::take(&mut self.held);
+        for held in held {
+            if self.covered(held.write, held.sequence) {
+                outputs.send(held.to, held.message);
+            } else {
+                self.held.push(held);
+            }
+        }
+    }
+
+    /// One sync in flight at a time: the writes since the last, else the next
+    /// superblock copy that lags (written only once everything before it is synced).
+    fn pump(&mut self, outputs: &mut Outputs) {
+        if self.in_flight.is_some() || !self.formatted {
+            return;
+        }
+        if self.durable_sequence() >= self.retire_at && !self.retiring.is_empty() {
+            for file in std::mem::take(&mut self.retiring) {
+                self.write(StorageOp::Remove { file }, outputs);
+            }
+        }
+        let mut copy = None;
+        if self.synced_before == self.next_write {
+            let sequence = self.superblock.sequence;
+            if let Some(lagging) = (0..SUPERBLOCK_COPIES).find(|copy| self.copies[usize::from(*copy)] < sequence) {
+                let bytes = self.superblock.encode(lagging);
+                self.write(StorageOp::Write { file: DiskFile::Superblock { copy: lagging }, offset: 0, bytes }, outputs);
+                copy = Some((lagging, sequence));
+            }
+        }
+        if self.synced_before < self.next_write {
+            let id = self.next_sync_id;
+            self.next_sync_id += 1;
+            self.in_flight = Some(SyncInFlight { id, covers_before: self.next_write, copy });
+            outputs.storage(StorageOp::Sync { id });
+        }
+    }
+
+    pub(crate) fn check_invariants(&self) {
+        assert!(self.synced_before <= self.next_write, "only writes made are synced");
+        assert!(self.durable_sequence() <= self.superblock.sequence, "no copy is ahead of the superblock");
+        if let Some(in_flight) = self.in_flight {
+            assert!(in_flight.covers_before <= self.next_write && in_flight.covers_before > self.synced_before);
+        }
+        if let (Some(first), Some(last)) = (self.written.front(), self.written.back()) {
+            assert_eq!(first.0, self.written_after + 1, "the log file starts after its checkpoint");
+            assert_eq!(last.0, self.written_after + self.written.len() as u64, "the log file is contiguous");
+        }
+    }
+}
