@@ -260,12 +260,15 @@ impl Journal {
             return;
         }
         let mut bytes = Vec::new();
-        if state.commit_number > self.commit_written {
-            // First in the batch: whatever prefix of it survives a crash, the entries
-            // after this commit number are within the uncommitted bound.
-            let body = postcard::to_allocvec(&state.commit_number).expect("plain data always encodes");
-            self.wal_chain = encode_record(&mut bytes, RecordKind::Commit, self.wal_chain, &body);
-            self.commit_written = state.commit_number;
+        // Commit records name only entries already written before them, so that a
+        // crash that keeps any prefix of this batch never marks as committed an entry
+        // the log file holds an older version of; and one follows each committed entry
+        // the batch writes, so that what such a prefix leaves uncommitted stays
+        // within the bounds the replica keeps in memory.
+        let commit_number = state.commit_number;
+        let committed_before = commit_number.min(matched);
+        if committed_before > self.commit_written {
+            self.write_commit_record(&mut bytes, committed_before);
         }
         if matched < written_last && matched >= state.log.op_number() {
             let body = postcard::to_allocvec(&matched).expect("plain data always encodes");
@@ -278,11 +281,20 @@ impl Journal {
             let body = postcard::to_allocvec(entry).expect("plain data always encodes");
             self.wal_chain = encode_record(&mut bytes, RecordKind::Entry, self.wal_chain, &body);
             self.written.push_back((op, entry.view, write));
+            if op <= commit_number && op > self.commit_written {
+                self.write_commit_record(&mut bytes, op);
+            }
         }
         let file = DiskFile::Wal { generation: self.superblock.generation };
         let offset = self.wal_offset;
         self.wal_offset += bytes.len() as u64;
         self.write(StorageOp::Write { file, offset, bytes }, outputs);
+    }
+
+    fn write_commit_record(&mut self, bytes: &mut Vec<u8>, commit_number: u64) {
+        let body = postcard::to_allocvec(&commit_number).expect("plain data always encodes");
+        self.wal_chain = encode_record(bytes, RecordKind::Commit, self.wal_chain, &body);
+        self.commit_written = commit_number;
     }
 
     /// A new generation: the state after the commit number in `checkpoint.<g+1>`,
