@@ -160,6 +160,10 @@ pub enum Defect {
     /// commit before the sync that covers it: a crash of every replica can lose
     /// an acknowledged write.
     AcknowledgeBeforeSync,
+    /// A vr replica that finds a damaged record in its log truncates the log there,
+    /// as it would a crash's torn write, instead of repairing from its peers: an
+    /// acknowledged entry it held can be lost in a view change.
+    TruncateDamagedLog,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]

@@ -213,6 +213,8 @@ pub struct Status {
     pub applied: u64,
     /// Requests waiting here for other replicas.
     pub pending_requests: usize,
+    /// vr with durable storage: repairing a damaged log or checkpoint from peers.
+    pub repairing: bool,
     pub counters: Counters,
 }
 

@@ -119,6 +119,42 @@ impl SimDisk {
     }
 }
 
+/// Which part of a disk a corruption strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CorruptionTarget {
+    /// One of the last records of the newest log file: entries that may be acknowledged.
+    LogTail,
+    /// One superblock copy.
+    SuperblockCopy,
+    /// The newest checkpoint.
+    Checkpoint,
+}
+
+impl SimDisk {
+    /// Flips one byte of the target (as a sector that rots, or a write that went
+    /// astray, would change it); returns what was hit, or `None` when the target
+    /// does not exist yet.
+    pub fn corrupt(&mut self, rng: &mut ChaCha8Rng, target: CorruptionTarget) -> Option<String> {
+        let file = match target {
+            CorruptionTarget::LogTail => self.newest(|file| matches!(file, DiskFile::Wal { .. }))?,
+            CorruptionTarget::Checkpoint => self.newest(|file| matches!(file, DiskFile::Checkpoint { .. }))?,
+            CorruptionTarget::SuperblockCopy => DiskFile::Superblock { copy: rng.random_range(0..4) },
+        };
+        let contents = self.files.get_mut(&file).filter(|contents| !contents.is_empty())?;
+        let window = match target {
+            CorruptionTarget::LogTail => contents.len().min(2_048),
+            _ => contents.len(),
+        };
+        let at = contents.len() - 1 - rng.random_range(0..window);
+        contents[at] ^= 1 << rng.random_range(0..8u32);
+        Some(format!("{} byte {at}", file.name()))
+    }
+
+    fn newest(&self, kind: impl Fn(&DiskFile) -> bool) -> Option<DiskFile> {
+        self.files.keys().filter(|file| kind(file)).max().copied()
+    }
+}
+
 /// Carries out one operation on the files; `tear` keeps only that many bytes of a write.
 fn apply(files: &mut DiskImage, pending: Pending, tear: Option<usize>) {
     match pending {

@@ -95,6 +95,10 @@ pub struct StorageOptions {
     pub unsynced_kept_per_mille: u32,
     /// ... and tears a kept write with this chance: only a prefix lands.
     pub torn_per_mille: u32,
+    /// Per mille of crashes after which one byte of the disk is flipped (a record of
+    /// the log's tail, a superblock copy or the checkpoint), for at most a minority
+    /// of replicas without intact state at once.
+    pub corruption_per_mille: u32,
     /// A crash may also lose the replica's disk (it recovers from its peers), for
     /// at most a minority of replicas at once.
     pub disk_losses: bool,
@@ -109,6 +113,7 @@ impl StorageOptions {
         sync_tail_max: Duration::ZERO,
         unsynced_kept_per_mille: 0,
         torn_per_mille: 0,
+        corruption_per_mille: 0,
         disk_losses: false,
     };
 
@@ -302,6 +307,7 @@ fn disk_options(rng: &mut ChaCha8Rng, weather: u32) -> StorageOptions {
         sync_tail_max: Duration::from_millis(rng.random_range(20..=300)),
         unsynced_kept_per_mille: [0, 0, 500, 1000][rng.random_range(0..4usize)],
         torn_per_mille: rng.random_range(0..=500),
+        corruption_per_mille: [0, 100, 400][rng.random_range(0..3usize)],
         disk_losses: rng.random_bool(0.3),
     }
 }
@@ -382,14 +388,15 @@ impl fmt::Display for SimOptions {
         if storage.is_disk() {
             writeln!(
                 formatter,
-                "disks: sync {}+{} tail {}‰ up to {}; a crash keeps {}‰ of unsynced writes, tears {}‰ of those; \
-                 whole-cluster crashes {}, disk losses {}",
+                "disks: sync {}+{} tail {}‰ up to {}; a crash keeps {}‰ of unsynced writes, tears {}‰ of those, \
+                 corrupts {}‰ of disks; whole-cluster crashes {}, disk losses {}",
                 millis(storage.sync_min),
                 millis(storage.sync_spread),
                 storage.sync_tail_per_mille,
                 millis(storage.sync_tail_max),
                 storage.unsynced_kept_per_mille,
                 storage.torn_per_mille,
+                storage.corruption_per_mille,
                 self.faults.whole_cluster_crashes,
                 storage.disk_losses,
             )?;

@@ -692,6 +692,7 @@ impl Protocol for RemoteWrite {
             op_number: self.applied,
             applied: self.applied,
             pending_requests: waiting + self.forwards.len(),
+            repairing: false,
             counters: Default::default(),
         }
     }

@@ -34,6 +34,8 @@ pub(crate) struct ReplicaState<'a> {
     /// The lowest op whose entry changed since the previous input; at or below
     /// the log's checkpoint when the executed state itself was replaced.
     pub changed_from: Option<u64>,
+    /// The replica is repairing damage from its peers (see [`super::Superblock::repairing`]).
+    pub repairing: bool,
     pub store: &'a NoteStore,
     pub client_table: &'a ClientTable,
 }
@@ -81,6 +83,9 @@ pub(crate) struct Journal {
     /// Files to remove once every superblock copy holds `retire_at` or later.
     retiring: Vec<DiskFile>,
     retire_at: u64,
+    /// A new generation is written at the next input: the log file ends in a crash's
+    /// torn write or in damage, and appending after it would hide what it was.
+    fresh_generation: bool,
     /// While false (a replica that started with no data directory and has not
     /// recovered yet), nothing is written: the first write is a checkpoint.
     formatted: bool,
@@ -117,6 +122,7 @@ impl Journal {
             epoch: 0,
             generation: 0,
             checkpoint_op: 0,
+            repairing: false,
         };
         Journal {
             cluster: config.cluster,
@@ -138,6 +144,7 @@ impl Journal {
             retiring: Vec::new(),
             retire_at: 0,
             formatted: false,
+            fresh_generation: false,
             syncs_completed: 0,
             checkpoints_written: 0,
         }
@@ -162,6 +169,12 @@ impl Journal {
         journal.commit_written = recovered.commit_number;
         journal.written = recovered.entries.iter().map(|entry| (entry.op_number, entry.view, 0)).collect();
         journal.formatted = true;
+        journal.fresh_generation = recovered.wal_stopped_by.is_some() || recovered.damage.is_some();
+        journal.written_after = recovered.log_start;
+        if recovered.damage.is_some() {
+            journal.written.clear();
+            journal.commit_written = recovered.log_start;
+        }
         journal
     }
 
@@ -186,11 +199,13 @@ impl Journal {
         if !self.formatted && recovering {
             return;
         }
-        let mut checkpoint_needed = !self.formatted;
-        if (state.view, state.log_view) != (self.superblock.view, self.superblock.log_view) {
+        let mut checkpoint_needed = !self.formatted || std::mem::take(&mut self.fresh_generation);
+        let promised = (state.view, state.log_view, state.repairing);
+        if promised != (self.superblock.view, self.superblock.log_view, self.superblock.repairing) {
             assert!(state.view >= self.superblock.view || !self.formatted, "a promised view never goes back");
             self.superblock.view = state.view;
             self.superblock.log_view = state.log_view;
+            self.superblock.repairing = state.repairing;
             self.superblock.sequence += 1;
         }
         if let Some(changed_from) = state.changed_from

@@ -127,6 +127,10 @@ pub struct Superblock {
     pub generation: u64,
     /// The checkpoint holds the state after this op.
     pub checkpoint_op: u64,
+    /// The replica found its log or checkpoint damaged and has not yet taken the
+    /// current view's log from its peers: until then it claims no log in a view
+    /// change (a damaged entry may be one it acknowledged).
+    pub repairing: bool,
 }
 
 impl Superblock {
@@ -190,6 +194,7 @@ pub fn format(config: &crate::Config) -> Vec<(DiskFile, Vec<u8>)> {
         epoch: 0,
         generation: 1,
         checkpoint_op: 0,
+        repairing: false,
     };
     let mut files = vec![
         (DiskFile::Checkpoint { generation: 1 }, encode_checkpoint(cluster, replica, 1, 0, &store, &table)),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::client_table::ClientTable;
-use crate::config::Config;
+use crate::config::{Config, Defect};
 use crate::hlc::Timestamp;
 use crate::ids::ReplicaId;
 use crate::protocol::vr::Entry;
@@ -48,7 +48,9 @@ pub struct Recovered {
     pub copies_current: [bool; SUPERBLOCK_COPIES as usize],
     pub store: NoteStore,
     pub client_table: ClientTable,
-    /// The entries after the checkpoint, consecutive.
+    /// The op the state holds: the checkpoint's, or 0 when the checkpoint was damaged.
+    pub log_start: u64,
+    /// The entries after `log_start`, consecutive.
     pub entries: Vec<Entry>,
     /// The entries up to here are committed (executed again at restart).
     pub commit_number: u64,
@@ -58,6 +60,9 @@ pub struct Recovered {
     /// What stopped the log's chain before the end of the file, if anything did (a
     /// torn or lost write of a crash).
     pub wal_stopped_by: Option<RecordError>,
+    /// Damage that is not a crash's torn or lost write (the checkpoint, or a log record
+    /// that was once whole): the replica repairs from its peers.
+    pub damage: Option<String>,
     /// The latest timestamp on disk: the clock restarts at or above it.
     pub timestamp_max: Timestamp,
 }
@@ -67,8 +72,28 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
     let (superblock, copies_current) = best_superblock(config, disk)?;
     let generation = superblock.generation;
     let checkpoint_file = DiskFile::Checkpoint { generation };
-    let (store, client_table) = read_checkpoint(config, disk, superblock)
-        .map_err(|reason| OpenError::CheckpointDamaged { file: checkpoint_file.name(), reason })?;
+    let (store, client_table) = match read_checkpoint(config, disk, superblock) {
+        Ok(state) => state,
+        Err(reason) => {
+            // Nothing after a damaged checkpoint can be executed: the replica starts with
+            // no state, keeps its promises (the superblock), and takes the state from its peers.
+            let damage = format!("{}: {reason}", checkpoint_file.name());
+            return Ok(Recovered {
+                superblock,
+                copies_current,
+                store: NoteStore::new(config.limits.store),
+                client_table: ClientTable::new(config.limits.clients_max),
+                log_start: 0,
+                entries: Vec::new(),
+                commit_number: 0,
+                wal_end: 0,
+                wal_chain: 0,
+                wal_stopped_by: None,
+                damage: Some(damage),
+                timestamp_max: Timestamp::default(),
+            });
+        }
+    };
     let wal = disk.get(&DiskFile::Wal { generation }).map(Vec::as_slice).unwrap_or_default();
     let seed = chain_seed(config.cluster, config.replica, DiskFile::Wal { generation });
     let mut entries: Vec<Entry> = Vec::new();
@@ -119,6 +144,12 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
     }
     // A commit record may have landed without the entries after it.
     let commit_number = commit_number.min(checkpoint_op + entries.len() as u64);
+    let damage = match &stopped_by {
+        Some(error) if !torn_tail(&wal[offset..], error) && config.defect != Some(Defect::TruncateDamagedLog) => {
+            Some(format!("{} at byte {offset}: {error}", DiskFile::Wal { generation }.name()))
+        }
+        _ => None,
+    };
     let timestamp_max =
         entries.iter().map(|entry| entry.timestamp).max().unwrap_or_default().max(store.last_timestamp());
     Ok(Recovered {
@@ -126,13 +157,23 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
         copies_current,
         store,
         client_table,
+        log_start: checkpoint_op,
         entries,
         commit_number,
         wal_end: offset as u64,
         wal_chain: chain,
         wal_stopped_by: stopped_by,
+        damage,
         timestamp_max,
     })
+}
+
+/// Whether the log's chain stops the way a crash leaves it: a record cut short by
+/// the end of the file, or a write that never landed (zeros, in a file that only
+/// grows). Anything else at the stop (a whole record whose checksum fails, a record
+/// that does not continue the log) is damage to what may have been synced.
+fn torn_tail(rest: &[u8], error: &RecordError) -> bool {
+    matches!(error, RecordError::Truncated) || rest.iter().take(RECORD_HEADER_BYTES).all(|byte| *byte == 0)
 }
 
 fn best_superblock(

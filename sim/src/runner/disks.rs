@@ -10,7 +10,7 @@ use crate::faults::FaultAction;
 
 /// One sync in this many is struck by a power cut (in runs with whole-cluster crashes).
 const STRIKE_ODDS: u32 = 64;
-use crate::disk::SimDisk;
+use crate::disk::{CorruptionTarget, SimDisk};
 use crate::outcome::FailureKind;
 
 impl Simulation {
@@ -92,22 +92,43 @@ impl Simulation {
                 damage.lost, damage.kept, damage.torn
             ),
         );
+        let corrupts = storage.corruption_per_mille > 0
+            && self.disk_rng.random_range(0..1000) < storage.corruption_per_mille
+            && self.without_state() < self.minority();
+        if corrupts {
+            let target = [CorruptionTarget::LogTail, CorruptionTarget::LogTail, CorruptionTarget::SuperblockCopy, CorruptionTarget::Checkpoint]
+                [self.disk_rng.random_range(0..4usize)];
+            let state = &mut self.replicas[replica.index()];
+            let disk = state.disk.as_mut().expect("checked above");
+            if let Some(hit) = disk.corrupt(&mut self.disk_rng, target) {
+                state.damaged = true;
+                self.trace.line(self.now, format_args!("FAULT {replica}'s disk corrupted: {hit}"));
+            }
+        }
+    }
+
+    fn minority(&self) -> usize {
+        usize::from(self.options.replica_count.saturating_sub(1) / 2)
+    }
+
+    /// Replicas without intact state: down with a lost or damaged disk, recovering
+    /// from peers, or repairing damage from them.
+    fn without_state(&self) -> usize {
+        self.replicas
+            .iter()
+            .filter(|state| match &state.replica {
+                None => state.damaged || state.disk.as_ref().is_some_and(SimDisk::is_blank),
+                Some(replica) => {
+                    let status = replica.status();
+                    status.role == noted_core::Role::Recovering || status.repairing
+                }
+            })
+            .count()
     }
 
     /// Whether another disk may be lost now: replicas without their state (down with a
     /// lost disk, or recovering it from peers) stay a minority.
     pub(super) fn may_lose_disk(&self) -> bool {
-        if !self.options.storage.disk_losses {
-            return false;
-        }
-        let without_state = self
-            .replicas
-            .iter()
-            .filter(|state| match &state.replica {
-                None => state.disk.as_ref().is_some_and(SimDisk::is_blank),
-                Some(replica) => replica.status().role == noted_core::Role::Recovering,
-            })
-            .count();
-        without_state < usize::from(self.options.replica_count.saturating_sub(1) / 2)
+        self.options.storage.disk_losses && self.without_state() < self.minority()
     }
 }

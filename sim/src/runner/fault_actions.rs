@@ -97,6 +97,8 @@ impl Simulation {
         let what = if self.options.storage.is_disk() { "power lost" } else { "memory lost" };
         self.trace.line(self.now, format_args!("FAULT crash {replica} ({what}) for {lasting:?}"));
         let state = &mut self.replicas[replica.index()];
+        // A replica repairing damage stays without intact state while it is down.
+        state.damaged = state.replica.as_ref().is_some_and(|replica| replica.status().repairing);
         state.replica = None;
         state.paused = false;
         state.held.clear();
@@ -127,6 +129,7 @@ impl Simulation {
             _ => noted_core::Replica::new(state.config.clone(), local_now)
                 .map_err(|error| format!("{replica} cannot restart: {error}")),
         };
+        state.damaged = false;
         match restarted {
             Ok(restarted) => state.replica = Some(restarted),
             Err(error) => return self.fail(FailureKind::Setup, error),

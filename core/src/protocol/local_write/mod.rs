@@ -1134,6 +1134,7 @@ impl Protocol for LocalWrite {
             applied: self.applied,
             // Hand-offs in flight count too: the item is unusable until the new owner has it.
             pending_requests: self.queued + self.waiting.len() + self.forwards.len() + self.transfers.len(),
+            repairing: false,
             counters: Default::default(),
         }
     }

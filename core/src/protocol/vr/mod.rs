@@ -141,6 +141,12 @@ pub struct Vr {
     now: Instant,
     /// With durable storage: what is on disk, and the messages waiting for it.
     journal: Option<Journal>,
+    /// Restarted with a damaged log or checkpoint, and not yet holding the current
+    /// view's log: a damaged entry may be one this replica acknowledged, so it sends
+    /// no DoViewChange (its log cannot vouch for what it acknowledged) until a
+    /// StartView or the primary's state replaces its log. With at most `f` replicas
+    /// repairing at once, every view change quorum holds every committed entry intact.
+    repairing: bool,
     /// Values after the previous input, to assert they never go back.
     view_before: u64,
     commit_number_before: u64,
@@ -281,6 +287,7 @@ impl Vr {
             download: None,
             now,
             journal: (config.storage == StorageKind::Disk).then(|| Journal::unformatted(&config)),
+            repairing: false,
             view_before: 0,
             commit_number_before: 0,
             config,
@@ -296,17 +303,18 @@ impl Vr {
     /// never orders anything in that view again.
     pub(crate) fn reopen(config: Config, recovered: Recovered, now: Instant) -> Vr {
         let journal = Journal::reopened(&config, &recovered);
-        let Recovered { superblock, store, client_table, entries, commit_number, .. } = recovered;
+        let Recovered { superblock, store, client_table, log_start, entries, commit_number, damage, .. } = recovered;
         let mut vr = Vr::new(config, now);
         vr.view = superblock.view;
         vr.log_view = superblock.log_view;
-        vr.log = Log::new(superblock.checkpoint_op);
+        vr.log = Log::new(log_start);
         for entry in entries {
             vr.log.append(entry);
         }
         vr.log.take_changed_from();
-        vr.commit_number = superblock.checkpoint_op;
-        vr.view_log_matched_through = superblock.checkpoint_op;
+        vr.commit_number = log_start;
+        vr.view_log_matched_through = log_start;
+        vr.repairing = damage.is_some() || superblock.repairing;
         vr.store.restore(store);
         vr.store.take_changes();
         vr.client_table = client_table;
@@ -324,7 +332,7 @@ impl Vr {
         } else {
             vr.status = ReplicaStatus::Normal;
             vr.reset_primary_silence(now);
-            if vr.catching_up() {
+            if vr.catching_up() || vr.repairing {
                 vr.timers.state_transfer_at = Some(now);
             }
         }
@@ -353,6 +361,7 @@ impl Vr {
             commit_number: self.commit_number,
             log: &self.log,
             changed_from,
+            repairing: self.repairing,
             store: &self.store,
             client_table: &self.client_table,
         };
@@ -747,6 +756,7 @@ impl Protocol for Vr {
             op_number: self.log.op_number(),
             applied: self.commit_number,
             pending_requests: waiting + self.forwards.len(),
+            repairing: self.repairing,
             counters: Default::default(),
         }
     }

@@ -211,6 +211,11 @@ impl Vr {
                     self.log.truncate_after(self.view_log_matched_through);
                     self.log_view = self.view;
                 }
+                if self.log_view == self.view && self.log.op_number() >= op_number {
+                    // The primary's log as it was after this replica restarted: it holds
+                    // every entry this replica acknowledged in this view.
+                    self.repairing = false;
+                }
                 self.acknowledge(primary, outputs);
                 self.commit_through(commit_number, outputs);
                 if self.executable_through() < op_number {

@@ -59,7 +59,7 @@ impl Vr {
     /// §4.2 step 2: with StartViewChange from a quorum (itself included), send the log
     /// to the new primary.
     fn send_do_view_change_if_ready(&mut self, now: Instant, outputs: &mut Outputs) {
-        if self.view_change.start_view_change_from.len() < self.quorum() {
+        if self.view_change.start_view_change_from.len() < self.quorum() || self.repairing {
             return;
         }
         let after = self.log_start_for_view_change();
@@ -125,6 +125,9 @@ impl Vr {
         }
         if self.primary_of(view) != self.me() {
             return outputs.drop_message(from, DropReason::NotPrimary);
+        }
+        if self.repairing {
+            return; // No view starts here: this replica cannot vouch for its own log.
         }
         self.view_change.start_view_change_from.insert(from);
         self.record_do_view_change(now, from, message, outputs);
@@ -250,6 +253,7 @@ impl Vr {
             self.log.append(entry);
         }
         self.enter_view(now, true);
+        self.repairing = false;
         outputs.event(Event::ViewStarted { view, primary: from });
         self.acknowledge(from, outputs);
         self.commit_through(commit_number, outputs);
