@@ -55,6 +55,11 @@ pub enum RecordKind {
     /// Every entry up to this op is committed (write-ahead log): on restart they are
     /// executed at once, so what is uncommitted stays within its bound.
     Commit = 6,
+    /// Every byte of this log file before this offset is synced (write-ahead log).
+    /// A replica acknowledges an entry only once such a record covering it is
+    /// itself synced: on restart, damage before the highest of these offsets is
+    /// damage to what was synced, and anything after it was never acknowledged.
+    Durable = 7,
 }
 
 impl RecordKind {
@@ -66,6 +71,7 @@ impl RecordKind {
             4 => RecordKind::CheckpointChunk,
             5 => RecordKind::Superblock,
             6 => RecordKind::Commit,
+            7 => RecordKind::Durable,
             _ => return None,
         })
     }
@@ -140,6 +146,16 @@ pub fn encode_record(out: &mut Vec<u8>, kind: RecordKind, chain: u64, body: &[u8
 
 /// The record at the start of `bytes`, which must chain to `chain`.
 pub fn decode_record(bytes: &[u8], chain: u64) -> Result<RecordRef<'_>, RecordError> {
+    let (record, record_chain) = decode_record_unchained(bytes)?;
+    if record_chain != chain {
+        return Err(RecordError::Chain);
+    }
+    Ok(record)
+}
+
+/// The record at the start of `bytes`, whatever it chains to (returned beside it):
+/// for reading past a break in a chain.
+pub fn decode_record_unchained(bytes: &[u8]) -> Result<(RecordRef<'_>, u64), RecordError> {
     let header = bytes.get(..RECORD_HEADER_BYTES).ok_or(RecordError::Truncated)?;
     if header[..4] != MAGIC {
         return Err(RecordError::NoMagic);
@@ -162,10 +178,7 @@ pub fn decode_record(bytes: &[u8], chain: u64) -> Result<RecordRef<'_>, RecordEr
     if xxh3_64(body) != field(24) {
         return Err(RecordError::BodyChecksum);
     }
-    if field(16) != chain {
-        return Err(RecordError::Chain);
-    }
-    Ok(RecordRef { kind, body, checksum, length: RECORD_HEADER_BYTES + body.len() })
+    Ok((RecordRef { kind, body, checksum, length: RECORD_HEADER_BYTES + body.len() }, field(16)))
 }
 
 #[cfg(test)]

@@ -6,9 +6,12 @@
 //! holds back each message that promises something not yet durable. A sync
 //! completion ([`Journal::on_synced`]) releases what it covers.
 //!
-//! Writes are numbered; a message is held with the number of the next write and
-//! the superblock sequence when it was decided, and leaves once every write
-//! before that number is synced and every superblock copy holds that sequence.
+//! Writes are numbered; a message is held with the number of the next write, the
+//! superblock sequence and the end of the log file when it was decided, and
+//! leaves once every write before that number is synced, every superblock copy
+//! holds that sequence, and a synced `Durable` record proves the log file synced
+//! up to that end (see [`super::format::RecordKind::Durable`]: what lets a restart
+//! tell a crash's torn write, never acknowledged, from damage to synced bytes).
 
 use std::collections::VecDeque;
 
@@ -44,6 +47,7 @@ pub(crate) struct ReplicaState<'a> {
 struct Held {
     write: u64,
     sequence: u64,
+    proof: u64,
     to: ReplicaId,
     message: AnyMessage,
 }
@@ -55,6 +59,11 @@ struct SyncInFlight {
     covers_before: u64,
     /// The superblock copy this sync makes durable, with the sequence it holds.
     copy: Option<(u8, u64)>,
+    /// The log file's length when the sync was asked for, and the highest `Durable`
+    /// record among the writes it covers.
+    generation: u64,
+    wal_offset: u64,
+    marker: u64,
 }
 
 #[derive(Debug)]
@@ -70,8 +79,19 @@ pub(crate) struct Journal {
     /// `wal.<superblock.generation>`: where the next record goes, and what it chains to.
     wal_offset: u64,
     wal_chain: u64,
-    /// The ops written to the log file after `written_after`, with their view and write number.
+    /// The ops written to the log file after `written_after`, with their view and the
+    /// offset where their record ends.
     written: VecDeque<(u64, u64, u64)>,
+    /// Bytes of the log file a completed sync covers; the last `Durable` record
+    /// written, and the highest one synced (or the synced start of the generation).
+    synced_offset: u64,
+    marker_written: u64,
+    proven_offset: u64,
+    /// The `Durable` record in the writes not yet covered by a sync in flight.
+    marker_pending: u64,
+    /// Where the last record other than a `Durable` one ends: what a message vouches
+    /// for (proving the `Durable` records themselves would never end).
+    content_end: u64,
     written_after: u64,
     /// The commit number last written to the log file.
     commit_written: u64,
@@ -123,6 +143,7 @@ impl Journal {
             generation: 0,
             checkpoint_op: 0,
             repairing: false,
+            wal_start_bytes: 0,
         };
         Journal {
             cluster: config.cluster,
@@ -134,6 +155,11 @@ impl Journal {
             wal_offset: 0,
             wal_chain: 0,
             written: VecDeque::new(),
+            synced_offset: 0,
+            marker_written: 0,
+            proven_offset: 0,
+            marker_pending: 0,
+            content_end: 0,
             written_after: 0,
             commit_written: 0,
             next_write: 0,
@@ -167,7 +193,13 @@ impl Journal {
         journal.wal_chain = recovered.wal_chain;
         journal.written_after = superblock.checkpoint_op;
         journal.commit_written = recovered.commit_number;
-        journal.written = recovered.entries.iter().map(|entry| (entry.op_number, entry.view, 0)).collect();
+        // Nothing on disk is known synced yet: the first sync covers the file as it is,
+        // and a `Durable` record after it proves it.
+        journal.written = recovered.entries.iter().map(|entry| (entry.op_number, entry.view, recovered.wal_end)).collect();
+        journal.next_write = 1;
+        journal.proven_offset = recovered.wal_proven;
+        journal.content_end = recovered.wal_end;
+        journal.marker_written = recovered.wal_proven;
         journal.formatted = true;
         journal.fresh_generation = recovered.wal_stopped_by.is_some() || recovered.damage.is_some();
         journal.written_after = recovered.log_start;
@@ -189,7 +221,7 @@ impl Journal {
         if self.durable_sequence() < self.superblock.sequence {
             return None;
         }
-        let durable = self.written.iter().rev().find(|(_, _, write)| *write < self.synced_before);
+        let durable = self.written.iter().rev().find(|(_, _, end)| *end <= self.proven_offset);
         Some(durable.map_or(self.written_after, |(op, _, _)| *op))
     }
 
@@ -236,8 +268,16 @@ impl Journal {
         self.in_flight = None;
         self.syncs_completed += 1;
         self.synced_before = self.synced_before.max(in_flight.covers_before);
+        if in_flight.generation == self.superblock.generation {
+            // Offsets of an older generation's file say nothing of the new one's.
+            self.synced_offset = self.synced_offset.max(in_flight.wal_offset);
+            self.proven_offset = self.proven_offset.max(in_flight.marker);
+        }
         if let Some((copy, sequence)) = in_flight.copy {
             self.copies[usize::from(copy)] = sequence;
+        }
+        if self.durable_sequence() >= self.superblock.sequence {
+            self.proven_offset = self.proven_offset.max(self.superblock.wal_start_bytes);
         }
         self.release(outputs);
         self.pump(outputs);
@@ -275,6 +315,7 @@ impl Journal {
             return;
         }
         let mut bytes = Vec::new();
+        self.write_durable_record(&mut bytes);
         // Commit records name only entries already written before them, so that a
         // crash that keeps any prefix of this batch never marks as committed an entry
         // the log file holds an older version of; and one follows each committed entry
@@ -290,12 +331,11 @@ impl Journal {
             self.wal_chain = encode_record(&mut bytes, RecordKind::Truncate, self.wal_chain, &body);
         }
         self.written.truncate((matched - self.written_after) as usize);
-        let write = self.next_write;
         for op in matched + 1..=state.log.op_number() {
             let entry = state.log.get(op).expect("the log holds every op after its checkpoint");
             let body = postcard::to_allocvec(entry).expect("plain data always encodes");
             self.wal_chain = encode_record(&mut bytes, RecordKind::Entry, self.wal_chain, &body);
-            self.written.push_back((op, entry.view, write));
+            self.written.push_back((op, entry.view, self.wal_offset + bytes.len() as u64));
             if op <= commit_number && op > self.commit_written {
                 self.write_commit_record(&mut bytes, op);
             }
@@ -303,7 +343,19 @@ impl Journal {
         let file = DiskFile::Wal { generation: self.superblock.generation };
         let offset = self.wal_offset;
         self.wal_offset += bytes.len() as u64;
+        self.content_end = self.wal_offset;
         self.write(StorageOp::Write { file, offset, bytes }, outputs);
+    }
+
+    /// First in a batch: what the syncs so far proved of the log file's content.
+    fn write_durable_record(&mut self, bytes: &mut Vec<u8>) {
+        let proven = self.synced_offset.min(self.content_end);
+        if proven > self.marker_written {
+            let body = postcard::to_allocvec(&proven).expect("plain data always encodes");
+            self.wal_chain = encode_record(bytes, RecordKind::Durable, self.wal_chain, &body);
+            self.marker_written = proven;
+            self.marker_pending = proven;
+        }
     }
 
     fn write_commit_record(&mut self, bytes: &mut Vec<u8>, commit_number: u64) {
@@ -325,15 +377,21 @@ impl Journal {
         self.written.clear();
         self.written_after = op;
         self.commit_written = op;
-        let write = self.next_write;
         for next in op + 1..=state.log.op_number() {
             let entry = state.log.get(next).expect("the log holds every op after its checkpoint");
             let body = postcard::to_allocvec(entry).expect("plain data always encodes");
             chain = encode_record(&mut bytes, RecordKind::Entry, chain, &body);
-            self.written.push_back((next, entry.view, write));
+            self.written.push_back((next, entry.view, bytes.len() as u64));
         }
         self.wal_offset = bytes.len() as u64;
+        self.content_end = self.wal_offset;
         self.wal_chain = chain;
+        // Offsets of the new file: what is proven starts again, from its synced start.
+        self.synced_offset = 0;
+        self.marker_written = 0;
+        self.marker_pending = 0;
+        self.proven_offset = 0;
+        self.superblock.wal_start_bytes = self.wal_offset;
         self.write(StorageOp::Write { file: DiskFile::Wal { generation }, offset: 0, bytes }, outputs);
         if self.formatted {
             let old = self.superblock.generation;
@@ -345,38 +403,42 @@ impl Journal {
         self.superblock.sequence += 1;
         self.retire_at = self.superblock.sequence;
         self.formatted = true;
+        // What waits now waits for the new generation's superblock, which proves its start.
+        let (sequence, proof) = (self.superblock.sequence, self.content_end);
+        for held in &mut self.held {
+            held.sequence = held.sequence.max(sequence);
+            held.proof = proof;
+        }
         self.checkpoints_written += 1;
     }
 
     fn hold_promises(&mut self, outputs: &mut Outputs) {
-        let (write, sequence) = (self.next_write, self.superblock.sequence);
-        if self.covered(write, sequence) {
+        let (write, sequence, proof) = (self.next_write, self.superblock.sequence, self.content_end);
+        if self.covered(write, sequence, proof) {
             return;
         }
         let held = &mut self.held;
         outputs.retain(|output| match output {
             Output::Send { to, message } if promises(message) => {
-                held.push(Held { write, sequence, to: *to, message: message.clone() });
+                held.push(Held { write, sequence, proof, to: *to, message: message.clone() });
                 false
             }
             _ => true,
         });
     }
 
-    fn covered(&self, write: u64, sequence: u64) -> bool {
-        let synced_before = if self.defect == Some(Defect::AcknowledgeBeforeSync) {
+    fn covered(&self, write: u64, sequence: u64, proof: u64) -> bool {
+        if self.defect == Some(Defect::AcknowledgeBeforeSync) {
             // The deliberate bug: the last write of a group commit counts as synced.
-            self.synced_before + 1
-        } else {
-            self.synced_before
-        };
-        write <= synced_before && sequence <= self.durable_sequence()
+            return write <= self.synced_before + 1 && sequence <= self.durable_sequence();
+        }
+        write <= self.synced_before && sequence <= self.durable_sequence() && proof <= self.proven_offset
     }
 
     fn release(&mut self, outputs: &mut Outputs) {
         let held = std::mem::take(&mut self.held);
         for held in held {
-            if self.covered(held.write, held.sequence) {
+            if self.covered(held.write, held.sequence, held.proof) {
                 outputs.send(held.to, held.message);
             } else {
                 self.held.push(held);
@@ -395,6 +457,16 @@ impl Journal {
                 self.write(StorageOp::Remove { file }, outputs);
             }
         }
+        if self.synced_before == self.next_write && self.marker_written < self.synced_offset.min(self.content_end) {
+            // Nothing else to write: a batch of just the proof, so that acknowledgements
+            // leave and the primary counts itself.
+            let mut bytes = Vec::new();
+            self.write_durable_record(&mut bytes);
+            let file = DiskFile::Wal { generation: self.superblock.generation };
+            let offset = self.wal_offset;
+            self.wal_offset += bytes.len() as u64;
+            self.write(StorageOp::Write { file, offset, bytes }, outputs);
+        }
         let mut copy = None;
         if self.synced_before == self.next_write {
             let sequence = self.superblock.sequence;
@@ -407,7 +479,15 @@ impl Journal {
         if self.synced_before < self.next_write {
             let id = self.next_sync_id;
             self.next_sync_id += 1;
-            self.in_flight = Some(SyncInFlight { id, covers_before: self.next_write, copy });
+            let marker = std::mem::take(&mut self.marker_pending);
+            self.in_flight = Some(SyncInFlight {
+                id,
+                covers_before: self.next_write,
+                copy,
+                generation: self.superblock.generation,
+                wal_offset: self.wal_offset,
+                marker,
+            });
             outputs.storage(StorageOp::Sync { id });
         }
     }

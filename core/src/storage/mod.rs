@@ -131,6 +131,9 @@ pub struct Superblock {
     /// current view's log from its peers: until then it claims no log in a view
     /// change (a damaged entry may be one it acknowledged).
     pub repairing: bool,
+    /// How many bytes `wal.<generation>` held when the checkpoint was taken (the
+    /// entries after it, rewritten): synced before this superblock was written.
+    pub wal_start_bytes: u64,
 }
 
 impl Superblock {
@@ -195,6 +198,7 @@ pub fn format(config: &crate::Config) -> Vec<(DiskFile, Vec<u8>)> {
         generation: 1,
         checkpoint_op: 0,
         repairing: false,
+        wal_start_bytes: 0,
     };
     let mut files = vec![
         (DiskFile::Checkpoint { generation: 1 }, encode_checkpoint(cluster, replica, 1, 0, &store, &table)),

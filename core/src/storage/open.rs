@@ -12,7 +12,7 @@ use crate::snapshot::{Chunk, Download, Progress};
 use crate::store::NoteStore;
 use crate::time::Instant;
 
-use super::format::{RECORD_HEADER_BYTES, RecordError, RecordKind, chain_seed, decode_record};
+use super::format::{RECORD_HEADER_BYTES, RecordError, RecordKind, chain_seed, decode_record, decode_record_unchained};
 use super::{CheckpointHead, DiskFile, SUPERBLOCK_COPIES, Superblock};
 
 /// Why a data directory cannot be opened. Each is refused at start, with this
@@ -60,6 +60,8 @@ pub struct Recovered {
     /// What stopped the log's chain before the end of the file, if anything did (a
     /// torn or lost write of a crash).
     pub wal_stopped_by: Option<RecordError>,
+    /// How much of the log file its records prove synced.
+    pub wal_proven: u64,
     /// Damage that is not a crash's torn or lost write (the checkpoint, or a log record
     /// that was once whole): the replica repairs from its peers.
     pub damage: Option<String>,
@@ -89,6 +91,7 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
                 wal_end: 0,
                 wal_chain: 0,
                 wal_stopped_by: None,
+                wal_proven: 0,
                 damage: Some(damage),
                 timestamp_max: Timestamp::default(),
             });
@@ -118,6 +121,7 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
                 }
                 _ => false,
             },
+            RecordKind::Durable => postcard::from_bytes::<u64>(record.body).is_ok(),
             RecordKind::Commit => match postcard::from_bytes::<u64>(record.body) {
                 Ok(committed) => {
                     commit_number = commit_number.max(committed);
@@ -144,10 +148,12 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
     }
     // A commit record may have landed without the entries after it.
     let commit_number = commit_number.min(checkpoint_op + entries.len() as u64);
+    let proven = durable_proof(wal, superblock.wal_start_bytes);
     let damage = match &stopped_by {
-        Some(error) if !torn_tail(&wal[offset..], error) && config.defect != Some(Defect::TruncateDamagedLog) => {
-            Some(format!("{} at byte {offset}: {error}", DiskFile::Wal { generation }.name()))
-        }
+        Some(error) if (offset as u64) < proven && config.defect != Some(Defect::TruncateDamagedLog) => Some(format!(
+            "{} at byte {offset} (synced through byte {proven}): {error}",
+            DiskFile::Wal { generation }.name()
+        )),
         _ => None,
     };
     let timestamp_max =
@@ -163,17 +169,35 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
         wal_end: offset as u64,
         wal_chain: chain,
         wal_stopped_by: stopped_by,
+        wal_proven: proven,
         damage,
         timestamp_max,
     })
 }
 
-/// Whether the log's chain stops the way a crash leaves it: a record cut short by
-/// the end of the file, or a write that never landed (zeros, in a file that only
-/// grows). Anything else at the stop (a whole record whose checksum fails, a record
-/// that does not continue the log) is damage to what may have been synced.
-fn torn_tail(rest: &[u8], error: &RecordError) -> bool {
-    matches!(error, RecordError::Truncated) || rest.iter().take(RECORD_HEADER_BYTES).all(|byte| *byte == 0)
+/// How much of a log file was synced, as far as its own records prove: the highest
+/// offset any intact `Durable` record names (wherever it lies, even past a break in
+/// the chain: every record in a generation's file was written by this replica),
+/// and the rewritten start of the generation. A break before it is damage to
+/// synced bytes; a break at or after it is what a crash left of writes no
+/// acknowledgement waited for.
+fn durable_proof(wal: &[u8], start_bytes: u64) -> u64 {
+    let mut proven = start_bytes;
+    let mut at = 0;
+    while at + RECORD_HEADER_BYTES <= wal.len() {
+        match decode_record_unchained(&wal[at..]) {
+            Ok((record, _)) => {
+                if record.kind == RecordKind::Durable
+                    && let Ok(offset) = postcard::from_bytes::<u64>(record.body)
+                {
+                    proven = proven.max(offset);
+                }
+                at += record.length;
+            }
+            Err(_) => at += 1,
+        }
+    }
+    proven
 }
 
 fn best_superblock(

@@ -101,8 +101,11 @@ impl Simulation {
             let state = &mut self.replicas[replica.index()];
             let disk = state.disk.as_mut().expect("checked above");
             if let Some(hit) = disk.corrupt(&mut self.disk_rng, target) {
-                state.damaged = true;
-                self.trace.line(self.now, format_args!("FAULT {replica}'s disk corrupted: {hit}"));
+                let without_state = self.without_state();
+                self.trace.line(
+                    self.now,
+                    format_args!("FAULT {replica}'s disk corrupted: {hit} ({without_state} replicas without intact state)"),
+                );
             }
         }
     }
@@ -111,17 +114,19 @@ impl Simulation {
         usize::from(self.options.replica_count.saturating_sub(1) / 2)
     }
 
-    /// Replicas without intact state: down with a lost or damaged disk, recovering
-    /// from peers, or repairing damage from them.
+    /// Replicas without intact state: recovering from peers or repairing damage from
+    /// them, or that would be if they restarted now (a lost or damaged disk, or one
+    /// whose superblock still says a repair is under way).
     fn without_state(&self) -> usize {
         self.replicas
             .iter()
-            .filter(|state| match &state.replica {
-                None => state.damaged || state.disk.as_ref().is_some_and(SimDisk::is_blank),
-                Some(replica) => {
+            .filter(|state| {
+                let disk = state.disk.as_ref().is_some_and(|disk| disk.is_blank() || needs_repair(&state.config, disk));
+                let live = state.replica.as_ref().is_some_and(|replica| {
                     let status = replica.status();
                     status.role == noted_core::Role::Recovering || status.repairing
-                }
+                });
+                disk || live
             })
             .count()
     }
@@ -130,5 +135,13 @@ impl Simulation {
     /// lost disk, or recovering it from peers) stay a minority.
     pub(super) fn may_lose_disk(&self) -> bool {
         self.options.storage.disk_losses && self.without_state() < self.minority()
+    }
+}
+
+/// Whether a replica restarting on `disk` would have to repair it from its peers.
+fn needs_repair(config: &noted_core::Config, disk: &SimDisk) -> bool {
+    match noted_core::storage::open(config, disk.image()) {
+        Ok(recovered) => recovered.damage.is_some() || recovered.superblock.repairing,
+        Err(_) => true,
     }
 }

@@ -97,8 +97,6 @@ impl Simulation {
         let what = if self.options.storage.is_disk() { "power lost" } else { "memory lost" };
         self.trace.line(self.now, format_args!("FAULT crash {replica} ({what}) for {lasting:?}"));
         let state = &mut self.replicas[replica.index()];
-        // A replica repairing damage stays without intact state while it is down.
-        state.damaged = state.replica.as_ref().is_some_and(|replica| replica.status().repairing);
         state.replica = None;
         state.paused = false;
         state.held.clear();
@@ -129,13 +127,14 @@ impl Simulation {
             _ => noted_core::Replica::new(state.config.clone(), local_now)
                 .map_err(|error| format!("{replica} cannot restart: {error}")),
         };
-        state.damaged = false;
         match restarted {
             Ok(restarted) => state.replica = Some(restarted),
             Err(error) => return self.fail(FailureKind::Setup, error),
         }
         let how = if from_disk { "from its disk" } else { "with empty memory" };
-        self.trace.line(self.now, format_args!("HEAL restart {replica} {how}"));
+        let repairing = self.replicas[replica.index()].replica.as_ref().is_some_and(|replica| replica.status().repairing);
+        let repairing = if repairing { ", repairing damage from its peers" } else { "" };
+        self.trace.line(self.now, format_args!("HEAL restart {replica} {how}{repairing}"));
         self.reschedule_timer(replica);
     }
 

@@ -109,9 +109,6 @@ struct SimReplica {
     disk: Option<SimDisk>,
     /// Restarts so far: a sync completion of an earlier life is ignored.
     incarnation: u64,
-    /// Down with a corrupted disk, or down while repairing one (counted against the
-    /// budget until it restarts; then its status says whether it still repairs).
-    damaged: bool,
     paused: bool,
     /// Events that arrived while paused and wait for the resume.
     held: Vec<SimEvent>,
@@ -240,7 +237,6 @@ impl Simulation {
                 replica: Some(replica),
                 disk,
                 incarnation: 0,
-                damaged: false,
                 paused: false,
                 held: Vec::new(),
                 timer: None,
