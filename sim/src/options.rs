@@ -277,11 +277,11 @@ impl SimOptions {
         }
         if protocol == SimProtocol::Vr && rng.random_bool(0.5) {
             options.storage = disk_options(&mut rng, weather);
-            if options.faults.crashes != CrashBudget::None {
+            if options.faults.crashes != CrashBudget::None || rng.random_bool(0.5) {
                 // With disks, crashes lose only what was not synced: any number of
                 // replicas may be down at once. Disk losses keep to the minority.
                 options.faults.crashes = CrashBudget::Unlimited;
-                options.faults.whole_cluster_crashes = rng.random_bool(0.7);
+                options.faults.whole_cluster_crashes = rng.random_bool(0.85);
             } else {
                 options.storage.disk_losses = false;
             }

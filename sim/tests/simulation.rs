@@ -17,10 +17,15 @@ fn seed_count() -> u64 {
     std::env::var("NOTED_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(SEEDS_DEFAULT)
 }
 
+/// vr runs this many times the seeds of the other protocols: half of its seeds give
+/// replicas disks, and a third whole-cluster crashes.
+const VR_SEEDS_FACTOR: u64 = 3;
+
 #[test]
 fn every_seed_inside_the_fault_model_passes() {
-    let seeds = seed_count();
     for protocol in SimProtocol::ALL {
+        let seeds = if protocol == SimProtocol::Vr { seed_count() * VR_SEEDS_FACTOR } else { seed_count() };
+        let mut power_cut_seeds = 0;
         // Wall-clock time only measures the sweep's throughput for the test log; nothing in a run reads it.
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();
@@ -29,6 +34,10 @@ fn every_seed_inside_the_fault_model_passes() {
         let (mut operations, mut events) = (0u64, 0u64);
         for seed in 0..seeds {
             let outcome = run(&RunRequest::new(protocol, seed));
+            let options = &outcome.options;
+            if options.storage.is_disk() && options.faults.whole_cluster_crashes {
+                power_cut_seeds += 1;
+            }
             operations += outcome.operations();
             events += outcome.events;
             if let Some(LinearizabilityVerdict::Unchecked { reason }) = &outcome.linearizability {
@@ -40,7 +49,7 @@ fn every_seed_inside_the_fault_model_passes() {
         let elapsed = started.elapsed().as_secs_f64();
         println!(
             "{protocol}: {seeds} seeds in {elapsed:.1}s ({:.0} seeds/s, {:.0} events/s), {operations} operations, \
-             {} histories undecided",
+             {} histories undecided, {power_cut_seeds} seeds with disks and whole-cluster crashes",
             seeds as f64 / elapsed,
             events as f64 / elapsed,
             unchecked.len()
@@ -255,33 +264,70 @@ fn a_replica_catching_up_keeps_its_uncommitted_entries_until_the_view_log_replac
     assert!(outcome.passed(), "seed {SEED}: {:?}", outcome.failure.map(|failure| failure.message));
 }
 
-/// A vr replica with durable storage that acknowledges the last entry of a group
-/// commit before the sync that covers it: when every replica loses power at once,
-/// an acknowledged write is gone. The generic checks (linearizability, convergence)
-/// catch it; the same seeds pass with acknowledgements after the sync.
-#[test]
-fn acknowledging_before_the_sync_loses_acknowledged_writes_in_a_power_cut() {
-    if let Ok(count) = std::env::var("NOTED_COUNT_DEFECT") {
-        let count: u64 = count.parse().unwrap();
-        let mut kinds = std::collections::BTreeMap::new();
-        for seed in 0..count {
-            let request =
-                RunRequest { defect: Some(Defect::AcknowledgeBeforeSync), ..RunRequest::new(SimProtocol::Vr, seed) };
-            if let Some(failure) = run(&request).failure {
-                println!("seed {seed}: {} {}", failure.kind, failure.message);
-                *kinds.entry(failure.kind.to_string()).or_insert(0) += 1;
-            }
-        }
-        println!("{kinds:?}");
-        return;
-    }
-    let caught = (0..20_000).find_map(|seed| {
-        let request =
-            RunRequest { defect: Some(Defect::AcknowledgeBeforeSync), ..RunRequest::new(SimProtocol::Vr, seed) };
-        run(&request).failure.map(|failure| (request, failure))
+/// Finds the first seed below `seeds_max` at which `defect` fails a vr run, and
+/// checks that the same seed passes without it; prints the failure and the
+/// smallest failing history the report gives.
+fn caught_by_the_generic_checks(defect: Defect, seeds_max: u64) -> u64 {
+    let caught = (0..seeds_max).find_map(|seed| {
+        let request = RunRequest { defect: Some(defect), ..RunRequest::new(SimProtocol::Vr, seed) };
+        let outcome = run(&request);
+        outcome.failure.is_some().then_some((request, outcome))
     });
-    let (request, failure) = caught.expect("acknowledging before the sync is caught within 2,000 seeds");
-    println!("caught at seed {}: {} {}", request.seed, failure.kind, failure.message);
+    let (request, outcome) = caught.unwrap_or_else(|| panic!("{defect:?} is caught within {seeds_max} seeds"));
+    let failure = outcome.failure.as_ref().expect("found failing");
+    assert!(
+        matches!(failure.kind, FailureKind::Linearizability | FailureKind::Convergence),
+        "caught by a generic check, not a replica's own assertion: {} {}",
+        failure.kind,
+        failure.message
+    );
+    let report = failure_report(&request, &outcome).expect("a failed run has a report");
+    println!("{defect:?} caught at seed {}: {} {}", request.seed, failure.kind, failure.message);
+    if let Some(history) = report.minimized.as_ref().map(|minimized| &minimized.history).or(report.divergent_history.as_ref()) {
+        println!("smallest failing history ({} operations):\n{}", operation_ids(history).len(), history.to_jsonl());
+    }
     let outcome = run(&RunRequest::new(SimProtocol::Vr, request.seed));
     assert!(outcome.passed(), "seed {}: {:?}", request.seed, outcome.failure.map(|failure| failure.message));
+    request.seed
+}
+
+/// A vr replica with durable storage that acknowledges the last entry of a group
+/// commit before the sync that covers it: when every replica loses power at once,
+/// an acknowledged write is gone.
+#[test]
+fn acknowledging_before_the_sync_is_caught_after_a_power_cut() {
+    caught_by_the_generic_checks(Defect::AcknowledgeBeforeSync, 400);
+}
+
+/// A vr replica that truncates its log at a damaged record, as if a crash had torn
+/// it, instead of repairing from its peers: an entry it acknowledged can be lost.
+#[test]
+fn truncating_a_damaged_log_instead_of_repairing_it_is_caught() {
+    caught_by_the_generic_checks(Defect::TruncateDamagedLog, 400);
+}
+
+/// The swarm gives vr disks, and their faults, in every shape.
+#[test]
+fn the_swarm_crashes_disks_in_every_way() {
+    let mut all_traces = String::new();
+    for seed in 0..150 {
+        let outcome = run(&RunRequest { trace: true, ..RunRequest::new(SimProtocol::Vr, seed) });
+        assert!(outcome.passed(), "vr seed {seed}");
+        all_traces.push_str(&outcome.trace);
+    }
+    for sign in [
+        "disks: sync",
+        "FAULT every replica crashes at once",
+        "(power lost)",
+        "torn",
+        "disk corrupted: wal.",
+        "disk corrupted: superblock.",
+        "disk corrupted: checkpoint.",
+        "repairing damage from its peers",
+        "restart R1 from its disk",
+        "disk is lost",
+        "with empty memory",
+    ] {
+        assert!(all_traces.contains(sign), "no vr seed of 150 shows {sign:?}");
+    }
 }
