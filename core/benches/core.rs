@@ -95,7 +95,7 @@ fn vr_commits() {
                 match output {
                     Output::Send { to: next, message } => messages.push_back((to, next, message)),
                     Output::Reply { .. } => replies += 1,
-                    Output::Event(_) => {}
+                    Output::Event(_) | Output::Storage(_) => {}
                 }
             }
         }
@@ -133,7 +133,7 @@ fn vr_commits() {
                 match output {
                     Output::Send { to, message } => messages.push_back((ReplicaId(0), to, message)),
                     Output::Reply { .. } => replies += 1,
-                    Output::Event(_) => {}
+                    Output::Event(_) | Output::Storage(_) => {}
                 }
             }
         }

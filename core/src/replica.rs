@@ -11,9 +11,9 @@ use crate::protocol::local_write::LocalWrite;
 use crate::protocol::remote_write::RemoteWrite;
 use crate::protocol::vr::Vr;
 use crate::protocol::{Outputs, Protocol};
+use crate::storage::{DiskImage, OpenError, StorageOp};
 use crate::store::{Change, NoteStore};
 use crate::time::Instant;
-use crate::storage::{DiskImage, OpenError, StorageOp};
 use crate::wire::size;
 
 /// Everything that can happen to a replica.

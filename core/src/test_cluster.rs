@@ -163,7 +163,8 @@ impl TestCluster {
                 Output::Reply { client, request_number, reply, .. } => {
                     self.replies.push((*client, *request_number, reply.clone()))
                 }
-                Output::Event(_) => {}
+                // The test cluster's replicas keep their state in memory.
+                Output::Event(_) | Output::Storage(_) => {}
             }
         }
         outputs

@@ -16,7 +16,7 @@ use noted_core::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::HostClock;
 use crate::feed::{Feed, Subscription};
@@ -253,6 +253,8 @@ impl Driver {
                         changes.push(change);
                     }
                 }
+                // The server runs replicas with `"storage": "memory"`, which never write.
+                Output::Storage(op) => error!(?op, "a memory-storage replica asked for a storage operation; ignored"),
             }
         }
         self.feed.publish(changes, self.replica.store());

@@ -14,12 +14,23 @@ use crate::protocol::CrashBudget;
 /// One fault to inject now; the runner schedules its end after `lasting`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FaultAction {
-    Partition { partition: Partition, lasting: Duration },
+    Partition {
+        partition: Partition,
+        lasting: Duration,
+    },
     HealPartition,
-    Crash { replica: ReplicaId, lasting: Duration },
+    Crash {
+        replica: ReplicaId,
+        lasting: Duration,
+    },
     /// Every replica at once, each down for its own time.
-    CrashAll { lastings: Vec<Duration> },
-    Pause { replica: ReplicaId, lasting: Duration },
+    CrashAll {
+        lastings: Vec<Duration>,
+    },
+    Pause {
+        replica: ReplicaId,
+        lasting: Duration,
+    },
 }
 
 /// What the injector needs to know of the cluster to stay within budget.

@@ -5,8 +5,8 @@
 use core::fmt;
 use core::time::Duration;
 
-use noted_core::wire::size;
 use noted_core::config::StorageKind;
+use noted_core::wire::size;
 use noted_core::{Defect, Limits, Timing};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

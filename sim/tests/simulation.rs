@@ -283,7 +283,9 @@ fn caught_by_the_generic_checks(defect: Defect, seeds_max: u64) -> u64 {
     );
     let report = failure_report(&request, &outcome).expect("a failed run has a report");
     println!("{defect:?} caught at seed {}: {} {}", request.seed, failure.kind, failure.message);
-    if let Some(history) = report.minimized.as_ref().map(|minimized| &minimized.history).or(report.divergent_history.as_ref()) {
+    if let Some(history) =
+        report.minimized.as_ref().map(|minimized| &minimized.history).or(report.divergent_history.as_ref())
+    {
         println!("smallest failing history ({} operations):\n{}", operation_ids(history).len(), history.to_jsonl());
     }
     let outcome = run(&RunRequest::new(SimProtocol::Vr, request.seed));

@@ -195,7 +195,8 @@ impl Journal {
         journal.commit_written = recovered.commit_number;
         // Nothing on disk is known synced yet: the first sync covers the file as it is,
         // and a `Durable` record after it proves it.
-        journal.written = recovered.entries.iter().map(|entry| (entry.op_number, entry.view, recovered.wal_end)).collect();
+        journal.written =
+            recovered.entries.iter().map(|entry| (entry.op_number, entry.view, recovered.wal_end)).collect();
         journal.next_write = 1;
         journal.proven_offset = recovered.wal_proven;
         journal.content_end = recovered.wal_end;
@@ -298,10 +299,11 @@ impl Journal {
         let written_last = self.written_after + self.written.len() as u64;
         // Everything at or below the in-memory checkpoint is committed and was written.
         let floor = self.written_after.max(state.log.checkpoint());
+        // An entry is named by its op and view: two logs that agree on an entry agree
+        // on every entry before it. So the last agreeing entry is found from the end,
+        // and entries truncated and appended again unchanged are not written again
+        // (a crash that tore such a rewrite would take the acknowledged ones after it).
         let mut matched = written_last.min(state.log.op_number());
-        if let Some(changed_from) = state.changed_from {
-            matched = matched.min(changed_from.saturating_sub(1));
-        }
         while matched > floor {
             let (op, view, _) = self.written[(matched - self.written_after - 1) as usize];
             debug_assert_eq!(op, matched);
@@ -472,7 +474,10 @@ impl Journal {
             let sequence = self.superblock.sequence;
             if let Some(lagging) = (0..SUPERBLOCK_COPIES).find(|copy| self.copies[usize::from(*copy)] < sequence) {
                 let bytes = self.superblock.encode(lagging);
-                self.write(StorageOp::Write { file: DiskFile::Superblock { copy: lagging }, offset: 0, bytes }, outputs);
+                self.write(
+                    StorageOp::Write { file: DiskFile::Superblock { copy: lagging }, offset: 0, bytes },
+                    outputs,
+                );
                 copy = Some((lagging, sequence));
             }
         }

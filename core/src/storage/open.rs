@@ -115,8 +115,12 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
         let fits = match record.kind {
             RecordKind::Entry => match postcard::from_bytes::<Entry>(record.body) {
                 Ok(entry) if entry.op_number > checkpoint_op && entry.op_number <= last + 1 => {
-                    entries.truncate((entry.op_number - checkpoint_op - 1) as usize);
-                    entries.push(entry);
+                    let index = (entry.op_number - checkpoint_op - 1) as usize;
+                    // The same entry written again leaves the ones after it in place.
+                    if entries.get(index) != Some(&entry) {
+                        entries.truncate(index);
+                        entries.push(entry);
+                    }
                     true
                 }
                 _ => false,
@@ -216,34 +220,41 @@ fn best_superblock(
         any_file = true;
         // Another cluster's or replica's copy chains to another seed: read it
         // against its own seed first, to say whose it is.
-        let decoded = decode_record(bytes, chain_seed(config.cluster, config.replica, file)).or_else(|error| {
-            match error {
+        let decoded =
+            decode_record(bytes, chain_seed(config.cluster, config.replica, file)).or_else(|error| match error {
                 RecordError::Chain => decode_record(bytes, foreign_seed(bytes, copy).unwrap_or(0)),
                 other => Err(other),
-            }
-        });
+            });
         match decoded {
-            Ok(record) if record.kind == RecordKind::Superblock => match postcard::from_bytes::<Superblock>(record.body) {
-                Ok(superblock) => {
-                    if superblock.cluster != config.cluster {
-                        return Err(OpenError::ForeignCluster { found: superblock.cluster.0, expected: config.cluster.0 });
+            Ok(record) if record.kind == RecordKind::Superblock => {
+                match postcard::from_bytes::<Superblock>(record.body) {
+                    Ok(superblock) => {
+                        if superblock.cluster != config.cluster {
+                            return Err(OpenError::ForeignCluster {
+                                found: superblock.cluster.0,
+                                expected: config.cluster.0,
+                            });
+                        }
+                        if superblock.replica != config.replica {
+                            return Err(OpenError::OtherReplica {
+                                found: superblock.replica,
+                                expected: config.replica,
+                            });
+                        }
+                        if superblock.replica_count != config.replica_count {
+                            return Err(OpenError::OtherClusterSize {
+                                found: superblock.replica_count,
+                                expected: config.replica_count,
+                            });
+                        }
+                        copies.push(Some(superblock));
                     }
-                    if superblock.replica != config.replica {
-                        return Err(OpenError::OtherReplica { found: superblock.replica, expected: config.replica });
+                    Err(error) => {
+                        problems.push(format!("{}: {error}", file.name()));
+                        copies.push(None);
                     }
-                    if superblock.replica_count != config.replica_count {
-                        return Err(OpenError::OtherClusterSize {
-                            found: superblock.replica_count,
-                            expected: config.replica_count,
-                        });
-                    }
-                    copies.push(Some(superblock));
                 }
-                Err(error) => {
-                    problems.push(format!("{}: {error}", file.name()));
-                    copies.push(None);
-                }
-            },
+            }
             Ok(_) => {
                 problems.push(format!("{}: not a superblock record", file.name()));
                 copies.push(None);
@@ -277,8 +288,10 @@ fn best_superblock(
 /// this directory holds no promise, and the replica starts as one with no state.
 /// (Damage to a copy that was once complete leaves the others intact.)
 fn first_superblock_interrupted(disk: &DiskImage, copies: &[Option<Superblock>], problems: &[String]) -> bool {
-    let present: Vec<DiskFile> =
-        (0..SUPERBLOCK_COPIES).map(|copy| DiskFile::Superblock { copy }).filter(|file| disk.contains_key(file)).collect();
+    let present: Vec<DiskFile> = (0..SUPERBLOCK_COPIES)
+        .map(|copy| DiskFile::Superblock { copy })
+        .filter(|file| disk.contains_key(file))
+        .collect();
     let Some(bytes) = disk.get(&DiskFile::Superblock { copy: 0 }) else { return false };
     present == [DiskFile::Superblock { copy: 0 }]
         && copies.iter().all(Option::is_none)
@@ -310,7 +323,10 @@ fn read_checkpoint(
     }
     let head_body: CheckpointHead = postcard::from_bytes(head.body).map_err(|error| format!("head: {error}"))?;
     if head_body.op != superblock.checkpoint_op {
-        return Err(format!("it holds the state after op {}, the superblock names op {}", head_body.op, superblock.checkpoint_op));
+        return Err(format!(
+            "it holds the state after op {}, the superblock names op {}",
+            head_body.op, superblock.checkpoint_op
+        ));
     }
     let me = config.replica;
     let mut download = Download::new(me, head_body.manifest, Instant::ZERO);

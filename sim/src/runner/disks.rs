@@ -67,7 +67,8 @@ impl Simulation {
         }
         let disk = state.disk.as_mut().expect("a replica that syncs has a disk");
         if !disk.complete_sync(id) {
-            return self.fail(FailureKind::Setup, format!("{replica} was told of sync {id}, which its disk never took"));
+            return self
+                .fail(FailureKind::Setup, format!("{replica} was told of sync {id}, which its disk never took"));
         }
         self.input(replica, Input::Synced { id });
     }
@@ -96,15 +97,21 @@ impl Simulation {
             && self.disk_rng.random_range(0..1000) < storage.corruption_per_mille
             && self.without_state() < self.minority();
         if corrupts {
-            let target = [CorruptionTarget::LogTail, CorruptionTarget::LogTail, CorruptionTarget::SuperblockCopy, CorruptionTarget::Checkpoint]
-                [self.disk_rng.random_range(0..4usize)];
+            let target = [
+                CorruptionTarget::LogTail,
+                CorruptionTarget::LogTail,
+                CorruptionTarget::SuperblockCopy,
+                CorruptionTarget::Checkpoint,
+            ][self.disk_rng.random_range(0..4usize)];
             let state = &mut self.replicas[replica.index()];
             let disk = state.disk.as_mut().expect("checked above");
             if let Some(hit) = disk.corrupt(&mut self.disk_rng, target) {
                 let without_state = self.without_state();
                 self.trace.line(
                     self.now,
-                    format_args!("FAULT {replica}'s disk corrupted: {hit} ({without_state} replicas without intact state)"),
+                    format_args!(
+                        "FAULT {replica}'s disk corrupted: {hit} ({without_state} replicas without intact state)"
+                    ),
                 );
             }
         }

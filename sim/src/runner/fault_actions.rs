@@ -119,11 +119,14 @@ impl Simulation {
         // A disk with no superblock never held state this replica promised anything
         // about (a lost disk, or one that crashed before its first superblock): the
         // replica recovers from its peers, as the server does with an empty directory.
-        let opened = state.disk.as_ref().map(|disk| noted_core::Replica::open(state.config.clone(), disk.image(), local_now));
+        let opened =
+            state.disk.as_ref().map(|disk| noted_core::Replica::open(state.config.clone(), disk.image(), local_now));
         let from_disk = matches!(opened, Some(Ok(_)));
         let restarted = match opened {
             Some(Ok(replica)) => Ok(replica),
-            Some(Err(error)) if error != OpenError::Unformatted => Err(format!("{replica} cannot open its disk: {error}")),
+            Some(Err(error)) if error != OpenError::Unformatted => {
+                Err(format!("{replica} cannot open its disk: {error}"))
+            }
             _ => noted_core::Replica::new(state.config.clone(), local_now)
                 .map_err(|error| format!("{replica} cannot restart: {error}")),
         };
@@ -131,10 +134,18 @@ impl Simulation {
             Ok(restarted) => state.replica = Some(restarted),
             Err(error) => return self.fail(FailureKind::Setup, error),
         }
-        let how = if from_disk { "from its disk" } else { "with empty memory" };
-        let repairing = self.replicas[replica.index()].replica.as_ref().is_some_and(|replica| replica.status().repairing);
-        let repairing = if repairing { ", repairing damage from its peers" } else { "" };
-        self.trace.line(self.now, format_args!("HEAL restart {replica} {how}{repairing}"));
+        let status = self.replicas[replica.index()].replica.as_ref().map(noted_core::Replica::status);
+        let how = match status {
+            Some(status) if from_disk => format!(
+                "from its disk (view v{}, op {}, commit {}){}",
+                status.view.unwrap_or_default(),
+                status.op_number,
+                status.applied,
+                if status.repairing { ", repairing damage from its peers" } else { "" }
+            ),
+            _ => "with empty memory".to_string(),
+        };
+        self.trace.line(self.now, format_args!("HEAL restart {replica} {how}"));
         self.reschedule_timer(replica);
     }
 

@@ -94,9 +94,9 @@ use crate::operation::{ClientRequest, Consistency, Refusal, Reply};
 use crate::protocol::{Outputs, PendingForwards, Protocol, SEQUENCE_NUMBER_MAX};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
 use crate::snapshot::{Download, Images};
-use crate::store::NoteStore;
 use crate::storage::Recovered;
 use crate::storage::journal::{Journal, ReplicaState};
+use crate::store::NoteStore;
 use crate::time::Instant;
 
 #[derive(Debug)]
