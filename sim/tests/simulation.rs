@@ -19,7 +19,7 @@ fn seed_count() -> u64 {
 
 /// vr runs this many times the seeds of the other protocols: half of its seeds give
 /// replicas disks, and a third whole-cluster crashes.
-const VR_SEEDS_FACTOR: u64 = 3;
+const VR_SEEDS_FACTOR: u64 = 4;
 
 #[test]
 fn every_seed_inside_the_fault_model_passes() {
