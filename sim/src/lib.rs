@@ -72,6 +72,9 @@ pub struct RunRequest {
     pub defect: Option<Defect>,
     /// Record the readable per-event trace.
     pub trace: bool,
+    /// Whether vr seeds may draw disks (true but in tests of memory-storage runs
+    /// found before disks were drawn).
+    pub disks: bool,
     /// Check the recorded history for linearizability after the run. Off only to measure
     /// the simulator alone; the verdict is then `None`.
     pub check_linearizability: bool,
@@ -79,11 +82,19 @@ pub struct RunRequest {
 
 impl RunRequest {
     pub fn new(protocol: SimProtocol, seed: u64) -> RunRequest {
-        RunRequest { protocol, seed, beyond_model: false, defect: None, trace: false, check_linearizability: true }
+        RunRequest {
+            protocol,
+            seed,
+            beyond_model: false,
+            defect: None,
+            trace: false,
+            check_linearizability: true,
+            disks: true,
+        }
     }
 
     pub fn options(&self) -> SimOptions {
-        let mut options = SimOptions::from_seed(self.protocol, self.seed, self.beyond_model);
+        let mut options = SimOptions::from_seed_with_disks(self.protocol, self.seed, self.beyond_model, self.disks);
         options.defect = self.defect;
         options
     }

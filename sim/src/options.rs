@@ -181,6 +181,12 @@ pub struct SimOptions {
 impl SimOptions {
     /// Draws the options of the run `seed` of `protocol`.
     pub fn from_seed(protocol: SimProtocol, seed: u64, beyond_model: bool) -> SimOptions {
+        SimOptions::from_seed_with_disks(protocol, seed, beyond_model, true)
+    }
+
+    /// As [`SimOptions::from_seed`]; with `disks` false, a seed that would give vr
+    /// disks keeps memory storage and the shape it had before disks were drawn.
+    pub fn from_seed_with_disks(protocol: SimProtocol, seed: u64, beyond_model: bool, disks: bool) -> SimOptions {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let streams = StreamSeeds {
             network: rng.random(),
@@ -275,7 +281,7 @@ impl SimOptions {
             options.workload.padding_bytes_max = if rng.random_bool(0.7) { padding_max } else { 0 };
             options.faults.transfer_faults = options.faults.mean_interval.is_some() && rng.random_bool(0.6);
         }
-        if protocol == SimProtocol::Vr && rng.random_bool(0.5) {
+        if protocol == SimProtocol::Vr && rng.random_bool(0.5) && disks {
             options.storage = disk_options(&mut rng, weather);
             if options.faults.crashes != CrashBudget::None || rng.random_bool(0.5) {
                 // With disks, crashes lose only what was not synced: any number of
