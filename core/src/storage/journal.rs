@@ -109,8 +109,6 @@ pub(crate) struct Journal {
     /// While false (a replica that started with no data directory and has not
     /// recovered yet), nothing is written: the first write is a checkpoint.
     formatted: bool,
-    pub(crate) syncs_completed: u64,
-    pub(crate) checkpoints_written: u64,
 }
 
 /// Messages that promise this replica's view, log view or log.
@@ -171,8 +169,6 @@ impl Journal {
             retire_at: 0,
             formatted: false,
             fresh_generation: false,
-            syncs_completed: 0,
-            checkpoints_written: 0,
         }
     }
 
@@ -191,7 +187,6 @@ impl Journal {
         }
         journal.wal_offset = recovered.wal_end;
         journal.wal_chain = recovered.wal_chain;
-        journal.written_after = superblock.checkpoint_op;
         journal.commit_written = recovered.commit_number;
         // Nothing on disk is known synced yet: the first sync covers the file as it is,
         // and a `Durable` record after it proves it.
@@ -204,14 +199,10 @@ impl Journal {
         journal.formatted = true;
         journal.fresh_generation = recovered.wal_stopped_by.is_some() || recovered.damage.is_some();
         journal.written_after = recovered.log_start;
-        if recovered.damage.is_some() {
-            journal.written.clear();
-            journal.commit_written = recovered.log_start;
-        }
         journal
     }
 
-    /// The view this replica durably promised.
+    /// The superblock sequence every copy durably holds.
     pub(crate) fn durable_sequence(&self) -> u64 {
         *self.copies.iter().min().expect("copies")
     }
@@ -267,7 +258,6 @@ impl Journal {
             return false;
         };
         self.in_flight = None;
-        self.syncs_completed += 1;
         self.synced_before = self.synced_before.max(in_flight.covers_before);
         if in_flight.generation == self.superblock.generation {
             // Offsets of an older generation's file say nothing of the new one's.
@@ -411,7 +401,6 @@ impl Journal {
             held.sequence = held.sequence.max(sequence);
             held.proof = proof;
         }
-        self.checkpoints_written += 1;
     }
 
     fn hold_promises(&mut self, outputs: &mut Outputs) {

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 
 use crate::client_table::ClientTable;
 use crate::config::{Config, Defect};
-use crate::hlc::Timestamp;
 use crate::ids::ReplicaId;
 use crate::protocol::vr::Entry;
 use crate::snapshot::{Chunk, Download, Progress};
@@ -65,8 +64,6 @@ pub struct Recovered {
     /// Damage that is not a crash's torn or lost write (the checkpoint, or a log record
     /// that was once whole): the replica repairs from its peers.
     pub damage: Option<String>,
-    /// The latest timestamp on disk: the clock restarts at or above it.
-    pub timestamp_max: Timestamp,
 }
 
 /// Reads the data directory of `config`'s replica.
@@ -93,7 +90,6 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
                 wal_stopped_by: None,
                 wal_proven: 0,
                 damage: Some(damage),
-                timestamp_max: Timestamp::default(),
             });
         }
     };
@@ -160,8 +156,6 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
         )),
         _ => None,
     };
-    let timestamp_max =
-        entries.iter().map(|entry| entry.timestamp).max().unwrap_or_default().max(store.last_timestamp());
     Ok(Recovered {
         superblock,
         copies_current,
@@ -175,7 +169,6 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
         wal_stopped_by: stopped_by,
         wal_proven: proven,
         damage,
-        timestamp_max,
     })
 }
 
