@@ -1,4 +1,4 @@
-//! The command line: `noted` (a dev cluster), `noted serve`, `noted config init`.
+//! The command line: `noted` (a dev cluster), `noted serve`, `noted init`, `noted config init`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::bench::mix::OperationMix;
 use crate::peer::faults::TestFaults;
+use crate::storage::StorageChoice;
 
 /// noted: a replicated notes store.
 ///
@@ -36,6 +37,11 @@ pub enum Command {
     Dev(DevArgs),
     /// Run one replica of a cluster described by a cluster file.
     Serve(ServeArgs),
+    /// Create a new cluster: write the first state of one replica into its empty
+    /// data directory. Run once for each replica of a new cluster (disk storage),
+    /// before its first `noted serve`; a replica started on an empty directory
+    /// instead recovers its state from its peers.
+    Init(DataInitArgs),
     /// Load a running cluster with requests and report throughput and latency percentiles.
     Bench(BenchArgs),
     /// Work with cluster files.
@@ -45,7 +51,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Default, Args)]
+#[derive(Debug, Args)]
 pub struct DevArgs {
     /// First HTTP port: replicas listen for clients on this port and the next two.
     /// 0 lets the OS choose. Peer and heartbeat ports are always chosen by the OS.
@@ -57,6 +63,42 @@ pub struct DevArgs {
     /// Test only: drop or delay outgoing peer frames, e.g. `loss=0.1,delay-ms=5`.
     #[arg(long, env = "NOTED_TEST_FAULTS")]
     pub test_faults: Option<TestFaults>,
+    /// Where the replicas keep their state: `disk` (vr's default; in --data-dir, so
+    /// that stopping and starting the cluster keeps every note) or `memory`.
+    #[arg(long, value_enum, env = "NOTED_STORAGE")]
+    pub storage: Option<StorageChoice>,
+    /// The dev cluster's data: its cluster file and a directory per replica.
+    #[arg(long, default_value = "noted-data", env = "NOTED_DATA_DIR")]
+    pub data_dir: PathBuf,
+}
+
+impl DevArgs {
+    /// The dev cluster's arguments when `noted` runs with none: the defaults, and
+    /// the `NOTED_*` environment variables.
+    pub fn from_environment() -> DevArgs {
+        use clap::FromArgMatches as _;
+        let command = <DevArgs as Args>::augment_args(clap::Command::new("dev"));
+        let matches = command.get_matches_from(["dev"]);
+        DevArgs::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
+}
+
+/// `noted init`: the replica is named as for `noted serve`.
+#[derive(Debug, Args)]
+pub struct DataInitArgs {
+    /// The cluster file (JSON).
+    #[arg(long, env = "NOTED_CONFIG")]
+    pub config: PathBuf,
+    /// This replica's id: its index in the file's `replicas`.
+    #[arg(long, env = "NOTED_ID")]
+    pub id: u8,
+    /// The data directory to create (default `./noted-data/replica-<id>`); it must
+    /// be empty or absent.
+    #[arg(long, env = "NOTED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Overrides the file's cluster id.
+    #[arg(long, env = "NOTED_CLUSTER_ID")]
+    pub cluster_id: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -108,6 +150,12 @@ pub struct ServeArgs {
     /// Overrides how long a request waits for the cluster before a 503.
     #[arg(long, env = "NOTED_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Overrides the file's storage: `disk` (vr's default) or `memory`.
+    #[arg(long, value_enum, env = "NOTED_STORAGE")]
+    pub storage: Option<StorageChoice>,
+    /// This replica's data directory (disk storage); default `./noted-data/replica-<id>`.
+    #[arg(long, env = "NOTED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Test only: drop or delay outgoing peer frames, e.g. `loss=0.1,delay-ms=5`.
     #[arg(long, env = "NOTED_TEST_FAULTS")]
     pub test_faults: Option<TestFaults>,

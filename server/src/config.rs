@@ -16,6 +16,10 @@
 //! - `protocol`: `vr` (default), `remote-write` (with `"primary": N`) or `local-write`.
 //! - `replicas[i]`: replica `i`'s client (HTTP) address, peer (TCP) address and
 //!   heartbeat (UDP) address.
+//! - `storage`: `disk` (the default for vr: each replica keeps its state in its
+//!   data directory, `--data-dir`, by default `./noted-data/replica-<id>`) or
+//!   `memory` (a replica that stops loses its state and recovers it from its peers;
+//!   the only storage of remote-write and local-write so far).
 //! - optional `timing` (`retransmit_timeout_ms`, `heartbeat_interval_ms`,
 //!   `view_change_timeout_ms`), `limits` (core's [`noted_core::Limits`] field names),
 //!   `request_timeout_ms` (how long an HTTP request waits for the replica, then 503),
@@ -32,11 +36,13 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use noted_core::config::StorageKind;
 use noted_core::{ClusterId, Config, Limits, ProtocolKind, ReplicaId, Timing};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::peer::faults::TestFaults;
+use crate::storage::{StorageChoice, StorageSettings, Unsynced, default_data_dir};
 
 /// Shortest shared secret accepted: the HMAC key of every peer frame.
 pub const SECRET_BYTES_MIN: usize = 16;
@@ -52,6 +58,10 @@ pub struct ClusterFile {
     pub primary: Option<u8>,
     pub secret: String,
     pub replicas: Vec<ReplicaAddresses>,
+    /// `disk` (vr's default) or `memory` (the primary-backup protocols keep their
+    /// state in memory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timing: Option<TimingFile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -140,6 +150,7 @@ pub struct NodeSettings {
     /// The wire protocol versions offered in peer handshakes.
     pub wire_versions: noted_core::wire::VersionRange,
     pub test_faults: TestFaults,
+    pub storage: StorageSettings,
 }
 
 impl NodeSettings {
@@ -174,6 +185,7 @@ impl ClusterFile {
             primary: None,
             secret,
             replicas,
+            storage: None,
             timing: None,
             limits: None,
             request_timeout_ms: default_request_timeout_ms(),
@@ -253,6 +265,23 @@ impl ClusterFile {
         if let Some(limits) = self.limits {
             core.limits = limits;
         }
+        let storage = match (self.storage, core.protocol) {
+            (Some(StorageChoice::Memory), _) | (None, ProtocolKind::RemoteWrite { .. } | ProtocolKind::LocalWrite) => {
+                StorageSettings::Memory
+            }
+            (Some(StorageChoice::Disk), ProtocolKind::RemoteWrite { .. } | ProtocolKind::LocalWrite) => {
+                return Err(invalid(
+                    "storage",
+                    format!("{} keeps its state in memory only: use \"storage\": \"memory\"", self.protocol),
+                ));
+            }
+            (Some(StorageChoice::Disk) | None, ProtocolKind::Vr) => {
+                core.storage = StorageKind::Disk;
+                let unsynced =
+                    if test_faults.lose_unsynced_writes { Unsynced::HeldInMemory } else { Unsynced::Written };
+                StorageSettings::Disk { dir: default_data_dir(replica), unsynced }
+            }
+        };
         core.validate()?;
         Ok(NodeSettings {
             core,
@@ -265,6 +294,7 @@ impl ClusterFile {
             allowed_origins: self.allowed_origins.clone(),
             wire_versions: noted_core::wire::WIRE_VERSIONS,
             test_faults,
+            storage,
         })
     }
 

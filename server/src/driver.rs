@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use noted_core::storage::StorageOp;
 use noted_core::{
     Change, ClientId, ClientRequest, Event, Freshness, Input, Message, Output, Replica, ReplicaId, Reply,
     RequestNumber, Status,
@@ -19,10 +20,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::clock::HostClock;
+use crate::failure::Failure;
 use crate::feed::{Feed, Subscription};
 use crate::metrics::Metrics;
 use crate::peer::Outbox;
 use crate::peer::faults::TestFaults;
+use crate::storage::{StorageHandle, StorageSettings, Unsynced};
 
 /// Inputs waiting for the driver; senders wait when it is full (back-pressure).
 const INPUTS_MAX: usize = 4096;
@@ -57,6 +60,14 @@ pub enum DriverInput {
     /// Answered as soon as the driver takes it: it is alive and taking inputs.
     Ping {
         pong: oneshot::Sender<()>,
+    },
+    /// The storage executor completed this sync: what it covers is durable.
+    Synced {
+        id: u64,
+    },
+    /// A write or sync to the data directory failed: the replica stops.
+    StorageFailed {
+        message: String,
     },
 }
 
@@ -117,6 +128,13 @@ pub struct Driver {
     panic_at_request: Option<u64>,
     stall_at_request: Option<u64>,
     requests_taken: u64,
+    /// The data directory's executor (disk storage), and the operations of the
+    /// input being handled, handed to it in one batch.
+    storage: Option<StorageHandle>,
+    storage_operations: Vec<StorageOp>,
+    /// Why the replica must stop, once its storage failed.
+    stopped_by: Option<Failure>,
+    repairing: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -126,16 +144,36 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    /// A driver for a replica created now, and the handle to reach it.
+    /// A driver for a replica started now from its storage, and the handle to reach it.
     pub fn new(
         config: noted_core::Config,
+        storage: &StorageSettings,
         outbox: Outbox,
         metrics: Arc<Metrics>,
         faults: TestFaults,
-    ) -> Result<(Driver, DriverHandle), noted_core::ConfigError> {
+    ) -> Result<(Driver, DriverHandle), Failure> {
         let mut clock = HostClock::start();
-        let replica = Replica::new(config, clock.now())?;
+        let (replica, data_dir) = crate::storage::open_replica(config, storage, clock.now())?;
         let (inputs_sender, inputs) = mpsc::channel(INPUTS_MAX);
+        let storage = match (data_dir, storage) {
+            (Some(dir), StorageSettings::Disk { unsynced, .. }) => {
+                if *unsynced == Unsynced::HeldInMemory {
+                    warn!("test storage mode: unsynced writes are held in memory and lost when the process dies");
+                }
+                let handle =
+                    crate::storage::executor::spawn(dir, *unsynced, inputs_sender.clone(), Arc::clone(&metrics))
+                        .map_err(|error| Failure::general(format!("cannot start the storage thread: {error}")))?;
+                Some(handle)
+            }
+            _ => None,
+        };
+        let repairing = replica.status().repairing;
+        if repairing {
+            metrics.storage_repair(true);
+            warn!(
+                "the data directory is damaged: this replica repairs it from its peers before it takes part in a view change"
+            );
+        }
         let (status, status_receiver) = watch::channel(replica.status());
         let driver = Driver {
             replica,
@@ -149,13 +187,21 @@ impl Driver {
             panic_at_request: faults.panic_at_request,
             stall_at_request: faults.stall_at_request,
             requests_taken: 0,
+            storage,
+            storage_operations: Vec::new(),
+            stopped_by: None,
+            repairing,
         };
         Ok((driver, DriverHandle { inputs: inputs_sender, status: status_receiver }))
     }
 
-    /// Runs until `shutdown`, then fails every waiting client by dropping its sender.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Runs until `shutdown`, then fails every waiting client by dropping its
+    /// sender. Ends by itself, with the reason, when its storage failed.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Option<Failure> {
         loop {
+            if self.stopped_by.is_some() {
+                break;
+            }
             let deadline = self.replica.next_timeout().map(|at| self.clock.deadline(at));
             let input = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -178,6 +224,9 @@ impl Driver {
                     Err(_) => break,
                 }
             }
+            if self.stopped_by.is_some() {
+                break;
+            }
             if self.stall_at_request.is_some_and(|request| self.requests_taken >= request) {
                 warn!("test fault: the driver stops taking inputs");
                 shutdown.cancelled().await;
@@ -186,6 +235,7 @@ impl Driver {
         }
         let status = self.replica.status();
         info!(replica = %status.replica, waiting = self.waiting.len(), "replica stopped");
+        self.stopped_by
     }
 
     fn dispatch(&mut self, input: DriverInput) {
@@ -206,6 +256,11 @@ impl Driver {
                 self.handle(Input::Request(request));
             }
             DriverInput::Message { from, message } => self.handle(Input::Message { from, message }),
+            DriverInput::Synced { id } => self.handle(Input::Synced { id }),
+            DriverInput::StorageFailed { message } => self.stop(Failure::storage_failed(format!(
+                "the data directory failed: {message}; the replica stopped and recovers from its disk and its \
+                 peers when started again"
+            ))),
             DriverInput::Ping { pong } => {
                 let _ = pong.send(());
             }
@@ -215,6 +270,13 @@ impl Driver {
                 let _ = subscribed.send(self.feed.subscribe(from, self.replica.store()));
             }
         }
+    }
+
+    /// Stops taking inputs: nothing more leaves this replica (a message sent after
+    /// a failed write could promise what the disk does not hold).
+    fn stop(&mut self, failure: Failure) {
+        error!(error = %failure, "replica stopping");
+        self.stopped_by = Some(failure);
     }
 
     fn handle_timeout_if_due(&mut self) {
@@ -235,6 +297,9 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) {
+        if self.stopped_by.is_some() {
+            return;
+        }
         let now = self.clock.now();
         let outputs = self.replica.handle(now, input);
         let mut changes: Vec<Change> = Vec::new();
@@ -253,12 +318,31 @@ impl Driver {
                         changes.push(change);
                     }
                 }
-                // The server runs replicas with `"storage": "memory"`, which never write.
-                Output::Storage(op) => error!(?op, "a memory-storage replica asked for a storage operation; ignored"),
+                Output::Storage(operation) => self.storage_operations.push(operation),
+            }
+        }
+        if !self.storage_operations.is_empty() {
+            let operations = std::mem::take(&mut self.storage_operations);
+            let submitted = self.storage.as_ref().is_some_and(|storage| storage.submit(operations));
+            if !submitted {
+                self.stop(Failure::storage_failed("the storage thread stopped; the replica stops"));
             }
         }
         self.feed.publish(changes, self.replica.store());
         let status = self.replica.status();
+        if status.repairing != self.repairing {
+            self.repairing = status.repairing;
+            self.metrics.storage_repair(status.repairing);
+            if status.repairing {
+                warn!("damage found: this replica repairs its log from its peers");
+            } else {
+                info!(
+                    view = status.view,
+                    op_number = status.op_number,
+                    "repair complete: the replica holds its view's log again"
+                );
+            }
+        }
         // Readers of the status are woken only when it changed.
         self.status.send_if_modified(|current| {
             let changed = *current != status;

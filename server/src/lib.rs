@@ -4,7 +4,7 @@
 //! [`http`] carries clients' requests to it, [`peer`] carries protocol messages
 //! between replicas (authenticated TCP) and heartbeats (UDP), and [`metrics`] and
 //! `tracing` report what happens, and [`feed`] streams committed changes to
-//! watchers. [`node`] wires one replica together; [`dev`]
+//! watchers; [`storage`] keeps a replica's state in its data directory. [`node`] wires one replica together; [`dev`]
 //! runs three in one process; [`commands`] implements `noted serve` and
 //! `noted config init`; [`bench`] is `noted bench`, a load generator.
 
@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod dev;
 pub mod driver;
+pub mod failure;
 pub mod feed;
 pub mod http;
 pub mod logging;
@@ -23,3 +24,4 @@ pub mod node;
 pub mod panics;
 pub mod peer;
 pub mod shutdown;
+pub mod storage;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use noted_server::cli::{Cli, Command, ConfigCommand, DevArgs};
+use noted_server::failure::Failure;
 use noted_server::{bench, commands, dev, logging, panics, shutdown};
 
 // Every request and peer message allocates (JSON values, frames, futures) from
@@ -18,15 +19,20 @@ fn main() -> ExitCode {
     panics::exit_on_panic();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
-        Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+        Err(error) => return fail(&Failure::general(format!("cannot start the runtime: {error}"))),
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            None => dev::run(DevArgs { http_port_base: 7001, ..DevArgs::default() }, shutdown::on_signal()).await,
+            None => dev::run(DevArgs::from_environment(), shutdown::on_signal()).await,
             Some(Command::Dev(args)) => dev::run(args, shutdown::on_signal()).await,
             Some(Command::Serve(args)) => commands::serve(args, shutdown::on_signal()).await,
-            Some(Command::Bench(args)) => return bench::run(args).await.map(|finished| ended(&finished)),
-            Some(Command::Config { command: ConfigCommand::Init(args) }) => commands::config_init(&args),
+            Some(Command::Init(args)) => commands::init(&args),
+            Some(Command::Bench(args)) => {
+                return bench::run(args).await.map(|finished| ended(&finished)).map_err(Failure::general);
+            }
+            Some(Command::Config { command: ConfigCommand::Init(args) }) => {
+                commands::config_init(&args).map_err(Failure::general)
+            }
         }
         .map(|()| 0)
     });
@@ -47,8 +53,9 @@ fn ended(finished: &bench::Finished) -> u8 {
     finished.exit_code()
 }
 
-/// Every error of every command is 2 (`noted bench` also has 1 and 3, see `ended`).
-fn fail(message: &str) -> ExitCode {
-    eprintln!("noted: error: {message}");
-    ExitCode::from(2)
+/// An error's exit status is 2, or one of [`Failure`]'s for the data directory
+/// (`noted bench` also has 1 and 3, see `ended`).
+fn fail(failure: &Failure) -> ExitCode {
+    eprintln!("noted: error: {}", failure.message);
+    ExitCode::from(failure.exit_code)
 }

@@ -41,6 +41,31 @@ struct MetricsState {
     view_changes: u64,
     /// Core events by kind.
     events: BTreeMap<&'static str, u64>,
+    storage: StorageState,
+}
+
+/// The data directory's side of a replica with disk storage.
+#[derive(Debug, Default)]
+struct StorageState {
+    syncs: u64,
+    sync_latency: Histogram,
+    bytes_written: u64,
+    wal_bytes: Option<u64>,
+    checkpoint_bytes: Option<u64>,
+    repairs_started: u64,
+    repairs_completed: u64,
+}
+
+/// What `/status` reports of the data directory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct StorageReport {
+    pub syncs: u64,
+    pub sync_seconds_mean: Option<f64>,
+    pub bytes_written: u64,
+    pub wal_bytes: Option<u64>,
+    pub checkpoint_bytes: Option<u64>,
+    pub repairs_started: u64,
+    pub repairs_completed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -114,6 +139,46 @@ impl Metrics {
         self.with(|state| *state.events.entry(kind).or_default() += 1);
     }
 
+    pub fn storage_written(&self, bytes: usize) {
+        self.with(|state| state.storage.bytes_written += bytes as u64);
+    }
+
+    pub fn storage_synced(&self, latency: Duration, sizes: crate::storage::FileSizes) {
+        self.with(|state| {
+            state.storage.syncs += 1;
+            state.storage.sync_latency.observe(latency.as_secs_f64());
+            state.storage.wal_bytes = sizes.wal_bytes.or(state.storage.wal_bytes);
+            state.storage.checkpoint_bytes = sizes.checkpoint_bytes.or(state.storage.checkpoint_bytes);
+        });
+    }
+
+    /// The replica found damage on its disk (`started`) or finished repairing it from its peers.
+    pub fn storage_repair(&self, started: bool) {
+        self.with(|state| {
+            if started {
+                state.storage.repairs_started += 1;
+            } else {
+                state.storage.repairs_completed += 1;
+            }
+        });
+    }
+
+    pub fn storage_report(&self) -> StorageReport {
+        self.with(|state| {
+            let storage = &state.storage;
+            StorageReport {
+                syncs: storage.syncs,
+                sync_seconds_mean: (storage.syncs > 0)
+                    .then(|| storage.sync_latency.sum_seconds / storage.sync_latency.count as f64),
+                bytes_written: storage.bytes_written,
+                wal_bytes: storage.wal_bytes,
+                checkpoint_bytes: storage.checkpoint_bytes,
+                repairs_started: storage.repairs_started,
+                repairs_completed: storage.repairs_completed,
+            }
+        })
+    }
+
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         self.with(|state| {
@@ -179,12 +244,51 @@ impl Metrics {
                 header(&mut out, name, "counter", help);
                 let _ = writeln!(out, "{name} {value}");
             }
+            render_storage(&mut out, &state.storage);
             header(&mut out, "noted_replica_events_total", "counter", "Events reported by the replica's core.");
             for (kind, count) in &state.events {
                 let _ = writeln!(out, "noted_replica_events_total{{kind=\"{kind}\"}} {count}");
             }
             out
         })
+    }
+}
+
+fn render_storage(out: &mut String, storage: &StorageState) {
+    let name = "noted_storage_sync_duration_seconds";
+    header(out, name, "histogram", "Syncs of the data directory: each covers every write before it (group commit).");
+    for (bound, count) in LATENCY_BUCKETS_SECONDS.iter().zip(storage.sync_latency.bucket_counts) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", storage.sync_latency.count);
+    let _ = writeln!(out, "{name}_sum {}", storage.sync_latency.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", storage.sync_latency.count);
+    for (name, kind, help, value) in [
+        (
+            "noted_storage_bytes_written_total",
+            "counter",
+            "Bytes written to the data directory.",
+            Some(storage.bytes_written),
+        ),
+        ("noted_storage_wal_bytes", "gauge", "Size of the live write-ahead log file.", storage.wal_bytes),
+        ("noted_storage_checkpoint_bytes", "gauge", "Size of the live checkpoint file.", storage.checkpoint_bytes),
+        (
+            "noted_storage_repairs_started_total",
+            "counter",
+            "Damage found in the data directory at start, to be repaired from the peers.",
+            Some(storage.repairs_started),
+        ),
+        (
+            "noted_storage_repairs_completed_total",
+            "counter",
+            "Repairs of damaged data finished: the replica holds its view's log again.",
+            Some(storage.repairs_completed),
+        ),
+    ] {
+        if let Some(value) = value {
+            header(out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
     }
 }
 

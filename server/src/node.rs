@@ -11,6 +11,7 @@ use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::config::{NodeSettings, ReplicaAddresses};
 use crate::driver::Driver;
+use crate::failure::Failure;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::peer::auth::FrameAuth;
@@ -29,9 +30,10 @@ pub struct BoundSockets {
 }
 
 impl BoundSockets {
-    pub async fn bind(addresses: ReplicaAddresses) -> Result<BoundSockets, String> {
-        let describe =
-            |kind: &str, address, error: io::Error| format!("cannot bind the {kind} address {address}: {error}");
+    pub async fn bind(addresses: ReplicaAddresses) -> Result<BoundSockets, Failure> {
+        let describe = |kind: &str, address, error: io::Error| {
+            Failure::general(format!("cannot bind the {kind} address {address}: {error}"))
+        };
         Ok(BoundSockets {
             http: TcpListener::bind(addresses.client)
                 .await
@@ -55,7 +57,7 @@ impl BoundSockets {
 
 /// Runs one replica until `shutdown`, then stops accepting requests, answers or
 /// fails those in flight, and closes the peer connections.
-pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: CancellationToken) -> Result<(), String> {
+pub async fn run(settings: NodeSettings, sockets: BoundSockets, shutdown: CancellationToken) -> Result<(), Failure> {
     // Every log line of this replica's tasks names it once: dev runs three in one
     // process. A root span, so that a caller's span is not printed before it again.
     let span = info_span!(parent: None, "replica", id = settings.me().0);
@@ -67,7 +69,7 @@ async fn run_in_span(
     sockets: BoundSockets,
     shutdown: CancellationToken,
     span: Span,
-) -> Result<(), String> {
+) -> Result<(), Failure> {
     let me = settings.me();
     let cluster = settings.core.cluster;
     let replica_count = settings.core.replica_count;
@@ -87,12 +89,11 @@ async fn run_in_span(
         warn!(request, "test fault is on: the driver stops taking inputs at this client request");
     }
     let (driver, driver_handle) =
-        Driver::new(settings.core.clone(), outbox, Arc::clone(&metrics), settings.test_faults)
-            .map_err(|error| error.to_string())?;
+        Driver::new(settings.core.clone(), &settings.storage, outbox, Arc::clone(&metrics), settings.test_faults)?;
 
     // The internals outlive the HTTP server, so that requests in flight can still be answered.
     let internals = CancellationToken::new();
-    let driver_task = tokio::spawn(driver.run(internals.clone()).instrument(span.clone()));
+    let mut driver_task = tokio::spawn(driver.run(internals.clone()).instrument(span.clone()));
     let heartbeat_socket = Arc::new(sockets.heartbeat);
     let peer_list: Vec<(ReplicaId, ReplicaAddresses)> = settings
         .replicas
@@ -173,18 +174,32 @@ async fn run_in_span(
         note_bytes_max: settings.core.limits.store.body_bytes_max,
         request_body_bytes_max: settings.request_body_bytes_max,
         allowed_origins: http::cors::AllowedOrigins::new(settings.allowed_origins.clone()),
+        data_dir: settings.storage.data_dir().map(|dir| dir.display().to_string()),
     });
     let router = http::router(app);
-    let server = http::serve::serve(sockets.http, router, settings.header_read_timeout, shutdown.clone());
     let drain_limit = settings.request_timeout + SHUTDOWN_GRACE;
-    tokio::select! {
-        () = server => {}
+    // The HTTP server stops with `server_shutdown`: at the process's shutdown, or
+    // when the driver stops by itself (its storage failed).
+    let server_shutdown = shutdown.child_token();
+    let server = http::serve::serve(sockets.http, router, settings.header_read_timeout, server_shutdown.clone());
+    tokio::pin!(server);
+    let stopped_by = tokio::select! {
+        () = &mut server => None,
         () = async { shutdown.cancelled().await; tokio::time::sleep(drain_limit).await } => {
             warn!("requests still in flight after the grace period; closing anyway");
+            None
         }
-    }
+        finished = &mut driver_task => {
+            server_shutdown.cancel();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await;
+            Some(finished.ok().flatten())
+        }
+    };
     info!(replica = %me, "stopped accepting requests; closing peers");
     internals.cancel();
-    let _ = driver_task.await;
-    Ok(())
+    let failure = match stopped_by {
+        Some(failure) => failure,
+        None => driver_task.await.ok().flatten(),
+    };
+    failure.map_or(Ok(()), Err)
 }

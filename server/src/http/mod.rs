@@ -45,6 +45,8 @@ pub struct App {
     pub request_body_bytes_max: usize,
     /// Origins whose pages may use the API and the change feed (see [`cors`]).
     pub allowed_origins: cors::AllowedOrigins,
+    /// The data directory (disk storage); `None` with memory storage.
+    pub data_dir: Option<String>,
 }
 
 pub fn router(app: AppState) -> Router {

@@ -62,9 +62,29 @@ pub async fn status(State(app): State<AppState>) -> Response {
         "messages_dropped": status.counters.messages_dropped,
         "requests_refused_overloaded": status.counters.requests_refused_overloaded,
         "client_address": app.replicas[app.me.index()].client.to_string(),
+        "storage": storage_report(&app, status.repairing),
         "peers": peers,
     }))
     .into_response()
+}
+
+/// The data directory's state: `{"kind": "memory"}`, or its path, log and
+/// checkpoint sizes, syncs and repairs.
+fn storage_report(app: &AppState, repairing: bool) -> serde_json::Value {
+    let Some(data_dir) = &app.data_dir else { return json!({ "kind": "memory" }) };
+    let report = app.metrics.storage_report();
+    json!({
+        "kind": "disk",
+        "data_dir": data_dir,
+        "repairing": repairing,
+        "wal_bytes": report.wal_bytes,
+        "checkpoint_bytes": report.checkpoint_bytes,
+        "syncs": report.syncs,
+        "sync_seconds_mean": report.sync_seconds_mean,
+        "bytes_written": report.bytes_written,
+        "repairs_started": report.repairs_started,
+        "repairs_completed": report.repairs_completed,
+    })
 }
 
 pub async fn metrics(State(app): State<AppState>) -> Response {

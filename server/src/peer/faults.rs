@@ -6,7 +6,9 @@
 //! Written as `loss=0.1,delay-ms=5,panic-at-request=3` on the command line
 //! (`--test-faults`) or as `{"loss": 0.1, "delay_ms": 5, "panic_at_request": 3}` in
 //! the cluster file (and `stall-at-request`, `stall_at_request`). Heartbeats are
-//! not affected.
+//! not affected. `lose-unsynced-writes=true` makes disk storage hold writes in
+//! memory until a sync covers them: killing the process then loses them, as a
+//! power cut loses the page cache.
 
 use std::time::Duration;
 
@@ -27,6 +29,10 @@ pub struct TestFaults {
     /// The driver stops taking inputs (until shutdown) at this client request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_at_request: Option<u64>,
+    /// Disk storage holds writes in memory until a sync covers them, so that a
+    /// killed process loses them as a power cut loses the page cache.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lose_unsynced_writes: bool,
 }
 
 /// What to do with one outgoing frame.
@@ -76,13 +82,18 @@ impl std::str::FromStr for TestFaults {
                     let request = value.parse().map_err(|_| format!("panic-at-request: not a number: {value:?}"))?;
                     faults.panic_at_request = Some(request);
                 }
+                "lose-unsynced-writes" => {
+                    faults.lose_unsynced_writes =
+                        value.parse().map_err(|_| format!("lose-unsynced-writes: not true or false: {value:?}"))?
+                }
                 "stall-at-request" => {
                     let request = value.parse().map_err(|_| format!("stall-at-request: not a number: {value:?}"))?;
                     faults.stall_at_request = Some(request);
                 }
                 other => {
                     return Err(format!(
-                        "unknown test fault {other:?}; use loss=, delay-ms=, panic-at-request= and stall-at-request="
+                        "unknown test fault {other:?}; use loss=, delay-ms=, panic-at-request=, stall-at-request= \
+                         and lose-unsynced-writes="
                     ));
                 }
             }

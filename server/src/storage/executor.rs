@@ -1,0 +1,202 @@
+//! Carries out a replica's [`StorageOp`]s on its data directory, on a thread of
+//! its own so that the driver never waits for the disk.
+//!
+//! Operations run in the order the replica gave them. A sync makes every write
+//! and removal before it durable (each file written since the last sync, then the
+//! directory when files were created or removed), then tells the driver with
+//! [`DriverInput::Synced`]. The replica keeps at most one sync in flight, so the
+//! writes that arrive while the disk syncs are covered together by the next
+//! (group commit). Any failed write or sync is fatal: the executor tells the
+//! driver with [`DriverInput::StorageFailed`] and stops; nothing is retried, as a
+//! failed `fsync` may have dropped dirty pages the kernel will not write again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::time::Instant;
+
+use noted_core::storage::{DiskFile, StorageOp};
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+use super::data_dir::{DataDir, sync_directory};
+use crate::driver::DriverInput;
+use crate::metrics::Metrics;
+
+/// How the executor treats writes no sync has covered yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Unsynced {
+    /// Written to the file at once (the kernel's page cache holds them until a sync).
+    #[default]
+    Written,
+    /// Test only: held in this process's memory until a sync covers them, so that
+    /// killing the process loses them as a power cut loses the page cache.
+    HeldInMemory,
+}
+
+/// The driver's end: operations go in batches, in order.
+#[derive(Debug)]
+pub struct StorageHandle {
+    operations: std_mpsc::Sender<Vec<StorageOp>>,
+}
+
+impl StorageHandle {
+    /// Hands the operations to the executor; `false` once it stopped (after a failure).
+    pub fn submit(&self, operations: Vec<StorageOp>) -> bool {
+        operations.is_empty() || self.operations.send(operations).is_ok()
+    }
+}
+
+/// Starts the executor thread of `dir`; it ends when the handle is dropped.
+pub fn spawn(
+    dir: DataDir,
+    unsynced: Unsynced,
+    driver: mpsc::Sender<DriverInput>,
+    metrics: Arc<Metrics>,
+) -> io::Result<StorageHandle> {
+    let (operations, receiver) = std_mpsc::channel();
+    let mut executor = Executor {
+        dir,
+        unsynced,
+        files: BTreeMap::new(),
+        dirty: BTreeSet::new(),
+        directory_dirty: false,
+        held: Vec::new(),
+        metrics,
+    };
+    let span = tracing::Span::current();
+    std::thread::Builder::new().name("noted-storage".into()).spawn(move || {
+        let _entered = span.enter();
+        while let Ok(batch) = receiver.recv() {
+            for operation in batch {
+                let done = match executor.run(operation) {
+                    Ok(None) => continue,
+                    Ok(Some(id)) => DriverInput::Synced { id },
+                    Err(failure) => {
+                        error!(error = %failure, "storage failed; the replica stops");
+                        let _ = driver.blocking_send(DriverInput::StorageFailed { message: failure });
+                        return;
+                    }
+                };
+                if driver.blocking_send(done).is_err() {
+                    return;
+                }
+            }
+        }
+    })?;
+    Ok(StorageHandle { operations })
+}
+
+struct Executor {
+    dir: DataDir,
+    unsynced: Unsynced,
+    files: BTreeMap<DiskFile, File>,
+    /// Files written since the last sync.
+    dirty: BTreeSet<DiskFile>,
+    /// A file was created or removed since the last sync.
+    directory_dirty: bool,
+    /// [`Unsynced::HeldInMemory`]: the writes and removals since the last sync.
+    held: Vec<StorageOp>,
+    metrics: Arc<Metrics>,
+}
+
+impl Executor {
+    /// Runs one operation; a completed sync's id, or why it failed.
+    fn run(&mut self, operation: StorageOp) -> Result<Option<u64>, String> {
+        match operation {
+            StorageOp::Sync { id } => {
+                for held in std::mem::take(&mut self.held) {
+                    self.apply(held)?;
+                }
+                self.sync()?;
+                Ok(Some(id))
+            }
+            other if self.unsynced == Unsynced::HeldInMemory => {
+                self.held.push(other);
+                Ok(None)
+            }
+            other => self.apply(other).map(|()| None),
+        }
+    }
+
+    fn apply(&mut self, operation: StorageOp) -> Result<(), String> {
+        match operation {
+            StorageOp::Write { file, offset, bytes } => {
+                let handle = self.open(file)?;
+                handle
+                    .write_all_at(&bytes, offset)
+                    .map_err(|error| format!("cannot write {} at {offset}: {error}", file.name()))?;
+                self.metrics.storage_written(bytes.len());
+                self.dirty.insert(file);
+                Ok(())
+            }
+            StorageOp::Remove { file } => {
+                self.files.remove(&file);
+                self.dirty.remove(&file);
+                match std::fs::remove_file(self.dir.path().join(file.name())) {
+                    Ok(()) => {}
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                        warn!(file = file.name(), "asked to remove a file that is not there");
+                    }
+                    Err(error) => return Err(format!("cannot remove {}: {error}", file.name())),
+                }
+                self.directory_dirty = true;
+                Ok(())
+            }
+            StorageOp::Sync { .. } => unreachable!("syncs are run by `run`"),
+        }
+    }
+
+    fn open(&mut self, file: DiskFile) -> Result<&File, String> {
+        if !self.files.contains_key(&file) {
+            let path = self.dir.path().join(file.name());
+            let existed = path.exists();
+            let handle = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+            self.directory_dirty |= !existed;
+            self.files.insert(file, handle);
+        }
+        Ok(&self.files[&file])
+    }
+
+    fn sync(&mut self) -> Result<(), String> {
+        let started = Instant::now();
+        for file in std::mem::take(&mut self.dirty) {
+            if let Some(handle) = self.files.get(&file) {
+                handle.sync_data().map_err(|error| format!("cannot sync {}: {error}", file.name()))?;
+            }
+        }
+        if std::mem::take(&mut self.directory_dirty) {
+            sync_directory(self.dir.path())
+                .map_err(|error| format!("cannot sync the directory {}: {error}", self.dir.path().display()))?;
+        }
+        let sizes = self.sizes();
+        self.metrics.storage_synced(started.elapsed(), sizes);
+        Ok(())
+    }
+
+    /// The live log's and checkpoint's sizes: the newest generation of each.
+    fn sizes(&self) -> FileSizes {
+        let size = |file: Option<&DiskFile>| {
+            file.and_then(|file| self.files.get(file)).and_then(|handle| handle.metadata().ok()).map(|meta| meta.len())
+        };
+        let wal = self.files.keys().rfind(|file| matches!(file, DiskFile::Wal { .. }));
+        let checkpoint = self.files.keys().rfind(|file| matches!(file, DiskFile::Checkpoint { .. }));
+        FileSizes { wal_bytes: size(wal), checkpoint_bytes: size(checkpoint) }
+    }
+}
+
+/// Sizes of the live files this process has open (`None` before it wrote one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileSizes {
+    pub wal_bytes: Option<u64>,
+    pub checkpoint_bytes: Option<u64>,
+}
