@@ -59,6 +59,9 @@ pub struct ClusterOptions {
     pub extra_config: Option<Value>,
     /// More command-line arguments of one replica's `noted serve`.
     pub replica_args: Vec<(u8, Vec<String>)>,
+    /// `"memory"` or `"disk"`: with disk, each replica's data directory is created
+    /// with `noted init` before its first start and kept across restarts.
+    pub storage: &'static str,
 }
 
 impl ClusterOptions {
@@ -73,7 +76,13 @@ impl ClusterOptions {
             address_per_replica: false,
             extra_config: None,
             replica_args: Vec::new(),
+            storage: "memory",
         }
+    }
+
+    /// vr with disk storage.
+    pub fn vr_on_disk() -> ClusterOptions {
+        ClusterOptions { storage: "disk", ..ClusterOptions::vr() }
     }
 
     pub fn local_write() -> ClusterOptions {
@@ -168,6 +177,7 @@ impl Cluster {
                 "client": addresses.client, "peer": addresses.peer, "heartbeat": addresses.heartbeat,
             })).collect::<Vec<_>>(),
             "request_timeout_ms": options.request_timeout_ms,
+            "storage": options.storage,
         });
         if let Some(primary) = options.primary {
             file["primary"] = primary.into();
@@ -196,20 +206,44 @@ impl Cluster {
             keep_files: false,
         };
         for replica in 0..cluster.options.replicas {
+            if cluster.options.storage == "disk" {
+                cluster.init_data_dir(binary, replica);
+            }
             let child = cluster.spawn(binary, replica);
             cluster.processes.push(Some(child));
         }
         cluster
     }
 
+    /// The data directory of `replica` (disk storage).
+    pub fn data_dir(&self, replica: usize) -> PathBuf {
+        self.directory.join(format!("data-{replica}"))
+    }
+
+    fn init_data_dir(&self, binary: &Path, replica: u8) {
+        let output = Command::new(binary)
+            .args(["init", "--config"])
+            .arg(&self.config_path)
+            .args(["--id", &replica.to_string(), "--data-dir"])
+            .arg(self.data_dir(usize::from(replica)))
+            .env_remove("NOTED_DATA_DIR")
+            .output()
+            .expect("run noted init");
+        assert!(output.status.success(), "noted init failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
     fn spawn(&self, binary: &Path, replica: u8) -> Child {
         let log_path = self.directory.join(format!("replica-{replica}.log"));
         let log = OpenOptions::new().create(true).append(true).open(&log_path).expect("open the replica's log");
         let stdout = log.try_clone().expect("clone a file handle");
+        let data_dir = (self.options.storage == "disk").then(|| self.data_dir(usize::from(replica)));
         Command::new(binary)
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .args(["--id", &replica.to_string()])
+            .args(data_dir.iter().flat_map(|dir| [std::ffi::OsStr::new("--data-dir"), dir.as_os_str()]))
+            .env_remove("NOTED_DATA_DIR")
+            .env_remove("NOTED_STORAGE")
             .args(self.options.replica_args.iter().filter(|(id, _)| *id == replica).flat_map(|(_, args)| args))
             .env("RUST_LOG", "info")
             .env_remove("NOTED_SECRET")
@@ -275,6 +309,31 @@ impl Cluster {
         }
     }
 
+    /// SIGKILL to every running replica at the same moment (one `kill` of all their
+    /// pids), then waits for them to end.
+    pub fn kill_all_at_once(&mut self) {
+        let pids: Vec<String> = self.processes.iter().flatten().map(|child| child.id().to_string()).collect();
+        let status = Command::new("kill").arg("-KILL").args(&pids).status();
+        assert!(status.is_ok_and(|status| status.success()), "kill -KILL {pids:?} failed");
+        for replica in 0..self.processes.len() {
+            self.kill(replica);
+        }
+    }
+
+    /// Waits up to `timeout` for `replica` to end by itself; its exit code, or
+    /// `None` if it still runs (or was killed by a signal).
+    pub fn wait_for_exit(&mut self, replica: usize, timeout: Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(code) = self.exit_code(replica) {
+                self.processes[replica] = None;
+                return Some(code);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// How `replica`'s process ended, once it ended by itself; `None` while it runs.
     pub fn exit_code(&mut self, replica: usize) -> Option<i32> {
         let child = self.processes[replica].as_mut()?;
@@ -318,7 +377,7 @@ impl Cluster {
         code
     }
 
-    /// Starts `replica` again, with empty memory.
+    /// Starts `replica` again, with empty memory (and its data directory, with disk storage).
     pub fn restart(&mut self, replica: usize) {
         assert!(self.processes[replica].is_none(), "replica {replica} is still running");
         let child = self.spawn(&noted_binary(), u8::try_from(replica).expect("small"));

@@ -1,0 +1,211 @@
+//! Durable replicas on real processes: a whole cluster killed at once (also with
+//! unsynced writes lost, as a power cut loses them), damaged files repaired from
+//! the peers, and data directories that are not the replica's refused at start.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use noted_core::storage::format::{RECORD_HEADER_BYTES, RecordKind, decode_record_unchained};
+use noted_tests::checks::{local_copy, metric};
+use noted_tests::workload::Workload;
+use noted_tests::{Cluster, ClusterOptions, noted_binary, wait_until};
+use reqwest::Method;
+use serde_json::json;
+
+/// Clients write; every replica is SIGKILLed at the same moment in the middle of
+/// the load and restarted; the clients go on. The history (which reads every note
+/// back at the end) is linearizable and no acknowledged create is missing.
+fn kill_the_whole_cluster_under_load(options: ClusterOptions, seed: u64, source: &str) {
+    let mut cluster = Cluster::start(options);
+    let urls: Vec<String> = (0..cluster.replica_count()).map(|replica| cluster.url(replica)).collect();
+    let workload = Workload::new(urls, source);
+    let clients = workload.spawn_clients(4, seed);
+    let writes_so_far = || workload.highest_id.load(Ordering::Relaxed);
+    wait_until("the workload to get going", Duration::from_secs(30), || writes_so_far() >= 60);
+    cluster.kill_all_at_once();
+    let at_the_kill = writes_so_far();
+    for replica in 0..cluster.replica_count() {
+        cluster.restart(replica);
+    }
+    cluster.wait_until_serving();
+    wait_until("writes to go on after the restart", Duration::from_secs(30), || writes_so_far() >= at_the_kill + 40);
+    for replica in 0..cluster.replica_count() {
+        let log = cluster.log_of(replica);
+        assert!(log.contains("replica restarted from its data directory"), "replica {replica} read its disk:\n{log}");
+    }
+    workload.finish_and_check(&cluster, clients, seed);
+}
+
+#[test]
+fn every_acknowledged_write_survives_killing_the_whole_cluster_at_once() {
+    kill_the_whole_cluster_under_load(
+        ClusterOptions::vr_on_disk(),
+        31,
+        "noted-tests durable: SIGKILL every replica at once under load, restart from disk",
+    );
+}
+
+#[test]
+fn every_acknowledged_write_survives_a_whole_cluster_power_cut() {
+    // Unsynced writes live in the process's memory and die with it: only what the
+    // syncs covered is on disk, so an acknowledgement sent before its sync loses data.
+    let options =
+        ClusterOptions { test_faults: Some(json!({ "lose_unsynced_writes": true })), ..ClusterOptions::vr_on_disk() };
+    kill_the_whole_cluster_under_load(
+        options,
+        37,
+        "noted-tests durable: power cut of every replica under load (unsynced writes lost), restart from disk",
+    );
+}
+
+/// The records of a data directory file: (offset, kind, body length).
+fn records(bytes: &[u8]) -> Vec<(usize, RecordKind, usize)> {
+    let mut found = Vec::new();
+    let mut offset = 0;
+    while let Ok((record, _)) = decode_record_unchained(&bytes[offset..]) {
+        found.push((offset, record.kind, record.body.len()));
+        offset += record.length;
+    }
+    found
+}
+
+/// The newest `wal.<g>` or `checkpoint.<g>` of a data directory.
+fn newest(dir: &Path, stem: &str) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let generation: u64 = name.strip_prefix(stem)?.strip_prefix('.')?.parse().ok()?;
+            Some((generation, dir.join(name)))
+        })
+        .max()
+        .unwrap_or_else(|| panic!("no {stem} file in {}", dir.display()))
+        .1
+}
+
+fn flip_a_body_byte(path: &Path, record_offset: usize, body_bytes: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = record_offset + RECORD_HEADER_BYTES + body_bytes / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Writes notes, stops `replica`, damages one of its files with `damage`, restarts
+/// it: it repairs from its peers (log line and metrics) and answers reads.
+fn damaged_replica_repairs(damage: impl FnOnce(&Path)) {
+    let mut cluster = Cluster::start(ClusterOptions::vr_on_disk());
+    let client = cluster.client(0);
+    for index in 0..30 {
+        let response = client.json(Method::POST, "/notes", &json!({ "title": format!("note {index}") })).unwrap();
+        assert_eq!(response.status, 201, "{}", response.text);
+    }
+    let primary = cluster.primary().expect("a primary");
+    let damaged = (primary + 1) % cluster.replica_count();
+    cluster.kill(damaged);
+    damage(&cluster.data_dir(damaged));
+    cluster.restart(damaged);
+    wait_until("the damaged replica to finish its repair", Duration::from_secs(30), || {
+        metric(&cluster, damaged, "noted_storage_repairs_completed_total") >= 1
+    });
+    assert!(metric(&cluster, damaged, "noted_storage_repairs_started_total") >= 1);
+    let log = cluster.log_of(damaged);
+    assert!(log.contains("repair complete"), "the log says so:\n{log}");
+    wait_until("the repaired replica to hold every note", Duration::from_secs(30), || {
+        local_copy(&cluster, damaged)
+            .is_some_and(|copy| copy["notes"].as_array().is_some_and(|notes| notes.len() == 30))
+    });
+    let read = cluster.client(damaged).get_path("/notes/1").unwrap();
+    assert_eq!((read.status, read.body["title"].as_str()), (200, Some("note 0")), "{}", read.text);
+    let status = cluster.status(damaged).unwrap();
+    assert_eq!(status["storage"]["repairing"], false, "{status}");
+}
+
+#[test]
+fn a_flipped_byte_in_a_committed_log_entry_is_repaired_from_the_peers() {
+    damaged_replica_repairs(|dir| {
+        let wal = newest(dir, "wal");
+        let bytes = std::fs::read(&wal).unwrap();
+        let (offset, _, body) = records(&bytes)
+            .into_iter()
+            .find(|(_, kind, _)| *kind == RecordKind::Entry)
+            .unwrap_or_else(|| panic!("{} holds no entry", wal.display()));
+        flip_a_body_byte(&wal, offset, body);
+    });
+}
+
+#[test]
+fn a_flipped_byte_in_the_live_checkpoint_is_repaired_from_the_peers() {
+    damaged_replica_repairs(|dir| {
+        let checkpoint = newest(dir, "checkpoint");
+        let bytes = std::fs::read(&checkpoint).unwrap();
+        let (offset, _, body) = records(&bytes)[0];
+        flip_a_body_byte(&checkpoint, offset, body);
+    });
+}
+
+/// `noted serve` of `replica` on `dir`, with more arguments; its exit code and stderr.
+fn serve_once(cluster: &Cluster, replica: usize, dir: &Path, more: &[&str]) -> (Option<i32>, String) {
+    let output = Command::new(noted_binary())
+        .args(["serve", "--config"])
+        .arg(&cluster.config_path)
+        .args(["--id", &replica.to_string(), "--data-dir"])
+        .arg(dir)
+        .args(more)
+        .env_remove("NOTED_DATA_DIR")
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
+    let mut cluster = Cluster::start(ClusterOptions::vr_on_disk());
+    let response = cluster.client(0).json(Method::POST, "/notes", &json!({ "title": "kept" })).unwrap();
+    assert_eq!(response.status, 201, "{}", response.text);
+    cluster.kill(2);
+    // Exit codes: 4 the directory is not this replica's, 5 another process holds it.
+    let (code, error) = serve_once(&cluster, 2, &cluster.data_dir(0), &[]);
+    assert_eq!(code, Some(5), "a directory in use by a running replica: {error}");
+    assert!(error.contains("in use by another process"), "{error}");
+
+    let other_replica = cluster.directory.join("copy-of-replica-0");
+    copy_dir(&cluster.data_dir(0), &other_replica);
+    let (code, error) = serve_once(&cluster, 2, &other_replica, &[]);
+    assert_eq!(code, Some(4), "another replica's directory: {error}");
+    assert!(error.contains("belongs to replica 0, not to replica 2"), "{error}");
+
+    let other_cluster = (cluster.cluster_id + 1).to_string();
+    let (code, error) = serve_once(&cluster, 2, &cluster.data_dir(2), &["--cluster-id", &other_cluster]);
+    assert_eq!(code, Some(4), "another cluster's directory: {error}");
+    assert!(error.contains(&format!("belongs to cluster {}", cluster.cluster_id)), "{error}");
+
+    let newer = cluster.directory.join("newer-format");
+    copy_dir(&cluster.data_dir(2), &newer);
+    for copy in 0..4 {
+        let path = newer.join(format!("superblock.{copy}"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[4..6].copy_from_slice(&2u16.to_le_bytes());
+        let checksum = xxhash_rust::xxh3::xxh3_64(&bytes[..32]);
+        bytes[32..40].copy_from_slice(&checksum.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+    }
+    let (code, error) = serve_once(&cluster, 2, &newer, &[]);
+    assert_eq!(code, Some(4), "an unknown format version: {error}");
+    assert!(error.contains("format version 2"), "{error}");
+
+    // Nothing was overwritten: the replica starts on its own directory and serves.
+    cluster.restart(2);
+    cluster.wait_until_serving();
+    let read = cluster.client(2).get_path("/notes/1").unwrap();
+    assert_eq!((read.status, read.body["title"].as_str()), (200, Some("kept")), "{}", read.text);
+}
