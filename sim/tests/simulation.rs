@@ -265,6 +265,21 @@ fn a_replica_catching_up_keeps_its_uncommitted_entries_until_the_view_log_replac
     assert!(outcome.passed(), "seed {SEED}: {:?}", outcome.failure.map(|failure| failure.message));
 }
 
+/// After whole-cluster crashes, a vr replica restarted from its disk with an
+/// uncommitted entry of an old view became the primary of a new view whose best
+/// log started after its commit number. It fetched the missing committed entries
+/// from that log's sender, and the first batch did not reach its old entry; it
+/// executed that entry anyway, because the sender's commit number covered its op,
+/// and diverged from the other replicas in every note created after it. It now
+/// executes only what a batch showed to be the sender's, and lets the sender's
+/// entries replace its own from the first that differs.
+#[test]
+fn a_new_primary_executes_only_the_entries_it_fetched_of_the_log_it_adopts() {
+    const SEED: u64 = 43796;
+    let outcome = run(&RunRequest::new(SimProtocol::Vr, SEED));
+    assert!(outcome.passed(), "seed {SEED}: {:?}", outcome.failure.map(|failure| failure.message));
+}
+
 /// Finds the first seed below `seeds_max` at which `defect` fails a vr run, and
 /// checks that the same seed passes without it; prints the failure and the
 /// smallest failing history the report gives.

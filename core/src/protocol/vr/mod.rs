@@ -38,7 +38,9 @@
 //!   entry, with as many committed ones before them as the same bound allows.
 //! - A new primary missing committed entries that the best log does not carry
 //!   asks that log's sender for them (entries, or a snapshot) before it starts
-//!   the view.
+//!   the view. It executes only entries a batch showed to be that log's: its own
+//!   past the batch may be of an older view, and the batch replaces them from the
+//!   first that differs ([`state_transfer`]'s `adopt_state`).
 //! - Recovery (§4.3) learns the latest view and its primary from a quorum, then
 //!   fetches the primary's state by state transfer, still recovering: it takes
 //!   part again only once it holds the primary's log up to where the primary's

@@ -189,6 +189,16 @@ impl Vr {
         if let Some(manifest) = snapshot {
             return self.start_download(now, from, manifest, outputs);
         }
+        if self.status == ReplicaStatus::ViewChange {
+            let Some(matched) = self.adopt_state(from, commit_number, after, entries, &weights, outputs) else {
+                return;
+            };
+            self.view_change.awaiting_state_from = None;
+            // Only what is known to be the sender's log runs: an entry of this log past
+            // the batch may be of an older view that the adopted log replaced.
+            self.commit_through(commit_number.min(matched), outputs);
+            return self.complete_view_change(now, outputs);
+        }
         let continued = if self.catching_up() {
             self.match_view_log(from, commit_number, after, entries, &weights, outputs)
         } else {
@@ -198,11 +208,7 @@ impl Vr {
             return;
         }
         match self.status {
-            ReplicaStatus::ViewChange => {
-                self.view_change.awaiting_state_from = None;
-                self.commit_through(commit_number, outputs);
-                self.complete_view_change(now, outputs);
-            }
+            ReplicaStatus::ViewChange => unreachable!("a new primary takes state in adopt_state"),
             ReplicaStatus::Normal => {
                 let primary = self.primary_of(self.view);
                 if self.catching_up() && self.view_log_matched_through >= op_number {
@@ -256,6 +262,57 @@ impl Vr {
             self.log.append_weighed(entry, *weight);
         }
         true
+    }
+
+    /// At a new primary whose adopted log starts after its commit number (see
+    /// [`Vr::complete_view_change`]): takes a batch of that log from its sender,
+    /// and returns how far this log is now known to equal it, or `None`, having
+    /// counted the message as dropped, when it contradicts a committed entry.
+    ///
+    /// This replica's entries after its commit number are of its own `log_view`,
+    /// which may be older than the adopted log's: they were compared with nothing.
+    /// Executing them because the sender's commit number covers them would run an
+    /// entry the adopted log replaced (a restarted replica's old uncommitted op,
+    /// where the later view committed another). An entry that differs from the
+    /// adopted log was never committed, nor any after it (that log holds every
+    /// committed entry), so the batch replaces them from there, as catching up
+    /// does; entries past the batch stay, unexecuted, until the next batch.
+    fn adopt_state(
+        &mut self,
+        from: ReplicaId,
+        commit_number: u64,
+        after: u64,
+        entries: Vec<Entry>,
+        weights: &[usize],
+        outputs: &mut Outputs,
+    ) -> Option<u64> {
+        if after < self.log.checkpoint() || after > self.commit_number {
+            // Nothing here continues what this replica executed; the caller asks again.
+            return Some(self.commit_number);
+        }
+        let mut matched = after;
+        for (entry, weight) in entries.into_iter().zip(weights) {
+            let op_number = entry.op_number;
+            match self.log.get(op_number) {
+                Some(ours) if *ours == entry => {}
+                Some(_) if op_number <= self.commit_number => {
+                    outputs.drop_message(from, DropReason::Conflicting);
+                    return None;
+                }
+                ours => {
+                    if ours.is_some() {
+                        self.log.truncate_after(op_number - 1);
+                    }
+                    if !self.fits_uncommitted(commit_number, *weight) {
+                        outputs.drop_message(from, DropReason::TooFarAhead);
+                        break;
+                    }
+                    self.log.append_weighed(entry, *weight);
+                }
+            }
+            matched = op_number;
+        }
+        Some(matched)
     }
 
     /// Whether an entry weighing `weight` appended now keeps the uncommitted entries

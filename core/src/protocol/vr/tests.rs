@@ -432,3 +432,64 @@ fn a_restarted_replica_recovers_a_large_store_in_chunks() {
         assert!(bytes <= bound, "{from} sent a {} of {bytes} bytes, over {bound}", message.kind());
     }
 }
+
+/// §4.2 with a new primary missing committed entries: the log it adopts starts
+/// after its commit number, so it fetches what lies between from that log's
+/// sender, in batches. Its own entries past a batch are of an older view and may
+/// differ from the adopted log's: it executes only what a batch showed equal,
+/// and the adopted log replaces the rest from the first entry that differs.
+#[test]
+fn a_new_primary_executes_only_fetched_entries_of_the_log_it_adopts() {
+    let entry = |op_number: u64, view: u64, title: &str| Entry {
+        op_number,
+        view,
+        client: ClientId(op_number),
+        request_number: 1,
+        operation: create(json!({ "title": title })),
+        timestamp: Timestamp(op_number),
+    };
+    let config = crate::config::Config::new(crate::ids::ClusterId(1), R2, 3, VR, 1);
+    let now = Instant::ZERO + Duration::from_secs(1);
+    let mut vr = Vr::new(config, now);
+    // R2 holds ops 1-3 of view 1, op 1 committed; its op 3 was never committed.
+    vr.status = ReplicaStatus::Normal;
+    vr.view = 1;
+    vr.log_view = 1;
+    for op_number in 1..=3 {
+        vr.log.append(entry(op_number, 1, &format!("op {op_number} of view 1")));
+    }
+    vr.timers = Timers::default();
+    vr.commit_through(1, &mut Outputs::default());
+    // View 4's log, R1's: op 3 is another entry, of view 4, and ops 1-3 are committed.
+    let theirs = [entry(1, 1, "op 1 of view 1"), entry(2, 1, "op 2 of view 1"), entry(3, 4, "op 3 of view 4")];
+    let new_state = |after: u64, entries: &[Entry]| {
+        let message = Message::NewState {
+            view: 5,
+            op_number: 4,
+            commit_number: 3,
+            after,
+            snapshot: None,
+            entries: entries.to_vec(),
+        };
+        wrap(message)
+    };
+    let mut outputs = Outputs::default();
+    vr.start_view_change(now, 5, &mut outputs);
+    vr.on_message(now, R1, wrap(Message::StartViewChange { view: 5 }), &mut outputs);
+    let do_view_change =
+        Message::DoViewChange { view: 5, log_view: 4, commit_number: 3, after: 3, entries: vec![entry(4, 4, "op 4")] };
+    vr.on_message(now, R1, wrap(do_view_change), &mut outputs);
+    assert_eq!(vr.view_change.awaiting_state_from, Some(R1), "R2 fetches ops 2 and 3 from R1");
+    // A batch of op 2 only: R2's op 3 is not shown to be R1's, and is not executed.
+    vr.on_message(now, R1, new_state(1, &theirs[1..2]), &mut outputs);
+    assert_eq!(vr.commit_number, 2, "only the fetched entry is executed");
+    assert_eq!(vr.status, ReplicaStatus::ViewChange, "still missing op 3");
+    vr.on_message(now, R1, new_state(2, &theirs[2..3]), &mut outputs);
+    assert_eq!(vr.status, ReplicaStatus::Normal, "view 5 started");
+    assert!(vr.is_primary());
+    assert_eq!(vr.commit_number, 3);
+    assert_eq!(vr.log.get(3), Some(&theirs[2]), "R1's op 3 replaced R2's");
+    assert_eq!(vr.log.get(4), Some(&entry(4, 4, "op 4")));
+    let note = vr.store.get(NoteId(3)).expect("op 3 created note 3");
+    assert_eq!(note.body.get("title"), Some(&json!("op 3 of view 4")));
+}
