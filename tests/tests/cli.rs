@@ -41,11 +41,14 @@ fn config_init_writes_a_valid_file_and_bad_files_are_refused_by_field() {
     assert!(error.contains("secret"), "{error}");
 }
 
-#[test]
-fn the_dev_cluster_serves_and_shuts_down_on_sigterm() {
+/// A dev cluster on `data_dir` (`--log-format json`): the process, its guard, the
+/// reader of its log lines, and its three URLs.
+fn start_dev_cluster(data_dir: &std::path::Path) -> (std::process::Child, KillOnDrop, LogReader, Vec<String>) {
     let mut child = Command::new(noted_binary())
-        .args(["dev", "--http-port-base", "0", "--log-format", "json"])
+        .args(["dev", "--http-port-base", "0", "--log-format", "json", "--data-dir"])
+        .arg(data_dir)
         .env("RUST_LOG", "info")
+        .env_remove("NOTED_STORAGE")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -63,6 +66,35 @@ fn the_dev_cluster_serves_and_shuts_down_on_sigterm() {
             urls.push(url.to_string());
         }
     }
+    // The rest of stdout is read to its end: noted must never write to a closed pipe.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    (child, guard, log_reader, urls)
+}
+
+type LogReader = std::thread::JoinHandle<Vec<String>>;
+
+/// SIGTERM, then the exit status and the log lines.
+fn stop_dev_cluster(
+    mut child: std::process::Child,
+    guard: KillOnDrop,
+    log_reader: LogReader,
+) -> (std::process::ExitStatus, Vec<String>) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let mut exit = None;
+    wait_until("noted dev to exit after SIGTERM", Duration::from_secs(15), || {
+        exit = child.try_wait().unwrap();
+        exit.is_some()
+    });
+    // It has exited: nothing is left to kill, and its pid may be reused.
+    std::mem::forget(guard);
+    (exit.unwrap(), log_reader.join().unwrap())
+}
+
+#[test]
+fn the_dev_cluster_serves_shuts_down_on_sigterm_and_keeps_its_notes_across_restarts() {
+    let data_dir = std::env::temp_dir().join(format!("noted-e2e-dev-data-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let (child, guard, log_reader, urls) = start_dev_cluster(&data_dir);
     let client = NotesClient::new(urls[1].clone());
     let mut created = None;
     wait_until("the dev cluster to serve", Duration::from_secs(30), || {
@@ -75,22 +107,26 @@ fn the_dev_cluster_serves_and_shuts_down_on_sigterm() {
     let read = NotesClient::new(urls[2].clone()).get_path("/notes/1").unwrap();
     assert_eq!(read.status, 200, "{}", read.text);
 
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let mut exit = None;
-    wait_until("noted dev to exit after SIGTERM", Duration::from_secs(15), || {
-        exit = child.try_wait().unwrap();
-        exit.is_some()
-    });
-    let log_lines = log_reader.join().unwrap();
+    let (exit, log_lines) = stop_dev_cluster(child, guard, log_reader);
     assert!(!log_lines.is_empty(), "noted logs");
     for line in &log_lines {
         let log: Value = serde_json::from_str(line).expect("--log-format json writes JSON lines");
         assert!(log.get("fields").is_some(), "{line}");
     }
     assert!(log_lines.iter().any(|line| line.contains("replicate (ordered)")), "the log tells the replication story");
-    // It has exited: nothing is left to kill, and its pid may be reused.
-    std::mem::forget(guard);
-    assert!(exit.unwrap().success(), "a clean exit: {exit:?}");
+    assert!(exit.success(), "a clean exit: {exit:?}");
+
+    // Started again on the same directory, the cluster still holds the note.
+    let (child, guard, log_reader, urls) = start_dev_cluster(&data_dir);
+    let mut read = None;
+    wait_until("the restarted dev cluster to serve the note", Duration::from_secs(30), || {
+        read = NotesClient::new(urls[0].clone()).get_path("/notes/1").ok().filter(|response| response.status == 200);
+        read.is_some()
+    });
+    assert_eq!(read.unwrap().body["title"], "dev");
+    let (exit, _) = stop_dev_cluster(child, guard, log_reader);
+    assert!(exit.success(), "a clean exit: {exit:?}");
+    let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 #[test]
@@ -98,7 +134,7 @@ fn text_logs_written_to_a_file_are_plain_and_name_each_replica_once() {
     let log_path = std::env::temp_dir().join(format!("noted-e2e-plain-log-{}.log", std::process::id()));
     let log_file = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(noted_binary())
-        .args(["dev", "--http-port-base", "0"])
+        .args(["dev", "--http-port-base", "0", "--storage", "memory"])
         .env("RUST_LOG", "info")
         .env_remove("NO_COLOR")
         .stdout(Stdio::piped())

@@ -182,7 +182,7 @@ fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
     copy_dir(&cluster.data_dir(0), &other_replica);
     let (code, error) = serve_once(&cluster, 2, &other_replica, &[]);
     assert_eq!(code, Some(4), "another replica's directory: {error}");
-    assert!(error.contains("belongs to replica 0, not to replica 2"), "{error}");
+    assert!(error.contains("belongs to replica R0, not to replica R2"), "{error}");
 
     let other_cluster = (cluster.cluster_id + 1).to_string();
     let (code, error) = serve_once(&cluster, 2, &cluster.data_dir(2), &["--cluster-id", &other_cluster]);
