@@ -62,6 +62,10 @@ pub struct ClusterOptions {
     /// `"memory"` or `"disk"`: with disk, each replica's data directory is created
     /// with `noted init` before its first start and kept across restarts.
     pub storage: &'static str,
+    /// Disk storage: start from a copy of this dev cluster's data directory
+    /// (`cluster.json` and `replica-<id>/`, as `noted dev --data-dir` leaves it),
+    /// with its cluster id and secret, instead of `noted init`.
+    pub data_from: Option<PathBuf>,
 }
 
 impl ClusterOptions {
@@ -77,6 +81,7 @@ impl ClusterOptions {
             extra_config: None,
             replica_args: Vec::new(),
             storage: "memory",
+            data_from: None,
         }
     }
 
@@ -139,6 +144,15 @@ fn free_addresses(count: u8, address_per_replica: bool) -> Vec<Addresses> {
     addresses
 }
 
+/// Copies the files of `from` into a new directory `to`.
+pub fn copy_directory(from: &Path, to: &Path) {
+    fs::create_dir_all(to).expect("create a directory");
+    for entry in fs::read_dir(from).unwrap_or_else(|error| panic!("cannot read {}: {error}", from.display())) {
+        let entry = entry.expect("a directory entry");
+        fs::copy(entry.path(), to.join(entry.file_name())).expect("copy a file");
+    }
+}
+
 fn fresh_directory() -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = format!("noted-e2e-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
@@ -167,8 +181,14 @@ impl Cluster {
     fn launch(options: ClusterOptions, binary: &Path) -> Cluster {
         let directory = fresh_directory();
         let addresses = free_addresses(options.replicas, options.address_per_replica);
-        let cluster_id = rand::random::<u32>().into();
-        let secret = format!("e2e-secret-{}", rand::random::<u64>());
+        let (cluster_id, secret) = match &options.data_from {
+            Some(data) => {
+                let text = fs::read_to_string(data.join("cluster.json")).expect("the data's cluster.json");
+                let file: Value = serde_json::from_str(&text).expect("cluster.json is JSON");
+                (file["cluster"].as_u64().expect("a cluster id"), file["secret"].as_str().expect("a secret").to_string())
+            }
+            None => (rand::random::<u32>().into(), format!("e2e-secret-{}", rand::random::<u64>())),
+        };
         let mut file = json!({
             "cluster": cluster_id,
             "protocol": options.protocol,
@@ -206,8 +226,12 @@ impl Cluster {
             keep_files: false,
         };
         for replica in 0..cluster.options.replicas {
-            if cluster.options.storage == "disk" {
-                cluster.init_data_dir(binary, replica);
+            match (&cluster.options.data_from, cluster.options.storage) {
+                (Some(data), "disk") => {
+                    copy_directory(&data.join(format!("replica-{replica}")), &cluster.data_dir(usize::from(replica)));
+                }
+                (None, "disk") => cluster.init_data_dir(binary, replica),
+                _ => {}
             }
             let child = cluster.spawn(binary, replica);
             cluster.processes.push(Some(child));

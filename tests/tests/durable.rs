@@ -10,6 +10,7 @@ use std::time::Duration;
 use noted_core::storage::format::{RECORD_HEADER_BYTES, RecordKind, decode_record_unchained};
 use noted_tests::checks::{local_copy, metric};
 use noted_tests::workload::Workload;
+use noted_tests::cluster::copy_directory;
 use noted_tests::{Cluster, ClusterOptions, noted_binary, wait_until};
 use reqwest::Method;
 use serde_json::json;
@@ -159,13 +160,6 @@ fn serve_once(cluster: &Cluster, replica: usize, dir: &Path, more: &[&str]) -> (
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
-}
 
 #[test]
 fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
@@ -179,7 +173,7 @@ fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
     assert!(error.contains("in use by another process"), "{error}");
 
     let other_replica = cluster.directory.join("copy-of-replica-0");
-    copy_dir(&cluster.data_dir(0), &other_replica);
+    copy_directory(&cluster.data_dir(0), &other_replica);
     let (code, error) = serve_once(&cluster, 2, &other_replica, &[]);
     assert_eq!(code, Some(4), "another replica's directory: {error}");
     assert!(error.contains("belongs to replica R0, not to replica R2"), "{error}");
@@ -190,7 +184,7 @@ fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
     assert!(error.contains(&format!("belongs to cluster {}", cluster.cluster_id)), "{error}");
 
     let newer = cluster.directory.join("newer-format");
-    copy_dir(&cluster.data_dir(2), &newer);
+    copy_directory(&cluster.data_dir(2), &newer);
     for copy in 0..4 {
         let path = newer.join(format!("superblock.{copy}"));
         let mut bytes = std::fs::read(&path).unwrap();
@@ -208,4 +202,24 @@ fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
     cluster.wait_until_serving();
     let read = cluster.client(2).get_path("/notes/1").unwrap();
     assert_eq!((read.status, read.body["title"].as_str()), (200, Some("kept")), "{}", read.text);
+}
+
+/// `tests/fixtures/data-v1/` holds a dev cluster's data directory written by the
+/// release whose data format is version 1 (see its README): this release reads it.
+#[test]
+fn the_data_directories_of_format_version_1_are_read() {
+    let fixture = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/data-v1"));
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture.join("notes.json")).unwrap()).unwrap();
+    let options = ClusterOptions { data_from: Some(fixture), ..ClusterOptions::vr_on_disk() };
+    let cluster = Cluster::start(options);
+    for replica in 0..cluster.replica_count() {
+        let mut copy = None;
+        wait_until("the replica to hold the fixture's notes", Duration::from_secs(30), || {
+            copy = local_copy(&cluster, replica);
+            copy.as_ref() == Some(&expected)
+        });
+    }
+    let written = cluster.client(0).json(Method::POST, "/notes", &json!({ "title": "after the upgrade" })).unwrap();
+    assert_eq!(written.status, 201, "{}", written.text);
 }
