@@ -185,7 +185,10 @@ impl Cluster {
             Some(data) => {
                 let text = fs::read_to_string(data.join("cluster.json")).expect("the data's cluster.json");
                 let file: Value = serde_json::from_str(&text).expect("cluster.json is JSON");
-                (file["cluster"].as_u64().expect("a cluster id"), file["secret"].as_str().expect("a secret").to_string())
+                (
+                    file["cluster"].as_u64().expect("a cluster id"),
+                    file["secret"].as_str().expect("a secret").to_string(),
+                )
             }
             None => (rand::random::<u32>().into(), format!("e2e-secret-{}", rand::random::<u64>())),
         };

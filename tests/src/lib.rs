@@ -18,6 +18,7 @@ pub mod chaos;
 pub mod checks;
 pub mod client;
 pub mod cluster;
+pub mod data_files;
 pub mod history;
 pub mod hostile;
 pub mod workload;

@@ -76,11 +76,22 @@ fn chaos(arguments: &[&str]) -> Run {
 }
 
 /// A short run that must pass, with partitions that really dropped packets.
-fn run_passes(protocol: &str, replicas: &str, duration: &str, seed: &str) {
+fn run_passes(protocol: &str, replicas: &str, duration: &str, seed: &str, storage: &str) {
     if !chaos_available() {
         return;
     }
-    let run = chaos(&["--protocol", protocol, "--replicas", replicas, "--duration", duration, "--seed", seed]);
+    let run = chaos(&[
+        "--protocol",
+        protocol,
+        "--replicas",
+        replicas,
+        "--duration",
+        duration,
+        "--seed",
+        seed,
+        "--storage",
+        storage,
+    ]);
     assert_eq!(run.code, Some(0), "{}", run.output);
     assert!(run.output.contains("step 3:"), "the schedule ran: {}", run.output);
     assert!(run.dropped_packets() > 0, "the partitions dropped peer packets: {}", run.output);
@@ -88,18 +99,25 @@ fn run_passes(protocol: &str, replicas: &str, duration: &str, seed: &str) {
 
 #[test]
 fn three_vr_replicas_under_chaos_keep_every_guarantee() {
-    run_passes("vr", "3", "20s", "1");
+    run_passes("vr", "3", "20s", "1", "memory");
+}
+
+/// On disk, the schedule also kills every replica at once and flips bytes of a
+/// stopped replica's log or superblock.
+#[test]
+fn three_vr_replicas_on_disk_under_chaos_and_whole_cluster_kills_keep_every_guarantee() {
+    run_passes("vr", "3", "20s", "28", "disk");
 }
 
 #[test]
 fn five_vr_replicas_under_chaos_keep_every_guarantee() {
-    run_passes("vr", "5", "20s", "2");
+    run_passes("vr", "5", "20s", "2", "memory");
 }
 
 /// local-write tolerates no crash: pauses, partitions, loss and delay only.
 #[test]
 fn three_local_write_replicas_under_pauses_and_partitions_keep_every_guarantee() {
-    run_passes("local-write", "3", "12s", "4");
+    run_passes("local-write", "3", "12s", "4", "memory");
 }
 
 /// remote-write cannot survive a crash of its fixed primary; the harness must say so.

@@ -7,10 +7,11 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use noted_core::storage::format::{RECORD_HEADER_BYTES, RecordKind, decode_record_unchained};
+use noted_core::storage::format::RecordKind;
 use noted_tests::checks::{local_copy, metric};
-use noted_tests::workload::Workload;
 use noted_tests::cluster::copy_directory;
+use noted_tests::data_files::{flip_body_byte, flip_in_newest_log, newest, records};
+use noted_tests::workload::Workload;
 use noted_tests::{Cluster, ClusterOptions, noted_binary, wait_until};
 use reqwest::Method;
 use serde_json::json;
@@ -61,38 +62,6 @@ fn every_acknowledged_write_survives_a_whole_cluster_power_cut() {
     );
 }
 
-/// The records of a data directory file: (offset, kind, body length).
-fn records(bytes: &[u8]) -> Vec<(usize, RecordKind, usize)> {
-    let mut found = Vec::new();
-    let mut offset = 0;
-    while let Ok((record, _)) = decode_record_unchained(&bytes[offset..]) {
-        found.push((offset, record.kind, record.body.len()));
-        offset += record.length;
-    }
-    found
-}
-
-/// The newest `wal.<g>` or `checkpoint.<g>` of a data directory.
-fn newest(dir: &Path, stem: &str) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            let generation: u64 = name.strip_prefix(stem)?.strip_prefix('.')?.parse().ok()?;
-            Some((generation, dir.join(name)))
-        })
-        .max()
-        .unwrap_or_else(|| panic!("no {stem} file in {}", dir.display()))
-        .1
-}
-
-fn flip_a_body_byte(path: &Path, record_offset: usize, body_bytes: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    let at = record_offset + RECORD_HEADER_BYTES + body_bytes / 2;
-    bytes[at] ^= 0x40;
-    std::fs::write(path, bytes).unwrap();
-}
-
 /// Writes notes, stops `replica`, damages one of its files with `damage`, restarts
 /// it: it repairs from its peers (log line and metrics) and answers reads.
 fn damaged_replica_repairs(damage: impl FnOnce(&Path)) {
@@ -126,23 +95,17 @@ fn damaged_replica_repairs(damage: impl FnOnce(&Path)) {
 #[test]
 fn a_flipped_byte_in_a_committed_log_entry_is_repaired_from_the_peers() {
     damaged_replica_repairs(|dir| {
-        let wal = newest(dir, "wal");
-        let bytes = std::fs::read(&wal).unwrap();
-        let (offset, _, body) = records(&bytes)
-            .into_iter()
-            .find(|(_, kind, _)| *kind == RecordKind::Entry)
-            .unwrap_or_else(|| panic!("{} holds no entry", wal.display()));
-        flip_a_body_byte(&wal, offset, body);
+        // The first entry: op 1, committed long before the replica stopped.
+        flip_in_newest_log(dir, 0, |kind| kind == RecordKind::Entry).unwrap();
     });
 }
 
 #[test]
 fn a_flipped_byte_in_the_live_checkpoint_is_repaired_from_the_peers() {
     damaged_replica_repairs(|dir| {
-        let checkpoint = newest(dir, "checkpoint");
-        let bytes = std::fs::read(&checkpoint).unwrap();
-        let (offset, _, body) = records(&bytes)[0];
-        flip_a_body_byte(&checkpoint, offset, body);
+        let checkpoint = newest(dir, "checkpoint").unwrap();
+        let head = records(&std::fs::read(&checkpoint).unwrap())[0];
+        flip_body_byte(&checkpoint, head).unwrap();
     });
 }
 
@@ -159,7 +122,6 @@ fn serve_once(cluster: &Cluster, replica: usize, dir: &Path, more: &[&str]) -> (
         .unwrap();
     (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
-
 
 #[test]
 fn data_directories_that_are_not_the_replicas_are_refused_at_start() {

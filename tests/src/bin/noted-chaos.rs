@@ -61,6 +61,11 @@ struct Arguments {
     /// remote-write's fault model, so the checks are expected to fail.
     #[arg(long)]
     crash_primary: bool,
+    /// Where the replicas keep their state; `disk` (vr only) adds two faults: every
+    /// replica killed at once, and a byte of a stopped replica's log or superblock
+    /// flipped before it restarts.
+    #[arg(long, value_enum, default_value_t = StorageArgument::Memory)]
+    storage: StorageArgument,
     /// Also write the run's lin-history here (JSON lines), whatever the verdict.
     #[arg(long)]
     history: Option<PathBuf>,
@@ -75,6 +80,12 @@ enum ProtocolArgument {
     RemoteWrite,
     /// No kills: local-write tolerates no crash.
     LocalWrite,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum StorageArgument {
+    Memory,
+    Disk,
 }
 
 const CHECKS_FAILED: u8 = 1;
@@ -107,6 +118,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
+    if arguments.storage == StorageArgument::Disk && !matches!(arguments.protocol, ProtocolArgument::Vr) {
+        eprintln!("noted-chaos: --storage disk is for vr; remote-write and local-write keep their state in memory");
+        return ExitCode::from(CANNOT_RUN);
+    }
     if arguments.inside_namespace {
         return run_inside(&arguments);
     }
@@ -152,6 +167,7 @@ fn main() -> ExitCode {
         .args(["--think-ms", &arguments.think_ms.to_string()])
         .args(["--protocol", arguments.protocol.to_possible_value().expect("not skipped").get_name()])
         .args(arguments.crash_primary.then_some("--crash-primary"))
+        .args(["--storage", arguments.storage.to_possible_value().expect("not skipped").get_name()])
         .args(history.iter().flat_map(|path| [std::ffi::OsStr::new("--history"), path.as_os_str()]))
         .env("NOTED_BIN", &noted);
     println!("noted-chaos: namespace {}, noted at {}", namespace.name, noted.display());
@@ -203,6 +219,7 @@ fn run_inside(arguments: &Arguments) -> ExitCode {
         think_time: Duration::from_millis(arguments.think_ms),
         crash_primary: arguments.crash_primary,
         history: arguments.history.clone(),
+        disk: arguments.storage == StorageArgument::Disk,
     };
     let report = chaos::run(&options);
     println!("noted-chaos: {}", report.summary);

@@ -1,7 +1,9 @@
 //! Chaos on real processes: a cluster of `noted serve` processes in a private
 //! network namespace, a concurrent workload recording a lin-history, and a seeded
 //! schedule of faults (SIGKILL and empty restarts, SIGSTOP/SIGCONT pauses,
-//! iptables partitions, and loss and delay inside noted's transport), each
+//! iptables partitions, and loss and delay inside noted's transport; with vr on
+//! disk also SIGKILL of every replica at once and bytes flipped in a stopped
+//! replica's log or superblock before it restarts), each
 //! protocol within its fault model: vr survives every fault; remote-write every
 //! fault but a crash of its fixed primary; local-write, whose replicas keep the
 //! only copy of what they own until it has spread, no crash at all (pauses,
@@ -29,7 +31,7 @@ use serde_json::json;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::workload::Workload;
 use firewall::Firewall;
-use schedule::{Fault, Schedule, ScheduleOptions, Step};
+use schedule::{DamageTarget, Fault, Schedule, ScheduleOptions, Step};
 
 /// How long the cluster may take, once every fault has healed, to answer a
 /// linearizable read through every replica, or a killed replica to recover.
@@ -71,6 +73,9 @@ pub struct ChaosOptions {
     /// Where to copy the run's lin-history (it is kept in the run's directory only
     /// when a check failed).
     pub history: Option<PathBuf>,
+    /// vr only: the replicas keep data directories, and the schedule also kills
+    /// every replica at once and flips bytes of a stopped replica's files.
+    pub disk: bool,
 }
 
 #[derive(Debug)]
@@ -101,6 +106,7 @@ impl ChaosOptions {
             seed: self.seed,
             killable,
             always_kill,
+            disk: self.disk && self.protocol == Protocol::Vr,
         })
     }
 }
@@ -109,8 +115,9 @@ impl ChaosOptions {
 pub fn run(options: &ChaosOptions) -> Report {
     let schedule = options.schedule();
     println!(
-        "noted chaos: protocol {}, {} clients, {:?} between operations",
+        "noted chaos: protocol {} ({} storage), {} clients, {:?} between operations",
         options.protocol.name(),
+        if options.disk { "disk" } else { "memory" },
         options.clients,
         options.think_time
     );
@@ -121,6 +128,7 @@ pub fn run(options: &ChaosOptions) -> Report {
         replicas: options.replicas,
         test_faults: Some(json!({ "loss": schedule.transport.loss, "delay_ms": schedule.transport.delay_ms })),
         address_per_replica: true,
+        storage: if options.disk { "disk" } else { "memory" },
         ..ClusterOptions::vr()
     });
     println!("cluster up; files in {}", cluster.directory.display());
@@ -215,6 +223,20 @@ fn perform(cluster: &mut Cluster, firewall: &Firewall, step: &Step) -> Result<u6
         match fault {
             Fault::Kill(replica) => cluster.kill(usize::from(*replica)),
             Fault::Pause(replica) => cluster.pause(usize::from(*replica)),
+            Fault::KillAll => cluster.kill_all_at_once(),
+            Fault::Damage { replica, target } => {
+                let replica = usize::from(*replica);
+                cluster.kill(replica);
+                let dir = cluster.data_dir(replica);
+                let hit = match target {
+                    DamageTarget::Log { pick } => crate::data_files::flip_in_newest_log(&dir, *pick, |_| true),
+                    DamageTarget::Superblock { copy } => crate::data_files::flip_in_superblock(&dir, *copy),
+                };
+                match hit {
+                    Ok(hit) => println!("          flipped a byte of {hit}"),
+                    Err(why) => println!("          nothing to damage: {why}"),
+                }
+            }
             partition => blocked.extend(partition.blocked_pairs(replicas)),
         }
     }
@@ -225,9 +247,15 @@ fn perform(cluster: &mut Cluster, firewall: &Firewall, step: &Step) -> Result<u6
     let mut restarted = Vec::new();
     for fault in &step.faults {
         match fault {
-            Fault::Kill(replica) => {
+            Fault::Kill(replica) | Fault::Damage { replica, .. } => {
                 cluster.restart(usize::from(*replica));
                 restarted.push(usize::from(*replica));
+            }
+            Fault::KillAll => {
+                for replica in 0..cluster.replica_count() {
+                    cluster.restart(replica);
+                    restarted.push(replica);
+                }
             }
             Fault::Pause(replica) => cluster.resume(usize::from(*replica)),
             _ => {}

@@ -26,6 +26,21 @@ pub enum Fault {
     Split(Vec<u8>),
     /// `from`'s protocol frames and heartbeats do not reach `to`; `to`'s reach `from`.
     OneWay { from: u8, to: u8 },
+    /// Disk storage: SIGKILL of every replica at the same moment, then a restart
+    /// of all from their data directories when the step heals.
+    KillAll,
+    /// Disk storage: SIGKILL, one byte of the replica's log or superblock flipped
+    /// while it is down, then a restart from its data directory.
+    Damage { replica: u8, target: DamageTarget },
+}
+
+/// Which file a [`Fault::Damage`] hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DamageTarget {
+    /// Record number `pick` (modulo their count) of the newest log file.
+    Log { pick: usize },
+    /// One superblock copy.
+    Superblock { copy: u8 },
 }
 
 impl Fault {
@@ -33,7 +48,7 @@ impl Fault {
     pub fn blocked_pairs(&self, replicas: u8) -> BTreeSet<(u8, u8)> {
         let everyone = 0..replicas;
         match self {
-            Fault::Kill(_) | Fault::Pause(_) => BTreeSet::new(),
+            Fault::Kill(_) | Fault::Pause(_) | Fault::KillAll | Fault::Damage { .. } => BTreeSet::new(),
             Fault::Isolate(replica) => everyone
                 .filter(|other| other != replica)
                 .flat_map(|other| [(*replica, other), (other, *replica)])
@@ -49,9 +64,14 @@ impl Fault {
     /// The replica whose process this fault stops, if any.
     pub fn process(&self) -> Option<u8> {
         match self {
-            Fault::Kill(replica) | Fault::Pause(replica) => Some(*replica),
+            Fault::Kill(replica) | Fault::Pause(replica) | Fault::Damage { replica, .. } => Some(*replica),
             _ => None,
         }
+    }
+
+    /// Whether the replica loses its memory (a kill, with or without damage).
+    pub fn is_kill(&self) -> bool {
+        matches!(self, Fault::Kill(_) | Fault::Damage { .. })
     }
 }
 
@@ -66,6 +86,13 @@ impl fmt::Display for Fault {
                 write!(out, "split {{{}}} from the rest", names.join(","))
             }
             Fault::OneWay { from, to } => write!(out, "one-way R{from} -/-> R{to}"),
+            Fault::KillAll => write!(out, "kill every replica at once (restart from disk)"),
+            Fault::Damage { replica, target: DamageTarget::Log { pick } } => {
+                write!(out, "kill R{replica}, flip a byte of log record #{pick} (mod count), restart from disk")
+            }
+            Fault::Damage { replica, target: DamageTarget::Superblock { copy } } => {
+                write!(out, "kill R{replica}, flip a byte of superblock copy {copy}, restart from disk")
+            }
         }
     }
 }
@@ -96,6 +123,8 @@ pub struct ScheduleOptions {
     pub killable: Vec<u8>,
     /// Kill this replica in every step, whatever the fault model says.
     pub always_kill: Option<u8>,
+    /// The replicas keep data directories: whole-cluster kills and damaged files too.
+    pub disk: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -132,9 +161,17 @@ impl Schedule {
             while faults.len() < wanted && attempts < 20 {
                 attempts += 1;
                 let fault = random_fault(&mut random, options);
-                let kills = faults.iter().filter(|fault| matches!(fault, Fault::Kill(_))).count();
+                if fault == Fault::KillAll {
+                    // Alone in its step: every process is down.
+                    if options.always_kill.is_none() {
+                        faults = vec![Fault::KillAll];
+                        break;
+                    }
+                    continue;
+                }
+                let kills = faults.iter().filter(|fault| fault.is_kill()).count();
                 let busy: Vec<u8> = faults.iter().filter_map(Fault::process).collect();
-                let too_many_kills = matches!(fault, Fault::Kill(_)) && kills >= usize::from(tolerated);
+                let too_many_kills = fault.is_kill() && kills >= usize::from(tolerated);
                 let same_process = fault.process().is_some_and(|replica| busy.contains(&replica));
                 if !too_many_kills && !same_process && !faults.contains(&fault) {
                     faults.push(fault);
@@ -159,8 +196,9 @@ impl Schedule {
 fn random_fault(random: &mut StdRng, options: &ScheduleOptions) -> Fault {
     let replicas: Vec<u8> = (0..options.replicas).collect();
     let any = |random: &mut StdRng| *replicas.choose(random).expect("replicas");
+    let kinds = if options.disk { 7 } else { 5 };
     loop {
-        return match random.random_range(0..5) {
+        return match random.random_range(0..kinds) {
             0 => match options.killable.choose(random) {
                 Some(replica) => Fault::Kill(*replica),
                 None => continue,
@@ -179,11 +217,23 @@ fn random_fault(random: &mut StdRng, options: &ScheduleOptions) -> Fault {
                 side.sort_unstable();
                 Fault::Split(side)
             }
-            _ => {
+            4 => {
                 let from = any(random);
                 let to = (from + random.random_range(1..options.replicas)) % options.replicas;
                 Fault::OneWay { from, to }
             }
+            5 => Fault::KillAll,
+            _ => match options.killable.choose(random) {
+                Some(replica) => {
+                    let target = if random.random_bool(0.5) {
+                        DamageTarget::Log { pick: random.random_range(0..1_000) }
+                    } else {
+                        DamageTarget::Superblock { copy: random.random_range(0..4) }
+                    };
+                    Fault::Damage { replica: *replica, target }
+                }
+                None => continue,
+            },
         };
     }
 }
@@ -227,6 +277,7 @@ mod tests {
             seed,
             killable: (0..replicas).collect(),
             always_kill: None,
+            disk: false,
         }
     }
 
@@ -243,7 +294,7 @@ mod tests {
                 let schedule = Schedule::generate(&options(replicas, seed));
                 assert!(schedule.planned_duration() >= Duration::from_secs(120));
                 for step in &schedule.steps {
-                    let kills = step.faults.iter().filter(|fault| matches!(fault, Fault::Kill(_))).count();
+                    let kills = step.faults.iter().filter(|fault| fault.is_kill()).count();
                     assert!(kills <= usize::from((replicas - 1) / 2), "{step:?}");
                     let stopped: Vec<u8> = step.faults.iter().filter_map(Fault::process).collect();
                     let distinct: BTreeSet<u8> = stopped.iter().copied().collect();
@@ -252,6 +303,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn disk_schedules_kill_every_replica_at_once_alone_and_damage_a_minority() {
+        let mut whole_cluster_kills = 0;
+        let mut damages = 0;
+        for seed in 0..50 {
+            let schedule = Schedule::generate(&ScheduleOptions { disk: true, ..options(3, seed) });
+            for step in &schedule.steps {
+                if step.faults.contains(&Fault::KillAll) {
+                    assert_eq!(step.faults, vec![Fault::KillAll]);
+                    whole_cluster_kills += 1;
+                }
+                damages += step.faults.iter().filter(|fault| matches!(fault, Fault::Damage { .. })).count();
+                assert!(step.faults.iter().filter(|fault| fault.is_kill()).count() <= 1, "{step:?}");
+            }
+        }
+        assert!(whole_cluster_kills > 0 && damages > 0, "{whole_cluster_kills} whole-cluster kills, {damages} damages");
     }
 
     #[test]
