@@ -3,12 +3,15 @@
 # waits until it serves. Sourced by run.sh and cpu.sh; stops the replicas on exit.
 #   NOTED_BIN   the noted binary (default: target/release/noted, built first)
 #   PORT_BASE   first client port (default 7401; peers +100, heartbeats +200)
+#   STORAGE     memory (default) or disk: each replica in a data directory under
+#               the work directory, created with `noted init`
 
 if [[ -z ${NOTED_BIN:-} ]]; then
   cargo build --release --quiet -p noted-server --bin noted --manifest-path "$ROOT/Cargo.toml"
 fi
 NOTED_BIN=${NOTED_BIN:-$ROOT/target/release/noted}
 PORT_BASE=${PORT_BASE:-7401}
+STORAGE=${STORAGE:-memory}
 WORK=$(mktemp -d)
 REPLICA_PIDS=()
 
@@ -22,9 +25,12 @@ trap stop_cluster EXIT
 start_cluster() {
   "$NOTED_BIN" config init --replicas 3 --port-base "$PORT_BASE" --out "$WORK/cluster.json"
   for id in 0 1 2; do
+    if [[ $STORAGE == disk ]]; then
+      "$NOTED_BIN" init --config "$WORK/cluster.json" --id "$id" --data-dir "$WORK/data-$id" >/dev/null
+    fi
     # Request logs at info cost more than the requests: a benchmark logs warnings only.
     RUST_LOG=${RUST_LOG:-warn} "$NOTED_BIN" serve --config "$WORK/cluster.json" --id "$id" \
-      >"$WORK/replica-$id.log" 2>&1 &
+      --storage "$STORAGE" --data-dir "$WORK/data-$id" >"$WORK/replica-$id.log" 2>&1 &
     REPLICA_PIDS+=($!)
   done
   URLS="http://127.0.0.1:$PORT_BASE,http://127.0.0.1:$((PORT_BASE + 1)),http://127.0.0.1:$((PORT_BASE + 2))"

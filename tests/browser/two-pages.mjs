@@ -47,7 +47,7 @@ const watchdog = setTimeout(async () => {
 
 /** Starts `noted dev` on ports the OS chooses and returns the replicas' URLs. */
 function startCluster() {
-  const child = spawn(NOTED_BIN, ["dev", "--http-port-base", "0"], {
+  const child = spawn(NOTED_BIN, ["dev", "--http-port-base", "0", "--storage", "memory"], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" },
   });
@@ -105,7 +105,7 @@ async function startLoneReplica(directory) {
   writeFileSync(config, JSON.stringify(file));
   const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "warn" };
   delete env.NOTED_SECRET;
-  const child = spawn(NOTED_BIN, ["serve", "--config", config, "--id", "0"], { stdio: ["ignore", "ignore", "inherit"], env });
+  const child = spawn(NOTED_BIN, ["serve", "--config", config, "--id", "0", "--storage", "memory"], { stdio: ["ignore", "ignore", "inherit"], env });
   cleanups.push(() => stopProcess(child));
   const url = `http://${replicas[0].client}/`;
   const deadline = Date.now() + CLUSTER_START_TIMEOUT_MS;
