@@ -34,7 +34,7 @@ kill -9 "${REPLICA_PIDS[$backup]}"
 wait "${REPLICA_PIDS[$backup]}" 2>/dev/null || true
 started=$(date +%s.%N)
 RUST_LOG=${RUST_LOG:-warn} "$NOTED_BIN" serve --config "$WORK/cluster.json" --id "$backup" \
-  >>"$WORK/replica-$backup.log" 2>&1 &
+  --storage "$STORAGE" --data-dir "$WORK/data-$backup" >>"$WORK/replica-$backup.log" 2>&1 &
 REPLICA_PIDS[$backup]=$!
 until [[ $(status "$backup" | field role) == backup && $(status "$backup" | field applied) -ge $applied ]]; do
   sleep 0.05
