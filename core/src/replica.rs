@@ -28,6 +28,13 @@ pub enum Input {
     Timeout,
     /// Every storage operation before [`StorageOp::Sync`] with this `id` is durable.
     Synced { id: u64 },
+    /// The host cannot carry out this replica's writes (the disk is full, or writes
+    /// fail) and keeps retrying them in order. The replica stops taking part in
+    /// anything that would make it write or promise: a primary steps down, a backup
+    /// takes no prepares, until [`Input::StorageResumed`].
+    StorageStalled,
+    /// The writes the host was retrying went through.
+    StorageResumed,
 }
 
 /// Everything a replica asks its host to do or to know.
@@ -150,6 +157,9 @@ pub enum DropReason {
     NotPrimary,
     /// A sequence or acknowledgement beyond anything the sender could know.
     ImpossibleSequence,
+    /// A message that would make this replica write or promise, while its disk is
+    /// stalled (see [`Input::StorageStalled`]).
+    StorageStalled,
     /// An update that contradicts one already applied or buffered.
     Conflicting,
     /// Too far ahead to buffer; the sender retransmits later.
@@ -168,6 +178,7 @@ impl DropReason {
             DropReason::WrongProtocol => "wrong_protocol",
             DropReason::NotPrimary => "not_primary",
             DropReason::ImpossibleSequence => "impossible_sequence",
+            DropReason::StorageStalled => "storage_stalled",
             DropReason::Conflicting => "conflicting",
             DropReason::TooFarAhead => "too_far_ahead",
             DropReason::StaleEpoch => "stale_epoch",
@@ -215,6 +226,9 @@ pub struct Status {
     pub pending_requests: usize,
     /// vr with durable storage: repairing a damaged log or checkpoint from peers.
     pub repairing: bool,
+    /// The host cannot write to this replica's disk (see [`Input::StorageStalled`]).
+    #[serde(default)]
+    pub storage_stalled: bool,
     pub counters: Counters,
 }
 
@@ -280,6 +294,8 @@ impl Replica {
             Input::Message { from, message } => protocol.on_message(now, from, message, &mut outputs),
             Input::Timeout => protocol.on_timeout(now, &mut outputs),
             Input::Synced { id } => protocol.on_synced(now, id, &mut outputs),
+            Input::StorageStalled => protocol.on_storage_stalled(now, true, &mut outputs),
+            Input::StorageResumed => protocol.on_storage_stalled(now, false, &mut outputs),
         }
         self.protocol_mut().check_invariants();
         for change in self.protocol_mut().store_mut().take_changes() {

@@ -102,6 +102,9 @@ pub struct StorageOptions {
     /// A crash may also lose the replica's disk (it recovers from its peers), for
     /// at most a minority of replicas at once.
     pub disk_losses: bool,
+    /// Now and then a disk takes no writes for a while (full, or failing writes
+    /// the host retries), for at most a minority of replicas at once.
+    pub disk_stalls: bool,
 }
 
 impl StorageOptions {
@@ -115,6 +118,7 @@ impl StorageOptions {
         torn_per_mille: 0,
         corruption_per_mille: 0,
         disk_losses: false,
+        disk_stalls: false,
     };
 
     pub fn is_disk(&self) -> bool {
@@ -291,6 +295,8 @@ impl SimOptions {
             } else {
                 options.storage.disk_losses = false;
             }
+            // Drawn after everything else, so that seeds without stalls keep their shape.
+            options.storage.disk_stalls = rng.random_bool(0.4);
         }
         options
     }
@@ -315,6 +321,7 @@ fn disk_options(rng: &mut ChaCha8Rng, weather: u32) -> StorageOptions {
         torn_per_mille: rng.random_range(0..=500),
         corruption_per_mille: [0, 100, 400][rng.random_range(0..3usize)],
         disk_losses: rng.random_bool(0.3),
+        disk_stalls: false,
     }
 }
 
@@ -395,7 +402,7 @@ impl fmt::Display for SimOptions {
             writeln!(
                 formatter,
                 "disks: sync {}+{} tail {}‰ up to {}; a crash keeps {}‰ of unsynced writes, tears {}‰ of those, \
-                 corrupts {}‰ of disks; whole-cluster crashes {}, disk losses {}",
+                 corrupts {}‰ of disks; whole-cluster crashes {}, disk losses {}, disk stalls {}",
                 millis(storage.sync_min),
                 millis(storage.sync_spread),
                 storage.sync_tail_per_mille,
@@ -405,6 +412,7 @@ impl fmt::Display for SimOptions {
                 storage.corruption_per_mille,
                 self.faults.whole_cluster_crashes,
                 storage.disk_losses,
+                storage.disk_stalls,
             )?;
         }
         let limits = &self.limits;

@@ -31,6 +31,8 @@ pub(crate) trait Protocol: core::fmt::Debug {
     fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs);
     /// A sync the replica asked for completed (durable storage only).
     fn on_synced(&mut self, _now: Instant, _id: u64, _outputs: &mut Outputs) {}
+    /// The host cannot write to the disk (`stalled`), or can again (durable storage only).
+    fn on_storage_stalled(&mut self, _now: Instant, _stalled: bool, _outputs: &mut Outputs) {}
     fn next_timeout(&self) -> Option<Instant>;
     fn store(&self) -> &NoteStore;
     fn store_mut(&mut self) -> &mut NoteStore;

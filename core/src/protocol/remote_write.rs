@@ -693,6 +693,7 @@ impl Protocol for RemoteWrite {
             applied: self.applied,
             pending_requests: waiting + self.forwards.len(),
             repairing: false,
+            storage_stalled: false,
             counters: Default::default(),
         }
     }

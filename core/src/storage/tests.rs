@@ -212,3 +212,32 @@ fn file_names_round_trip_and_strangers_are_not_taken() {
         assert_eq!(DiskFile::parse(name), None, "{name}");
     }
 }
+
+#[test]
+fn a_primary_whose_disk_stalls_steps_down_and_serves_again_when_it_returns() {
+    let mut host = Host::formatted();
+    host.create(1, "before");
+    let view = host.replica.status().view.unwrap();
+    host.input(Input::StorageStalled);
+    let status = host.replica.status();
+    assert!(status.storage_stalled);
+    assert_eq!(status.role, crate::replica::Role::ViewChange, "a primary that cannot sync steps down");
+    // Nothing it cannot make durable is answered, however long it waits.
+    let operation = Operation::Create { body: json!({ "title": "during" }) };
+    let request =
+        ClientRequest { client: ClientId(1), request_number: 2, operation, consistency: Consistency::Linearizable };
+    host.input(Input::Request(request));
+    let held = std::mem::take(&mut host.syncs); // The host holds them until the disk returns.
+    host.settle();
+    let held = [held, std::mem::take(&mut host.syncs)].concat();
+    assert!(host.replies.is_empty(), "{:?}", host.replies);
+    assert_eq!(host.replica.status().view, Some(view + 1), "no view change of its own while stalled");
+
+    host.input(Input::StorageResumed);
+    host.syncs.extend(held);
+    host.settle();
+    let status = host.replica.status();
+    assert!(!status.storage_stalled);
+    assert_eq!(status.role, crate::replica::Role::Primary);
+    assert!(matches!(host.replies.pop(), Some(Reply::Note { .. })), "the waiting create is answered");
+}

@@ -61,6 +61,10 @@ impl Simulation {
         if state.incarnation != incarnation || state.replica.is_none() {
             return; // The replica crashed since: this sync never completed.
         }
+        if state.stalled {
+            state.stalled_syncs.push(id);
+            return;
+        }
         if state.paused {
             state.held.push(SimEvent::SyncDone { replica, id, incarnation });
             return;
@@ -79,6 +83,9 @@ impl Simulation {
         let storage = self.options.storage;
         let state = &mut self.replicas[replica.index()];
         state.incarnation += 1;
+        // The host that restarts finds room again: a stall ends with the process.
+        state.stalled = false;
+        state.stalled_syncs.clear();
         let Some(disk) = state.disk.as_mut() else { return };
         if lose_disk {
             *disk = SimDisk::blank();
@@ -117,7 +124,7 @@ impl Simulation {
         }
     }
 
-    fn minority(&self) -> usize {
+    pub(super) fn minority(&self) -> usize {
         usize::from(self.options.replica_count.saturating_sub(1) / 2)
     }
 

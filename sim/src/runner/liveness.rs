@@ -15,6 +15,7 @@ impl Simulation {
             let replica = ReplicaId(u8::try_from(index).expect("few replicas"));
             self.restart(replica);
             self.resume(replica);
+            self.free_disk(replica);
         }
         self.phase = Phase::Liveness { deadline: self.now + nanos(self.options.liveness_bound) };
         for client_index in 0..self.clients.len() {

@@ -13,6 +13,7 @@ mod fault_actions;
 mod liveness;
 mod panics;
 mod queue;
+mod stalls;
 
 use std::collections::BTreeMap;
 
@@ -95,6 +96,19 @@ enum SimEvent {
         id: u64,
         incarnation: u64,
     },
+    /// Time for the next disk stall (see [`crate::options::StorageOptions::disk_stalls`]).
+    DiskStallTick,
+    /// A stalled disk takes writes again.
+    DiskFreed {
+        replica: ReplicaId,
+        incarnation: u64,
+    },
+    /// The host tells a replica its disk stalled or returned (held while it is paused).
+    StorageHealth {
+        replica: ReplicaId,
+        incarnation: u64,
+        stalled: bool,
+    },
     StartLiveness,
     LivenessProbe,
 }
@@ -110,6 +124,9 @@ struct SimReplica {
     /// Restarts so far: a sync completion of an earlier life is ignored.
     incarnation: u64,
     paused: bool,
+    /// The disk takes no writes: its syncs wait in `stalled_syncs` until it is freed.
+    stalled: bool,
+    stalled_syncs: Vec<u64>,
     /// Events that arrived while paused and wait for the resume.
     held: Vec<SimEvent>,
     /// The replica's pending deadline. It is kept here rather than in the queue because it
@@ -238,6 +255,8 @@ impl Simulation {
                 disk,
                 incarnation: 0,
                 paused: false,
+                stalled: false,
+                stalled_syncs: Vec::new(),
                 held: Vec::new(),
                 timer: None,
             });
@@ -297,6 +316,10 @@ impl Simulation {
         }
         if let Some(interval) = simulation.faults.next_interval() {
             simulation.schedule(nanos(interval), SimEvent::FaultTick);
+        }
+        if simulation.options.storage.disk_stalls {
+            let first = simulation.stall_interval();
+            simulation.schedule(first, SimEvent::DiskStallTick);
         }
         simulation.schedule(nanos(simulation.options.safety_duration), SimEvent::StartLiveness);
         Ok(simulation)
@@ -402,6 +425,11 @@ impl Simulation {
             SimEvent::SyncDone { replica, id, incarnation } => self.sync_done(replica, id, incarnation),
             SimEvent::PowerCut => self.power_cut(),
             SimEvent::Resume { replica } => self.resume(replica),
+            SimEvent::DiskStallTick => self.disk_stall_tick(),
+            SimEvent::DiskFreed { replica, incarnation } => self.disk_freed(replica, incarnation),
+            SimEvent::StorageHealth { replica, incarnation, stalled } => {
+                self.tell_storage_health(replica, incarnation, stalled)
+            }
             SimEvent::StartLiveness => self.start_liveness(),
             SimEvent::LivenessProbe => self.liveness_probe(),
         }

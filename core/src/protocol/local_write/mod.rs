@@ -1135,6 +1135,7 @@ impl Protocol for LocalWrite {
             // Hand-offs in flight count too: the item is unusable until the new owner has it.
             pending_requests: self.queued + self.waiting.len() + self.forwards.len() + self.transfers.len(),
             repairing: false,
+            storage_stalled: false,
             counters: Default::default(),
         }
     }

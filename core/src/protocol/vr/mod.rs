@@ -67,6 +67,7 @@ mod normal;
 mod reads;
 mod recovery;
 mod state_transfer;
+mod storage_stall;
 mod view_change;
 
 #[cfg(test)]
@@ -149,6 +150,8 @@ pub struct Vr {
     /// StartView or the primary's state replaces its log. With at most `f` replicas
     /// repairing at once, every view change quorum holds every committed entry intact.
     repairing: bool,
+    /// The host cannot write to this replica's disk (see [`storage_stall`]).
+    storage_stalled: bool,
     /// Values after the previous input, to assert they never go back.
     view_before: u64,
     commit_number_before: u64,
@@ -290,6 +293,7 @@ impl Vr {
             now,
             journal: (config.storage == StorageKind::Disk).then(|| Journal::unformatted(&config)),
             repairing: false,
+            storage_stalled: false,
             view_before: 0,
             commit_number_before: 0,
             config,
@@ -562,6 +566,9 @@ impl Vr {
         if !message.numbers_within_bounds() {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
+        if self.storage_stalled && storage_stall::refused_while_stalled(&message) {
+            return outputs.drop_message(from, DropReason::StorageStalled);
+        }
         match message {
             Message::GetSnapshotChunk { snapshot, chunk } => {
                 return self.on_get_snapshot_chunk(now, from, snapshot, chunk, outputs);
@@ -629,13 +636,19 @@ impl Vr {
         if due(self.timers.recovery_at) {
             self.start_recovery(now, outputs);
         }
+        // A stalled replica cannot promise a view: it starts no view change, and
+        // arms the timers again when its disk returns.
         if due(self.timers.primary_silence_at) {
             self.timers.primary_silence_at = None;
-            self.start_view_change(now, self.view + 1, outputs);
+            if !self.storage_stalled {
+                self.start_view_change(now, self.view + 1, outputs);
+            }
         }
         if due(self.timers.view_change_at) {
             self.timers.view_change_at = None;
-            self.start_view_change(now, self.view + 1, outputs);
+            if !self.storage_stalled {
+                self.start_view_change(now, self.view + 1, outputs);
+            }
         }
         if due(self.timers.view_change_resend_at) {
             self.timers.view_change_resend_at = None;
@@ -706,6 +719,20 @@ impl Protocol for Vr {
         self.persist(outputs);
     }
 
+    fn on_storage_stalled(&mut self, now: Instant, stalled: bool, outputs: &mut Outputs) {
+        self.now = now;
+        if self.journal.is_none() {
+            return;
+        }
+        if stalled {
+            self.on_disk_stalled(now, outputs);
+        } else {
+            self.on_disk_returned(now);
+        }
+        self.discard_old_entries();
+        self.persist(outputs);
+    }
+
     fn next_timeout(&self) -> Option<Instant> {
         let Timers { primary_silence_at, view_change_at, recovery_at, state_transfer_at, view_change_resend_at } =
             self.timers;
@@ -759,6 +786,7 @@ impl Protocol for Vr {
             applied: self.commit_number,
             pending_requests: waiting + self.forwards.len(),
             repairing: self.repairing,
+            storage_stalled: self.storage_stalled,
             counters: Default::default(),
         }
     }

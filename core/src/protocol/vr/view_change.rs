@@ -59,7 +59,8 @@ impl Vr {
     /// §4.2 step 2: with StartViewChange from a quorum (itself included), send the log
     /// to the new primary.
     fn send_do_view_change_if_ready(&mut self, now: Instant, outputs: &mut Outputs) {
-        if self.view_change.start_view_change_from.len() < self.quorum() || self.repairing {
+        // A stalled replica sends none: a view it leads could not commit.
+        if self.view_change.start_view_change_from.len() < self.quorum() || self.repairing || self.storage_stalled {
             return;
         }
         let after = self.log_start_for_view_change();
