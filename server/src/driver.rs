@@ -65,10 +65,17 @@ pub enum DriverInput {
     Synced {
         id: u64,
     },
-    /// A write or sync to the data directory failed: the replica stops.
+    /// A sync of the data directory failed: the replica stops.
     StorageFailed {
         message: String,
     },
+    /// The data directory takes no writes (full, or failing them); the executor
+    /// retries them in order until they go through.
+    StorageStalled {
+        reason: String,
+    },
+    /// The writes the executor was retrying went through.
+    StorageResumed,
 }
 
 /// How the rest of the server talks to a driver. Cheap to clone.
@@ -261,6 +268,20 @@ impl Driver {
                 "the data directory failed: {message}; the replica stopped and recovers from its disk and its \
                  peers when started again"
             ))),
+            DriverInput::StorageStalled { reason } => {
+                warn!(
+                    %reason,
+                    "the data directory takes no writes: this replica takes no prepares (a primary steps down) \
+                     until they go through"
+                );
+                self.metrics.storage_stalled(Some(reason));
+                self.handle(Input::StorageStalled);
+            }
+            DriverInput::StorageResumed => {
+                info!("the data directory takes writes again: this replica takes part again");
+                self.metrics.storage_stalled(None);
+                self.handle(Input::StorageResumed);
+            }
             DriverInput::Ping { pong } => {
                 let _ = pong.send(());
             }

@@ -54,10 +54,13 @@ struct StorageState {
     checkpoint_bytes: Option<u64>,
     repairs_started: u64,
     repairs_completed: u64,
+    /// Why the disk takes no writes now (full, or failing them), while it does not.
+    stalled: Option<String>,
+    stalls: u64,
 }
 
 /// What `/status` reports of the data directory.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct StorageReport {
     pub syncs: u64,
     pub sync_seconds_mean: Option<f64>,
@@ -66,6 +69,8 @@ pub struct StorageReport {
     pub checkpoint_bytes: Option<u64>,
     pub repairs_started: u64,
     pub repairs_completed: u64,
+    pub stalled: Option<String>,
+    pub stalls: u64,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +168,16 @@ impl Metrics {
         });
     }
 
+    /// The disk took no write (`Some`: why), or takes them again (`None`).
+    pub fn storage_stalled(&self, reason: Option<String>) {
+        self.with(|state| {
+            if reason.is_some() && state.storage.stalled.is_none() {
+                state.storage.stalls += 1;
+            }
+            state.storage.stalled = reason;
+        });
+    }
+
     pub fn storage_report(&self) -> StorageReport {
         self.with(|state| {
             let storage = &state.storage;
@@ -175,6 +190,8 @@ impl Metrics {
                 checkpoint_bytes: storage.checkpoint_bytes,
                 repairs_started: storage.repairs_started,
                 repairs_completed: storage.repairs_completed,
+                stalled: storage.stalled.clone(),
+                stalls: storage.stalls,
             }
         })
     }
@@ -283,6 +300,18 @@ fn render_storage(out: &mut String, storage: &StorageState) {
             "counter",
             "Repairs of damaged data finished: the replica holds its view's log again.",
             Some(storage.repairs_completed),
+        ),
+        (
+            "noted_storage_stalled",
+            "gauge",
+            "1 while the data directory takes no writes (full, or failing them): the replica takes no prepares.",
+            Some(u64::from(storage.stalled.is_some())),
+        ),
+        (
+            "noted_storage_stalls_total",
+            "counter",
+            "Times the data directory stopped taking writes.",
+            Some(storage.stalls),
         ),
     ] {
         if let Some(value) = value {

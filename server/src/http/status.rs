@@ -84,6 +84,8 @@ fn storage_report(app: &AppState, repairing: bool) -> serde_json::Value {
         "bytes_written": report.bytes_written,
         "repairs_started": report.repairs_started,
         "repairs_completed": report.repairs_completed,
+        "stalled": report.stalled,
+        "stalls": report.stalls,
     })
 }
 

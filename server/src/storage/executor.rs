@@ -6,9 +6,17 @@
 //! directory when files were created or removed), then tells the driver with
 //! [`DriverInput::Synced`]. The replica keeps at most one sync in flight, so the
 //! writes that arrive while the disk syncs are covered together by the next
-//! (group commit). Any failed write or sync is fatal: the executor tells the
-//! driver with [`DriverInput::StorageFailed`] and stops; nothing is retried, as a
-//! failed `fsync` may have dropped dirty pages the kernel will not write again.
+//! (group commit).
+//!
+//! A failed sync is fatal: the executor tells the driver with
+//! [`DriverInput::StorageFailed`] and stops; it is never retried, as a failed
+//! `fsync` may have dropped dirty pages the kernel will not write again. A failed
+//! write, file creation or removal (a full disk, a quota, an I/O error) is
+//! retried, in order and with a growing pause, until it goes through: nothing
+//! after it runs, and nothing it would have covered is acknowledged meanwhile, as
+//! no sync completes. The driver is told when the disk stalls
+//! ([`DriverInput::StorageStalled`]) and when it takes writes again
+//! ([`DriverInput::StorageResumed`]), so that the replica steps aside meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -16,7 +24,7 @@ use std::io;
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use noted_core::storage::{DiskFile, StorageOp};
 use tokio::sync::mpsc;
@@ -66,6 +74,8 @@ pub fn spawn(
         directory_dirty: false,
         held: Vec::new(),
         metrics,
+        driver: driver.clone(),
+        stalled: false,
     };
     let span = tracing::Span::current();
     std::thread::Builder::new().name("noted-storage".into()).spawn(move || {
@@ -75,11 +85,12 @@ pub fn spawn(
                 let done = match executor.run(operation) {
                     Ok(None) => continue,
                     Ok(Some(id)) => DriverInput::Synced { id },
-                    Err(failure) => {
+                    Err(Stop::Failed(failure)) => {
                         error!(error = %failure, "storage failed; the replica stops");
                         let _ = driver.blocking_send(DriverInput::StorageFailed { message: failure });
                         return;
                     }
+                    Err(Stop::DriverGone) => return,
                 };
                 if driver.blocking_send(done).is_err() {
                     return;
@@ -101,33 +112,84 @@ struct Executor {
     /// [`Unsynced::HeldInMemory`]: the writes and removals since the last sync.
     held: Vec<StorageOp>,
     metrics: Arc<Metrics>,
+    driver: mpsc::Sender<DriverInput>,
+    /// A write is being retried, and the driver was told.
+    stalled: bool,
 }
 
+/// Why the executor stops.
+enum Stop {
+    /// A sync failed: fatal for the replica.
+    Failed(String),
+    /// The driver stopped while a write was being retried.
+    DriverGone,
+}
+
+/// The first pause before a failed write is tried again, and the longest.
+const RETRY_PAUSE_FIRST: Duration = Duration::from_millis(20);
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+
 impl Executor {
-    /// Runs one operation; a completed sync's id, or why it failed.
-    fn run(&mut self, operation: StorageOp) -> Result<Option<u64>, String> {
+    /// Runs one operation; a completed sync's id, or why the executor stops.
+    fn run(&mut self, operation: StorageOp) -> Result<Option<u64>, Stop> {
         match operation {
             StorageOp::Sync { id } => {
                 for held in std::mem::take(&mut self.held) {
-                    self.apply(held)?;
+                    self.apply_until_done(held)?;
                 }
-                self.sync()?;
+                self.sync().map_err(Stop::Failed)?;
                 Ok(Some(id))
             }
             other if self.unsynced == Unsynced::HeldInMemory => {
                 self.held.push(other);
                 Ok(None)
             }
-            other => self.apply(other).map(|()| None),
+            other => self.apply_until_done(other).map(|()| None),
         }
     }
 
-    fn apply(&mut self, operation: StorageOp) -> Result<(), String> {
-        match operation {
-            StorageOp::Write { file, offset, bytes } => {
+    /// Applies a write or removal, trying again after each failure: a write that
+    /// failed left at most part of its bytes, and rewriting all of them at the
+    /// same place is what it was asked to do.
+    fn apply_until_done(&mut self, operation: StorageOp) -> Result<(), Stop> {
+        let mut pause = RETRY_PAUSE_FIRST;
+        let mut attempts: u64 = 0;
+        loop {
+            match self.apply(&operation) {
+                Ok(()) => break,
+                Err(reason) => {
+                    attempts += 1;
+                    if !self.stalled {
+                        self.stalled = true;
+                        warn!(%reason, "a write to the data directory failed; retrying until it goes through");
+                        self.tell(DriverInput::StorageStalled { reason })?;
+                    } else if attempts.is_power_of_two() {
+                        warn!(%reason, attempts, "a write to the data directory still fails");
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_PAUSE_MAX);
+                    if self.driver.is_closed() {
+                        return Err(Stop::DriverGone);
+                    }
+                }
+            }
+        }
+        if std::mem::take(&mut self.stalled) {
+            self.tell(DriverInput::StorageResumed)?;
+        }
+        Ok(())
+    }
+
+    fn tell(&self, input: DriverInput) -> Result<(), Stop> {
+        self.driver.blocking_send(input).map_err(|_| Stop::DriverGone)
+    }
+
+    fn apply(&mut self, operation: &StorageOp) -> Result<(), String> {
+        match *operation {
+            StorageOp::Write { file, offset, ref bytes } => {
                 let handle = self.open(file)?;
                 handle
-                    .write_all_at(&bytes, offset)
+                    .write_all_at(bytes, offset)
                     .map_err(|error| format!("cannot write {} at {offset}: {error}", file.name()))?;
                 self.metrics.storage_written(bytes.len());
                 self.dirty.insert(file);
