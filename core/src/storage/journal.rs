@@ -100,6 +100,10 @@ pub(crate) struct Journal {
     next_sync_id: u64,
     in_flight: Option<SyncInFlight>,
     held: Vec<Held>,
+    /// The current superblock vouches for the writes numbered below this (the log it
+    /// promises, the generation it names): a copy is written only once they are
+    /// synced, and may then share a sync with any later write.
+    superblock_needs_before: u64,
     /// Files to remove once every superblock copy holds `retire_at` or later.
     retiring: Vec<DiskFile>,
     retire_at: u64,
@@ -167,6 +171,7 @@ impl Journal {
             held: Vec::new(),
             retiring: Vec::new(),
             retire_at: 0,
+            superblock_needs_before: 0,
             formatted: false,
             fresh_generation: false,
         }
@@ -193,6 +198,7 @@ impl Journal {
         journal.written =
             recovered.entries.iter().map(|entry| (entry.op_number, entry.view, recovered.wal_end)).collect();
         journal.next_write = 1;
+        journal.superblock_needs_before = journal.next_write;
         journal.proven_offset = recovered.wal_proven;
         journal.content_end = recovered.wal_end;
         journal.marker_written = recovered.wal_proven;
@@ -223,6 +229,7 @@ impl Journal {
         if !self.formatted && recovering {
             return;
         }
+        let sequence_before = self.superblock.sequence;
         let mut checkpoint_needed = !self.formatted || std::mem::take(&mut self.fresh_generation);
         let promised = (state.view, state.log_view, state.repairing);
         if promised != (self.superblock.view, self.superblock.log_view, self.superblock.repairing) {
@@ -246,6 +253,9 @@ impl Journal {
             self.write_checkpoint(state, outputs);
         } else {
             self.write_log_changes(state, outputs);
+        }
+        if self.superblock.sequence != sequence_before {
+            self.superblock_needs_before = self.next_write;
         }
         self.hold_promises(outputs);
         self.pump(outputs);
@@ -459,7 +469,7 @@ impl Journal {
             self.write(StorageOp::Write { file, offset, bytes }, outputs);
         }
         let mut copy = None;
-        if self.synced_before == self.next_write {
+        if self.synced_before >= self.superblock_needs_before {
             let sequence = self.superblock.sequence;
             if let Some(lagging) = (0..SUPERBLOCK_COPIES).find(|copy| self.copies[usize::from(*copy)] < sequence) {
                 let bytes = self.superblock.encode(lagging);
