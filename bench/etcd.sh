@@ -9,12 +9,14 @@
 #
 #   bench/etcd.sh                  # 20 s per system
 #   DURATION=10 bench/etcd.sh
+#   SYSTEMS="noted-disk" bench/etcd.sh   # a subset, in this order
 #
 # Needs wrk, etcd and curl; as root it installs what is missing with apt-get.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-20}
 CONNECTIONS=${CONNECTIONS:-64}
+SYSTEMS=${SYSTEMS:-etcd noted-disk noted-memory}
 
 install_missing() {
   local missing=()
@@ -112,33 +114,34 @@ PY
 sync_latency | tee "$WORK/sync"
 
 # --- etcd: three members on loopback ---
-CLUSTER=""
-for i in 0 1 2; do CLUSTER+="${CLUSTER:+,}m$i=http://127.0.0.1:2380$i"; done
-for i in 0 1 2; do
-  etcd --name "m$i" --data-dir "$WORK/etcd-$i" \
-    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
-    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
-    --initial-cluster "$CLUSTER" --initial-cluster-state new --initial-cluster-token noted-bench \
-    --logger zap --log-level warn >"$WORK/etcd-$i.log" 2>&1 &
-  PIDS+=($!)
-done
-LEADER=""
-for _ in $(seq 100); do
+run_etcd() {
+  local CLUSTER="" LEADER="" before after status
+  for i in 0 1 2; do CLUSTER+="${CLUSTER:+,}m$i=http://127.0.0.1:2380$i"; done
   for i in 0 1 2; do
-    status=$(curl -fs -X POST "http://127.0.0.1:2379$i/v3/maintenance/status" -d '{}' 2>/dev/null || true)
-    if [[ -n $status ]] && python3 -c 'import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s.get("leader") and s["leader"] == s["header"]["member_id"] else 1)' "$status"; then
-      LEADER="http://127.0.0.1:2379$i"
-    fi
+    etcd --name "m$i" --data-dir "$WORK/etcd-$i" \
+      --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+      --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+      --initial-cluster "$CLUSTER" --initial-cluster-state new --initial-cluster-token noted-bench \
+      --logger zap --log-level warn >"$WORK/etcd-$i.log" 2>&1 &
+    PIDS+=($!)
   done
-  [[ -n $LEADER ]] && break
-  sleep 0.1
-done
-[[ -n $LEADER ]] || { echo "etcd elected no leader; logs in $WORK" >&2; tail "$WORK"/etcd-*.log >&2; exit 1; }
-before=$(counter "$LEADER" etcd_disk_wal_fsync_duration_seconds_count)
-load "$LEADER/v3/kv/put" "$WORK/etcd-put.lua" "$WORK/etcd.wrk"
-after=$(counter "$LEADER" etcd_disk_wal_fsync_duration_seconds_count)
-record "etcd $(etcd --version | awk '/etcd Version/ {print $3}')" "$WORK/etcd.wrk" $((after - before))
-stop_all
+  for _ in $(seq 100); do
+    for i in 0 1 2; do
+      status=$(curl -fs -X POST "http://127.0.0.1:2379$i/v3/maintenance/status" -d '{}' 2>/dev/null || true)
+      if [[ -n $status ]] && python3 -c 'import json,sys; s=json.loads(sys.argv[1]); sys.exit(0 if s.get("leader") and s["leader"] == s["header"]["member_id"] else 1)' "$status"; then
+        LEADER="http://127.0.0.1:2379$i"
+      fi
+    done
+    [[ -n $LEADER ]] && break
+    sleep 0.1
+  done
+  [[ -n $LEADER ]] || { echo "etcd elected no leader; logs in $WORK" >&2; tail "$WORK"/etcd-*.log >&2; exit 1; }
+  before=$(counter "$LEADER" etcd_disk_wal_fsync_duration_seconds_count)
+  load "$LEADER/v3/kv/put" "$WORK/etcd-put.lua" "$WORK/etcd.wrk"
+  after=$(counter "$LEADER" etcd_disk_wal_fsync_duration_seconds_count)
+  record "etcd $(etcd --version | awk '/etcd Version/ {print $3}')" "$WORK/etcd.wrk" $((after - before))
+  stop_all
+}
 
 # --- noted: three `noted serve` processes ---
 run_noted() {
@@ -171,8 +174,14 @@ run_noted() {
   record "noted $storage" "$dir/wrk" $((after - before))
   stop_all
 }
-run_noted disk 7601
-run_noted memory 7651
+for system in $SYSTEMS; do
+  case $system in
+    etcd) run_etcd ;;
+    noted-disk) run_noted disk 7601 ;;
+    noted-memory) run_noted memory 7651 ;;
+    *) echo "unknown system $system (etcd, noted-disk, noted-memory)" >&2; exit 2 ;;
+  esac
+done
 
 echo "machine: $(nproc) cores; $CONNECTIONS connections, ${DURATION}s each, writes sent to the leader"
 python3 - "$RESULTS" <<'PY'
@@ -181,8 +190,8 @@ rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
 print(f"{'system':<14} {'writes/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'syncs/s':>8} {'non-2xx':>7}  socket errors")
 for name, rate, p50, p99, syncs, bad, errors in rows:
     print(f"{name:<14} {rate:>9} {p50:>7} {p99:>7} {syncs:>8} {bad:>7}  {errors}")
-by = {row[0].split()[0] + (" " + row[0].split()[1] if row[0].startswith("noted") else ""): row for row in rows}
-etcd = next(row for row in rows if row[0].startswith("etcd"))
-disk = next(row for row in rows if row[0] == "noted disk")
-print(f"noted disk / etcd: {float(disk[1]) / float(etcd[1]):.1f}x the writes/s, p99 {disk[3]} ms vs {etcd[3]} ms")
+etcd = next((row for row in rows if row[0].startswith("etcd")), None)
+disk = next((row for row in rows if row[0] == "noted disk"), None)
+if etcd and disk:
+    print(f"noted disk / etcd: {float(disk[1]) / float(etcd[1]):.1f}x the writes/s, p99 {disk[3]} ms vs {etcd[3]} ms")
 PY
