@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::format::{FORMAT_VERSION, RECORD_HEADER_BYTES};
 use super::{DiskFile, DiskImage, OpenError, StorageOp, format, open};
-use crate::config::{Config, ProtocolKind, StorageKind};
+use crate::config::{Config, Limits, ProtocolKind, StorageKind};
 use crate::ids::{ClientId, ClusterId, NoteId, ReplicaId};
 use crate::operation::{ClientRequest, Consistency, Operation, Reply};
 use crate::replica::{Input, Output, Replica};
@@ -240,4 +240,60 @@ fn a_primary_whose_disk_stalls_steps_down_and_serves_again_when_it_returns() {
     assert!(!status.storage_stalled);
     assert_eq!(status.role, crate::replica::Role::Primary);
     assert!(matches!(host.replies.pop(), Some(Reply::Note { .. })), "the waiting create is answered");
+}
+
+/// The timestamp of the note a create made.
+fn created_at(reply: &Reply) -> crate::hlc::Timestamp {
+    match reply {
+        Reply::Note { note, .. } => note.created_at,
+        other => panic!("not a note: {other:?}"),
+    }
+}
+
+#[test]
+fn timestamps_after_a_restart_are_above_every_one_on_disk_even_when_the_clock_went_back() {
+    // A small log bound, so that the latest timestamp is also read from a checkpoint.
+    for log_bytes_max in [Limits::default().log_bytes_max, 8_192] {
+        let mut config = config();
+        if log_bytes_max < Limits::default().log_bytes_max {
+            config.limits.log_bytes_max = log_bytes_max;
+            config.limits.uncommitted_bytes_max = 4_096;
+            config.limits.message_bytes_max = 4_096;
+            config.limits.store.body_bytes_max = 1_024;
+            config.limits.store.page_bytes_max = 4_096;
+        }
+        let disk: DiskImage = format(&config).into_iter().collect();
+        let ahead = Instant::from_millis(5_000_000);
+        let replica = Replica::open(config.clone(), &disk, ahead).unwrap();
+        let mut host = Host { replica, disk, now: ahead, syncs: Vec::new(), replies: Vec::new() };
+        host.settle();
+        let mut latest = crate::hlc::Timestamp::default();
+        for number in 1..=60 {
+            latest = latest.max(created_at(&host.create(number, "written while the clock was ahead")));
+        }
+        // The newest note goes: only the store's own record of timestamps keeps it.
+        let newest = host.replica.store().meta().next_id.0 - 1;
+        let operation = Operation::Delete { id: NoteId(newest), if_match: None };
+        let request = ClientRequest {
+            client: ClientId(1),
+            request_number: 61,
+            operation,
+            consistency: Consistency::Linearizable,
+        };
+        host.input(Input::Request(request));
+        host.settle();
+
+        if log_bytes_max < Limits::default().log_bytes_max {
+            let checkpointed =
+                host.disk.keys().any(|file| matches!(file, DiskFile::Checkpoint { generation } if *generation > 1));
+            assert!(checkpointed, "the small log bound made a checkpoint");
+        }
+        let behind = Instant::from_millis(1);
+        let replica = Replica::open(config, &host.disk, behind).unwrap();
+        let mut restarted =
+            Host { replica, disk: host.disk.clone(), now: behind, syncs: Vec::new(), replies: Vec::new() };
+        restarted.settle();
+        let after = created_at(&restarted.create(62, "written after the restart"));
+        assert!(after > latest, "log bound {log_bytes_max}: {after:?} after {latest:?}");
+    }
 }
