@@ -6,7 +6,9 @@
 //! directory when files were created or removed), then tells the driver with
 //! [`DriverInput::Synced`]. The replica keeps at most one sync in flight, so the
 //! writes that arrive while the disk syncs are covered together by the next
-//! (group commit).
+//! (group commit); and a sync also covers whatever the driver handed over by the
+//! time it starts, so that the replica's next sync often finds nothing left to
+//! write and completes without touching the disk.
 //!
 //! A failed sync is fatal: the executor tells the driver with
 //! [`DriverInput::StorageFailed`] and stops; it is never retried, as a failed
@@ -18,7 +20,7 @@
 //! ([`DriverInput::StorageStalled`]) and when it takes writes again
 //! ([`DriverInput::StorageResumed`]), so that the replica steps aside meanwhile.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt as _;
@@ -80,19 +82,38 @@ pub fn spawn(
     let span = tracing::Span::current();
     std::thread::Builder::new().name("noted-storage".into()).spawn(move || {
         let _entered = span.enter();
-        while let Ok(batch) = receiver.recv() {
-            for operation in batch {
-                let done = match executor.run(operation) {
-                    Ok(None) => continue,
-                    Ok(Some(id)) => DriverInput::Synced { id },
-                    Err(Stop::Failed(failure)) => {
-                        error!(error = %failure, "storage failed; the replica stops");
-                        let _ = driver.blocking_send(DriverInput::StorageFailed { message: failure });
-                        return;
+        let mut queue: VecDeque<StorageOp> = VecDeque::new();
+        loop {
+            if queue.is_empty() {
+                match receiver.recv() {
+                    Ok(batch) => queue.extend(batch),
+                    Err(_) => return,
+                }
+            }
+            let Some(operation) = queue.pop_front() else { continue };
+            let done = match operation {
+                StorageOp::Sync { id } => {
+                    // Whatever the driver handed over meanwhile rides on this sync too:
+                    // the replica asks for its next sync only once this one is done,
+                    // so its writes would otherwise wait a round trip for the disk.
+                    while let Ok(batch) = receiver.try_recv() {
+                        queue.extend(batch);
                     }
-                    Err(Stop::DriverGone) => return,
-                };
-                if driver.blocking_send(done).is_err() {
+                    executor.sync_through(id, queue.drain(..).collect())
+                }
+                other => executor.run(other).map(|()| Vec::new()),
+            };
+            let ids = match done {
+                Ok(ids) => ids,
+                Err(Stop::Failed(failure)) => {
+                    error!(error = %failure, "storage failed; the replica stops");
+                    let _ = driver.blocking_send(DriverInput::StorageFailed { message: failure });
+                    return;
+                }
+                Err(Stop::DriverGone) => return,
+            };
+            for id in ids {
+                if driver.blocking_send(DriverInput::Synced { id }).is_err() {
                     return;
                 }
             }
@@ -130,22 +151,30 @@ const RETRY_PAUSE_FIRST: Duration = Duration::from_millis(20);
 const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
 
 impl Executor {
-    /// Runs one operation; a completed sync's id, or why the executor stops.
-    fn run(&mut self, operation: StorageOp) -> Result<Option<u64>, Stop> {
-        match operation {
-            StorageOp::Sync { id } => {
-                for held in std::mem::take(&mut self.held) {
-                    self.apply_until_done(held)?;
-                }
-                self.sync().map_err(Stop::Failed)?;
-                Ok(Some(id))
-            }
-            other if self.unsynced == Unsynced::HeldInMemory => {
-                self.held.push(other);
-                Ok(None)
-            }
-            other => self.apply_until_done(other).map(|()| None),
+    /// Takes a write or removal: applied now, or held until a sync.
+    fn run(&mut self, operation: StorageOp) -> Result<(), Stop> {
+        if self.unsynced == Unsynced::HeldInMemory {
+            self.held.push(operation);
+            return Ok(());
         }
+        self.apply_until_done(operation)
+    }
+
+    /// Sync `id`, covering the operations that followed it too (`later`, in order):
+    /// the ids of every sync this completes.
+    fn sync_through(&mut self, id: u64, later: Vec<StorageOp>) -> Result<Vec<u64>, Stop> {
+        let mut ids = vec![id];
+        for held in std::mem::take(&mut self.held) {
+            self.apply_until_done(held)?;
+        }
+        for operation in later {
+            match operation {
+                StorageOp::Sync { id } => ids.push(id),
+                other => self.apply_until_done(other)?,
+            }
+        }
+        self.sync().map_err(Stop::Failed)?;
+        Ok(ids)
     }
 
     /// Applies a write or removal, trying again after each failure: a write that
@@ -208,7 +237,7 @@ impl Executor {
                 self.directory_dirty = true;
                 Ok(())
             }
-            StorageOp::Sync { .. } => unreachable!("syncs are run by `run`"),
+            StorageOp::Sync { .. } => unreachable!("syncs are run by `sync_through`"),
         }
     }
 
@@ -230,6 +259,9 @@ impl Executor {
     }
 
     fn sync(&mut self) -> Result<(), String> {
+        if self.dirty.is_empty() && !self.directory_dirty {
+            return Ok(()); // An earlier sync covered it all.
+        }
         let started = Instant::now();
         for file in std::mem::take(&mut self.dirty) {
             if let Some(handle) = self.files.get(&file) {
