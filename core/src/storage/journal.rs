@@ -104,6 +104,9 @@ pub(crate) struct Journal {
     /// promises, the generation it names): a copy is written only once they are
     /// synced, and may then share a sync with any later write.
     superblock_needs_before: u64,
+    /// New generations are numbered above this: the newest on disk at restart, so
+    /// that no file is written again from its start over older records.
+    generation_floor: u64,
     /// Files to remove once every superblock copy holds `retire_at` or later.
     retiring: Vec<DiskFile>,
     retire_at: u64,
@@ -172,6 +175,7 @@ impl Journal {
             retiring: Vec::new(),
             retire_at: 0,
             superblock_needs_before: 0,
+            generation_floor: 0,
             formatted: false,
             fresh_generation: false,
         }
@@ -205,6 +209,18 @@ impl Journal {
         journal.formatted = true;
         journal.fresh_generation = recovered.wal_stopped_by.is_some() || recovered.damage.is_some();
         journal.written_after = recovered.log_start;
+        journal.generation_floor = recovered
+            .orphans
+            .iter()
+            .map(|file| match file {
+                DiskFile::Wal { generation } | DiskFile::Checkpoint { generation } => *generation,
+                DiskFile::Superblock { .. } => 0,
+            })
+            .max()
+            .unwrap_or(0);
+        // Nothing names them: they may go at once.
+        journal.retiring.clone_from(&recovered.orphans);
+        journal.retire_at = 0;
         journal
     }
 
@@ -370,7 +386,7 @@ impl Journal {
     /// the entries after it in `wal.<g+1>`; the superblock names them once both
     /// are synced, and the old generation goes once every copy names the new.
     fn write_checkpoint(&mut self, state: &ReplicaState<'_>, outputs: &mut Outputs) {
-        let generation = self.superblock.generation + 1;
+        let generation = self.superblock.generation.max(self.generation_floor) + 1;
         let op = state.commit_number;
         let bytes = encode_checkpoint(self.cluster, self.replica, generation, op, state.store, state.client_table);
         self.write(StorageOp::Write { file: DiskFile::Checkpoint { generation }, offset: 0, bytes }, outputs);

@@ -64,12 +64,25 @@ pub struct Recovered {
     /// Damage that is not a crash's torn or lost write (the checkpoint, or a log record
     /// that was once whole): the replica repairs from its peers.
     pub damage: Option<String>,
+    /// Files of generations newer than the superblock names: a checkpoint a crash
+    /// interrupted before the superblock named it. Never read, never written again
+    /// (records written anew from the start of such a file would leave older ones
+    /// after them that still continue the chain), and removed.
+    pub orphans: Vec<DiskFile>,
 }
 
 /// Reads the data directory of `config`'s replica.
 pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
     let (superblock, copies_current) = best_superblock(config, disk)?;
     let generation = superblock.generation;
+    let orphans: Vec<DiskFile> = disk
+        .keys()
+        .copied()
+        .filter(|file| match file {
+            DiskFile::Wal { generation: newer } | DiskFile::Checkpoint { generation: newer } => *newer > generation,
+            DiskFile::Superblock { .. } => false,
+        })
+        .collect();
     let checkpoint_file = DiskFile::Checkpoint { generation };
     let (store, client_table) = match read_checkpoint(config, disk, superblock) {
         Ok(state) => state,
@@ -90,6 +103,7 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
                 wal_stopped_by: None,
                 wal_proven: 0,
                 damage: Some(damage),
+                orphans,
             });
         }
     };
@@ -169,6 +183,7 @@ pub fn open(config: &Config, disk: &DiskImage) -> Result<Recovered, OpenError> {
         wal_stopped_by: stopped_by,
         wal_proven: proven,
         damage,
+        orphans,
     })
 }
 

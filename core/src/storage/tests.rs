@@ -297,3 +297,60 @@ fn timestamps_after_a_restart_are_above_every_one_on_disk_even_when_the_clock_we
         assert!(after > latest, "log bound {log_bytes_max}: {after:?} after {latest:?}");
     }
 }
+
+#[test]
+fn a_checkpoint_a_crash_interrupted_is_never_written_over() {
+    let mut config = config();
+    config.limits.log_bytes_max = 8_192;
+    config.limits.uncommitted_bytes_max = 4_096;
+    config.limits.message_bytes_max = 4_096;
+    config.limits.store.body_bytes_max = 1_024;
+    config.limits.store.page_bytes_max = 4_096;
+    let disk: DiskImage = format(&config).into_iter().collect();
+    let replica = Replica::open(config.clone(), &disk, Instant::from_millis(1)).unwrap();
+    let mut host = Host { replica, disk, now: Instant::from_millis(1), syncs: Vec::new(), replies: Vec::new() };
+    host.settle();
+    // Power fails once the next generation's files are written, before any superblock copy names them.
+    let interrupted = |disk: &DiskImage| {
+        let generation = open(&config, disk).unwrap().superblock.generation;
+        disk.contains_key(&DiskFile::Wal { generation: generation + 1 })
+    };
+    let mut number = 0;
+    let crashed = 'steps: loop {
+        number += 1;
+        assert!(number < 500, "no checkpoint was taken");
+        let operation = Operation::Create { body: json!({ "title": "a note long enough to fill the log file soon" }) };
+        let request = ClientRequest {
+            client: ClientId(1),
+            request_number: number,
+            operation,
+            consistency: Consistency::Linearizable,
+        };
+        host.input(Input::Request(request));
+        while let Some(id) = host.syncs.pop() {
+            if interrupted(&host.disk) {
+                break 'steps host.disk.clone();
+            }
+            host.input(Input::Synced { id });
+        }
+        if interrupted(&host.disk) {
+            break host.disk.clone();
+        }
+    };
+    let recovered = open(&config, &crashed).unwrap();
+    let orphan = recovered.superblock.generation + 1;
+    assert!(recovered.orphans.contains(&DiskFile::Wal { generation: orphan }), "{:?}", recovered.orphans);
+
+    let replica = Replica::open(config.clone(), &crashed, Instant::from_millis(1)).unwrap();
+    let mut restarted =
+        Host { replica, disk: crashed, now: Instant::from_millis(1), syncs: Vec::new(), replies: Vec::new() };
+    restarted.settle();
+    for more in 1..=100 {
+        restarted.create(number + more, "written after the restart");
+        for file in [DiskFile::Wal { generation: orphan }, DiskFile::Checkpoint { generation: orphan }] {
+            assert!(!restarted.disk.contains_key(&file), "{} is removed and never written again", file.name());
+        }
+    }
+    let live = open(&config, &restarted.disk).unwrap().superblock.generation;
+    assert!(live > orphan, "later generations are numbered past the orphan: {live}");
+}
