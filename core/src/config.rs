@@ -130,8 +130,8 @@ pub enum StorageKind {
     /// from its peers; the whole cluster stopping at once loses every note.
     #[default]
     Memory,
-    /// A data directory as well ([`crate::storage`]): vr survives any number of
-    /// replicas restarting at once.
+    /// A data directory as well ([`crate::storage`]): vr and remote-write survive any
+    /// number of replicas restarting at once (local-write keeps memory only).
     Disk,
 }
 

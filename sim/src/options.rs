@@ -80,7 +80,7 @@ pub struct FaultOptions {
     pub whole_cluster_crashes: bool,
 }
 
-/// Where replicas keep their state, and what their disks do (vr only draws disks).
+/// Where replicas keep their state, and what their disks do (local-write draws no disks).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StorageOptions {
     pub kind: StorageKind,
@@ -281,8 +281,14 @@ impl SimOptions {
             options.workload.padding_bytes_max = if rng.random_bool(0.7) { padding_max } else { 0 };
             options.faults.transfer_faults = options.faults.mean_interval.is_some() && rng.random_bool(0.6);
         }
-        if protocol == SimProtocol::Vr && rng.random_bool(0.5) && disks {
+        if protocol.has_disks() && rng.random_bool(0.5) && disks {
             options.storage = disk_options(&mut rng, weather);
+            if protocol != SimProtocol::Vr {
+                // Outside the primary-backup fault model: nothing repairs synced bytes
+                // from peers (see core's `storage::updates`).
+                options.storage.corruption_per_mille = 0;
+                options.storage.disk_losses = false;
+            }
             if options.faults.crashes != CrashBudget::None || rng.random_bool(0.5) {
                 // With disks, crashes lose only what was not synced: any number of
                 // replicas may be down at once. Disk losses keep to the minority.

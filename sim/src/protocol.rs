@@ -83,6 +83,12 @@ impl SimProtocol {
         }
     }
 
+    /// Whether half of the seeds give this protocol's replicas disks, with which
+    /// crashes of any replica, and of every replica at once, are inside its model.
+    pub fn has_disks(self) -> bool {
+        matches!(self, SimProtocol::Vr | SimProtocol::RemoteWrite)
+    }
+
     /// What the protocol's fault model tolerates (see each protocol's module docs in core).
     pub fn fault_budget(self) -> FaultBudget {
         let network_and_time = FaultBudget {

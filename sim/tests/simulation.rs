@@ -17,15 +17,25 @@ fn seed_count() -> u64 {
     std::env::var("NOTED_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(SEEDS_DEFAULT)
 }
 
-/// vr runs this many times the seeds of the other protocols: half of its seeds give
-/// replicas disks, and a third whole-cluster crashes.
-const VR_SEEDS_FACTOR: u64 = 4;
+/// How many times the default seeds a protocol runs: vr and remote-write give half
+/// of their seeds disks (of those, most have whole-cluster crashes), and so run more.
+fn seeds_factor(protocol: SimProtocol) -> u64 {
+    match protocol {
+        SimProtocol::Vr => 4,
+        SimProtocol::RemoteWrite => 2,
+        SimProtocol::LocalWrite => 1,
+    }
+}
+
+/// With the default seed count, every protocol that draws disks runs at least this
+/// many seeds with them.
+const DISK_SEEDS_MIN: u64 = 1_000;
 
 #[test]
 fn every_seed_inside_the_fault_model_passes() {
     for protocol in SimProtocol::ALL {
-        let seeds = if protocol == SimProtocol::Vr { seed_count() * VR_SEEDS_FACTOR } else { seed_count() };
-        let mut power_cut_seeds = 0;
+        let seeds = seed_count() * seeds_factor(protocol);
+        let (mut disk_seeds, mut power_cut_seeds) = (0, 0);
         // Wall-clock time only measures the sweep's throughput for the test log; nothing in a run reads it.
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();
@@ -35,8 +45,9 @@ fn every_seed_inside_the_fault_model_passes() {
         for seed in 0..seeds {
             let outcome = run(&RunRequest::new(protocol, seed));
             let options = &outcome.options;
-            if options.storage.is_disk() && options.faults.whole_cluster_crashes {
-                power_cut_seeds += 1;
+            if options.storage.is_disk() {
+                disk_seeds += 1;
+                power_cut_seeds += u64::from(options.faults.whole_cluster_crashes);
             }
             operations += outcome.operations();
             events += outcome.events;
@@ -49,11 +60,14 @@ fn every_seed_inside_the_fault_model_passes() {
         let elapsed = started.elapsed().as_secs_f64();
         println!(
             "{protocol}: {seeds} seeds in {elapsed:.1}s ({:.0} seeds/s, {:.0} events/s), {operations} operations, \
-             {} histories undecided, {power_cut_seeds} seeds with disks and whole-cluster crashes",
+             {} histories undecided, {disk_seeds} seeds with disks ({power_cut_seeds} with whole-cluster crashes)",
             seeds as f64 / elapsed,
             events as f64 / elapsed,
             unchecked.len()
         );
+        if protocol.has_disks() && seeds >= SEEDS_DEFAULT * seeds_factor(protocol) {
+            assert!(disk_seeds >= DISK_SEEDS_MIN, "{protocol}: only {disk_seeds} seeds with disks");
+        }
         assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
         // An undecided history is a hole in the promise, not a pass: the checker decides every one.
         assert!(unchecked.is_empty(), "{} histories undecided:\n{}", unchecked.len(), unchecked.join("\n"));
