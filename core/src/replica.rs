@@ -251,8 +251,8 @@ impl Replica {
 
     /// A replica restarted from its data directory (`config.storage` is disk).
     /// Refuses, with the reason, a directory of another cluster, replica or protocol,
-    /// of an unknown format, or with no intact superblock; a remote-write replica also
-    /// refuses a damaged checkpoint (vr repairs one from its peers).
+    /// of an unknown format, or with no intact superblock; a primary-backup replica
+    /// also refuses a damaged checkpoint (vr repairs one from its peers).
     pub fn open(config: Config, disk: &DiskImage, now: Instant) -> Result<Replica, OpenError> {
         config.validate().map_err(|error| OpenError::Config(error.to_string()))?;
         if config.storage != crate::config::StorageKind::Disk {
@@ -269,7 +269,8 @@ impl Replica {
                 Engine::RemoteWrite(RemoteWrite::reopen(config, recovered, now)?)
             }
             ProtocolKind::LocalWrite => {
-                return Err(OpenError::Config("local-write keeps its state in memory only".into()));
+                let recovered = crate::storage::updates::open_updates(&config, disk)?;
+                Engine::LocalWrite(LocalWrite::reopen(config, recovered, now)?)
             }
         };
         Ok(Replica { engine, now, counters: Counters::default(), body_bytes_max })

@@ -300,7 +300,7 @@ impl RemoteWrite {
     /// holds what must wait for it.
     fn persist(&mut self, outputs: &mut Outputs) {
         if let Some(journal) = &mut self.journal {
-            journal.after_input(self.applied, &self.store, &self.client_table, outputs);
+            journal.after_input(self.applied, &self.store, &self.client_table, None::<&()>, outputs);
         }
     }
 

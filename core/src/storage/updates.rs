@@ -13,9 +13,10 @@
 //! Group commit: the updates of one input are one write; at most one sync is in
 //! flight, and the next covers everything written meanwhile.
 //!
-//! The log is bounded: once it passes `log_bytes_max`, the next input writes a new
-//! generation (the state after every applied update in `checkpoint.<g+1>`, an empty
-//! `wal.<g+1>`), and the superblock names it once both are synced; the old files are
+//! The log is bounded: once its updates pass `log_bytes_max`, the next input writes a
+//! new generation (the state after every applied update in `checkpoint.<g+1>`, and a
+//! `wal.<g+1>` that holds only a head record with the rest of the protocol's state, if
+//! it keeps more than a store and a client table), and the superblock names it once both are synced; the old files are
 //! removed once every copy names the new ones. A state replaced wholesale (a snapshot
 //! installed from a peer) is written the same way.
 //!
@@ -133,6 +134,8 @@ pub(crate) struct UpdateJournal {
     /// `wal.<superblock.generation>`: where the next record goes, and what it chains to.
     wal_offset: u64,
     wal_chain: u64,
+    /// The bytes of the generation's head record: the updates after it are what grows.
+    wal_head_bytes: u64,
     /// The updates applied since the last input, encoded, to be written at its end.
     pending: Vec<Vec<u8>>,
     /// The next input writes a new generation: the journal has never written one, or
@@ -178,6 +181,7 @@ impl UpdateJournal {
             copies: [0; SUPERBLOCK_COPIES as usize],
             wal_offset: 0,
             wal_chain: 0,
+            wal_head_bytes: 0,
             pending: Vec::new(),
             generation_needed: true,
             next_write: 0,
@@ -226,18 +230,28 @@ impl UpdateJournal {
         self.generation_needed = true;
     }
 
+    /// Whether the next [`UpdateJournal::after_input`] writes a new generation: a
+    /// protocol whose state is more than its store and client table gives it the rest
+    /// then, as the first record of the new log.
+    pub(crate) fn writes_generation(&self) -> bool {
+        let updates_bytes = self.wal_offset - self.wal_head_bytes;
+        self.generation_needed || (updates_bytes > self.wal_bytes_max && !self.pending.is_empty())
+    }
+
     /// Writes what the input changed (`applied` updates in all make `store` and
-    /// `client_table`), holds every message and reply in `outputs` that must wait for
-    /// it, and starts the next sync if none is in flight.
-    pub(crate) fn after_input(
+    /// `client_table`; a new generation's log starts with `head`, if given), holds
+    /// every message and reply in `outputs` that must wait for it, and starts the next
+    /// sync if none is in flight.
+    pub(crate) fn after_input<H: Serialize>(
         &mut self,
         applied: u64,
         store: &NoteStore,
         client_table: &ClientTable,
+        head: Option<&H>,
         outputs: &mut Outputs,
     ) {
-        if self.generation_needed || (self.wal_offset > self.wal_bytes_max && !self.pending.is_empty()) {
-            self.write_generation(applied, store, client_table, outputs);
+        if self.writes_generation() {
+            self.write_generation(applied, store, client_table, head, outputs);
         } else if !self.pending.is_empty() {
             let mut bytes = Vec::new();
             for body in std::mem::take(&mut self.pending) {
@@ -280,15 +294,29 @@ impl UpdateJournal {
 
     /// A new generation: the state after `applied` updates in `checkpoint.<g+1>`, and an
     /// empty `wal.<g+1>`; the superblock names them once both are synced.
-    fn write_generation(&mut self, applied: u64, store: &NoteStore, client_table: &ClientTable, outputs: &mut Outputs) {
+    fn write_generation<H: Serialize>(
+        &mut self,
+        applied: u64,
+        store: &NoteStore,
+        client_table: &ClientTable,
+        head: Option<&H>,
+        outputs: &mut Outputs,
+    ) {
         let generation = self.superblock.generation + 1;
         for file in std::mem::take(&mut self.stale) {
             self.write(StorageOp::Remove { file }, outputs);
         }
         let bytes = encode_checkpoint(self.cluster, self.replica, generation, applied, store, client_table);
         self.write(StorageOp::Write { file: DiskFile::Checkpoint { generation }, offset: 0, bytes }, outputs);
-        // Created empty, so that a directory listing shows the generation whole.
-        self.write(StorageOp::Write { file: DiskFile::Wal { generation }, offset: 0, bytes: Vec::new() }, outputs);
+        let mut wal_chain = chain_seed(self.cluster, self.replica, DiskFile::Wal { generation });
+        let mut bytes = Vec::new();
+        if let Some(head) = head {
+            let body = postcard::to_allocvec(head).expect("plain data always encodes");
+            wal_chain = encode_record(&mut bytes, RecordKind::Entry, wal_chain, &body);
+        }
+        // Written even when empty, so that a directory listing shows the generation whole.
+        let wal_offset = bytes.len() as u64;
+        self.write(StorageOp::Write { file: DiskFile::Wal { generation }, offset: 0, bytes }, outputs);
         if self.superblock.generation > 0 {
             let old = self.superblock.generation;
             self.retiring.push(DiskFile::Wal { generation: old });
@@ -296,8 +324,9 @@ impl UpdateJournal {
         }
         self.pending.clear();
         self.generation_needed = false;
-        self.wal_offset = 0;
-        self.wal_chain = chain_seed(self.cluster, self.replica, DiskFile::Wal { generation });
+        self.wal_offset = wal_offset;
+        self.wal_head_bytes = wal_offset;
+        self.wal_chain = wal_chain;
         self.superblock.generation = generation;
         self.superblock.checkpoint_op = applied;
         self.superblock.sequence += 1;

@@ -1,5 +1,5 @@
-//! A two-replica remote-write cluster on in-memory disks: what waits for a sync, and
-//! what a restart reads back.
+//! Primary-backup clusters on in-memory disks: what waits for a sync, and what a
+//! restart reads back.
 
 use std::collections::VecDeque;
 
@@ -16,8 +16,14 @@ use crate::storage::{DiskFile, DiskImage, OpenError, StorageOp, format};
 use crate::test_cluster::{R0, R1};
 use crate::time::Instant;
 
+const REMOTE_WRITE: ProtocolKind = ProtocolKind::RemoteWrite { primary: R0 };
+
 fn config(replica: ReplicaId) -> Config {
-    let mut config = Config::new(ClusterId(4), replica, 2, ProtocolKind::RemoteWrite { primary: R0 }, 1);
+    config_of(REMOTE_WRITE, 2, replica)
+}
+
+fn config_of(protocol: ProtocolKind, replica_count: u8, replica: ReplicaId) -> Config {
+    let mut config = Config::new(ClusterId(4), replica, replica_count, protocol, 1);
     config.storage = StorageKind::Disk;
     config
 }
@@ -28,7 +34,7 @@ struct Node {
     syncs: VecDeque<u64>,
 }
 
-/// The host of both replicas: writes land at once, syncs complete when `settle` says.
+/// The host of every replica: writes land at once, syncs complete when `settle` says.
 struct Hosts {
     nodes: Vec<Node>,
     configs: Vec<Config>,
@@ -39,13 +45,17 @@ struct Hosts {
 
 impl Hosts {
     fn formatted(adjust: impl Fn(&mut Config)) -> Hosts {
-        let configs: Vec<Config> = [R0, R1]
+        Hosts::formatted_of(REMOTE_WRITE, 2, adjust)
+    }
+
+    fn formatted_of(protocol: ProtocolKind, replica_count: u8, adjust: impl Fn(&mut Config)) -> Hosts {
+        let configs: Vec<Config> = (0..replica_count)
             .map(|replica| {
-                let mut config = config(replica);
+                let mut config = config_of(protocol, replica_count, ReplicaId(replica));
                 adjust(&mut config);
                 config
             })
-            .into();
+            .collect();
         let now = Instant::from_millis(1);
         let nodes = configs
             .iter()
@@ -91,7 +101,8 @@ impl Hosts {
     fn settle(&mut self) {
         let until = self.now + core::time::Duration::from_secs(1);
         for _ in 0..100_000 {
-            if let Some(at) = (0..2).find(|index| !self.nodes[*index].syncs.is_empty()) {
+            let count = self.nodes.len();
+            if let Some(at) = (0..count).find(|index| !self.nodes[*index].syncs.is_empty()) {
                 let id = self.nodes[at].syncs.pop_front().expect("found");
                 self.input(ReplicaId(at as u8), Input::Synced { id });
                 continue;
@@ -100,7 +111,8 @@ impl Hosts {
                 self.input(to, Input::Message { from, message });
                 continue;
             }
-            let next = (0..2).filter_map(|index| self.nodes[index].replica.next_timeout().map(|at| (at, index))).min();
+            let next =
+                (0..count).filter_map(|index| self.nodes[index].replica.next_timeout().map(|at| (at, index))).min();
             match next {
                 Some((at, index)) if at <= until => {
                     self.now = at.max(self.now);
@@ -113,15 +125,21 @@ impl Hosts {
     }
 
     fn create(&mut self, at: ReplicaId, request_number: u64, title: &str) -> Reply {
-        let request = ClientRequest {
-            client: ClientId(1),
-            request_number,
-            operation: Operation::Create { body: json!({ "title": title }) },
-            consistency: Consistency::Linearizable,
-        };
+        self.write(at, request_number, Operation::Create { body: json!({ "title": title }) })
+    }
+
+    fn write(&mut self, at: ReplicaId, request_number: u64, operation: Operation) -> Reply {
+        let request =
+            ClientRequest { client: ClientId(1), request_number, operation, consistency: Consistency::Linearizable };
         self.input(at, Input::Request(request));
         self.settle();
-        self.replies.pop().expect("the create is answered")
+        self.replies.pop().expect("the write is answered")
+    }
+
+    /// Every replica holds the same notes.
+    fn assert_converged(&self) {
+        let digests: Vec<u64> = self.nodes.iter().map(|node| node.replica.store().digest()).collect();
+        assert!(digests.windows(2).all(|pair| pair[0] == pair[1]), "{digests:?}");
     }
 
     /// Every replica loses power at once, and restarts from what its disk holds.
@@ -236,4 +254,47 @@ fn a_damaged_checkpoint_or_another_protocols_log_is_refused() {
     let refused = Replica::open(config(R0), &foreign, hosts.now).unwrap_err();
     assert!(matches!(refused, OpenError::OtherProtocol { .. }), "{refused}");
     assert!(Replica::open(config(R0), &disk, hosts.now).is_ok());
+}
+
+/// Local-write: notes created at different replicas and moved between them keep their
+/// owners, epochs and ids across a restart of every replica, and keep moving after it.
+#[test]
+fn local_write_replicas_restarted_from_their_disks_keep_what_they_own_and_applied() {
+    let mut hosts = Hosts::formatted_of(ProtocolKind::LocalWrite, 3, |_| {});
+    let r2 = ReplicaId(2);
+    assert_eq!(note_id(&hosts.create(R0, 1, "at R0")), NoteId(1));
+    assert_eq!(note_id(&hosts.create(R1, 2, "at R1, through the counter")), NoteId(2));
+    let put = |title: &str| Operation::Replace { id: NoteId(1), body: json!({ "title": title }), if_match: None };
+    assert!(matches!(hosts.write(r2, 3, put("moved to R2")), Reply::Note { .. }));
+    let owners_before: Vec<_> = hosts.nodes.iter().map(|node| node.replica.status().role).collect();
+    hosts.restart_all();
+    let owners_after: Vec<_> = hosts.nodes.iter().map(|node| node.replica.status().role).collect();
+    assert_eq!(owners_before, owners_after, "every replica owns what it owned");
+    assert_eq!(hosts.nodes[2].replica.status().applied, 3);
+    // A retry is answered from the restored client tables; new writes go on from there.
+    assert!(matches!(hosts.write(r2, 3, put("moved to R2")), Reply::Note { note } if note.version == 2));
+    assert_eq!(note_id(&hosts.create(r2, 4, "after")), NoteId(3));
+    assert!(matches!(hosts.write(R0, 5, put("back at R0")), Reply::Note { note } if note.version == 3));
+    hosts.assert_converged();
+}
+
+/// Local-write: an owner crashes before every replica acknowledged its update; once
+/// restarted it sends the update again, and the other replicas converge on it.
+#[test]
+fn a_local_write_owner_sends_its_unacknowledged_updates_again_after_a_restart() {
+    let mut hosts = Hosts::formatted_of(ProtocolKind::LocalWrite, 3, |_| {});
+    hosts.create(R0, 1, "first");
+    let request = ClientRequest {
+        client: ClientId(1),
+        request_number: 2,
+        operation: Operation::Create { body: json!({ "title": "second" }) },
+        consistency: Consistency::Linearizable,
+    };
+    hosts.input(R0, Input::Request(request));
+    let sync = hosts.nodes[0].syncs.pop_front().expect("the owner syncs its update");
+    let sent = hosts.input(R0, Input::Synced { id: sync });
+    assert_eq!(sent.len(), 2, "the update leaves for both peers once synced: {sent:?}");
+    hosts.restart_all();
+    assert!(hosts.nodes.iter().all(|node| node.replica.store().len() == 2), "the update was sent again");
+    hosts.assert_converged();
 }
