@@ -297,27 +297,33 @@ fn a_new_primary_executes_only_the_entries_it_fetched_of_the_log_it_adopts() {
 /// checks that the same seed passes without it; prints the failure and the
 /// smallest failing history the report gives.
 fn caught_by_the_generic_checks(defect: Defect, seeds_max: u64) -> u64 {
+    caught_in(SimProtocol::Vr, defect, seeds_max, &[FailureKind::Linearizability, FailureKind::Convergence])
+}
+
+/// [`caught_by_the_generic_checks`], for any protocol, by one of the `checks`.
+fn caught_in(protocol: SimProtocol, defect: Defect, seeds_max: u64, checks: &[FailureKind]) -> u64 {
     let caught = (0..seeds_max).find_map(|seed| {
-        let request = RunRequest { defect: Some(defect), ..RunRequest::new(SimProtocol::Vr, seed) };
+        let request = RunRequest { defect: Some(defect), ..RunRequest::new(protocol, seed) };
         let outcome = run(&request);
         outcome.failure.is_some().then_some((request, outcome))
     });
-    let (request, outcome) = caught.unwrap_or_else(|| panic!("{defect:?} is caught within {seeds_max} seeds"));
+    let (request, outcome) =
+        caught.unwrap_or_else(|| panic!("{protocol}: {defect:?} is caught within {seeds_max} seeds"));
     let failure = outcome.failure.as_ref().expect("found failing");
     assert!(
-        matches!(failure.kind, FailureKind::Linearizability | FailureKind::Convergence),
+        checks.contains(&failure.kind),
         "caught by a generic check, not a replica's own assertion: {} {}",
         failure.kind,
         failure.message
     );
     let report = failure_report(&request, &outcome).expect("a failed run has a report");
-    println!("{defect:?} caught at seed {}: {} {}", request.seed, failure.kind, failure.message);
+    println!("{protocol}: {defect:?} caught at seed {}: {} {}", request.seed, failure.kind, failure.message);
     if let Some(history) =
         report.minimized.as_ref().map(|minimized| &minimized.history).or(report.divergent_history.as_ref())
     {
         println!("smallest failing history ({} operations):\n{}", operation_ids(history).len(), history.to_jsonl());
     }
-    let outcome = run(&RunRequest::new(SimProtocol::Vr, request.seed));
+    let outcome = run(&RunRequest::new(protocol, request.seed));
     assert!(outcome.passed(), "seed {}: {:?}", request.seed, outcome.failure.map(|failure| failure.message));
     request.seed
 }
@@ -328,6 +334,19 @@ fn caught_by_the_generic_checks(defect: Defect, seeds_max: u64) -> u64 {
 #[test]
 fn acknowledging_before_the_sync_is_caught_after_a_power_cut() {
     caught_by_the_generic_checks(Defect::AcknowledgeBeforeSync, 400);
+}
+
+/// A primary-backup replica on disk that sends or answers what the last write of a
+/// group commit holds before the sync that covers it: after a power cut, a primary
+/// or owner orders again what a peer or client already saw. In local-write the
+/// replicas' copies of a note then disagree, and the note stops moving (a `Transfer`
+/// whose digest disagrees is refused): the liveness check catches that.
+#[test]
+fn acknowledging_before_the_sync_is_caught_in_the_primary_backup_protocols() {
+    let generic = [FailureKind::Linearizability, FailureKind::Convergence, FailureKind::Liveness];
+    for protocol in [SimProtocol::RemoteWrite, SimProtocol::LocalWrite] {
+        caught_in(protocol, Defect::AcknowledgeBeforeSync, 400, &generic);
+    }
 }
 
 /// A vr replica that truncates its log at a damaged record, as if a crash had torn
