@@ -1,5 +1,5 @@
 //! Durable replicas on real processes: a whole cluster killed at once (also with
-//! unsynced writes lost, as a power cut loses them), damaged files repaired from
+//! unsynced writes lost, as a power cut loses them; for every protocol), damaged files repaired from
 //! the peers, and data directories that are not the replica's refused at start.
 
 use std::path::{Path, PathBuf};
@@ -60,6 +60,21 @@ fn every_acknowledged_write_survives_a_whole_cluster_power_cut() {
         37,
         "noted-tests durable: power cut of every replica under load (unsynced writes lost), restart from disk",
     );
+}
+
+#[test]
+fn every_acknowledged_write_of_the_primary_backup_protocols_survives_a_whole_cluster_power_cut() {
+    for (protocol, options, seed) in
+        [("remote-write", ClusterOptions::remote_write(), 41), ("local-write", ClusterOptions::local_write(), 43)]
+    {
+        let options =
+            ClusterOptions { storage: "disk", test_faults: Some(json!({ "lose_unsynced_writes": true })), ..options };
+        let source = format!(
+            "noted-tests durable: power cut of every {protocol} replica under load (unsynced writes lost), \
+             restart from disk"
+        );
+        kill_the_whole_cluster_under_load(options, seed, &source);
+    }
 }
 
 /// Writes notes, stops `replica`, damages one of its files with `damage`, restarts
