@@ -267,11 +267,11 @@ impl RemoteWrite {
         replica.store.restore(store);
         replica.client_table = client_table;
         replica.applied = superblock.checkpoint_op;
-        for update in updates {
+        for (record, update) in updates.into_iter().enumerate() {
             if update.sequence != replica.applied + 1 || update.operation.is_read() {
                 // Remote-write writes each update after the one before it: not its log.
                 let file = crate::storage::DiskFile::Wal { generation: superblock.generation }.name();
-                return Err(crate::storage::OpenError::OtherProtocol { file, offset: 0 });
+                return Err(crate::storage::OpenError::OtherProtocol { file, record: record as u64 });
             }
             let reply = replica.store.execute(&update.operation, update.timestamp);
             replica.client_table.record(update.client, update.request_number, reply);

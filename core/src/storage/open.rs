@@ -35,9 +35,9 @@ pub enum OpenError {
     #[error("the live checkpoint ({file}) is damaged: {reason}")]
     CheckpointDamaged { file: String, reason: String },
     #[error(
-        "{file} holds an intact record at byte {offset} that is not an update of this replica's protocol: the data directory was written by another protocol"
+        "record {record} of {file} is intact but not what this replica's protocol writes: the data directory was written by another protocol"
     )]
-    OtherProtocol { file: String, offset: u64 },
+    OtherProtocol { file: String, record: u64 },
 }
 
 /// The files of a data directory, by name.

@@ -84,7 +84,7 @@ pub(crate) fn open_updates<T: DeserializeOwned>(
         let update = (record.kind == RecordKind::Entry)
             .then(|| postcard::from_bytes::<T>(record.body).ok())
             .flatten()
-            .ok_or_else(|| OpenError::OtherProtocol { file: wal_file.name(), offset: offset as u64 })?;
+            .ok_or_else(|| OpenError::OtherProtocol { file: wal_file.name(), record: updates.len() as u64 })?;
         updates.push(update);
         offset += record.length;
         chain = record.checksum;

@@ -108,7 +108,7 @@ impl LocalWrite {
     ) -> Result<LocalWrite, OpenError> {
         let journal = UpdateJournal::reopened(&config, &recovered);
         let wal = DiskFile::Wal { generation: recovered.superblock.generation }.name();
-        let foreign = |record: usize| OpenError::OtherProtocol { file: wal.clone(), offset: record as u64 };
+        let foreign = |record: usize| OpenError::OtherProtocol { file: wal.clone(), record: record as u64 };
         let mut replica = LocalWrite::new(config, now);
         replica.store.restore(recovered.store);
         let mut records = recovered.updates.into_iter().enumerate();
