@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{ItemState, LocalWrite, Message, Owned, TransferInFlight, Update};
-use crate::client_table::ClientTable;
+use crate::client_table::{ClientRecord, ClientTable};
 use crate::config::Config;
 use crate::hlc::Timestamp;
 use crate::ids::{ClientId, ReplicaId, RequestNumber};
@@ -58,7 +58,9 @@ struct DurableItem {
     owner: ReplicaId,
     epoch: u64,
     sequence: u64,
-    clients: ClientTable,
+    /// The item's client table, oldest first, and how many it evicted.
+    clients: Vec<ClientRecord>,
+    evictions: u64,
 }
 
 impl LocalWrite {
@@ -87,7 +89,8 @@ impl LocalWrite {
                     owner: state.owner,
                     epoch: state.epoch,
                     sequence: state.sequence,
-                    clients: state.clients.clone(),
+                    clients: state.clients.records(),
+                    evictions: state.clients.evictions(),
                 })
                 .collect(),
             owned: self.owned.iter().map(|(item, owned)| (*item, owned.log.iter().cloned().collect())).collect(),
@@ -116,7 +119,7 @@ impl LocalWrite {
             // A new directory: the state every replica starts with.
             None if recovered.superblock.checkpoint_op == 0 => {}
             Some((_, Record::State(state))) if state.applied == recovered.superblock.checkpoint_op => {
-                replica.restore(*state, now);
+                replica.restore(*state, now).map_err(|()| foreign(0))?;
             }
             _ => return Err(foreign(0)),
         }
@@ -140,34 +143,61 @@ impl LocalWrite {
         Ok(replica)
     }
 
-    fn restore(&mut self, state: DurableState, now: Instant) {
+    /// Takes the state a generation's head holds; `Err` when it could not be a
+    /// replica's of this cluster (a log this replica did not write).
+    fn restore(&mut self, state: DurableState, now: Instant) -> Result<(), ()> {
         let DurableState { applied, items, owned, transfers, recent_clients } = state;
+        let (me, replicas) = (self.me(), self.config.replica_count);
+        let clients_max = self.config.limits.clients_max;
         self.applied = applied;
-        self.items = (items.into_iter())
-            .map(|item| {
-                let state = ItemState {
-                    owner: item.owner,
-                    epoch: item.epoch,
-                    sequence: item.sequence,
-                    clients: item.clients,
-                    buffered: BTreeMap::new(),
-                };
-                (item.item, state)
-            })
-            .collect();
-        self.owned = (owned.into_iter())
-            .map(|(item, log)| {
-                let mut owned = Owned::new(&self.config, 0);
-                owned.log = log.into();
-                (item, owned)
-            })
-            .collect();
-        self.transfers = (transfers.into_iter())
-            .map(|(item, to, epoch, message)| (item, TransferInFlight { to, epoch, message, retry_at: now }))
-            .collect();
+        self.items.clear();
+        for item in items {
+            let known = match item.item {
+                Item::Counter => true,
+                Item::Note(id) => id.0 > 0 && id < self.store.next_id(),
+            };
+            if !known || item.owner.0 >= replicas || !super::epoch_possible(item.epoch) {
+                return Err(());
+            }
+            let clients = ClientTable::from_records(clients_max, item.evictions, item.clients).map_err(|_| ())?;
+            let state = ItemState {
+                owner: item.owner,
+                epoch: item.epoch,
+                sequence: item.sequence,
+                clients,
+                buffered: BTreeMap::new(),
+            };
+            if self.items.insert(item.item, state).is_some() {
+                return Err(());
+            }
+        }
+        if !self.items.contains_key(&Item::Counter) {
+            return Err(());
+        }
+        self.owned.clear();
+        for (item, log) in owned {
+            let state = self.items.get(&item).ok_or(())?;
+            let first = log.first().map_or(state.sequence + 1, |update| update.sequence);
+            let contiguous =
+                (first..).zip(&log).all(|(sequence, update)| update.sequence == sequence && update.item == item);
+            let ends_at_sequence = log.last().is_none_or(|update| update.sequence == state.sequence);
+            if state.owner != me || !contiguous || !ends_at_sequence {
+                return Err(());
+            }
+            let mut owned = Owned::new(&self.config, 0);
+            owned.log = log.into();
+            self.owned.insert(item, owned);
+        }
+        for (item, to, epoch, message) in transfers {
+            if !self.items.contains_key(&item) || to == me || to.0 >= replicas {
+                return Err(());
+            }
+            self.transfers.insert(item, TransferInFlight { to, epoch, message, retry_at: now });
+        }
         for (client, request_number, timestamp, reply) in recent_clients {
             self.recent_clients.record(client, request_number, timestamp, &reply);
         }
+        Ok(())
     }
 
     /// Applies one record again; `Err` when it does not follow the state (a log this
@@ -179,7 +209,12 @@ impl LocalWrite {
             Record::Applied { ordered_by, update } => {
                 let follows = self.items.get(&update.item).is_some_and(|state| update.sequence == state.sequence + 1);
                 let executed_here = ordered_by != me || self.owned.contains_key(&update.item);
-                if !follows || !executed_here || update.operation.is_read() {
+                // A create takes the store's next id, which no known note may hold.
+                let id_free = !self.items.contains_key(&Item::Note(self.store.next_id()));
+                if !follows || !executed_here || !id_free || ordered_by.0 >= self.config.replica_count {
+                    return Err(());
+                }
+                if !super::belongs_to_item(&update) {
                     return Err(());
                 }
                 self.apply(ordered_by, &update);
@@ -190,14 +225,19 @@ impl LocalWrite {
             }
             Record::Owner { item, owner, epoch } => {
                 let state = self.items.get_mut(&item).ok_or(())?;
-                if epoch <= state.epoch {
+                if epoch <= state.epoch || !super::epoch_possible(epoch) || owner.0 >= self.config.replica_count {
                     return Err(());
                 }
                 state.change_owner(owner, epoch);
             }
             Record::HandedOff { item, to, epoch, transfer } => {
                 let state = self.items.get_mut(&item).ok_or(())?;
-                if epoch <= state.epoch || self.owned.remove(&item).is_none() {
+                let to_a_peer = to != me && to.0 < self.config.replica_count;
+                if epoch <= state.epoch
+                    || !super::epoch_possible(epoch)
+                    || !to_a_peer
+                    || self.owned.remove(&item).is_none()
+                {
                     return Err(());
                 }
                 state.change_owner(to, epoch);
@@ -205,7 +245,11 @@ impl LocalWrite {
             }
             Record::Acquired { item, epoch, sequence } => {
                 let state = self.items.get_mut(&item).ok_or(())?;
-                if epoch <= state.epoch || sequence != state.sequence || self.owned.contains_key(&item) {
+                if epoch <= state.epoch
+                    || !super::epoch_possible(epoch)
+                    || sequence != state.sequence
+                    || self.owned.contains_key(&item)
+                {
                     return Err(());
                 }
                 state.change_owner(me, epoch);
@@ -220,5 +264,54 @@ impl LocalWrite {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ProtocolKind, StorageKind};
+    use crate::ids::{ClusterId, NoteId};
+    use crate::storage::updates::open_updates;
+    use crate::storage::{DiskImage, format};
+
+    fn config() -> Config {
+        let mut config = Config::new(ClusterId(4), ReplicaId(1), 3, ProtocolKind::LocalWrite, 1);
+        config.storage = StorageKind::Disk;
+        config
+    }
+
+    fn reopened(records: Vec<Record>) -> Result<LocalWrite, OpenError> {
+        let disk: DiskImage = format(&config()).into_iter().collect();
+        let mut recovered = open_updates::<Record>(&config(), &disk).expect("a new directory opens");
+        recovered.updates = records;
+        LocalWrite::reopen(config(), recovered, Instant::ZERO)
+    }
+
+    #[test]
+    fn a_log_no_replica_of_this_cluster_could_have_written_is_refused_not_replayed() {
+        let head = || LocalWrite::new(config(), Instant::ZERO).durable_state();
+        assert!(reopened(vec![Record::State(Box::new(head()))]).is_ok());
+        let mut owner_outside = head();
+        owner_outside.items[0].owner = ReplicaId(7);
+        let mut no_counter = head();
+        no_counter.items.clear();
+        let mut unknown_note = head();
+        let counter = unknown_note.items[0].clone();
+        unknown_note.items.push(DurableItem { item: Item::Note(NoteId(5)), ..counter });
+        let mut not_owned_here = head();
+        not_owned_here.owned.push((Item::Counter, Vec::new()));
+        for forged in [owner_outside, no_counter, unknown_note, not_owned_here] {
+            let refused = reopened(vec![Record::State(Box::new(forged))]).unwrap_err();
+            assert!(matches!(refused, OpenError::OtherProtocol { record: 0, .. }), "{refused}");
+        }
+        let forged_owner = Record::Owner { item: Item::Counter, owner: ReplicaId(9), epoch: 1 };
+        let stale_epoch = Record::Owner { item: Item::Counter, owner: ReplicaId(2), epoch: 0 };
+        let not_owned = Record::Acknowledged { item: Item::Counter, sequence: 1 };
+        for forged in [forged_owner, stale_epoch, not_owned] {
+            let refused = reopened(vec![Record::State(Box::new(head())), forged]).unwrap_err();
+            assert!(matches!(refused, OpenError::OtherProtocol { record: 1, .. }), "{refused}");
+        }
+        assert!(reopened(vec![Record::Owner { item: Item::Counter, owner: ReplicaId(2), epoch: 1 }]).is_err());
     }
 }
