@@ -381,3 +381,26 @@ fn the_swarm_crashes_disks_in_every_way() {
         assert!(all_traces.contains(sign), "no vr seed of 150 shows {sign:?}");
     }
 }
+
+/// The swarm gives the primary-backup protocols disks too: the primary (or an owner)
+/// loses power and restarts from its disk, alone and with the whole cluster.
+#[test]
+fn the_swarm_crashes_the_primary_backup_protocols_on_disk() {
+    for protocol in [SimProtocol::RemoteWrite, SimProtocol::LocalWrite] {
+        let mut all_traces = String::new();
+        for seed in 0..60 {
+            let outcome = run(&RunRequest { trace: true, ..RunRequest::new(protocol, seed) });
+            assert!(outcome.passed(), "{protocol} seed {seed}");
+            all_traces.push_str(&outcome.trace);
+        }
+        for sign in [
+            "disks: sync",
+            "FAULT every replica crashes at once",
+            "FAULT crash R0 (power lost)",
+            "torn",
+            "restart R0 from its disk",
+        ] {
+            assert!(all_traces.contains(sign), "no {protocol} seed of 60 shows {sign:?}");
+        }
+    }
+}
