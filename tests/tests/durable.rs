@@ -181,6 +181,25 @@ fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
     assert_eq!((read.status, read.body["title"].as_str()), (200, Some("kept")), "{}", read.text);
 }
 
+/// A remote-write primary restarted on an empty directory would order writes from
+/// sequence 1 again: a primary-backup replica on disk refuses to start without its state.
+#[test]
+fn a_primary_backup_replica_on_disk_refuses_an_empty_directory() {
+    let mut cluster = Cluster::start(ClusterOptions { storage: "disk", ..ClusterOptions::remote_write() });
+    let response = cluster.client(1).json(Method::POST, "/notes", &json!({ "title": "kept" })).unwrap();
+    assert_eq!(response.status, 201, "{}", response.text);
+    cluster.kill(0);
+    let empty = cluster.directory.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, error) = serve_once(&cluster, 0, &empty, &[]);
+    assert_eq!(code, Some(4), "an empty directory: {error}");
+    assert!(error.contains("holds no superblock"), "{error}");
+    cluster.restart(0);
+    cluster.wait_until_serving();
+    let read = cluster.client(0).get_path("/notes/1").unwrap();
+    assert_eq!((read.status, read.body["title"].as_str()), (200, Some("kept")), "{}", read.text);
+}
+
 /// `tests/fixtures/data-v1/` holds a dev cluster's data directory written by the
 /// release whose data format is version 1 (see its README): this release reads it.
 #[test]
