@@ -130,8 +130,8 @@ pub enum StorageKind {
     /// from its peers; the whole cluster stopping at once loses every note.
     #[default]
     Memory,
-    /// A data directory as well ([`crate::storage`]): vr survives any number of
-    /// replicas restarting at once.
+    /// A data directory as well ([`crate::storage`]): every protocol survives any
+    /// number of replicas restarting at once.
     Disk,
 }
 
@@ -156,9 +156,10 @@ pub enum Defect {
     /// claims its older log in a view change: an entry committed in that older view
     /// can be lost.
     DropUncommittedOnCatchUp,
-    /// A vr replica with durable storage acknowledges the last entry of a group
-    /// commit before the sync that covers it: a crash of every replica can lose
-    /// an acknowledged write.
+    /// A replica with durable storage acknowledges the last entry of a group commit
+    /// before the sync that covers it (vr), or sends and answers what the last write
+    /// of a group commit holds before it is synced (remote-write, local-write): a
+    /// crash of every replica can lose an acknowledged write.
     AcknowledgeBeforeSync,
     /// A vr replica that finds a damaged record in its log truncates the log there,
     /// as it would a crash's torn write, instead of repairing from its peers: an

@@ -263,17 +263,30 @@ impl Replica {
         Ok(Replica { engine, now, counters: Counters::default(), body_bytes_max })
     }
 
-    /// A vr replica restarted from its data directory (`config.storage` is disk).
-    /// Refuses, with the reason, a directory of another cluster or replica, of an
-    /// unknown format, or with no intact superblock.
+    /// A replica restarted from its data directory (`config.storage` is disk).
+    /// Refuses, with the reason, a directory of another cluster, replica or protocol,
+    /// of an unknown format, or with no intact superblock; a primary-backup replica
+    /// also refuses a damaged checkpoint (vr repairs one from its peers).
     pub fn open(config: Config, disk: &DiskImage, now: Instant) -> Result<Replica, OpenError> {
         config.validate().map_err(|error| OpenError::Config(error.to_string()))?;
-        if config.protocol != ProtocolKind::Vr || config.storage != crate::config::StorageKind::Disk {
-            return Err(OpenError::Config("durable storage is for vr with \"storage\": \"disk\"".into()));
+        if config.storage != crate::config::StorageKind::Disk {
+            return Err(OpenError::Config("a data directory is opened with \"storage\": \"disk\"".into()));
         }
-        let recovered = crate::storage::open(&config, disk)?;
         let body_bytes_max = config.limits.store.body_bytes_max;
-        let engine = Engine::Vr(Vr::reopen(config, recovered, now));
+        let engine = match config.protocol {
+            ProtocolKind::Vr => {
+                let recovered = crate::storage::open(&config, disk)?;
+                Engine::Vr(Vr::reopen(config, recovered, now))
+            }
+            ProtocolKind::RemoteWrite { .. } => {
+                let recovered = crate::storage::updates::open_updates(&config, disk)?;
+                Engine::RemoteWrite(RemoteWrite::reopen(config, recovered, now)?)
+            }
+            ProtocolKind::LocalWrite => {
+                let recovered = crate::storage::updates::open_updates(&config, disk)?;
+                Engine::LocalWrite(LocalWrite::reopen(config, recovered, now)?)
+            }
+        };
         Ok(Replica { engine, now, counters: Counters::default(), body_bytes_max })
     }
 

@@ -16,10 +16,11 @@
 //! - `protocol`: `vr` (default), `remote-write` (with `"primary": N`) or `local-write`.
 //! - `replicas[i]`: replica `i`'s client (HTTP) address, peer (TCP) address and
 //!   heartbeat (UDP) address.
-//! - `storage`: `disk` (the default for vr: each replica keeps its state in its
-//!   data directory, `--data-dir`, by default `./noted-data/replica-<id>`) or
+//! - `storage`: `disk` (each replica keeps its state in its data directory,
+//!   `--data-dir`, by default `./noted-data/replica-<id>`; the default for vr) or
 //!   `memory` (a replica that stops loses its state and recovers it from its peers;
-//!   the only storage of remote-write and local-write so far).
+//!   the default for remote-write and local-write, whose fault models then allow no
+//!   crash of the primary, or of any replica).
 //! - optional `timing` (`retransmit_timeout_ms`, `heartbeat_interval_ms`,
 //!   `view_change_timeout_ms`), `limits` (core's [`noted_core::Limits`] field names),
 //!   `request_timeout_ms` (how long an HTTP request waits for the replica, then 503),
@@ -269,13 +270,7 @@ impl ClusterFile {
             (Some(StorageChoice::Memory), _) | (None, ProtocolKind::RemoteWrite { .. } | ProtocolKind::LocalWrite) => {
                 StorageSettings::Memory
             }
-            (Some(StorageChoice::Disk), ProtocolKind::RemoteWrite { .. } | ProtocolKind::LocalWrite) => {
-                return Err(invalid(
-                    "storage",
-                    format!("{} keeps its state in memory only: use \"storage\": \"memory\"", self.protocol),
-                ));
-            }
-            (Some(StorageChoice::Disk) | None, ProtocolKind::Vr) => {
+            (Some(StorageChoice::Disk), _) | (None, ProtocolKind::Vr) => {
                 core.storage = StorageKind::Disk;
                 let unsynced =
                     if test_faults.lose_unsynced_writes { Unsynced::HeldInMemory } else { Unsynced::Written };
@@ -375,6 +370,21 @@ mod tests {
         json["request_timout_ms"] = 5.into();
         let error = serde_json::from_value::<ClusterFile>(json).unwrap_err().to_string();
         assert!(error.contains("request_timout_ms"), "{error}");
+    }
+
+    #[test]
+    fn every_protocol_may_keep_its_state_on_disk_and_only_vr_does_by_default() {
+        for (protocol, primary) in [("vr", None), ("remote-write", Some(0)), ("local-write", None)] {
+            let mut file = file();
+            file.protocol = protocol.into();
+            file.primary = primary;
+            let default = file.settings_for(1).unwrap();
+            assert_eq!(matches!(default.storage, StorageSettings::Disk { .. }), protocol == "vr", "{protocol}");
+            file.storage = Some(StorageChoice::Disk);
+            let on_disk = file.settings_for(1).unwrap();
+            assert!(matches!(on_disk.storage, StorageSettings::Disk { .. }), "{protocol}");
+            assert_eq!(on_disk.core.storage, StorageKind::Disk, "{protocol}");
+        }
     }
 
     #[test]

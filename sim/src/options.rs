@@ -80,7 +80,7 @@ pub struct FaultOptions {
     pub whole_cluster_crashes: bool,
 }
 
-/// Where replicas keep their state, and what their disks do (vr only draws disks).
+/// Where replicas keep their state, and what their disks do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StorageOptions {
     pub kind: StorageKind,
@@ -188,8 +188,8 @@ impl SimOptions {
         SimOptions::from_seed_with_disks(protocol, seed, beyond_model, true)
     }
 
-    /// As [`SimOptions::from_seed`]; with `disks` false, a seed that would give vr
-    /// disks keeps memory storage and the shape it had before disks were drawn.
+    /// As [`SimOptions::from_seed`]; with `disks` false, a seed that would give its
+    /// replicas disks keeps memory storage and the shape it had before disks were drawn.
     pub fn from_seed_with_disks(protocol: SimProtocol, seed: u64, beyond_model: bool, disks: bool) -> SimOptions {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let streams = StreamSeeds {
@@ -285,9 +285,18 @@ impl SimOptions {
             options.workload.padding_bytes_max = if rng.random_bool(0.7) { padding_max } else { 0 };
             options.faults.transfer_faults = options.faults.mean_interval.is_some() && rng.random_bool(0.6);
         }
-        if protocol == SimProtocol::Vr && rng.random_bool(0.5) && disks {
+        if protocol.has_disks() && rng.random_bool(0.5) && disks {
             options.storage = disk_options(&mut rng, weather);
-            if options.faults.crashes != CrashBudget::None || rng.random_bool(0.5) {
+            if protocol != SimProtocol::Vr {
+                // Outside the primary-backup fault model: nothing repairs synced bytes
+                // from peers (see core's `storage::updates`).
+                options.storage.corruption_per_mille = 0;
+                options.storage.disk_losses = false;
+            }
+            // A protocol that tolerates no crash in memory drew none above: as many of its
+            // disk seeds crash as of the others' (60% drew crashes, and half the rest).
+            let crash_odds = if budget.crashes == CrashBudget::None { 0.8 } else { 0.5 };
+            if options.faults.crashes != CrashBudget::None || rng.random_bool(crash_odds) {
                 // With disks, crashes lose only what was not synced: any number of
                 // replicas may be down at once. Disk losses keep to the minority.
                 options.faults.crashes = CrashBudget::Unlimited;
@@ -487,9 +496,19 @@ mod tests {
 
     #[test]
     fn crashes_stay_inside_the_budget() {
+        let mut disk_seeds = 0;
         for seed in 0..200 {
             let options = SimOptions::from_seed(SimProtocol::LocalWrite, seed, false);
-            assert_eq!(options.faults.crashes, CrashBudget::None);
+            if options.storage.is_disk() {
+                disk_seeds += 1;
+                assert_eq!(options.storage.corruption_per_mille, 0, "seed {seed}: damage is outside the model");
+                assert!(!options.storage.disk_losses, "seed {seed}: a lost disk is outside the model");
+            } else {
+                assert_eq!(options.faults.crashes, CrashBudget::None, "seed {seed}");
+            }
+            let memory = SimOptions::from_seed_with_disks(SimProtocol::LocalWrite, seed, false, false);
+            assert_eq!(memory.faults.crashes, CrashBudget::None, "seed {seed} in memory");
         }
+        assert!(disk_seeds > 50, "{disk_seeds} of 200 seeds have disks");
     }
 }

@@ -20,7 +20,7 @@ pub enum SimProtocol {
 }
 
 /// Which replicas the simulator may crash (with memory lost) while staying inside a
-/// protocol's fault model.
+/// protocol's fault model; with disks, every protocol tolerates any crash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrashBudget {
     /// No crashes at all.
@@ -81,6 +81,12 @@ impl SimProtocol {
             SimProtocol::LocalWrite => ProtocolKind::LocalWrite,
             SimProtocol::Vr => ProtocolKind::Vr,
         }
+    }
+
+    /// Whether half of the seeds give this protocol's replicas disks, with which
+    /// crashes of any replica, and of every replica at once, are inside its model.
+    pub fn has_disks(self) -> bool {
+        matches!(self, SimProtocol::Vr | SimProtocol::RemoteWrite | SimProtocol::LocalWrite)
     }
 
     /// What the protocol's fault model tolerates (see each protocol's module docs in core).

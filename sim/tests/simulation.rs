@@ -17,15 +17,24 @@ fn seed_count() -> u64 {
     std::env::var("NOTED_SIM_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(SEEDS_DEFAULT)
 }
 
-/// vr runs this many times the seeds of the other protocols: half of its seeds give
-/// replicas disks, and a third whole-cluster crashes.
-const VR_SEEDS_FACTOR: u64 = 4;
+/// How many times the default seeds a protocol runs: each gives half of its seeds
+/// disks (of those, most have whole-cluster crashes), and vr's are the most varied.
+fn seeds_factor(protocol: SimProtocol) -> u64 {
+    match protocol {
+        SimProtocol::Vr => 4,
+        SimProtocol::RemoteWrite | SimProtocol::LocalWrite => 2,
+    }
+}
+
+/// With the default seed count, every protocol that draws disks runs at least this
+/// many seeds with them.
+const DISK_SEEDS_MIN: u64 = 1_000;
 
 #[test]
 fn every_seed_inside_the_fault_model_passes() {
     for protocol in SimProtocol::ALL {
-        let seeds = if protocol == SimProtocol::Vr { seed_count() * VR_SEEDS_FACTOR } else { seed_count() };
-        let mut power_cut_seeds = 0;
+        let seeds = seed_count() * seeds_factor(protocol);
+        let (mut disk_seeds, mut power_cut_seeds) = (0, 0);
         // Wall-clock time only measures the sweep's throughput for the test log; nothing in a run reads it.
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();
@@ -35,8 +44,9 @@ fn every_seed_inside_the_fault_model_passes() {
         for seed in 0..seeds {
             let outcome = run(&RunRequest::new(protocol, seed));
             let options = &outcome.options;
-            if options.storage.is_disk() && options.faults.whole_cluster_crashes {
-                power_cut_seeds += 1;
+            if options.storage.is_disk() {
+                disk_seeds += 1;
+                power_cut_seeds += u64::from(options.faults.whole_cluster_crashes);
             }
             operations += outcome.operations();
             events += outcome.events;
@@ -49,11 +59,14 @@ fn every_seed_inside_the_fault_model_passes() {
         let elapsed = started.elapsed().as_secs_f64();
         println!(
             "{protocol}: {seeds} seeds in {elapsed:.1}s ({:.0} seeds/s, {:.0} events/s), {operations} operations, \
-             {} histories undecided, {power_cut_seeds} seeds with disks and whole-cluster crashes",
+             {} histories undecided, {disk_seeds} seeds with disks ({power_cut_seeds} with whole-cluster crashes)",
             seeds as f64 / elapsed,
             events as f64 / elapsed,
             unchecked.len()
         );
+        if protocol.has_disks() && seeds >= SEEDS_DEFAULT * seeds_factor(protocol) {
+            assert!(disk_seeds >= DISK_SEEDS_MIN, "{protocol}: only {disk_seeds} seeds with disks");
+        }
         assert!(failures.is_empty(), "{} seeds failed:\n{}", failures.len(), failures.join("\n"));
         // An undecided history is a hole in the promise, not a pass: the checker decides every one.
         assert!(unchecked.is_empty(), "{} histories undecided:\n{}", unchecked.len(), unchecked.join("\n"));
@@ -284,27 +297,33 @@ fn a_new_primary_executes_only_the_entries_it_fetched_of_the_log_it_adopts() {
 /// checks that the same seed passes without it; prints the failure and the
 /// smallest failing history the report gives.
 fn caught_by_the_generic_checks(defect: Defect, seeds_max: u64) -> u64 {
+    caught_in(SimProtocol::Vr, defect, seeds_max, &[FailureKind::Linearizability, FailureKind::Convergence])
+}
+
+/// [`caught_by_the_generic_checks`], for any protocol, by one of the `checks`.
+fn caught_in(protocol: SimProtocol, defect: Defect, seeds_max: u64, checks: &[FailureKind]) -> u64 {
     let caught = (0..seeds_max).find_map(|seed| {
-        let request = RunRequest { defect: Some(defect), ..RunRequest::new(SimProtocol::Vr, seed) };
+        let request = RunRequest { defect: Some(defect), ..RunRequest::new(protocol, seed) };
         let outcome = run(&request);
         outcome.failure.is_some().then_some((request, outcome))
     });
-    let (request, outcome) = caught.unwrap_or_else(|| panic!("{defect:?} is caught within {seeds_max} seeds"));
+    let (request, outcome) =
+        caught.unwrap_or_else(|| panic!("{protocol}: {defect:?} is caught within {seeds_max} seeds"));
     let failure = outcome.failure.as_ref().expect("found failing");
     assert!(
-        matches!(failure.kind, FailureKind::Linearizability | FailureKind::Convergence),
+        checks.contains(&failure.kind),
         "caught by a generic check, not a replica's own assertion: {} {}",
         failure.kind,
         failure.message
     );
     let report = failure_report(&request, &outcome).expect("a failed run has a report");
-    println!("{defect:?} caught at seed {}: {} {}", request.seed, failure.kind, failure.message);
+    println!("{protocol}: {defect:?} caught at seed {}: {} {}", request.seed, failure.kind, failure.message);
     if let Some(history) =
         report.minimized.as_ref().map(|minimized| &minimized.history).or(report.divergent_history.as_ref())
     {
         println!("smallest failing history ({} operations):\n{}", operation_ids(history).len(), history.to_jsonl());
     }
-    let outcome = run(&RunRequest::new(SimProtocol::Vr, request.seed));
+    let outcome = run(&RunRequest::new(protocol, request.seed));
     assert!(outcome.passed(), "seed {}: {:?}", request.seed, outcome.failure.map(|failure| failure.message));
     request.seed
 }
@@ -315,6 +334,19 @@ fn caught_by_the_generic_checks(defect: Defect, seeds_max: u64) -> u64 {
 #[test]
 fn acknowledging_before_the_sync_is_caught_after_a_power_cut() {
     caught_by_the_generic_checks(Defect::AcknowledgeBeforeSync, 400);
+}
+
+/// A primary-backup replica on disk that sends or answers what the last write of a
+/// group commit holds before the sync that covers it: after a power cut, a primary
+/// or owner orders again what a peer or client already saw. In local-write the
+/// replicas' copies of a note then disagree, and the note stops moving (a `Transfer`
+/// whose digest disagrees is refused): the liveness check catches that.
+#[test]
+fn acknowledging_before_the_sync_is_caught_in_the_primary_backup_protocols() {
+    let generic = [FailureKind::Linearizability, FailureKind::Convergence, FailureKind::Liveness];
+    for protocol in [SimProtocol::RemoteWrite, SimProtocol::LocalWrite] {
+        caught_in(protocol, Defect::AcknowledgeBeforeSync, 400, &generic);
+    }
 }
 
 /// A vr replica that truncates its log at a damaged record, as if a crash had torn
@@ -347,5 +379,28 @@ fn the_swarm_crashes_disks_in_every_way() {
         "with empty memory",
     ] {
         assert!(all_traces.contains(sign), "no vr seed of 150 shows {sign:?}");
+    }
+}
+
+/// The swarm gives the primary-backup protocols disks too: the primary (or an owner)
+/// loses power and restarts from its disk, alone and with the whole cluster.
+#[test]
+fn the_swarm_crashes_the_primary_backup_protocols_on_disk() {
+    for protocol in [SimProtocol::RemoteWrite, SimProtocol::LocalWrite] {
+        let mut all_traces = String::new();
+        for seed in 0..60 {
+            let outcome = run(&RunRequest { trace: true, ..RunRequest::new(protocol, seed) });
+            assert!(outcome.passed(), "{protocol} seed {seed}");
+            all_traces.push_str(&outcome.trace);
+        }
+        for sign in [
+            "disks: sync",
+            "FAULT every replica crashes at once",
+            "FAULT crash R0 (power lost)",
+            "torn",
+            "restart R0 from its disk",
+        ] {
+            assert!(all_traces.contains(sign), "no {protocol} seed of 60 shows {sign:?}");
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Durable replicas on real processes: a whole cluster killed at once (also with
-//! unsynced writes lost, as a power cut loses them), damaged files repaired from
+//! unsynced writes lost, as a power cut loses them; for every protocol), damaged files repaired from
 //! the peers, and data directories that are not the replica's refused at start.
 
 use std::path::{Path, PathBuf};
@@ -60,6 +60,21 @@ fn every_acknowledged_write_survives_a_whole_cluster_power_cut() {
         37,
         "noted-tests durable: power cut of every replica under load (unsynced writes lost), restart from disk",
     );
+}
+
+#[test]
+fn every_acknowledged_write_of_the_primary_backup_protocols_survives_a_whole_cluster_power_cut() {
+    for (protocol, options, seed) in
+        [("remote-write", ClusterOptions::remote_write(), 41), ("local-write", ClusterOptions::local_write(), 43)]
+    {
+        let options =
+            ClusterOptions { storage: "disk", test_faults: Some(json!({ "lose_unsynced_writes": true })), ..options };
+        let source = format!(
+            "noted-tests durable: power cut of every {protocol} replica under load (unsynced writes lost), \
+             restart from disk"
+        );
+        kill_the_whole_cluster_under_load(options, seed, &source);
+    }
 }
 
 /// Writes notes, stops `replica`, damages one of its files with `damage`, restarts
@@ -163,6 +178,25 @@ fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
     cluster.restart(2);
     cluster.wait_until_serving();
     let read = cluster.client(2).get_path("/notes/1").unwrap();
+    assert_eq!((read.status, read.body["title"].as_str()), (200, Some("kept")), "{}", read.text);
+}
+
+/// A remote-write primary restarted on an empty directory would order writes from
+/// sequence 1 again: a primary-backup replica on disk refuses to start without its state.
+#[test]
+fn a_primary_backup_replica_on_disk_refuses_an_empty_directory() {
+    let mut cluster = Cluster::start(ClusterOptions { storage: "disk", ..ClusterOptions::remote_write() });
+    let response = cluster.client(1).json(Method::POST, "/notes", &json!({ "title": "kept" })).unwrap();
+    assert_eq!(response.status, 201, "{}", response.text);
+    cluster.kill(0);
+    let empty = cluster.directory.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, error) = serve_once(&cluster, 0, &empty, &[]);
+    assert_eq!(code, Some(4), "an empty directory: {error}");
+    assert!(error.contains("holds no superblock"), "{error}");
+    cluster.restart(0);
+    cluster.wait_until_serving();
+    let read = cluster.client(0).get_path("/notes/1").unwrap();
     assert_eq!((read.status, read.body["title"].as_str()), (200, Some("kept")), "{}", read.text);
 }
 

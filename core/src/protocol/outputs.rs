@@ -40,6 +40,11 @@ impl Outputs {
         self.outputs.push(Output::Storage(op));
     }
 
+    /// An output decided earlier and held back until now (the journals).
+    pub(crate) fn push(&mut self, output: Output) {
+        self.outputs.push(output);
+    }
+
     /// Keeps only the outputs `keep` says yes to (the journal takes back messages that must wait).
     pub(crate) fn retain(&mut self, keep: impl FnMut(&Output) -> bool) {
         self.outputs.retain(keep);

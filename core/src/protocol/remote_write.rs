@@ -24,23 +24,38 @@
 //!
 //! # Fault model
 //!
-//! Tolerated: message loss, duplication, reordering and delay; partitions (writes
-//! wait until every backup is reachable again, nothing is lost); a backup that
-//! crashes and restarts with empty memory (it catches up by snapshot); pauses and
-//! clock skew (time only drives retransmission).
+//! Tolerated, with either storage: message loss, duplication, reordering and delay;
+//! partitions (writes wait until every backup is reachable again, nothing is lost);
+//! a backup that crashes and restarts (in memory, with empty memory: it catches up by
+//! snapshot); pauses and clock skew (time only drives retransmission).
 //!
-//! Not tolerated: a crash of the primary. Its memory is the only copy of the order
-//! of writes not yet on every backup, and nothing elects a new primary; a primary
-//! that restarts empty assigns sequence numbers and note ids from the start again.
-//! The simulator injects primary crashes only when asked to go beyond this model,
-//! to show exactly that.
+//! In memory (`"storage": "memory"`), not tolerated: a crash of the primary. Its
+//! memory is the only copy of the order of writes not yet on every backup, and
+//! nothing elects a new primary; a primary that restarts empty assigns sequence
+//! numbers and note ids from the start again. The simulator injects primary crashes
+//! in memory only when asked to go beyond this model, to show exactly that.
+//!
+//! With disks (`"storage": "disk"`, [`crate::storage::updates`]), tolerated as well:
+//! crashes of any replica, the primary included, and of every replica at once, at any
+//! moment, with each disk keeping what was synced (and any part of the rest, torn or
+//! not). A replica writes every update it applies and sends or answers nothing before
+//! the write is synced: a backup acknowledges an update, and the primary sends it to
+//! the backups or answers its client, only once it is on disk. So a restarted primary
+//! holds every sequence any backup or client has seen, and carries on from there with
+//! the same store, client table and next note id; it cannot reset a backup. While the
+//! primary is down, writes wait (nothing elects another). Not tolerated: damage to
+//! synced bytes, or a lost disk. A damaged checkpoint or superblock is refused at start
+//! ([`crate::storage::OpenError`]), but a damaged log record reads as the end of the
+//! log, so the primary could assign an acknowledged sequence again. Nothing repairs a
+//! disk from peers: a backup whose directory is lost may start from a new one and
+//! fetch a snapshot, but a primary started on a new directory resets the cluster.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::client_table::{Admission, ClientTable};
-use crate::config::{Config, Defect};
+use crate::config::{Config, Defect, StorageKind};
 use crate::hlc::Timestamp;
 use crate::ids::{ClientId, ReplicaId, RequestNumber};
 use crate::message::Message as AnyMessage;
@@ -48,6 +63,7 @@ use crate::operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
 use crate::protocol::{Outputs, PendingForwards, Protocol, SEQUENCE_NUMBER_MAX};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
 use crate::snapshot::{Chunk, Download, Images, Manifest, Progress, SnapshotId};
+use crate::storage::updates::{RecoveredUpdates, UpdateJournal};
 use crate::store::NoteStore;
 use crate::time::Instant;
 use crate::wire::size;
@@ -151,6 +167,9 @@ pub struct RemoteWrite {
     role: RoleState,
     /// `applied` after the previous input, to assert it never goes back.
     applied_before: u64,
+    /// With durable storage: every update applied here is written, and nothing leaves
+    /// before what it reflects is synced.
+    journal: Option<UpdateJournal>,
 }
 
 #[derive(Debug)]
@@ -221,9 +240,67 @@ impl RemoteWrite {
             forwards: PendingForwards::new(config.limits.pending_requests_max),
             applied: 0,
             applied_before: 0,
+            journal: (config.storage == StorageKind::Disk).then(|| UpdateJournal::unformatted(&config)),
             primary,
             role,
             config,
+        }
+    }
+
+    /// A replica restarted from its data directory, with the store, client table and
+    /// sequence it had synced (and perhaps more, which its journal makes durable before
+    /// anything leaves). A primary keeps the updates after its checkpoint for backups
+    /// that lack them (up to `log_entries_max`; a backup further behind fetches a
+    /// snapshot), and learns from the backups' acknowledgements how far each one is.
+    pub(crate) fn reopen(
+        config: Config,
+        recovered: RecoveredUpdates<Update>,
+        now: Instant,
+    ) -> Result<RemoteWrite, crate::storage::OpenError> {
+        let journal = UpdateJournal::reopened(&config, &recovered);
+        let primary = match config.protocol {
+            crate::config::ProtocolKind::RemoteWrite { primary } => primary,
+            _ => unreachable!("a remote-write replica is configured for remote-write"),
+        };
+        let mut replica = RemoteWrite::new(config, primary, now);
+        let RecoveredUpdates { superblock, store, client_table, updates, .. } = recovered;
+        replica.store.restore(store);
+        replica.client_table = client_table;
+        replica.applied = superblock.checkpoint_op;
+        for (record, update) in updates.into_iter().enumerate() {
+            if update.sequence != replica.applied + 1 || update.operation.is_read() {
+                // Remote-write writes each update after the one before it: not its log.
+                let file = crate::storage::DiskFile::Wal { generation: superblock.generation }.name();
+                return Err(crate::storage::OpenError::OtherProtocol { file, record: record as u64 });
+            }
+            let reply = replica.store.execute(&update.operation, update.timestamp);
+            replica.client_table.record(update.client, update.request_number, reply);
+            replica.applied = update.sequence;
+            if let RoleState::Primary(state) = &mut replica.role {
+                state.log.push_back(update);
+                if state.log.len() > replica.config.limits.log_entries_max {
+                    state.log.pop_front();
+                }
+            }
+        }
+        replica.store.take_changes();
+        replica.applied_before = replica.applied;
+        if let RoleState::Primary(state) = &mut replica.role {
+            for progress in state.backups.values_mut() {
+                // Nothing is known of a backup until it acknowledges: the heartbeat
+                // tells it the latest sequence, and it asks for what it lacks.
+                progress.send_from = replica.applied + 1;
+            }
+        }
+        replica.journal = Some(journal);
+        Ok(replica)
+    }
+
+    /// Hands the state after an input to the journal, which writes what changed and
+    /// holds what must wait for it.
+    fn persist(&mut self, outputs: &mut Outputs) {
+        if let Some(journal) = &mut self.journal {
+            journal.after_input(self.applied, &self.store, &self.client_table, None::<&()>, outputs);
         }
     }
 
@@ -296,6 +373,9 @@ impl RemoteWrite {
                 progress.send_from = sequence + 1;
             }
             progress.retransmit_at.get_or_insert(now + self.config.timing.retransmit_timeout);
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.append(&update);
         }
         primary.log.push_back(update);
         primary.waiting.insert(sequence, Waiter { client, request_number, origin, reply });
@@ -448,6 +528,9 @@ impl RemoteWrite {
             let reply = self.store.execute(&update.operation, update.timestamp);
             self.client_table.record(update.client, update.request_number, reply);
             self.applied = update.sequence;
+            if let Some(journal) = &mut self.journal {
+                journal.append(&update);
+            }
         }
     }
 
@@ -541,6 +624,9 @@ impl RemoteWrite {
                 self.store.restore(store);
                 self.client_table = client_table;
                 self.applied = sequence;
+                if let Some(journal) = &mut self.journal {
+                    journal.replace_state();
+                }
                 backup.buffered.retain(|buffered_sequence, _| *buffered_sequence > sequence);
                 outputs.event(Event::SnapshotInstalled { from, sequence });
                 self.apply_buffered(from, outputs);
@@ -556,8 +642,8 @@ fn wrap(message: Message) -> AnyMessage {
     AnyMessage::RemoteWrite(message)
 }
 
-impl Protocol for RemoteWrite {
-    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
+impl RemoteWrite {
+    fn handle_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
         if request.operation.is_read() && request.consistency == Consistency::Local {
             let reply = self.store.query(&request.operation);
             let freshness = Freshness::PossiblyStale { applied: self.applied };
@@ -581,7 +667,7 @@ impl Protocol for RemoteWrite {
         outputs.send(self.primary, wrap(Message::Forward { request }));
     }
 
-    fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
+    fn handle_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
         let AnyMessage::RemoteWrite(message) = message else {
             return outputs.drop_message(from, DropReason::WrongProtocol);
         };
@@ -612,7 +698,7 @@ impl Protocol for RemoteWrite {
         }
     }
 
-    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
+    fn handle_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
         let next_retry_at = now + self.config.timing.retransmit_timeout;
         for (to, request) in self.forwards.due(now, next_retry_at) {
             outputs.send(to, wrap(Message::Forward { request }));
@@ -651,6 +737,29 @@ impl Protocol for RemoteWrite {
             // Nothing acknowledged since the last send: start again after what it acknowledged.
             progress.send_from = progress.acknowledged + 1;
             self.catch_up(now, backup, outputs);
+        }
+    }
+}
+
+impl Protocol for RemoteWrite {
+    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
+        self.handle_request(now, request, outputs);
+        self.persist(outputs);
+    }
+
+    fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
+        self.handle_message(now, from, message, outputs);
+        self.persist(outputs);
+    }
+
+    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.handle_timeout(now, outputs);
+        self.persist(outputs);
+    }
+
+    fn on_synced(&mut self, _now: Instant, id: u64, outputs: &mut Outputs) {
+        if let Some(journal) = &mut self.journal {
+            journal.on_synced(id, outputs);
         }
     }
 
@@ -702,6 +811,9 @@ impl Protocol for RemoteWrite {
         assert!(self.applied >= self.applied_before, "the applied sequence never goes back");
         self.applied_before = self.applied;
         self.forwards.check_invariants();
+        if let Some(journal) = &self.journal {
+            journal.check_invariants();
+        }
         match &self.role {
             RoleState::Primary(primary) => {
                 // Every retained update is visited only with debug assertions (the simulator's

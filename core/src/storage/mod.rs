@@ -1,4 +1,4 @@
-//! Durable storage for vr, sans-IO: the replica decides what must be on disk
+//! Durable storage, sans-IO: the replica decides what must be on disk
 //! before which message leaves, and says so as [`StorageOp`]s; the host writes,
 //! syncs, and reports each sync's completion as [`crate::Input::Synced`].
 //!
@@ -17,7 +17,8 @@
 //! one at a time, each synced before the next, so a torn or lost write damages
 //! at most one copy, and the intact copy with the highest sequence number wins.
 //!
-//! What must be durable before what (see [`journal`]):
+//! What must be durable before what, for vr (see [`journal`]; the primary-backup
+//! protocols keep their own, simpler rule in [`updates`]):
 //! - an entry before this replica acknowledges it (`PrepareOk`), and before a
 //!   primary counts itself towards the entry's commit quorum;
 //! - the view and log view before any message that promises them
@@ -44,6 +45,7 @@ pub(crate) mod journal;
 mod open;
 #[cfg(test)]
 mod tests;
+pub(crate) mod updates;
 
 use serde::{Deserialize, Serialize};
 

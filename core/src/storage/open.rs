@@ -34,6 +34,10 @@ pub enum OpenError {
     UnknownVersion { found: u16, supported: u16 },
     #[error("the live checkpoint ({file}) is damaged: {reason}")]
     CheckpointDamaged { file: String, reason: String },
+    #[error(
+        "record {record} of {file} is intact but not what this replica's protocol writes: the data directory was written by another protocol"
+    )]
+    OtherProtocol { file: String, record: u64 },
 }
 
 /// The files of a data directory, by name.
@@ -212,7 +216,7 @@ fn durable_proof(wal: &[u8], start_bytes: u64) -> u64 {
     proven
 }
 
-fn best_superblock(
+pub(super) fn best_superblock(
     config: &Config,
     disk: &DiskImage,
 ) -> Result<(Superblock, [bool; SUPERBLOCK_COPIES as usize]), OpenError> {
@@ -317,7 +321,7 @@ fn foreign_seed(bytes: &[u8], copy: u8) -> Option<u64> {
     Some(chain_seed(superblock.cluster, superblock.replica, DiskFile::Superblock { copy }))
 }
 
-fn read_checkpoint(
+pub(super) fn read_checkpoint(
     config: &Config,
     disk: &DiskImage,
     superblock: Superblock,

@@ -90,6 +90,11 @@ pub fn open_replica(
             );
             replica
         }
+        // A primary-backup replica recovers nothing from its peers by itself: a primary or
+        // an owner that started empty would hand out sequences and note ids again.
+        Err(OpenError::Unformatted) if config.protocol != noted_core::ProtocolKind::Vr => {
+            return Err(refused(OpenError::Unformatted));
+        }
         // No superblock: this replica never promised anything from this directory (a
         // new disk, or a crash before the bootstrap's superblocks were synced).
         Err(OpenError::Unformatted) => {

@@ -136,13 +136,15 @@ impl Simulation {
         }
         let status = self.replicas[replica.index()].replica.as_ref().map(noted_core::Replica::status);
         let how = match status {
-            Some(status) if from_disk => format!(
-                "from its disk (view v{}, op {}, commit {}){}",
-                status.view.unwrap_or_default(),
-                status.op_number,
-                status.applied,
-                if status.repairing { ", repairing damage from its peers" } else { "" }
-            ),
+            Some(status) if from_disk => match status.view {
+                Some(view) => format!(
+                    "from its disk (view v{view}, op {}, commit {}){}",
+                    status.op_number,
+                    status.applied,
+                    if status.repairing { ", repairing damage from its peers" } else { "" }
+                ),
+                None => format!("from its disk ({} updates applied)", status.applied),
+            },
             _ => "with empty memory".to_string(),
         };
         self.trace.line(self.now, format_args!("HEAL restart {replica} {how}"));

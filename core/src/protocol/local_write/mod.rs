@@ -109,33 +109,57 @@
 //!
 //! # Fault model
 //!
-//! Tolerated: message loss, duplication, reordering and delay; delivery to a replica
-//! a message was not addressed to (what it says is still true, and a `Transfer`
-//! names its receiver); partitions (a write
-//! whose item cannot move, or whose backups cannot be reached, waits; nothing is
-//! lost); pauses; clock skew (time only drives retransmission, and timestamps come
-//! from a hybrid logical clock that never goes backwards across owners).
+//! Tolerated, with either storage: message loss, duplication, reordering and delay;
+//! delivery to a replica a message was not addressed to (what it says is still true,
+//! and a `Transfer` names its receiver); partitions (a write whose item cannot move,
+//! or whose backups cannot be reached, waits; nothing is lost); pauses; clock skew
+//! (time only drives retransmission, and timestamps come from a hybrid logical clock
+//! that never goes backwards across owners).
 //!
-//! Not tolerated: any crash, nor forged messages (see **Bad input** for what still
-//! holds then). An item's owner holds in memory the only copy of its
-//! unacknowledged updates and of the right to write it, and the counter's owner the
-//! right to assign ids; a replica that restarts empty believes replica 0 owns the
-//! counter at epoch 0 and knows no notes.
+//! In memory (`"storage": "memory"`), not tolerated: any crash, nor forged messages
+//! (see **Bad input** for what still holds then). An item's owner holds in memory the
+//! only copy of its unacknowledged updates and of the right to write it, and the
+//! counter's owner the right to assign ids; a replica that restarts empty believes
+//! replica 0 owns the counter at epoch 0 and knows no notes.
+//!
+//! With disks (`"storage": "disk"`, [`crate::storage::updates`]), tolerated as well:
+//! crashes of any replica, and of every replica at once, at any moment, with each
+//! disk keeping what was synced (and any part of the rest, torn or not). A replica
+//! writes every change to what it owns, believes and applied (`local_write/durable.rs`)
+//! and sends or answers nothing before the write is synced: an update is applied
+//! (and acknowledged) and executed (and sent, and answered) only once on disk, an
+//! item is handed over only once the old owner has recorded that it gave it up, and
+//! a new owner uses it only once it has recorded that it took it. A restarted replica
+//! holds every update, epoch and ownership any peer or client has seen from it; an
+//! owner sends its unacknowledged updates, and a former owner its unacknowledged
+//! `Transfer`, again at once. While a replica is down, writes of the items it owns,
+//! and items moving to or through it, wait. A write answered before a crash whose
+//! client retries is answered from the item's client table at once (its update is
+//! on the owner's disk, and is sent until every replica has it). Not tolerated:
+//! damage to synced bytes, or a lost disk. A damaged checkpoint or superblock is
+//! refused at start ([`crate::storage::OpenError`]), but a damaged log record reads
+//! as the end of the log, so a replica could forget an ownership or an update it
+//! acknowledged; nothing repairs a disk from peers, and a replica started on a new
+//! directory believes what a new cluster does.
 
+mod durable;
 mod recent_clients;
+
+pub(crate) use durable::Record;
 
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
 use crate::client_table::{Admission, ClientTable};
-use crate::config::{Config, Defect};
+use crate::config::{Config, Defect, StorageKind};
 use crate::hlc::Timestamp;
 use crate::ids::{ClientId, NoteId, ReplicaId, RequestNumber};
 use crate::message::Message as AnyMessage;
 use crate::operation::{ClientRequest, Consistency, Operation, Refusal, Reply};
 use crate::protocol::{Outputs, PendingForwards, Protocol};
 use crate::replica::{DropReason, Event, Freshness, Role, Status};
+use crate::storage::updates::UpdateJournal;
 use crate::store::{Note, NoteStore};
 use crate::time::Instant;
 use crate::wire::size;
@@ -274,6 +298,9 @@ pub struct LocalWrite {
     applied: u64,
     /// `applied` after the previous input, to assert it never goes back.
     applied_before: u64,
+    /// With durable storage: every change that must survive a crash is written, and
+    /// nothing leaves before what it reflects is synced.
+    journal: Option<UpdateJournal>,
 }
 
 #[derive(Debug)]
@@ -368,6 +395,7 @@ impl LocalWrite {
             recent_clients: RecentClients::new(clients_max),
             applied: 0,
             applied_before: 0,
+            journal: (config.storage == StorageKind::Disk).then(|| UpdateJournal::unformatted(&config)),
             config,
         }
     }
@@ -507,6 +535,7 @@ impl LocalWrite {
 
     /// Applies one update, at its owner or at a backup, and records it.
     fn apply(&mut self, ordered_by: ReplicaId, update: &Update) -> Reply {
+        self.record(|| Record::Applied { ordered_by, update: update.clone() });
         let reply = self.store.execute(&update.operation, update.timestamp);
         let clients_max = self.config.limits.clients_max;
         let state = self.items.get_mut(&update.item).expect("updates apply to known items");
@@ -532,15 +561,21 @@ impl LocalWrite {
         let Some(owned) = self.owned.get_mut(&item) else { return };
         let sequence = self.items[&item].sequence;
         let everywhere = owned.acknowledged.values().copied().min().unwrap_or(sequence);
+        let mut completed = None;
         while owned.log.front().is_some_and(|update| update.sequence <= everywhere) {
             let update = owned.log.pop_front().expect("checked non-empty");
-            let waiter = self.waiting.remove(&(item, update.sequence)).expect("every retained update has a waiter");
+            completed = Some(update.sequence);
+            // An update executed before a restart has no waiter: its client sends it again.
+            let Some(waiter) = self.waiting.remove(&(item, update.sequence)) else { continue };
             outputs.event(Event::Acknowledged {
                 sequence: update.sequence,
                 client: waiter.client,
                 request_number: waiter.request_number,
             });
             outputs.reply(waiter.client, waiter.request_number, waiter.reply, Freshness::Ordered);
+        }
+        if let (Some(sequence), Some(journal)) = (completed, &mut self.journal) {
+            journal.append(&Record::Acknowledged { item, sequence });
         }
         if owned.log.is_empty() {
             self.retransmit_at.remove(&item);
@@ -563,6 +598,7 @@ impl LocalWrite {
         let epoch = state.epoch + 1;
         state.change_owner(to, epoch);
         let message = Message::Transfer { item, to, epoch, sequence: state.sequence, digest };
+        self.record(|| Record::HandedOff { item, to, epoch, transfer: message.clone() });
         outputs.send(to, wrap(message.clone()));
         outputs.event(Event::OwnershipHandedOff { item: item.to_string(), epoch, to });
         self.transfers.insert(item, TransferInFlight { to, epoch, message, retry_at });
@@ -741,6 +777,9 @@ impl LocalWrite {
         }
         if update.epoch > state.epoch {
             state.change_owner(from, update.epoch);
+            if let Some(journal) = &mut self.journal {
+                journal.append(&Record::Owner { item, owner: from, epoch: update.epoch });
+            }
         }
         if update.sequence == state.sequence + 1 && state.buffered.is_empty() && !buffer_full {
             // The common case, taken in at once: buffering it would only remove it again.
@@ -934,6 +973,7 @@ impl LocalWrite {
         self.buffered -= state.buffered.len();
         state.buffered.clear();
         self.owned.insert(item, Owned::new(&self.config, sequence));
+        self.record(|| Record::Acquired { item, epoch, sequence });
         self.acquiring.remove(&item);
         self.transfers.remove(&item);
         outputs.event(Event::OwnershipAcquired { item: item.to_string(), epoch, from });
@@ -1047,8 +1087,8 @@ fn wrap(message: Message) -> AnyMessage {
     AnyMessage::LocalWrite(message)
 }
 
-impl Protocol for LocalWrite {
-    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
+impl LocalWrite {
+    fn handle_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
         let operation = &request.operation;
         let serve_locally = request.consistency == Consistency::Local
             || matches!(operation, Operation::List { .. })
@@ -1066,7 +1106,7 @@ impl Protocol for LocalWrite {
         self.finish(now, outputs);
     }
 
-    fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
+    fn handle_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
         let AnyMessage::LocalWrite(message) = message else {
             return outputs.drop_message(from, DropReason::WrongProtocol);
         };
@@ -1098,11 +1138,34 @@ impl Protocol for LocalWrite {
         self.finish(now, outputs);
     }
 
-    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
+    fn handle_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
         self.retry_reads(now, outputs);
         self.retry_acquires_and_transfers(now, outputs);
         self.retransmit_updates(now, outputs);
         self.finish(now, outputs);
+    }
+}
+
+impl Protocol for LocalWrite {
+    fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
+        self.handle_request(now, request, outputs);
+        self.persist(outputs);
+    }
+
+    fn on_message(&mut self, now: Instant, from: ReplicaId, message: AnyMessage, outputs: &mut Outputs) {
+        self.handle_message(now, from, message, outputs);
+        self.persist(outputs);
+    }
+
+    fn on_timeout(&mut self, now: Instant, outputs: &mut Outputs) {
+        self.handle_timeout(now, outputs);
+        self.persist(outputs);
+    }
+
+    fn on_synced(&mut self, _now: Instant, id: u64, outputs: &mut Outputs) {
+        if let Some(journal) = &mut self.journal {
+            journal.on_synced(id, outputs);
+        }
     }
 
     fn next_timeout(&self) -> Option<Instant> {
@@ -1150,6 +1213,9 @@ impl Protocol for LocalWrite {
         assert!(self.buffered <= limits.log_entries_max, "buffered updates stay within their bound");
         assert!(self.early.len() <= self.buffered, "early updates are counted as buffered");
         assert!(self.waiting.len() <= limits.pending_requests_max.min(limits.log_entries_max), "waiters are bounded");
+        if let Some(journal) = &self.journal {
+            journal.check_invariants();
+        }
         // The bounds above are checked always; what follows visits every queue, item and
         // waiter, so only builds with debug assertions (the simulator's tests) pay for it.
         if cfg!(debug_assertions) {
@@ -1182,10 +1248,11 @@ impl LocalWrite {
             assert_eq!(owned.log.is_empty(), !self.retransmit_at.contains_key(item), "resent while unacknowledged");
             retained += owned.log.len();
         }
-        assert_eq!(retained, self.waiting.len(), "every retained update has one waiting client");
+        // Updates executed before a restart are retained with no waiting client.
+        assert!(retained >= self.waiting.len(), "every waiting client's update is retained");
         for (item, sequence) in self.waiting.keys() {
-            assert!(self.owned.contains_key(item), "only an owner waits for acknowledgements");
-            assert!(*sequence <= self.items[item].sequence, "only executed updates wait");
+            let owned = self.owned.get(item).expect("only an owner waits for acknowledgements");
+            assert!(owned.log.iter().any(|update| update.sequence == *sequence), "a waiting update is retained");
         }
         assert!(self.retransmit_at.keys().all(|item| self.owned.contains_key(item)), "only an owner resends");
         for item in self.acquiring.keys() {

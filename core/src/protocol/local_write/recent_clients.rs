@@ -78,6 +78,13 @@ impl RecentClients {
         }
     }
 
+    /// Every record kept, for a journal: recording them again gives the same table.
+    pub(super) fn records(&self) -> Vec<(ClientId, RequestNumber, Timestamp, Reply)> {
+        (self.latest.iter())
+            .map(|(client, recent)| (*client, recent.request_number, recent.timestamp, recent.reply.clone()))
+            .collect()
+    }
+
     /// Rebuilds the table after records changed; called once per input, not per record.
     pub(super) fn refresh(&mut self) {
         if self.table_stale {
