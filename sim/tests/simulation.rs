@@ -34,7 +34,7 @@ const DISK_SEEDS_MIN: u64 = 1_000;
 fn every_seed_inside_the_fault_model_passes() {
     for protocol in SimProtocol::ALL {
         let seeds = seed_count() * seeds_factor(protocol);
-        let (mut disk_seeds, mut power_cut_seeds) = (0, 0);
+        let (mut disk_seeds, mut power_cut_seeds, mut stall_seeds) = (0, 0, 0);
         // Wall-clock time only measures the sweep's throughput for the test log; nothing in a run reads it.
         #[allow(clippy::disallowed_types)]
         let started = std::time::Instant::now();
@@ -47,6 +47,7 @@ fn every_seed_inside_the_fault_model_passes() {
             if options.storage.is_disk() {
                 disk_seeds += 1;
                 power_cut_seeds += u64::from(options.faults.whole_cluster_crashes);
+                stall_seeds += u64::from(options.storage.disk_stalls);
             }
             operations += outcome.operations();
             events += outcome.events;
@@ -59,7 +60,8 @@ fn every_seed_inside_the_fault_model_passes() {
         let elapsed = started.elapsed().as_secs_f64();
         println!(
             "{protocol}: {seeds} seeds in {elapsed:.1}s ({:.0} seeds/s, {:.0} events/s), {operations} operations, \
-             {} histories undecided, {disk_seeds} seeds with disks ({power_cut_seeds} with whole-cluster crashes)",
+             {} histories undecided, {disk_seeds} seeds with disks ({power_cut_seeds} with whole-cluster crashes, \
+             {stall_seeds} with disks that stall)",
             seeds as f64 / elapsed,
             events as f64 / elapsed,
             unchecked.len()
