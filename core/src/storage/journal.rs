@@ -26,7 +26,7 @@ use crate::replica::Output;
 use crate::store::NoteStore;
 
 use super::format::{RecordKind, chain_seed, encode_record};
-use super::{DiskFile, Recovered, SUPERBLOCK_COPIES, StorageOp, Superblock, encode_checkpoint};
+use super::{CheckpointWriter, DiskFile, Recovered, SUPERBLOCK_COPIES, StorageOp, Superblock, encode_checkpoint};
 
 /// What the journal needs of the replica's state after an input.
 pub(crate) struct ReplicaState<'a> {
@@ -64,6 +64,22 @@ struct SyncInFlight {
     generation: u64,
     wal_offset: u64,
     marker: u64,
+}
+
+/// A checkpoint taken because the log file grew, written a chunk per input while
+/// the log goes on in the live generation: acknowledgements never wait for the
+/// whole state to be encoded and synced, only for the switch to the new
+/// generation once the checkpoint is durable.
+#[derive(Debug)]
+struct CheckpointInProgress {
+    generation: u64,
+    /// The state after this op, which the log in memory keeps the entries after.
+    op: u64,
+    writer: CheckpointWriter,
+    offset: u64,
+    /// The number of the latest write of the file, and whether it was the last.
+    last_write: u64,
+    written: bool,
 }
 
 #[derive(Debug)]
@@ -104,9 +120,10 @@ pub(crate) struct Journal {
     /// promises, the generation it names): a copy is written only once they are
     /// synced, and may then share a sync with any later write.
     superblock_needs_before: u64,
-    /// New generations are numbered above this: the newest on disk at restart, so
-    /// that no file is written again from its start over older records.
+    /// New generations are numbered above this: the newest on disk at restart, or
+    /// begun since, so that no file is written again from its start over older records.
     generation_floor: u64,
+    in_progress: Option<CheckpointInProgress>,
     /// Files to remove once every superblock copy holds `retire_at` or later.
     retiring: Vec<DiskFile>,
     retire_at: u64,
@@ -176,6 +193,7 @@ impl Journal {
             retire_at: 0,
             superblock_needs_before: 0,
             generation_floor: 0,
+            in_progress: None,
             formatted: false,
             fresh_generation: false,
         }
@@ -265,10 +283,29 @@ impl Journal {
         if !checkpoint_needed && state.log.checkpoint() > self.written_after + self.written.len() as u64 {
             checkpoint_needed = true;
         }
-        if checkpoint_needed || (self.wal_offset > self.wal_bytes_max && state.commit_number > self.written_after) {
+        let switch_due = self
+            .in_progress
+            .as_ref()
+            .is_some_and(|checkpoint| checkpoint.written && self.synced_before > checkpoint.last_write);
+        if switch_due && self.in_progress.as_ref().is_some_and(|checkpoint| state.log.checkpoint() > checkpoint.op) {
+            // The log in memory no longer holds every entry after it: it cannot start a generation.
+            checkpoint_needed = true;
+        }
+        if checkpoint_needed {
+            self.abandon_checkpoint_in_progress();
             self.write_checkpoint(state, outputs);
+        } else if switch_due {
+            let checkpoint = self.in_progress.take().expect("checked above");
+            self.start_generation(state, checkpoint.generation, checkpoint.op, outputs);
         } else {
+            if self.in_progress.is_none()
+                && self.wal_offset > self.wal_bytes_max
+                && state.commit_number > self.written_after
+            {
+                self.begin_checkpoint(state, outputs);
+            }
             self.write_log_changes(state, outputs);
+            self.continue_checkpoint(outputs);
         }
         if self.superblock.sequence != sequence_before {
             self.superblock_needs_before = self.next_write;
@@ -382,28 +419,88 @@ impl Journal {
         self.commit_written = commit_number;
     }
 
-    /// A new generation: the state after the commit number in `checkpoint.<g+1>`,
-    /// the entries after it in `wal.<g+1>`; the superblock names them once both
-    /// are synced, and the old generation goes once every copy names the new.
-    fn write_checkpoint(&mut self, state: &ReplicaState<'_>, outputs: &mut Outputs) {
+    /// The op after which the log in memory must keep its entries, while a
+    /// checkpoint of the state after it is being written.
+    pub(crate) fn entries_kept_after(&self) -> Option<u64> {
+        self.in_progress.as_ref().map(|checkpoint| checkpoint.op)
+    }
+
+    fn next_generation(&mut self) -> u64 {
         let generation = self.superblock.generation.max(self.generation_floor) + 1;
+        self.generation_floor = generation;
+        generation
+    }
+
+    /// A new generation at once: the state after the commit number in
+    /// `checkpoint.<g>`, the entries after it in `wal.<g>`.
+    fn write_checkpoint(&mut self, state: &ReplicaState<'_>, outputs: &mut Outputs) {
+        let generation = self.next_generation();
         let op = state.commit_number;
         let bytes = encode_checkpoint(self.cluster, self.replica, generation, op, state.store, state.client_table);
         self.write(StorageOp::Write { file: DiskFile::Checkpoint { generation }, offset: 0, bytes }, outputs);
+        self.start_generation(state, generation, op, outputs);
+    }
+
+    /// Freezes the state after the commit number and writes the checkpoint's head;
+    /// [`Journal::continue_checkpoint`] writes the rest a chunk per input.
+    fn begin_checkpoint(&mut self, state: &ReplicaState<'_>, outputs: &mut Outputs) {
+        let generation = self.next_generation();
+        let op = state.commit_number;
+        let (writer, bytes) =
+            CheckpointWriter::begin(self.cluster, self.replica, generation, op, state.store, state.client_table);
+        let offset = bytes.len() as u64;
+        let last_write =
+            self.write(StorageOp::Write { file: DiskFile::Checkpoint { generation }, offset: 0, bytes }, outputs);
+        self.in_progress = Some(CheckpointInProgress { generation, op, writer, offset, last_write, written: false });
+    }
+
+    fn continue_checkpoint(&mut self, outputs: &mut Outputs) {
+        let Some(mut checkpoint) = self.in_progress.take() else { return };
+        if !checkpoint.written {
+            match checkpoint.writer.next(1) {
+                Some(bytes) => {
+                    let file = DiskFile::Checkpoint { generation: checkpoint.generation };
+                    let offset = checkpoint.offset;
+                    checkpoint.offset += bytes.len() as u64;
+                    checkpoint.last_write = self.write(StorageOp::Write { file, offset, bytes }, outputs);
+                }
+                None => checkpoint.written = true,
+            }
+        }
+        self.in_progress = Some(checkpoint);
+    }
+
+    /// A checkpoint being written that will never be named: its file goes with the
+    /// next generation's predecessors, and its generation is never written again.
+    fn abandon_checkpoint_in_progress(&mut self) {
+        if let Some(checkpoint) = self.in_progress.take() {
+            self.retiring.push(DiskFile::Checkpoint { generation: checkpoint.generation });
+        }
+    }
+
+    /// Starts generation `generation`, whose checkpoint (written already) holds the
+    /// state after `op`: the entries after it in `wal.<generation>`; the superblock
+    /// names them once both are synced, and the old generation goes once every copy
+    /// names the new.
+    fn start_generation(&mut self, state: &ReplicaState<'_>, generation: u64, op: u64, outputs: &mut Outputs) {
+        assert!(op >= state.log.checkpoint() && op <= state.commit_number, "the log holds every entry after {op}");
         let mut bytes = Vec::new();
-        let mut chain = chain_seed(self.cluster, self.replica, DiskFile::Wal { generation });
+        self.wal_chain = chain_seed(self.cluster, self.replica, DiskFile::Wal { generation });
         self.written.clear();
         self.written_after = op;
         self.commit_written = op;
         for next in op + 1..=state.log.op_number() {
             let entry = state.log.get(next).expect("the log holds every op after its checkpoint");
             let body = postcard::to_allocvec(entry).expect("plain data always encodes");
-            chain = encode_record(&mut bytes, RecordKind::Entry, chain, &body);
+            self.wal_chain = encode_record(&mut bytes, RecordKind::Entry, self.wal_chain, &body);
             self.written.push_back((next, entry.view, bytes.len() as u64));
+        }
+        if state.commit_number > op {
+            // Committed since the checkpoint's state was frozen.
+            self.write_commit_record(&mut bytes, state.commit_number);
         }
         self.wal_offset = bytes.len() as u64;
         self.content_end = self.wal_offset;
-        self.wal_chain = chain;
         // Offsets of the new file: what is proven starts again, from its synced start.
         self.synced_offset = 0;
         self.marker_written = 0;

@@ -161,8 +161,9 @@ impl Superblock {
 }
 
 /// Pieces per checkpoint chunk record: at most this many bytes of the store's
-/// bound each, so a record is read and checked in bounded memory.
-const CHECKPOINT_CHUNK_BYTES: usize = 1024 * 1024;
+/// bound each, so a record is read and checked in bounded memory, and a replica
+/// encodes one of them per input while it writes a checkpoint.
+const CHECKPOINT_CHUNK_BYTES: usize = 256 * 1024;
 
 /// The head record of a checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -180,18 +181,57 @@ pub fn encode_checkpoint(
     store: &NoteStore,
     client_table: &ClientTable,
 ) -> Vec<u8> {
-    let image = Image::freeze(op, store, client_table, CHECKPOINT_CHUNK_BYTES, Instant::ZERO);
-    let mut bytes = Vec::new();
-    let head = CheckpointHead { op, manifest: *image.manifest() };
-    let mut chain = chain_seed(cluster, replica, DiskFile::Checkpoint { generation });
-    let body = postcard::to_allocvec(&head).expect("plain data always encodes");
-    chain = encode_record(&mut bytes, RecordKind::CheckpointHead, chain, &body);
-    for index in 0..image.manifest().chunks {
-        let chunk: Chunk = image.chunk(index).expect("every chunk of the manifest");
-        let body = postcard::to_allocvec(&chunk).expect("plain data always encodes");
-        chain = encode_record(&mut bytes, RecordKind::CheckpointChunk, chain, &body);
+    let (mut writer, mut bytes) = CheckpointWriter::begin(cluster, replica, generation, op, store, client_table);
+    while let Some(more) = writer.next(usize::MAX) {
+        bytes.extend_from_slice(&more);
     }
     bytes
+}
+
+/// A checkpoint encoded a few chunks at a time, from a frozen image of the state
+/// (whose notes share their bodies with the store): the same bytes as
+/// [`encode_checkpoint`], without holding up the replica for all of them at once.
+#[derive(Debug)]
+pub(crate) struct CheckpointWriter {
+    image: Image,
+    next_chunk: u64,
+    chain: u64,
+}
+
+impl CheckpointWriter {
+    /// The writer, and the head record that starts the file.
+    pub(crate) fn begin(
+        cluster: ClusterId,
+        replica: ReplicaId,
+        generation: u64,
+        op: u64,
+        store: &NoteStore,
+        client_table: &ClientTable,
+    ) -> (CheckpointWriter, Vec<u8>) {
+        let image = Image::freeze(op, store, client_table, CHECKPOINT_CHUNK_BYTES, Instant::ZERO);
+        let mut bytes = Vec::new();
+        let head = CheckpointHead { op, manifest: *image.manifest() };
+        let seed = chain_seed(cluster, replica, DiskFile::Checkpoint { generation });
+        let body = postcard::to_allocvec(&head).expect("plain data always encodes");
+        let chain = encode_record(&mut bytes, RecordKind::CheckpointHead, seed, &body);
+        (CheckpointWriter { image, next_chunk: 0, chain }, bytes)
+    }
+
+    /// The next chunk records, at least one and about `bytes_max` in all; `None` once
+    /// every chunk was given.
+    pub(crate) fn next(&mut self, bytes_max: usize) -> Option<Vec<u8>> {
+        if self.next_chunk >= self.image.manifest().chunks {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        while self.next_chunk < self.image.manifest().chunks && (bytes.is_empty() || bytes.len() < bytes_max) {
+            let chunk: Chunk = self.image.chunk(self.next_chunk).expect("every chunk of the manifest");
+            let body = postcard::to_allocvec(&chunk).expect("plain data always encodes");
+            self.chain = encode_record(&mut bytes, RecordKind::CheckpointChunk, self.chain, &body);
+            self.next_chunk += 1;
+        }
+        Some(bytes)
+    }
 }
 
 /// The files of a new replica's data directory, for the cluster's creation: view

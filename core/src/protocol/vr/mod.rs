@@ -509,6 +509,12 @@ impl Vr {
             {
                 through = through.min(fetched.max(self.log.checkpoint()));
             }
+            // A checkpoint being written starts its generation with the entries after it.
+            if let Some(kept_after) = self.journal.as_ref().and_then(Journal::entries_kept_after)
+                && pinned_size_ok
+            {
+                through = through.min(kept_after.max(self.log.checkpoint()));
+            }
             self.log.discard_through(through);
         }
     }
