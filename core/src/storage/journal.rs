@@ -135,6 +135,16 @@ pub(crate) struct Journal {
     formatted: bool,
 }
 
+/// The log file size at which a replica takes a checkpoint: staggered between
+/// half of `log_bytes_max` and all of it by replica, so that replicas that hold
+/// the same log do not all freeze their state at the same moment (a primary
+/// whose backups all pause at once cannot commit meanwhile).
+fn checkpoint_threshold(config: &crate::Config) -> u64 {
+    let max = config.limits.log_bytes_max as u64;
+    let step = max / (2 * u64::from(config.replica_count.max(1)));
+    max - step * u64::from(config.replica.0)
+}
+
 /// Messages that promise this replica's view, log view or log.
 fn promises(message: &AnyMessage) -> bool {
     matches!(
@@ -171,7 +181,7 @@ impl Journal {
             cluster: config.cluster,
             replica: config.replica,
             defect: config.defect,
-            wal_bytes_max: config.limits.log_bytes_max as u64,
+            wal_bytes_max: checkpoint_threshold(config),
             superblock,
             copies: [0; SUPERBLOCK_COPIES as usize],
             wal_offset: 0,
