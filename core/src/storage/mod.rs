@@ -24,11 +24,15 @@
 //! - the view and log view before any message that promises them
 //!   (`StartViewChange`, `DoViewChange`, `StartView`, `PrepareOk`,
 //!   `ConfirmViewOk`, `RecoveryResponse`);
-//! - a superblock copy only after every write before it is synced, so the
-//!   superblock never names a log that is not on disk;
+//! - a superblock copy only after the writes it vouches for are synced (the log
+//!   it promises, the generation it names), so the superblock never names a log
+//!   that is not on disk; it may share its sync with later writes;
 //! - a new checkpoint and the log after it are written to new files and synced
 //!   before the superblock names them; the old files are removed only once
-//!   every copy names the new ones.
+//!   every copy names the new ones. A checkpoint the log's size calls for (at a
+//!   size staggered by replica) is written a chunk per input while the log goes
+//!   on in the live generation; a crash before the superblock names it leaves an
+//!   orphan that the restart removes, and its generation is never written again.
 //!
 //! Group commit: at most one sync is in flight; the writes that arrive meanwhile
 //! are covered together by the next.
