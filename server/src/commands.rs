@@ -31,7 +31,7 @@ pub async fn serve(args: ServeArgs, shutdown: CancellationToken) -> Result<(), F
     announce(args.id, file.protocol.as_str(), bound.client, bound.peer, bound.heartbeat);
     match settings.storage.data_dir() {
         Some(dir) => {
-            info!(replica = args.id, protocol = file.protocol, cluster = file.cluster, data_dir = %dir.display(), "replica starting from its data directory")
+            info!(replica = args.id, protocol = file.protocol, cluster = file.cluster, data_dir = %dir.display(), "replica starting with disk storage: opening its data directory")
         }
         None => info!(
             replica = args.id,

@@ -69,9 +69,15 @@ impl DataDir {
         Ok(image)
     }
 
-    /// Whether the directory holds no file of a replica's data.
+    /// Whether the directory holds no file of a replica's data (read by name only).
     pub fn is_empty(&self) -> Result<bool, Failure> {
-        Ok(self.read_image()?.is_empty())
+        let unreadable = |error: io::Error| Failure::data_dir(format!("cannot read {}: {error}", self.path.display()));
+        for entry in fs::read_dir(&self.path).map_err(unreadable)? {
+            if entry.map_err(unreadable)?.file_name().to_str().and_then(DiskFile::parse).is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Writes a new replica's files (see [`noted_core::storage::format`]), each
