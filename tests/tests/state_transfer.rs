@@ -55,6 +55,9 @@ fn fill(cluster: &Cluster) -> u64 {
 struct BackgroundWriter {
     stop: Arc<AtomicBool>,
     acknowledged: Arc<AtomicU64>,
+    /// Creates answered with an error or not at all: each may still have been
+    /// committed (no retry identity is sent, so none is deduplicated).
+    uncertain: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -63,8 +66,10 @@ impl BackgroundWriter {
         let clients: Vec<_> = (0..cluster.replica_count()).map(|replica| cluster.client(replica)).collect();
         let stop = Arc::new(AtomicBool::new(false));
         let acknowledged = Arc::new(AtomicU64::new(0));
+        let uncertain = Arc::new(AtomicU64::new(0));
         let thread = {
-            let (stop, acknowledged) = (Arc::clone(&stop), Arc::clone(&acknowledged));
+            let (stop, acknowledged, uncertain) =
+                (Arc::clone(&stop), Arc::clone(&acknowledged), Arc::clone(&uncertain));
             std::thread::spawn(move || {
                 let mut attempt = 0usize;
                 while !stop.load(Ordering::Relaxed) {
@@ -74,24 +79,26 @@ impl BackgroundWriter {
                     if created.is_ok_and(|response| response.status == 201) {
                         acknowledged.fetch_add(1, Ordering::Relaxed);
                     } else {
+                        uncertain.fetch_add(1, Ordering::Relaxed);
                         std::thread::sleep(Duration::from_millis(20));
                     }
                 }
             })
         };
-        BackgroundWriter { stop, acknowledged, thread: Some(thread) }
+        BackgroundWriter { stop, acknowledged, uncertain, thread: Some(thread) }
     }
 
     fn acknowledged(&self) -> u64 {
         self.acknowledged.load(Ordering::Relaxed)
     }
 
-    fn finish(mut self) -> u64 {
+    /// Stops writing: the creates acknowledged, and those whose outcome is unknown.
+    fn finish(mut self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             thread.join().expect("the background writer");
         }
-        self.acknowledged()
+        (self.acknowledged(), self.uncertain.load(Ordering::Relaxed))
     }
 }
 
@@ -152,12 +159,17 @@ fn a_restarted_replica_recovers_a_store_over_64_mib_in_chunks_while_clients_writ
     let primary = cluster.primary().expect("a primary");
     kill_and_recover(&mut cluster, primary, &writer, "primary");
     cluster.wait_until_serving();
-    let acknowledged = writer.finish();
+    let (acknowledged, uncertain) = writer.finish();
     assert!(acknowledged > 0, "clients kept writing through both transfers");
 
     let notes = converged_notes(&cluster, &[0, 1, 2]);
-    let stored = notes["notes"].as_array().map_or(0, Vec::len);
-    assert_eq!(stored as u64, NOTES as u64 + acknowledged, "every acknowledged note is on every replica");
+    let stored = notes["notes"].as_array().map_or(0, Vec::len) as u64;
+    let written = NOTES as u64 + acknowledged;
+    assert!(
+        (written..=written + uncertain).contains(&stored),
+        "every acknowledged note is on every replica, and at most the uncertain ones besides: {stored} stored, \
+         {written} acknowledged, {uncertain} uncertain"
+    );
 }
 
 #[test]
