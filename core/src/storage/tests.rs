@@ -17,6 +17,17 @@ fn config() -> Config {
     config
 }
 
+/// A log bound of 8 KiB (and limits that fit it): checkpoints every few dozen notes.
+fn small_log_config() -> Config {
+    let mut config = config();
+    config.limits.log_bytes_max = 8_192;
+    config.limits.uncommitted_bytes_max = 4_096;
+    config.limits.message_bytes_max = 4_096;
+    config.limits.store.body_bytes_max = 1_024;
+    config.limits.store.page_bytes_max = 4_096;
+    config
+}
+
 /// The host: applies writes at once, answers each sync at the next step.
 struct Host {
     replica: Replica,
@@ -175,12 +186,7 @@ fn a_directory_of_another_cluster_replica_or_format_is_refused() {
 
 #[test]
 fn the_log_is_checkpointed_and_old_generations_are_removed() {
-    let mut config_small = config();
-    config_small.limits.log_bytes_max = 8_192;
-    config_small.limits.uncommitted_bytes_max = 4_096;
-    config_small.limits.message_bytes_max = 4_096;
-    config_small.limits.store.body_bytes_max = 1_024;
-    config_small.limits.store.page_bytes_max = 4_096;
+    let config_small = small_log_config();
     let disk: DiskImage = format(&config_small).into_iter().collect();
     let replica = Replica::open(config_small.clone(), &disk, Instant::from_millis(1)).unwrap();
     let mut host = Host { replica, disk, now: Instant::from_millis(1), syncs: Vec::new(), replies: Vec::new() };
@@ -254,14 +260,7 @@ fn created_at(reply: &Reply) -> crate::hlc::Timestamp {
 fn timestamps_after_a_restart_are_above_every_one_on_disk_even_when_the_clock_went_back() {
     // A small log bound, so that the latest timestamp is also read from a checkpoint.
     for log_bytes_max in [Limits::default().log_bytes_max, 8_192] {
-        let mut config = config();
-        if log_bytes_max < Limits::default().log_bytes_max {
-            config.limits.log_bytes_max = log_bytes_max;
-            config.limits.uncommitted_bytes_max = 4_096;
-            config.limits.message_bytes_max = 4_096;
-            config.limits.store.body_bytes_max = 1_024;
-            config.limits.store.page_bytes_max = 4_096;
-        }
+        let config = if log_bytes_max < Limits::default().log_bytes_max { small_log_config() } else { config() };
         let disk: DiskImage = format(&config).into_iter().collect();
         let ahead = Instant::from_millis(5_000_000);
         let replica = Replica::open(config.clone(), &disk, ahead).unwrap();
@@ -300,12 +299,7 @@ fn timestamps_after_a_restart_are_above_every_one_on_disk_even_when_the_clock_we
 
 #[test]
 fn a_checkpoint_a_crash_interrupted_is_never_written_over() {
-    let mut config = config();
-    config.limits.log_bytes_max = 8_192;
-    config.limits.uncommitted_bytes_max = 4_096;
-    config.limits.message_bytes_max = 4_096;
-    config.limits.store.body_bytes_max = 1_024;
-    config.limits.store.page_bytes_max = 4_096;
+    let config = small_log_config();
     let disk: DiskImage = format(&config).into_iter().collect();
     let replica = Replica::open(config.clone(), &disk, Instant::from_millis(1)).unwrap();
     let mut host = Host { replica, disk, now: Instant::from_millis(1), syncs: Vec::new(), replies: Vec::new() };
