@@ -120,11 +120,13 @@ pub fn run(request: &RunRequest) -> RunOutcome {
         let verdict = linearizability::check(&outcome.history);
         if let LinearizabilityVerdict::NotLinearizable { explanation, .. } = &verdict {
             // A safety violation outranks a liveness one: report it first, and keep the other in the message.
-            let also = outcome
-                .failure
-                .as_ref()
-                .map_or(String::new(), |other| format!(" (also {}: {})", other.kind, other.message));
-            outcome.failure = Some(Failure::new(FailureKind::Linearizability, format!("{explanation}{also}")));
+            // The notes the replicas disagree about stay named, for the report's history of them.
+            let (also, notes) = outcome.failure.take().map_or((String::new(), Vec::new()), |other| {
+                (format!(" (also {}: {})", other.kind, other.message), other.notes)
+            });
+            let mut failure = Failure::new(FailureKind::Linearizability, format!("{explanation}{also}"));
+            failure.notes = notes;
+            outcome.failure = Some(failure);
         }
         outcome.linearizability = Some(verdict);
     }

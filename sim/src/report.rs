@@ -44,18 +44,14 @@ pub fn failure_report(request: &RunRequest, outcome: &RunOutcome) -> Option<Fail
         outcome.trace.clone()
     };
     let divergent_history = (!failure.notes.is_empty()).then(|| history_of_notes(&outcome.history, &failure.notes));
-    let focus = match (&minimized, &divergent_history) {
-        (Some(minimized), _) => Some(focus_words(&minimized.whole, &minimized.history, outcome)),
-        (None, Some(history)) => {
-            let whole: BTreeSet<u64> = history.events.iter().map(|event| event.id).collect();
-            let mut words = focus_words(&whole, history, outcome);
-            words.extend(failure.notes.iter().map(|id| format!("note-{id}")));
-            // Where a replica's state was replaced wholesale, notes can differ without a write naming them.
-            words.insert("installed".into());
-            Some(words)
-        }
-        (None, None) => None,
-    };
+    let mut focus = minimized.as_ref().map(|minimized| focus_words(&minimized.whole, &minimized.history, outcome));
+    if let Some(history) = &divergent_history {
+        let whole: BTreeSet<u64> = history.events.iter().map(|event| event.id).collect();
+        let words = focus.get_or_insert_with(|| focus_words(&whole, history, outcome));
+        words.extend(failure.notes.iter().map(|id| format!("note-{id}")));
+        // Where a replica's state was replaced wholesale, notes can differ without a write naming them.
+        words.insert("installed".into());
+    }
     let trace_excerpt = match focus {
         Some(words) => traced.lines().filter(|line| mentions_any(line, &words)).map(str::to_string).collect(),
         // Without a history to focus on, the end of the trace shows what led to the failure.

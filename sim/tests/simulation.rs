@@ -201,7 +201,10 @@ fn installing_a_snapshot_before_its_last_chunk_is_caught_with_the_history_of_the
             .find(|(_, outcome)| outcome.failure.is_some())
             .unwrap_or_else(|| panic!("{protocol}: an incomplete snapshot is caught within 400 seeds"));
         let failure = outcome.failure.as_ref().expect("found failing");
-        assert_eq!(failure.kind, FailureKind::Convergence, "{protocol} seed {}: {}", request.seed, failure.message);
+        // The lost notes may also make a read wrong, which the checker reports first.
+        let converged = failure.kind == FailureKind::Convergence
+            || (failure.kind == FailureKind::Linearizability && failure.message.contains("also convergence"));
+        assert!(converged, "{protocol} seed {}: {}", request.seed, failure.message);
         assert!(!failure.notes.is_empty(), "the notes the replicas disagree about are named");
         let report = failure_report(&request, &outcome).expect("a failed run has a report");
         let history = report.divergent_history.as_ref().expect("the history of the lost notes");

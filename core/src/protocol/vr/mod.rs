@@ -73,7 +73,7 @@ mod view_change;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -206,6 +206,8 @@ struct BackupProgress {
     acknowledged: u64,
     /// Entries up to here were sent; more follow as acknowledgements arrive.
     sent: u64,
+    /// The last op of each prepare sent and not yet acknowledged, oldest first.
+    prepares_in_flight: VecDeque<u64>,
     retransmit_at: Option<Instant>,
 }
 

@@ -1,7 +1,7 @@
 //! §4.1 Normal operation: Prepare, PrepareOk, Commit; pipelined, and batched when
 //! requests arrive faster than backups acknowledge.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 
 use super::log::{Entry, consecutive};
 use super::{BackupProgress, Message, PrimaryRole, ReplicaStatus, Vr, Waiter, wrap};
@@ -15,6 +15,12 @@ use crate::replica::{DropReason, Event};
 use crate::time::Instant;
 use crate::wire::size;
 
+/// Prepares a backup may have unacknowledged at once. Two keep the link busy
+/// (one is acknowledged while the next is on its way); more would send each
+/// request in a message of its own under load, costing every replica a wake-up,
+/// a disk write and a sync per request.
+const PREPARES_IN_FLIGHT_MAX: usize = 2;
+
 impl Vr {
     /// Becomes primary of the current view with the current log (§4.2 step 4, or a
     /// fresh start), having heard from `heard_from` in this view.
@@ -25,7 +31,17 @@ impl Vr {
         let backups = self
             .config
             .peers()
-            .map(|peer| (peer, BackupProgress { acknowledged: 0, sent: op_number, retransmit_at }))
+            .map(|peer| {
+                (
+                    peer,
+                    BackupProgress {
+                        acknowledged: 0,
+                        sent: op_number,
+                        prepares_in_flight: VecDeque::new(),
+                        retransmit_at,
+                    },
+                )
+            })
             .collect();
         self.primary = Some(PrimaryRole {
             backups,
@@ -110,16 +126,21 @@ impl Vr {
         self.advance_commit(outputs);
     }
 
-    /// Sends each backup the entries it has not been sent, while fewer than a
-    /// message's worth are unacknowledged: beyond that, entries wait and go out
-    /// together with the next acknowledgement (batching under load).
+    /// Sends each backup the entries it has not been sent, while fewer than
+    /// [`PREPARES_IN_FLIGHT_MAX`] prepares and fewer than a message's worth of
+    /// entries are unacknowledged: beyond that, entries wait and go out together
+    /// with the next acknowledgement (batching under load: one message, one disk
+    /// write and one sync at the backup for many requests).
     fn send_prepares(&mut self, now: Instant, outputs: &mut Outputs) {
         let window = self.config.limits.entries_per_message_max as u64;
         let retransmit_at = now + self.config.timing.retransmit_timeout;
         let op_number = self.log.op_number();
         let primary = self.primary.as_mut().expect("only the primary prepares");
         for (backup, progress) in &mut primary.backups {
-            if progress.sent >= op_number || progress.sent - progress.acknowledged.min(progress.sent) >= window {
+            if progress.sent >= op_number
+                || progress.sent - progress.acknowledged.min(progress.sent) >= window
+                || progress.prepares_in_flight.len() >= PREPARES_IN_FLIGHT_MAX
+            {
                 continue;
             }
             if progress.sent < self.log.checkpoint() {
@@ -129,6 +150,7 @@ impl Vr {
             let entries =
                 self.log.entries_after(progress.sent, limits.entries_per_message_max, limits.message_bytes_max);
             progress.sent += entries.len() as u64;
+            progress.prepares_in_flight.push_back(progress.sent);
             progress.retransmit_at.get_or_insert(retransmit_at);
             outputs
                 .send(*backup, wrap(Message::Prepare { view: self.view, commit_number: self.commit_number, entries }));
@@ -182,6 +204,9 @@ impl Vr {
         if op_number > progress.acknowledged {
             progress.acknowledged = op_number;
             progress.sent = progress.sent.max(op_number);
+            while progress.prepares_in_flight.front().is_some_and(|&last| last <= op_number) {
+                progress.prepares_in_flight.pop_front();
+            }
             let more_unacknowledged = op_number < log_op_number;
             progress.retransmit_at = more_unacknowledged.then(|| now + self.config.timing.retransmit_timeout);
         }
@@ -310,6 +335,7 @@ impl Vr {
             // Nothing acknowledged in time: send again from what the backup holds. A
             // backup behind the retained log sees a gap and asks for the state (§5.2).
             progress.sent = progress.acknowledged.max(checkpoint);
+            progress.prepares_in_flight.clear();
             progress.retransmit_at = Some(now + retransmit_timeout);
             let entries = usize::try_from(op_number - progress.sent).unwrap_or(usize::MAX);
             outputs.event(Event::Retransmitted { to: backup, first_sequence: progress.sent + 1, entries });

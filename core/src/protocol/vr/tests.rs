@@ -98,6 +98,42 @@ fn normal_operation_commits_on_a_quorum_of_prepare_ok() {
     assert_eq!(cluster.replica(R0).store().len(), 1);
 }
 
+/// §4.1 batching: with two prepares unacknowledged, requests wait and the next
+/// acknowledgement sends all of them in one prepare.
+#[test]
+fn requests_arriving_faster_than_acknowledgements_go_out_in_one_prepare() {
+    let mut cluster = settled_cluster(3, 2);
+    let mut entries_sent_to_r1 = Vec::new();
+    for request_number in 1..=6 {
+        let request = ClientRequest {
+            client: ClientId(request_number),
+            request_number: 1,
+            operation: create(json!({"n": request_number})),
+            consistency: Consistency::Linearizable,
+        };
+        for output in cluster.input(R0, Input::Request(request)) {
+            if let Output::Send { to: R1, message: crate::message::Message::Vr(Message::Prepare { entries, .. }) } =
+                output
+            {
+                entries_sent_to_r1.push(entries.len());
+            }
+        }
+    }
+    assert_eq!(entries_sent_to_r1, vec![1, 1], "two prepares in flight, the other requests wait");
+    cluster.drop_in_flight();
+    let outputs = cluster.deliver(R1, R0, wrap(Message::PrepareOk { view: 0, op_number: 1 }));
+    let batches: Vec<usize> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Send { to: R1, message: crate::message::Message::Vr(Message::Prepare { entries, .. }) } => {
+                Some(entries.len())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(batches, vec![4], "the four waiting requests leave together");
+}
+
 /// §4.1 under loss, duplication and reordering; requests at every replica.
 #[test]
 fn converges_through_loss_duplication_and_reordering() {
