@@ -182,22 +182,27 @@ fn data_directories_that_are_not_the_replicas_are_refused_at_start() {
 }
 
 /// A remote-write primary restarted on an empty directory would order writes from
-/// sequence 1 again: a primary-backup replica on disk refuses to start without its state.
+/// sequence 1 again, and a local-write replica would hand out ids it handed out
+/// before: a primary-backup replica on disk refuses to start without its state.
 #[test]
 fn a_primary_backup_replica_on_disk_refuses_an_empty_directory() {
-    let mut cluster = Cluster::start(ClusterOptions { storage: "disk", ..ClusterOptions::remote_write() });
-    let response = cluster.client(1).json(Method::POST, "/notes", &json!({ "title": "kept" })).unwrap();
-    assert_eq!(response.status, 201, "{}", response.text);
-    cluster.kill(0);
-    let empty = cluster.directory.join("empty");
-    std::fs::create_dir_all(&empty).unwrap();
-    let (code, error) = serve_once(&cluster, 0, &empty, &[]);
-    assert_eq!(code, Some(4), "an empty directory: {error}");
-    assert!(error.contains("holds no superblock"), "{error}");
-    cluster.restart(0);
-    cluster.wait_until_serving();
-    let read = cluster.client(0).get_path("/notes/1").unwrap();
-    assert_eq!((read.status, read.body["title"].as_str()), (200, Some("kept")), "{}", read.text);
+    for options in [ClusterOptions::remote_write(), ClusterOptions::local_write()] {
+        let protocol = options.protocol;
+        let mut cluster = Cluster::start(ClusterOptions { storage: "disk", ..options });
+        let response = cluster.client(1).json(Method::POST, "/notes", &json!({ "title": "kept" })).unwrap();
+        assert_eq!(response.status, 201, "{protocol}: {}", response.text);
+        let id = response.body["id"].as_u64().expect("a created note has an id");
+        cluster.kill(0);
+        let empty = cluster.directory.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        let (code, error) = serve_once(&cluster, 0, &empty, &[]);
+        assert_eq!(code, Some(4), "{protocol}, an empty directory: {error}");
+        assert!(error.contains("holds no superblock"), "{protocol}: {error}");
+        cluster.restart(0);
+        cluster.wait_until_serving();
+        let read = cluster.client(0).get_path(&format!("/notes/{id}")).unwrap();
+        assert_eq!((read.status, read.body["title"].as_str()), (200, Some("kept")), "{protocol}: {}", read.text);
+    }
 }
 
 /// `tests/fixtures/data-v1/` holds a dev cluster's data directory written by the
