@@ -39,29 +39,40 @@ pub fn wire_decode(bytes: &[u8]) {
 
 /// Any bytes as a data directory: the first byte picks how many of the rest are the
 /// first superblock copy, the second how many are the log; the remainder is the
-/// checkpoint. Opening it never panics: it is refused with a reason, or read, and
-/// what is read is within the limits and consecutive.
+/// checkpoint. The same directory is opened by a replica of each protocol (formatted
+/// for it). Opening it never panics: it is refused with a reason, or read, and what
+/// vr reads is within the limits and consecutive.
 pub fn disk_open(bytes: &[u8]) {
     use crate::storage::{DiskFile, DiskImage, format};
-    let mut config = crate::Config::new(crate::ClusterId(9), crate::ReplicaId(0), 1, crate::ProtocolKind::Vr, 1);
-    config.storage = crate::config::StorageKind::Disk;
     let (Some(&first), Some(&second)) = (bytes.first(), bytes.get(1)) else { return };
     let rest = &bytes[2..];
     let superblock_end = (usize::from(first) * 4).min(rest.len());
     let wal_end = (superblock_end + usize::from(second) * 16).min(rest.len());
-    // A formatted directory, with the fuzzed bytes in place of copy 0, the log and the checkpoint.
-    let mut disk: DiskImage = format(&config).into_iter().collect();
-    disk.insert(DiskFile::Superblock { copy: 0 }, rest[..superblock_end].to_vec());
-    disk.insert(DiskFile::Wal { generation: 1 }, rest[superblock_end..wal_end].to_vec());
-    if wal_end < rest.len() {
-        disk.insert(DiskFile::Checkpoint { generation: 1 }, rest[wal_end..].to_vec());
+    let primary = crate::ReplicaId(0);
+    for protocol in
+        [crate::ProtocolKind::Vr, crate::ProtocolKind::RemoteWrite { primary }, crate::ProtocolKind::LocalWrite]
+    {
+        let mut config = crate::Config::new(crate::ClusterId(9), crate::ReplicaId(0), 1, protocol, 1);
+        config.storage = crate::config::StorageKind::Disk;
+        // A formatted directory, with the fuzzed bytes in place of copy 0, the log and the checkpoint.
+        let mut disk: DiskImage = format(&config).into_iter().collect();
+        disk.insert(DiskFile::Superblock { copy: 0 }, rest[..superblock_end].to_vec());
+        disk.insert(DiskFile::Wal { generation: 1 }, rest[superblock_end..wal_end].to_vec());
+        if wal_end < rest.len() {
+            disk.insert(DiskFile::Checkpoint { generation: 1 }, rest[wal_end..].to_vec());
+        }
+        if protocol != crate::ProtocolKind::Vr {
+            let _ = crate::Replica::open(config, &disk, crate::time::Instant::from_millis(1));
+            continue;
+        }
+        let Ok(recovered) = crate::storage::open(&config, &disk) else { continue };
+        for (index, entry) in recovered.entries.iter().enumerate() {
+            assert_eq!(entry.op_number, recovered.log_start + 1 + index as u64, "recovered entries are consecutive");
+        }
+        assert!(recovered.commit_number <= recovered.log_start + recovered.entries.len() as u64);
+        assert!(recovered.wal_end as usize <= wal_end - superblock_end);
+        let _ = crate::Replica::open(config, &disk, crate::time::Instant::from_millis(1));
     }
-    let Ok(recovered) = crate::storage::open(&config, &disk) else { return };
-    for (index, entry) in recovered.entries.iter().enumerate() {
-        assert_eq!(entry.op_number, recovered.log_start + 1 + index as u64, "recovered entries are consecutive");
-    }
-    assert!(recovered.commit_number <= recovered.log_start + recovered.entries.len() as u64);
-    assert!(recovered.wal_end as usize <= wal_end - superblock_end);
 }
 
 /// Content-Type values the `http_body` target picks from: both accepted media
