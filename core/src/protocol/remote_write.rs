@@ -12,6 +12,10 @@
 //! client ◀── reply ───── R1 ◀── ForwardReply ───── R0   (only after every backup acknowledged s)
 //! ```
 //!
+//! An update leaves at once while fewer than two update messages to that backup are
+//! unacknowledged; updates assigned meanwhile leave together in one message with the
+//! next acknowledgement (batching under load).
+//!
 //! Backups apply updates strictly in sequence order: a duplicate is acknowledged
 //! again and otherwise ignored, an update that arrives early is buffered (within
 //! `log_entries_max`), and acknowledgements are cumulative. The primary keeps every
@@ -197,8 +201,17 @@ struct BackupProgress {
     /// Where to send from next: the backup's own latest report, which falls back
     /// when the backup restarted with empty memory.
     send_from: u64,
+    /// The last sequence of each update message sent in order and not yet
+    /// acknowledged, oldest first (see [`UPDATES_IN_FLIGHT_MAX`]).
+    updates_in_flight: VecDeque<u64>,
     retransmit_at: Option<Instant>,
 }
+
+/// Update messages a backup may have unacknowledged at once. Writes that arrive
+/// meanwhile leave together with the next acknowledgement: under load, one
+/// message, one wake-up (and with disks one write and one sync) at the backup
+/// for many writes, instead of one per write.
+const UPDATES_IN_FLIGHT_MAX: usize = 2;
 
 #[derive(Debug)]
 struct Waiter {
@@ -222,7 +235,17 @@ impl RemoteWrite {
         let role = if config.replica == primary {
             let backups = config
                 .peers()
-                .map(|peer| (peer, BackupProgress { acknowledged: 0, send_from: 1, retransmit_at: None }))
+                .map(|peer| {
+                    (
+                        peer,
+                        BackupProgress {
+                            acknowledged: 0,
+                            send_from: 1,
+                            updates_in_flight: VecDeque::new(),
+                            retransmit_at: None,
+                        },
+                    )
+                })
                 .collect();
             RoleState::Primary(PrimaryState {
                 log: VecDeque::new(),
@@ -367,10 +390,11 @@ impl RemoteWrite {
         outputs.event(Event::Ordered { sequence, client, request_number, operation: operation.name().into() });
         let update = Update { sequence, client, request_number, operation, timestamp };
         for (backup, progress) in &mut primary.backups {
-            if progress.send_from == sequence {
+            if progress.send_from == sequence && progress.updates_in_flight.len() < UPDATES_IN_FLIGHT_MAX {
                 let message = Message::Update { entries: vec![update.clone()], latest_sequence: sequence };
                 outputs.send(*backup, wrap(message));
                 progress.send_from = sequence + 1;
+                progress.updates_in_flight.push_back(sequence);
             }
             progress.retransmit_at.get_or_insert(now + self.config.timing.retransmit_timeout);
         }
@@ -434,18 +458,12 @@ impl RemoteWrite {
             return;
         }
         let skip = usize::try_from(progress.send_from - oldest_retained).expect("the log fits in memory");
-        let limits = &self.config.limits;
-        let mut bytes = 0;
-        let entries: Vec<Update> = (primary.log.iter().skip(skip).take(limits.entries_per_message_max))
-            .take_while(|update| {
-                bytes += size::entry_bytes(&update.operation);
-                bytes == size::entry_bytes(&update.operation) || bytes <= limits.message_bytes_max
-            })
-            .cloned()
-            .collect();
+        let entries = one_message_of(&primary.log, skip, &self.config.limits);
         let first_sequence = entries.first().map_or(progress.send_from, |update| update.sequence);
         outputs.event(Event::Retransmitted { to: backup, first_sequence, entries: entries.len() });
         progress.send_from = first_sequence + entries.len() as u64;
+        progress.updates_in_flight.clear();
+        progress.updates_in_flight.push_back(progress.send_from - 1);
         outputs.send(backup, wrap(Message::Update { entries, latest_sequence: self.applied }));
     }
 
@@ -461,6 +479,9 @@ impl RemoteWrite {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
         progress.acknowledged = progress.acknowledged.max(applied);
+        while progress.updates_in_flight.front().is_some_and(|&last| last <= applied) {
+            progress.updates_in_flight.pop_front();
+        }
         if behind {
             progress.send_from = applied + 1;
         } else {
@@ -473,7 +494,30 @@ impl RemoteWrite {
         self.complete_acknowledged(outputs);
         if resend {
             self.catch_up(now, from, outputs);
+        } else {
+            self.send_waiting(from, outputs);
         }
+    }
+
+    /// Sends a backup, in one message, the writes that waited for an update message in
+    /// flight to be acknowledged.
+    fn send_waiting(&mut self, backup: ReplicaId, outputs: &mut Outputs) {
+        let applied = self.applied;
+        let RoleState::Primary(primary) = &mut self.role else { return };
+        let progress = primary.backups.get_mut(&backup).expect("send_waiting is called for a configured backup");
+        let oldest_retained = primary.log.front().map_or(applied + 1, |update| update.sequence);
+        if progress.send_from > applied
+            || progress.send_from < oldest_retained
+            || progress.updates_in_flight.len() >= UPDATES_IN_FLIGHT_MAX
+        {
+            return; // Nothing waits, or the retransmission timer sends a snapshot.
+        }
+        let skip = usize::try_from(progress.send_from - oldest_retained).expect("the log fits in memory");
+        let entries = one_message_of(&primary.log, skip, &self.config.limits);
+        let Some(last) = entries.last() else { return };
+        progress.send_from = last.sequence + 1;
+        progress.updates_in_flight.push_back(last.sequence);
+        outputs.send(backup, wrap(Message::Update { entries, latest_sequence: applied }));
     }
 
     fn on_update(&mut self, from: ReplicaId, entries: Vec<Update>, latest_sequence: u64, outputs: &mut Outputs) {
@@ -741,6 +785,22 @@ impl RemoteWrite {
     }
 }
 
+/// The retained updates from position `skip` on that one message carries: at most
+/// `entries_per_message_max`, and within `message_bytes_max` unless a single update
+/// is larger on its own.
+fn one_message_of(log: &VecDeque<Update>, skip: usize, limits: &crate::config::Limits) -> Vec<Update> {
+    let mut bytes = 0;
+    log.iter()
+        .skip(skip)
+        .take(limits.entries_per_message_max)
+        .take_while(|update| {
+            bytes += size::entry_bytes(&update.operation);
+            bytes == size::entry_bytes(&update.operation) || bytes <= limits.message_bytes_max
+        })
+        .cloned()
+        .collect()
+}
+
 impl Protocol for RemoteWrite {
     fn on_request(&mut self, now: Instant, request: ClientRequest, outputs: &mut Outputs) {
         self.handle_request(now, request, outputs);
@@ -829,6 +889,7 @@ impl Protocol for RemoteWrite {
                 assert!(primary.log.len() <= self.config.limits.log_entries_max, "the log stays within its bound");
                 for progress in primary.backups.values() {
                     assert!(progress.acknowledged <= self.applied, "no backup acknowledges the future");
+                    assert!(progress.updates_in_flight.len() <= UPDATES_IN_FLIGHT_MAX, "update messages in flight");
                 }
                 if let Some((sequence, _)) = primary.waiting.last_key_value() {
                     assert!(*sequence <= self.applied, "only assigned sequences wait");
@@ -865,6 +926,39 @@ mod tests {
         let timestamp = Timestamp(at.as_nanos());
         let body = json!({"title": "a"}).as_object().cloned().expect("an object");
         Note { id: NoteId(1), version: 1, created_at: timestamp, updated_at: timestamp, body: body.into() }
+    }
+
+    /// With two update messages unacknowledged, writes wait at the primary, and the
+    /// next acknowledgement sends all of them in one message.
+    #[test]
+    fn writes_arriving_faster_than_acknowledgements_go_out_in_one_update() {
+        let mut cluster = TestCluster::new(PROTOCOL, 3, 1);
+        let sent_to_r1 = |outputs: Vec<Output>| -> Vec<usize> {
+            outputs
+                .into_iter()
+                .filter_map(|output| match output {
+                    Output::Send {
+                        to: R1,
+                        message: crate::message::Message::RemoteWrite(Message::Update { entries, .. }),
+                    } => Some(entries.len()),
+                    _ => None,
+                })
+                .collect()
+        };
+        let mut sent = Vec::new();
+        for client in 1..=6 {
+            let request = ClientRequest {
+                client: ClientId(client),
+                request_number: 1,
+                operation: create(json!({"n": client})),
+                consistency: Consistency::Linearizable,
+            };
+            sent.extend(sent_to_r1(cluster.input(R0, Input::Request(request))));
+        }
+        assert_eq!(sent, vec![1, 1], "two update messages in flight, the other writes wait");
+        cluster.drop_in_flight();
+        let outputs = cluster.deliver(R1, R0, wrap(Message::UpdateAck { applied: 1, behind: false }));
+        assert_eq!(sent_to_r1(outputs), vec![4], "the four waiting writes leave together");
     }
 
     #[test]
