@@ -5,6 +5,7 @@
 #   PORT_BASE   first client port (default 7401; peers +100, heartbeats +200)
 #   STORAGE     memory (default) or disk: each replica in a data directory under
 #               the work directory, created with `noted init`
+#   PROTOCOL    vr (default) or remote-write (replica 0 the fixed primary)
 
 if [[ -z ${NOTED_BIN:-} ]]; then
   cargo build --release --quiet -p noted-server --bin noted --manifest-path "$ROOT/Cargo.toml"
@@ -12,6 +13,7 @@ fi
 NOTED_BIN=${NOTED_BIN:-$ROOT/target/release/noted}
 PORT_BASE=${PORT_BASE:-7401}
 STORAGE=${STORAGE:-memory}
+PROTOCOL=${PROTOCOL:-vr}
 WORK=$(mktemp -d)
 REPLICA_PIDS=()
 
@@ -24,6 +26,18 @@ trap stop_cluster EXIT
 
 start_cluster() {
   "$NOTED_BIN" config init --replicas 3 --port-base "$PORT_BASE" --out "$WORK/cluster.json"
+  if [[ $PROTOCOL == remote-write ]]; then
+    python3 - "$WORK/cluster.json" <<'PY'
+import json, sys
+path = sys.argv[1]
+cluster = json.load(open(path))
+cluster.update(protocol="remote-write", primary=0)
+json.dump(cluster, open(path, "w"), indent=2)
+PY
+  elif [[ $PROTOCOL != vr ]]; then
+    echo "bench/cluster.sh: PROTOCOL is vr or remote-write, not $PROTOCOL" >&2
+    exit 2
+  fi
   for id in 0 1 2; do
     if [[ $STORAGE == disk ]]; then
       "$NOTED_BIN" init --config "$WORK/cluster.json" --id "$id" --data-dir "$WORK/data-$id" >/dev/null
