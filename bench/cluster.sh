@@ -27,11 +27,12 @@ trap stop_cluster EXIT
 start_cluster() {
   "$NOTED_BIN" config init --replicas 3 --port-base "$PORT_BASE" --out "$WORK/cluster.json"
   if [[ $PROTOCOL == remote-write ]]; then
-    python3 - "$WORK/cluster.json" <<'PY'
+    # remote-write keeps its state in memory unless the cluster file says disk.
+    python3 - "$WORK/cluster.json" "$STORAGE" <<'PY'
 import json, sys
-path = sys.argv[1]
+path, storage = sys.argv[1], sys.argv[2]
 cluster = json.load(open(path))
-cluster.update(protocol="remote-write", primary=0)
+cluster.update(protocol="remote-write", primary=0, storage=storage)
 json.dump(cluster, open(path, "w"), indent=2)
 PY
   elif [[ $PROTOCOL != vr ]]; then
