@@ -478,6 +478,7 @@ impl RemoteWrite {
         if applied > primary_applied {
             return outputs.drop_message(from, DropReason::ImpossibleSequence);
         }
+        let advanced = applied > progress.acknowledged;
         progress.acknowledged = progress.acknowledged.max(applied);
         while progress.updates_in_flight.front().is_some_and(|&last| last <= applied) {
             progress.updates_in_flight.pop_front();
@@ -489,6 +490,9 @@ impl RemoteWrite {
         }
         if progress.acknowledged == primary_applied {
             progress.retransmit_at = None;
+        } else if advanced {
+            // The backup keeps up: only a backup that stops acknowledging is sent updates again.
+            progress.retransmit_at = Some(now + self.config.timing.retransmit_timeout);
         }
         let resend = behind && progress.send_from <= primary_applied;
         self.complete_acknowledged(outputs);
@@ -778,7 +782,7 @@ impl RemoteWrite {
                 progress.retransmit_at = None;
                 continue;
             }
-            // Nothing acknowledged since the last send: start again after what it acknowledged.
+            // Nothing acknowledged for a retransmission timeout: start again after what it acknowledged.
             progress.send_from = progress.acknowledged + 1;
             self.catch_up(now, backup, outputs);
         }
